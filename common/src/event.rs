@@ -1,0 +1,140 @@
+//! The envelope every Tandem event carries on Kafka (see DESIGN.md, "Events").
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+/// One change of one entity, as published. `data` holds the entity's full current owned
+/// fields (state transfer), so duplicates and replays are harmless.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// UUID v7, unique per event.
+    pub id: Uuid,
+    /// e.g. `crm.customer.upserted`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: u32,
+    /// The publishing system: `crm`, `erp`, or an integrator's name.
+    pub source: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// Strictly increasing per aggregate.
+    pub aggregate_version: i64,
+    #[serde(with = "rfc3339")]
+    pub occurred_at: DateTime<Utc>,
+    pub data: serde_json::Value,
+}
+
+/// Why bytes are not a usable envelope or payload.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a JSON event envelope: {0}")]
+    Envelope(#[source] serde_json::Error),
+    #[error("`data` does not match {event_type} v{schema_version}: {source}")]
+    Data {
+        event_type: String,
+        schema_version: u32,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Envelope {
+    /// A new event with a fresh UUID v7 and `occurred_at = now`.
+    pub fn new(
+        event_type: &str,
+        schema_version: u32,
+        source: &str,
+        aggregate_type: &str,
+        aggregate_id: impl Into<String>,
+        aggregate_version: i64,
+        data: &impl Serialize,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            id: Uuid::now_v7(),
+            event_type: event_type.to_owned(),
+            schema_version,
+            source: source.to_owned(),
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.into(),
+            aggregate_version,
+            // The wire format keeps microseconds; so does the value, so it round-trips.
+            occurred_at: Utc::now().trunc_subsecs(6),
+            data: serde_json::to_value(data)?,
+        })
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        serde_json::from_slice(bytes).map_err(DecodeError::Envelope)
+    }
+
+    /// Deserialises `data` into the payload type of this event.
+    pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        T::deserialize(&self.data).map_err(|source| DecodeError::Data {
+            event_type: self.event_type.clone(),
+            schema_version: self.schema_version,
+            source,
+        })
+    }
+}
+
+/// RFC 3339 with microseconds and `Z`, the one timestamp format on the wire.
+mod rfc3339 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Payload {
+        name: String,
+    }
+
+    #[test]
+    fn round_trips_and_uses_the_wire_names() {
+        let event = Envelope::new(
+            "crm.customer.upserted",
+            1,
+            "crm",
+            "customer",
+            "c-1",
+            3,
+            &Payload { name: "Ada".into() },
+        )
+        .unwrap();
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "crm.customer.upserted");
+        assert_eq!(json["aggregate_version"], 3);
+        assert!(json["occurred_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(event.id.get_version_num(), 7);
+        let back = Envelope::decode(&serde_json::to_vec(&event).unwrap()).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(back.data_as::<Payload>().unwrap().name, "Ada");
+    }
+
+    #[test]
+    fn rejects_garbage_and_incomplete_envelopes() {
+        assert!(Envelope::decode(b"\xff\x00").is_err());
+        assert!(Envelope::decode(b"{}").is_err());
+        let mut json = serde_json::to_value(
+            Envelope::new("t", 1, "s", "a", "id", 1, &Payload { name: "x".into() }).unwrap(),
+        )
+        .unwrap();
+        json["occurred_at"] = serde_json::json!("yesterday");
+        assert!(Envelope::decode(json.to_string().as_bytes()).is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! gRPC server bootstrap and the mapping of shared failure kinds to `tonic::Status`.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status, service::RoutesBuilder, transport::Server};
+use tonic_health::ServingStatus;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Errors starting or running the gRPC server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves `routes` (which may be empty) plus `grpc.health.v1.Health` and server reflection on `listener`.
+///
+/// `services` are the fully-qualified names reported SERVING by the health service. When
+/// `shutdown` is cancelled they flip to NOT_SERVING, new connections stop, and in-flight calls
+/// drain before this returns.
+pub async fn serve(
+    listener: TcpListener,
+    mut routes: RoutesBuilder,
+    services: &[&str],
+    descriptor_set: &'static [u8],
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in services {
+        health
+            .set_service_status(*service, ServingStatus::Serving)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(descriptor_set)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+    let drained = async move {
+        shutdown.cancelled().await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for name in names {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+    };
+    routes.add_service(health_service).add_service(reflection);
+    Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
+        .await?;
+    Ok(())
+}
+
+/// One invalid field of a request: its path (e.g. `customer.email`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// INVALID_ARGUMENT with a `google.rpc.BadRequest` detail listing every violation.
+pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    let message = format!("invalid request: {}", fields.join(", "));
+    let mut details = ErrorDetails::new();
+    for violation in violations {
+        details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// Maps a database failure: unreachable becomes UNAVAILABLE (clients retry), anything else
+/// INTERNAL. Details are logged, never returned.
+pub fn database_status(error: &sqlx::Error) -> Status {
+    if crate::db::is_unavailable(error) {
+        tracing::warn!(%error, "database unavailable");
+        Status::unavailable("database unavailable, retry later")
+    } else {
+        tracing::error!(%error, "database error");
+        Status::internal("internal error")
+    }
+}
+
+/// A `google.protobuf.Timestamp` for `at`.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Is this status worth retrying (the callee or the network is temporarily unable)?
+pub fn is_transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Unknown
+            | Code::Cancelled
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_lists_every_field() {
+        let status = invalid_argument(&[
+            FieldViolation::new("customer.email", "not an e-mail address"),
+            FieldViolation::new("customer.display_name", "required"),
+        ]);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("customer.email"));
+        let details = status.get_error_details();
+        let bad_request = details.bad_request().expect("bad request detail");
+        assert_eq!(bad_request.field_violations.len(), 2);
+        assert_eq!(bad_request.field_violations[0].field, "customer.email");
+    }
+
+    #[test]
+    fn transient_codes() {
+        assert!(is_transient(&Status::unavailable("x")));
+        assert!(is_transient(&Status::deadline_exceeded("x")));
+        assert!(!is_transient(&Status::invalid_argument("x")));
+        assert!(!is_transient(&Status::not_found("x")));
+    }
+}

@@ -1,0 +1,128 @@
+//! Binds a process's gRPC and admin HTTP listeners and serves both until shutdown.
+
+use std::{net::SocketAddr, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+use crate::{
+    admin_http::{self, Readiness},
+    grpc,
+    settings::ListenSettings,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Grpc(#[from] grpc::ServeError),
+}
+
+/// Listeners bound at build time, so tests can ask for port 0 and read the real port.
+pub struct Host {
+    grpc: TcpListener,
+    http: TcpListener,
+    readiness: Readiness,
+}
+
+/// What a host serves over gRPC.
+pub struct GrpcSurface {
+    /// The process's own services (may be empty); health and reflection are added.
+    pub routes: RoutesBuilder,
+    /// Fully-qualified service names reported by the health service.
+    pub services: &'static [&'static str],
+    /// Encoded file descriptor set served by reflection.
+    pub descriptor_set: &'static [u8],
+}
+
+impl Host {
+    pub async fn bind(
+        grpc: &ListenSettings,
+        http: &ListenSettings,
+        readiness: Readiness,
+    ) -> Result<Self, HostError> {
+        Ok(Self {
+            grpc: bind(grpc.listen).await?,
+            http: bind(http.listen).await?,
+            readiness,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled: readiness drops, health flips to NOT_SERVING,
+    /// in-flight calls drain (at most `drain_deadline`), then the admin server stops.
+    pub async fn serve(
+        self,
+        surface: GrpcSurface,
+        shutdown: CancellationToken,
+        drain_deadline: Duration,
+    ) -> Result<(), HostError> {
+        let admin_stop = CancellationToken::new();
+        let admin = tokio::spawn(admin_http::serve(
+            self.http,
+            self.readiness.clone(),
+            admin_stop.clone(),
+        ));
+        tracing::info!(grpc = %self.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
+        self.readiness.set_ready(true);
+
+        let readiness = self.readiness.clone();
+        let grpc_stop = CancellationToken::new();
+        let stopping = shutdown.clone();
+        let grpc_stop_trigger = grpc_stop.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            readiness.set_ready(false);
+            grpc_stop_trigger.cancel();
+        });
+        let served = grpc::serve(
+            self.grpc,
+            surface.routes,
+            surface.services,
+            surface.descriptor_set,
+            grpc_stop,
+        );
+        let result = tokio::select! {
+            result = served => result.map_err(HostError::from),
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(drain_deadline).await;
+            } => {
+                tracing::warn!(?drain_deadline, "in-flight calls did not drain in time");
+                Ok(())
+            }
+        };
+        admin_stop.cancel();
+        if let Ok(Err(error)) = admin.await {
+            tracing::warn!(%error, "admin server stopped with an error");
+        }
+        result
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, HostError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HostError::Bind { addr, source })
+}

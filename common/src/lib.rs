@@ -1,0 +1,30 @@
+//! Plumbing that every Tandem process needs, and nothing else: domain rules live in the
+//! services. Each module is one concern:
+//!
+//! - [`settings`]: layered configuration (defaults < optional file < environment).
+//! - [`telemetry`]: tracing logs, OpenTelemetry export, W3C trace context helpers.
+//! - [`admin_http`]: `/metrics`, `/healthz` and `/readyz`.
+//! - [`grpc`]: the gRPC server bootstrap (health, reflection, graceful shutdown) and the
+//!   mapping of common failures to `tonic::Status`.
+//! - [`host`]: binds the gRPC and admin listeners and runs both until shutdown.
+//! - [`db`]: PostgreSQL pool creation.
+//! - [`event`]: the event envelope every Kafka message carries.
+//! - [`outbox`]: writing outbox rows and relaying them to Kafka.
+//! - [`kafka`]: client configuration, topic creation and header helpers.
+//! - [`shutdown`]: turning SIGINT/SIGTERM into a cancellation token.
+//! - [`backoff`]: capped exponential backoff with jitter.
+
+pub mod admin_http;
+pub mod backoff;
+pub mod db;
+pub mod event;
+pub mod grpc;
+pub mod host;
+pub mod kafka;
+pub mod metrics_names;
+pub mod outbox;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use tokio_util::sync::CancellationToken;

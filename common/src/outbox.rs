@@ -1,0 +1,401 @@
+//! The transactional outbox.
+//!
+//! A service writes its change and an outbox row in one database transaction
+//! ([`enqueue`]); the [`Relay`] publishes unpublished rows to Kafka in id order and marks them
+//! published. The relay is woken in-process right after a commit ([`OutboxWaker`]) and also
+//! polls, for rows committed by other replicas. Only one replica relays at a time: the one
+//! holding a PostgreSQL advisory lock on its own connection, which every relay query also
+//! uses, so losing the connection means losing the lock and stopping.
+//!
+//! Rows are selected as "not yet published", never "id greater than the last one seen":
+//! transactions commit out of id order and a cursor would skip rows.
+//!
+//! The table each service's migrations create:
+//!
+//! ```sql
+//! CREATE TABLE outbox (
+//!     id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+//!     event_id     UUID NOT NULL UNIQUE,
+//!     topic        TEXT NOT NULL,
+//!     kafka_key    TEXT NOT NULL,
+//!     payload      JSONB NOT NULL,
+//!     traceparent  TEXT,
+//!     created_at   TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+//!     published_at TIMESTAMPTZ
+//! );
+//! CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+//! ```
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use rdkafka::{
+    error::KafkaError,
+    producer::{FutureProducer, FutureRecord, Producer},
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, types::Json};
+use tokio::{sync::Notify, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    backoff::{Backoff, BackoffSettings},
+    event::Envelope,
+    kafka::{self, KafkaSettings},
+    metrics_names as m,
+    shutdown::sleep_or_cancel,
+    telemetry::{self, TRACEPARENT},
+};
+
+/// How the relay batches, polls and prunes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct OutboxSettings {
+    /// Fallback poll interval, for rows committed by other replicas, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Most rows published per round trip.
+    pub batch_size: i64,
+    /// Published rows are deleted after this many hours.
+    pub retention_hours: i32,
+    /// How often published rows are pruned, in seconds.
+    pub prune_interval_s: u64,
+    /// Retry delays after a database or broker failure.
+    pub backoff: BackoffSettings,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 500,
+            batch_size: 500,
+            retention_hours: 72,
+            prune_interval_s: 600,
+            backoff: BackoffSettings::default(),
+        }
+    }
+}
+
+/// Writes the outbox row for `envelope` on `conn`, inside the caller's transaction. The
+/// Kafka key is the aggregate id; the current span's trace context is stored with the row.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    topic: &str,
+    envelope: &Envelope,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, kafka_key, payload, traceparent) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(envelope.id)
+    .bind(topic)
+    .bind(&envelope.aggregate_id)
+    .bind(Json(envelope))
+    .bind(telemetry::current_traceparent())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Wakes the relay right after a commit that wrote outbox rows.
+#[derive(Clone, Default)]
+pub struct OutboxWaker(Arc<Notify>);
+
+impl OutboxWaker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database access failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{failed} of {attempted} outbox rows were not acknowledged by Kafka, first: {first}")]
+    Publish {
+        failed: usize,
+        attempted: usize,
+        first: KafkaError,
+    },
+}
+
+/// Publishes outbox rows to Kafka. Build with [`Relay::new`], run with [`Relay::run`].
+pub struct Relay {
+    pool: PgPool,
+    producer: FutureProducer,
+    kafka: KafkaSettings,
+    settings: OutboxSettings,
+    topics: Vec<String>,
+    lock_key: i64,
+    waker: OutboxWaker,
+}
+
+struct Row {
+    id: i64,
+    topic: String,
+    key: String,
+    payload: String,
+    traceparent: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl Relay {
+    /// `name` identifies the outbox (one leader per name); `topics` are created if missing.
+    pub fn new(
+        name: &str,
+        pool: PgPool,
+        kafka: &KafkaSettings,
+        settings: &OutboxSettings,
+        topics: &[&str],
+    ) -> Result<(Self, OutboxWaker), KafkaError> {
+        let producer: FutureProducer = kafka.producer_config().create()?;
+        let waker = OutboxWaker::default();
+        let relay = Self {
+            pool,
+            producer,
+            kafka: kafka.clone(),
+            settings: settings.clone(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            lock_key: lock_key(name),
+            waker: waker.clone(),
+        };
+        Ok((relay, waker))
+    }
+
+    /// Relays until `shutdown` is cancelled, then publishes what is left once and flushes.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(self.settings.backoff);
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        while let Err(error) = self.kafka.ensure_topics(&topics).await {
+            let delay = backoff.next_delay();
+            tracing::warn!(%error, ?delay, "cannot ensure outbox topics, retrying");
+            if sleep_or_cancel(delay, &shutdown).await {
+                return;
+            }
+        }
+        backoff.reset();
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let leader = match self.acquire_leadership().await {
+                Ok(Some(conn)) => conn,
+                Ok(None) => {
+                    if sleep_or_cancel(poll, &shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, ?delay, "outbox relay cannot reach the database");
+                    if sleep_or_cancel(delay, &shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            tracing::info!("outbox relay is the leader");
+            metrics::gauge!(m::OUTBOX_LEADER).set(1.0);
+            let mut conn = leader;
+            let result = self.lead(&mut conn, &shutdown, &mut backoff).await;
+            metrics::gauge!(m::OUTBOX_LEADER).set(0.0);
+            // Closing the session releases the advisory lock.
+            drop(conn);
+            match result {
+                Ok(()) => break,
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, ?delay, "outbox relay lost its database session");
+                    if sleep_or_cancel(delay, &shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "outbox producer flush at shutdown");
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn acquire_leadership(&self) -> Result<Option<PgConnection>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?.detach();
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(self.lock_key)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(locked.then_some(conn))
+    }
+
+    /// Publishes while leader. Returns Ok after shutdown, Err when the session is lost.
+    /// Broker failures are retried here with backoff, keeping the lock.
+    async fn lead(
+        &self,
+        conn: &mut PgConnection,
+        shutdown: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> Result<(), sqlx::Error> {
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let prune_every = Duration::from_secs(self.settings.prune_interval_s.max(1));
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            let published = match self.publish_batch(conn).await {
+                Ok(published) => {
+                    backoff.reset();
+                    published
+                }
+                Err(RelayError::Database(error)) => return Err(error),
+                Err(error @ RelayError::Publish { .. }) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, ?delay, "outbox publish failed, retrying");
+                    if sleep_or_cancel(delay, shutdown).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            if last_prune.is_none_or(|at| at.elapsed() >= prune_every) {
+                self.prune(conn).await?;
+                last_prune = Some(Instant::now());
+            }
+            if published as i64 >= self.settings.batch_size && !shutdown.is_cancelled() {
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    // Rows committed by RPCs that drained before the relay was told to stop.
+                    if let Err(error) = self.publish_batch(conn).await {
+                        tracing::warn!(%error, "final outbox drain failed; rows stay for the next start");
+                    }
+                    return Ok(());
+                }
+                () = self.waker.0.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// Publishes up to one batch of unpublished rows, in id order; returns how many were
+    /// acknowledged. Rows are marked published up to the first failure only, so a failed row
+    /// and every row after it are sent again (duplicates, never gaps or reordering).
+    async fn publish_batch(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
+        let rows: Vec<Row> =
+            sqlx::query_as::<_, (i64, String, String, String, Option<String>, DateTime<Utc>)>(
+                "SELECT id, topic, kafka_key, payload::text, traceparent, created_at \
+             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            )
+            .bind(self.settings.batch_size)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|(id, topic, key, payload, traceparent, created_at)| Row {
+                id,
+                topic,
+                key,
+                payload,
+                traceparent,
+                created_at,
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let headers = kafka::headers(row.traceparent.as_deref().map(|tp| (TRACEPARENT, tp)));
+            let record = FutureRecord::to(&row.topic)
+                .key(&row.key)
+                .payload(&row.payload)
+                .headers(headers);
+            deliveries.push(
+                self.producer
+                    .send_result(record)
+                    .map_err(|(error, _)| error),
+            );
+        }
+        let mut acked = Vec::with_capacity(rows.len());
+        let mut first_failure: Option<KafkaError> = None;
+        let mut failed = 0;
+        for (row, delivery) in rows.iter().zip(deliveries) {
+            let outcome = match delivery {
+                Ok(future) => match future.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((error, _))) => Err(error),
+                    Err(_cancelled) => Err(KafkaError::Canceled),
+                },
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(()) if first_failure.is_none() => acked.push(row),
+                Ok(()) => {}
+                Err(error) => {
+                    failed += 1;
+                    metrics::counter!(m::OUTBOX_PUBLISH_FAILED, "topic" => row.topic.clone())
+                        .increment(1);
+                    first_failure.get_or_insert(error);
+                }
+            }
+        }
+
+        if !acked.is_empty() {
+            let ids: Vec<i64> = acked.iter().map(|row| row.id).collect();
+            sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+            let now = Utc::now();
+            for row in &acked {
+                metrics::counter!(m::OUTBOX_PUBLISHED, "topic" => row.topic.clone()).increment(1);
+                let lag = (now - row.created_at).to_std().unwrap_or_default();
+                metrics::histogram!(m::OUTBOX_LAG_SECONDS).record(lag.as_secs_f64());
+            }
+        }
+        match first_failure {
+            None => Ok(acked.len()),
+            Some(first) => Err(RelayError::Publish {
+                failed,
+                attempted: rows.len(),
+                first,
+            }),
+        }
+    }
+
+    async fn prune(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let pruned = sqlx::query(
+            "DELETE FROM outbox WHERE published_at IS NOT NULL \
+             AND published_at < now() - make_interval(hours => $1)",
+        )
+        .bind(self.settings.retention_hours)
+        .execute(conn)
+        .await?
+        .rows_affected();
+        if pruned > 0 {
+            metrics::counter!(m::OUTBOX_PRUNED).increment(pruned);
+            tracing::debug!(pruned, "pruned published outbox rows");
+        }
+        Ok(())
+    }
+}
+
+/// A stable 64-bit advisory lock key for an outbox name (FNV-1a).
+fn lock_key(name: &str) -> i64 {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_are_stable_and_distinct() {
+        assert_eq!(lock_key("crm"), lock_key("crm"));
+        assert_ne!(lock_key("crm"), lock_key("erp"));
+        // FNV-1a of the empty string is the offset basis.
+        assert_eq!(lock_key(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+    }
+}

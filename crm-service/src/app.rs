@@ -1,0 +1,111 @@
+//! Builds the CRM from its settings and runs it until shutdown.
+
+use std::{net::SocketAddr, time::Duration};
+
+use sqlx::PgPool;
+use tandem_common::{
+    CancellationToken,
+    admin_http::Readiness,
+    db,
+    host::{GrpcSurface, Host, HostError},
+    kafka::KafkaError,
+    outbox::Relay,
+};
+use tandem_proto::{crm::v1::crm_service_server::CrmServiceServer, events::topics};
+use tonic::service::RoutesBuilder;
+
+use crate::{customers::Customers, grpc::CrmApi, settings::Settings};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long start-up waits for an unreachable database before giving up.
+const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid database settings: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the Kafka producer: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// A built CRM: listeners bound, migrations applied, ready to run.
+pub struct Application {
+    host: Host,
+    pool: PgPool,
+    relay: Relay,
+    customers: Customers,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = db::lazy_pool(&settings.database).map_err(StartupError::Database)?;
+        db::migrate(&pool, &MIGRATOR, MIGRATION_PATIENCE).await?;
+        let (relay, waker) = Relay::new(
+            "tandem.crm.outbox",
+            pool.clone(),
+            &settings.kafka,
+            &settings.outbox,
+            &[topics::CRM_CUSTOMERS],
+        )?;
+        let host = Host::bind(
+            &settings.grpc,
+            &settings.http,
+            Readiness::new(Some(pool.clone())),
+        )
+        .await?;
+        Ok(Self {
+            host,
+            customers: Customers::new(pool.clone(), waker),
+            pool,
+            relay,
+            shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.host.grpc_addr()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.host.http_addr()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
+        let surface = GrpcSurface {
+            routes: {
+                let mut routes = RoutesBuilder::default();
+                routes.add_service(CrmServiceServer::new(CrmApi::new(self.customers)));
+                routes
+            },
+            services: &["tandem.crm.v1.CrmService"],
+            descriptor_set: tandem_proto::FILE_DESCRIPTOR_SET,
+        };
+        let served = self
+            .host
+            .serve(surface, shutdown, self.shutdown_grace)
+            .await;
+        // The relay stops after the last RPC committed, so their events still go out.
+        relay_stop.cancel();
+        if tokio::time::timeout(self.shutdown_grace, relay)
+            .await
+            .is_err()
+        {
+            tracing::warn!("outbox relay did not stop in time");
+        }
+        self.pool.close().await;
+        served
+    }
+}

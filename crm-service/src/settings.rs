@@ -1,0 +1,45 @@
+//! CRM settings: defaults < file named by `CRM_CONFIG` < `CRM__*` environment variables.
+
+use serde::{Deserialize, Serialize};
+use tandem_common::{
+    kafka::KafkaSettings,
+    outbox::OutboxSettings,
+    settings::{self, DatabaseSettings, ListenSettings, SettingsError},
+    telemetry::TelemetrySettings,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Settings {
+    pub grpc: ListenSettings,
+    pub http: ListenSettings,
+    pub database: DatabaseSettings,
+    pub kafka: KafkaSettings,
+    pub outbox: OutboxSettings,
+    pub telemetry: TelemetrySettings,
+    /// Longest wait for in-flight calls and the outbox to drain at shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            grpc: ListenSettings::loopback(50051),
+            http: ListenSettings::loopback(9101),
+            database: DatabaseSettings {
+                url: "postgres://postgres@127.0.0.1:55432/crm".to_owned(),
+                ..DatabaseSettings::default()
+            },
+            kafka: KafkaSettings::default(),
+            outbox: OutboxSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, SettingsError> {
+        settings::load("CRM")
+    }
+}

@@ -1,0 +1,44 @@
+//! The ERP's error type, and its one mapping to `tonic::Status`.
+
+use tandem_common::grpc::{self, FieldViolation};
+use tonic::Status;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid request: {0:?}")]
+    Invalid(Vec<FieldViolation>),
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Aborted(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl Error {
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Invalid(violations) => grpc::invalid_argument(&violations),
+            Error::NotFound { .. } => Status::not_found(error.to_string()),
+            Error::AlreadyExists(message) => Status::already_exists(message),
+            Error::Aborted(message) => Status::aborted(message),
+            Error::Database(error) => grpc::database_status(&error),
+            Error::Encode(error) => {
+                tracing::error!(%error, "event encoding failed");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Tandem's contracts: the generated gRPC code for `tandem.crm.v1` and `tandem.erp.v1`, the
+//! descriptor set that server reflection serves, and the payloads of the events on Kafka.
+
+pub mod events;
+
+/// `tandem.crm.v1`: the CRM's public API and its sync API.
+pub mod crm {
+    pub mod v1 {
+        tonic::include_proto!("tandem.crm.v1");
+    }
+}
+
+/// `tandem.erp.v1`: the ERP's public API and its sync API.
+pub mod erp {
+    pub mod v1 {
+        tonic::include_proto!("tandem.erp.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every Tandem proto, for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tandem_descriptor");

@@ -1,0 +1,103 @@
+//! Builds the bridge from its settings and runs it until shutdown.
+
+use std::{net::SocketAddr, time::Duration};
+
+use rdkafka::producer::FutureProducer;
+use tandem_common::{
+    CancellationToken,
+    admin_http::Readiness,
+    host::{GrpcSurface, Host, HostError},
+    kafka::{KafkaError, KafkaSettings},
+};
+use tonic::{service::RoutesBuilder, transport::Endpoint};
+
+use crate::{
+    consumer::{self, Bridge},
+    dead_letter::DeadLetter,
+    flows::Flows,
+    settings::Settings,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid ERP endpoint {url:?}: {source}")]
+    Endpoint {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("cannot create Kafka clients: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("consumer failed: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+pub struct Application {
+    host: Host,
+    bridge: Bridge,
+    kafka: KafkaSettings,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let erp = Endpoint::from_shared(settings.erp.url.clone())
+            .map_err(|source| StartupError::Endpoint {
+                url: settings.erp.url.clone(),
+                source,
+            })?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let flows = Flows::new(erp, Duration::from_millis(settings.erp.timeout_ms));
+        let producer: FutureProducer = settings.kafka.producer_config().create()?;
+        let dead_letter = DeadLetter::new(producer, settings.consumer.dead_letter_topic.clone());
+        let consumer = consumer::consumer(&settings.kafka, &settings.consumer)?;
+        let bridge = Bridge::new(consumer, flows, dead_letter, settings.consumer.retry);
+        let host = Host::bind(&settings.grpc, &settings.http, Readiness::new(None)).await?;
+        Ok(Self {
+            host,
+            bridge,
+            kafka: settings.kafka,
+            shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.host.grpc_addr()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.host.http_addr()
+    }
+
+    /// Consumes until `shutdown` is cancelled, then commits applied offsets and stops.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let surface = GrpcSurface {
+            routes: RoutesBuilder::default(),
+            services: &[],
+            descriptor_set: tandem_proto::FILE_DESCRIPTOR_SET,
+        };
+        let host = tokio::spawn(
+            self.host
+                .serve(surface, shutdown.clone(), self.shutdown_grace),
+        );
+        let consumed = self.bridge.run(&self.kafka, shutdown.clone()).await;
+        // Whatever ended the consumer ends the process (the orchestrator restarts it).
+        shutdown.cancel();
+        match host.await {
+            Ok(Err(error)) => return Err(error.into()),
+            Err(error) => tracing::error!(%error, "admin task panicked"),
+            Ok(Ok(())) => {}
+        }
+        consumed.map_err(RunError::from)
+    }
+}

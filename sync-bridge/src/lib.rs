@@ -1,0 +1,19 @@
+//! Tandem's sync bridge: consumes change events from Kafka, translates them, and applies them
+//! to the other service through its sync RPCs. An offset is stored only after its event's
+//! effect is applied (or the event is dead-lettered), so delivery is at-least-once and the
+//! version-gated sync RPCs make the effect exactly-once.
+//!
+//! - [`settings`]: the typed configuration (`BRIDGE__*`).
+//! - [`app`]: [`Application::build`] then [`Application::run_until_stopped`].
+//! - [`consumer`]: the consume loop, offsets, retries.
+//! - [`flows`]: which event goes where: decoding, translation, the target RPC.
+//! - [`dead_letter`]: publishing events that can never apply, with the reason in headers.
+
+pub mod app;
+pub mod consumer;
+pub mod dead_letter;
+pub mod flows;
+pub mod settings;
+
+pub use app::Application;
+pub use settings::Settings;

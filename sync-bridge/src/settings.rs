@@ -1,0 +1,98 @@
+//! Bridge settings: defaults < file named by `BRIDGE_CONFIG` < `BRIDGE__*` environment variables.
+
+use serde::{Deserialize, Serialize};
+use tandem_common::{
+    backoff::BackoffSettings,
+    kafka::KafkaSettings,
+    settings::{self, ListenSettings, SettingsError},
+    telemetry::TelemetrySettings,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Settings {
+    /// gRPC listener (health and reflection).
+    pub grpc: ListenSettings,
+    /// Admin HTTP listener (/metrics, /healthz, /readyz).
+    pub http: ListenSettings,
+    pub kafka: KafkaSettings,
+    pub consumer: ConsumerSettings,
+    /// The ERP's gRPC endpoint (ErpSync).
+    pub erp: EndpointSettings,
+    pub telemetry: TelemetrySettings,
+    /// Longest wait for the event in hand to finish at shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ConsumerSettings {
+    /// Consumer group id; every bridge replica uses the same one.
+    pub group_id: String,
+    /// `fetch.wait.max.ms`: how long the broker may hold a fetch. Keep it low for the local
+    /// broker, which always waits this long; Apache Kafka answers as soon as data arrives.
+    pub fetch_wait_max_ms: u32,
+    /// How often stored offsets are committed, in milliseconds (also on rebalance and
+    /// shutdown).
+    pub commit_interval_ms: u32,
+    /// `session.timeout.ms` of the consumer group.
+    pub session_timeout_ms: u32,
+    /// The dead-letter topic.
+    pub dead_letter_topic: String,
+    /// Retry delays for transient failures (target down, broker errors).
+    pub retry: BackoffSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EndpointSettings {
+    /// e.g. `http://127.0.0.1:50052`.
+    pub url: String,
+    /// Deadline of one call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            grpc: ListenSettings::loopback(50053),
+            http: ListenSettings::loopback(9103),
+            kafka: KafkaSettings::default(),
+            consumer: ConsumerSettings::default(),
+            erp: EndpointSettings {
+                url: "http://127.0.0.1:50052".to_owned(),
+                timeout_ms: 5_000,
+            },
+            telemetry: TelemetrySettings::default(),
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "tandem-sync-bridge".to_owned(),
+            fetch_wait_max_ms: 10,
+            commit_interval_ms: 1_000,
+            session_timeout_ms: 10_000,
+            dead_letter_topic: tandem_proto::events::topics::DEAD_LETTER.to_owned(),
+            retry: BackoffSettings::default(),
+        }
+    }
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, SettingsError> {
+        settings::load("BRIDGE")
+    }
+}

@@ -1,0 +1,411 @@
+//! The test kit: real parts for integration and end-to-end tests.
+//!
+//! - [`TestDatabase`]: a throw-away database on the PostgreSQL server that `make test`
+//!   provisions (`TANDEM_TEST_DATABASE_URL`, an admin URL).
+//! - [`TestBroker`]: a private tansu broker on a free loopback port with its own sqlite file
+//!   (`TANSU_BIN`), killed when dropped.
+//! - [`ServiceProcess`]: one of the real binaries, killed when dropped.
+//! - helpers to wait for readiness and to read what reached a topic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::{
+    ClientConfig, Message,
+    consumer::{Consumer, StreamConsumer},
+    message::Headers,
+};
+use sqlx::{Connection, PgConnection};
+
+/// The admin URL of the test PostgreSQL server.
+pub fn admin_database_url() -> String {
+    std::env::var("TANDEM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:55432/postgres".to_owned())
+}
+
+/// A database of its own for one test, created empty.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create(label: &str) -> Result<Self> {
+        let admin = admin_database_url();
+        let name = format!("test_{label}_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .with_context(|| format!("connecting to the test PostgreSQL at {admin}; run `make test` or scripts/postgres.sh start"))?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let base = admin
+            .rsplit_once('/')
+            .map(|(base, _)| base.to_owned())
+            .context("admin URL has no database part")?;
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    pub async fn connect(&self) -> Result<PgConnection> {
+        Ok(PgConnection::connect(&self.url).await?)
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A private tansu broker for one test.
+pub struct TestBroker {
+    pub brokers: String,
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestBroker {
+    pub async fn start() -> Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("tandem-broker-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let mut broker = Self {
+            brokers: String::new(),
+            port: 0,
+            dir,
+            child: None,
+        };
+        broker.launch(free_port())?;
+        Ok(broker)
+    }
+
+    fn launch(&mut self, port: u16) -> Result<()> {
+        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.cache/tandem/tansu-0.6.0/bin/tansu")
+        });
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))?;
+        let child = Command::new(&bin)
+            .current_dir(&self.dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!("starting the broker {bin}; run `make test` or scripts/broker.sh install")
+            })?;
+        self.child = Some(child);
+        self.port = port;
+        self.brokers = format!("127.0.0.1:{port}");
+        wait_for_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(20))
+    }
+
+    /// Kills the broker with SIGKILL (its sqlite storage survives).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.launch(self.port)
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listening on {addr} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// `GET path` over plain HTTP/1.0; returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed HTTP response")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Waits until `GET /readyz` on `addr` answers 200.
+pub fn wait_ready(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if matches!(http_get(addr, "/readyz"), Ok((200, _))) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{addr}/readyz not ready after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<String>,
+    pub payload: serde_json::Value,
+    pub headers: Vec<(String, String)>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads `topic` from the beginning until `expected` records arrived, or nothing new came for
+/// `quiet` after at least that many. Returns everything read, so callers can also assert that
+/// nothing extra arrived.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    quiet: Duration,
+) -> Result<Vec<Record>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("test-reader-{}", uuid::Uuid::now_v7().simple()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut records = Vec::new();
+    let overall = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wait = if records.len() >= expected {
+            quiet
+        } else {
+            Duration::from_millis(500)
+        };
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(message)) => {
+                let payload = message
+                    .payload()
+                    .map(serde_json::from_slice)
+                    .transpose()?
+                    .unwrap_or(serde_json::Value::Null);
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                records.push(Record {
+                    key: message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload,
+                    headers,
+                    partition: message.partition(),
+                    offset: message.offset(),
+                });
+            }
+            Ok(Err(error)) => bail!("reading {topic}: {error}"),
+            Err(_) if records.len() >= expected => return Ok(records),
+            Err(_) => {}
+        }
+        if Instant::now() > overall {
+            bail!(
+                "read {} of {expected} records from {topic} in 30 s",
+                records.len()
+            );
+        }
+    }
+}
+
+/// Path of a workspace binary built by `cargo build` (the Makefile builds them first).
+pub fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    target.join(profile).join(name)
+}
+
+/// One of Tandem's binaries, run as a child process with its output in a log file.
+pub struct ServiceProcess {
+    pub name: String,
+    envs: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ServiceProcess {
+    pub fn spawn(name: &str, envs: Vec<(String, String)>) -> Result<Self> {
+        let log = std::env::temp_dir().join(format!(
+            "tandem-{name}-{}.log",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let mut process = Self {
+            name: name.to_owned(),
+            envs,
+            log,
+            child: None,
+        };
+        process.start()?;
+        Ok(process)
+    }
+
+    /// (Re)starts the process with the same environment.
+    pub fn start(&mut self) -> Result<()> {
+        let path = binary(&self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&path)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "spawning {}; run `cargo build --workspace --bins` first",
+                    path.display()
+                )
+            })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns whether it exited with status 0.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<bool> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(false);
+        };
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{} did not stop within {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the process wrote so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- {} output ----\n{}", self.name, self.output());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

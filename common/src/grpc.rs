@@ -9,6 +9,8 @@ use tonic::{Code, Status, service::RoutesBuilder, transport::Server};
 use tonic_health::ServingStatus;
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::telemetry::{GrpcTraceLayer, InFlight};
+
 /// Errors starting or running the gRPC server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -27,7 +29,8 @@ pub async fn serve(
     listener: TcpListener,
     mut routes: RoutesBuilder,
     services: &[&str],
-    descriptor_set: &'static [u8],
+    descriptor_sets: &[&'static [u8]],
+    in_flight: InFlight,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -36,10 +39,16 @@ pub async fn serve(
             .set_service_status(*service, ServingStatus::Serving)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(descriptor_set)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: grpcurl speaks v1, many older clients only v1alpha.
+    let reflection = || {
+        descriptor_sets.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, set| builder.register_encoded_file_descriptor_set(set),
+        )
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
     let drained = async move {
         shutdown.cancelled().await;
@@ -52,8 +61,12 @@ pub async fn serve(
                 .await;
         }
     };
-    routes.add_service(health_service).add_service(reflection);
+    routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
     Server::builder()
+        .layer(GrpcTraceLayer::new(in_flight))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(routes.routes())

@@ -10,6 +10,7 @@ use crate::{
     admin_http::{self, Readiness},
     grpc,
     settings::ListenSettings,
+    telemetry::InFlight,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +38,8 @@ pub struct GrpcSurface {
     pub routes: RoutesBuilder,
     /// Fully-qualified service names reported by the health service.
     pub services: &'static [&'static str],
-    /// Encoded file descriptor set served by reflection.
-    pub descriptor_set: &'static [u8],
+    /// Encoded file descriptor sets of those services, served by reflection.
+    pub descriptor_sets: &'static [&'static [u8]],
 }
 
 impl Host {
@@ -96,22 +97,20 @@ impl Host {
             readiness.set_ready(false);
             grpc_stop_trigger.cancel();
         });
+        let in_flight = InFlight::default();
         let served = grpc::serve(
             self.grpc,
             surface.routes,
             surface.services,
-            surface.descriptor_set,
+            surface.descriptor_sets,
+            in_flight.clone(),
             grpc_stop,
         );
+        // The server stops on its own once every connection is gone; clients that keep idle
+        // connections open must not hold shutdown up, so stop once no call is in flight.
         let result = tokio::select! {
             result = served => result.map_err(HostError::from),
-            () = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(drain_deadline).await;
-            } => {
-                tracing::warn!(?drain_deadline, "in-flight calls did not drain in time");
-                Ok(())
-            }
+            () = drained(&shutdown, &in_flight, drain_deadline) => Ok(()),
         };
         admin_stop.cancel();
         if let Ok(Err(error)) = admin.await {
@@ -119,6 +118,26 @@ impl Host {
         }
         result
     }
+}
+
+/// Resolves after `shutdown`, once no call is in flight or `deadline` passed.
+async fn drained(shutdown: &CancellationToken, in_flight: &InFlight, deadline: Duration) {
+    shutdown.cancelled().await;
+    let give_up = tokio::time::Instant::now() + deadline;
+    // Let calls that were accepted just before the signal register.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    while in_flight.count() > 0 {
+        if tokio::time::Instant::now() >= give_up {
+            tracing::warn!(
+                calls = in_flight.count(),
+                ?deadline,
+                "in-flight calls did not drain in time"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!("in-flight calls drained");
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, HostError> {

@@ -24,6 +24,3 @@ pub const BRIDGE_EVENTS_RETRIED: &str = "tandem_bridge_events_retried_total";
 pub const BRIDGE_EVENTS_DEAD_LETTERED: &str = "tandem_bridge_events_dead_lettered_total";
 /// Histogram: seconds from the event's `occurred_at` to its effect being applied. Labels: `flow`.
 pub const BRIDGE_COMMIT_TO_APPLY_SECONDS: &str = "tandem_bridge_commit_to_apply_seconds";
-
-/// Counter: gRPC requests handled. Labels: `method`, `code`.
-pub const GRPC_REQUESTS: &str = "tandem_grpc_requests_total";

@@ -141,22 +141,20 @@ pub fn current_traceparent() -> Option<String> {
     carrier.remove(TRACEPARENT)
 }
 
-/// Makes `traceparent` (when present and valid) the parent of the current span, so the trace
-/// started by a frontend or an upstream service goes on here.
-pub fn continue_trace(traceparent: Option<&str>) {
+/// Makes `traceparent` (when valid) the parent of `span`, so a trace started by a frontend or
+/// an upstream service goes on here. Call it before `span` is first entered: OpenTelemetry
+/// fixes a span's parent when the span starts.
+pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
     let Some(traceparent) = traceparent else {
         return;
     };
     let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
     let parent = TraceContextPropagator::new().extract(&carrier);
-    if parent.span().span_context().is_valid() {
-        let _ = tracing::Span::current().set_parent(parent);
+    if parent.span().span_context().is_valid()
+        && let Err(error) = span.set_parent(parent)
+    {
+        tracing::debug!(%error, "cannot continue the incoming trace");
     }
-}
-
-/// Continues the trace named by a gRPC request's `traceparent` metadata.
-pub fn continue_grpc_trace(metadata: &tonic::metadata::MetadataMap) {
-    continue_trace(metadata.get(TRACEPARENT).and_then(|v| v.to_str().ok()));
 }
 
 /// Puts the current span's `traceparent` on an outgoing gRPC request.
@@ -165,5 +163,104 @@ pub fn inject_grpc_trace<T>(request: &mut tonic::Request<T>) {
         && let Ok(value) = traceparent.parse()
     {
         request.metadata_mut().insert(TRACEPARENT, value);
+    }
+}
+
+/// A tower layer for gRPC servers: one span per call, named after the method and continuing
+/// the caller's `traceparent`; and a count of calls in flight, so shutdown can wait for
+/// them (and not for idle client connections).
+#[derive(Debug, Clone, Default)]
+pub struct GrpcTraceLayer {
+    in_flight: InFlight,
+}
+
+impl GrpcTraceLayer {
+    pub fn new(in_flight: InFlight) -> Self {
+        Self { in_flight }
+    }
+}
+
+/// How many calls are being served right now.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+}
+
+struct InFlightGuard(InFlight);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl<S> tower_layer::Layer<S> for GrpcTraceLayer {
+    type Service = GrpcTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcTrace {
+            inner,
+            in_flight: self.in_flight.clone(),
+        }
+    }
+}
+
+/// The service [`GrpcTraceLayer`] wraps around a server.
+#[derive(Debug, Clone)]
+pub struct GrpcTrace<S> {
+    inner: S,
+    in_flight: InFlight,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for GrpcTrace<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use tracing::Instrument;
+        let method = request.uri().path();
+        let span = tracing::info_span!(
+            "grpc.call",
+            otel.name = method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = method,
+        );
+        set_parent(
+            &span,
+            request
+                .headers()
+                .get(TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let guard = self.in_flight.enter();
+        let call = self.inner.call(request).instrument(span);
+        Box::pin(async move {
+            let response = call.await;
+            drop(guard);
+            response
+        })
     }
 }

@@ -91,7 +91,7 @@ impl Application {
                 routes
             },
             services: &["tandem.crm.v1.CrmService"],
-            descriptor_set: tandem_proto::FILE_DESCRIPTOR_SET,
+            descriptor_sets: &[tandem_proto::crm::v1::FILE_DESCRIPTOR_SET],
         };
         let served = self
             .host

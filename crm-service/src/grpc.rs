@@ -1,10 +1,7 @@
 //! `tandem.crm.v1.CrmService`: maps requests to the domain and results back to messages.
 
 use prost_types::FieldMask;
-use tandem_common::{
-    grpc::{FieldViolation, timestamp},
-    telemetry,
-};
+use tandem_common::grpc::{FieldViolation, timestamp};
 use tandem_proto::{
     crm::v1::{
         self as pb, CreateCustomerRequest, GetCustomerRequest, UpdateCustomerRequest,
@@ -32,12 +29,10 @@ impl CrmApi {
 
 #[tonic::async_trait]
 impl CrmService for CrmApi {
-    #[tracing::instrument(skip_all, name = "CrmService.CreateCustomer")]
     async fn create_customer(
         &self,
         request: Request<CreateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        telemetry::continue_grpc_trace(request.metadata());
         let customer = request
             .into_inner()
             .customer
@@ -64,22 +59,18 @@ impl CrmService for CrmApi {
         Ok(Response::new(to_proto(&created)))
     }
 
-    #[tracing::instrument(skip_all, name = "CrmService.GetCustomer")]
     async fn get_customer(
         &self,
         request: Request<GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        telemetry::continue_grpc_trace(request.metadata());
         let id = parse_id("id", &request.get_ref().id)?;
         Ok(Response::new(to_proto(&self.customers.get(id).await?)))
     }
 
-    #[tracing::instrument(skip_all, name = "CrmService.UpdateCustomer")]
     async fn update_customer(
         &self,
         request: Request<UpdateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        telemetry::continue_grpc_trace(request.metadata());
         let UpdateCustomerRequest {
             customer,
             update_mask,

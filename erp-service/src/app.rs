@@ -95,7 +95,7 @@ impl Application {
                 routes
             },
             services: &["tandem.erp.v1.ErpService", "tandem.erp.v1.ErpSync"],
-            descriptor_set: tandem_proto::FILE_DESCRIPTOR_SET,
+            descriptor_sets: &[tandem_proto::erp::v1::FILE_DESCRIPTOR_SET],
         };
         let served = self
             .host

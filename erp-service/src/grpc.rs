@@ -1,9 +1,6 @@
 //! `tandem.erp.v1.ErpService` (public) and `tandem.erp.v1.ErpSync` (for the bridge).
 
-use tandem_common::{
-    grpc::{FieldViolation, timestamp},
-    telemetry,
-};
+use tandem_common::grpc::{FieldViolation, timestamp};
 use tandem_proto::{
     erp::v1::{
         self as pb, ApplyCustomerRequest, ApplyCustomerResponse, GetCustomerRequest,
@@ -32,12 +29,10 @@ impl ErpApi {
 
 #[tonic::async_trait]
 impl ErpService for ErpApi {
-    #[tracing::instrument(skip_all, name = "ErpService.GetCustomer")]
     async fn get_customer(
         &self,
         request: Request<GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        telemetry::continue_grpc_trace(request.metadata());
         let id = parse_id("id", &request.get_ref().id)?;
         Ok(Response::new(to_proto(&self.customers.get(id).await?)))
     }
@@ -45,14 +40,12 @@ impl ErpService for ErpApi {
 
 #[tonic::async_trait]
 impl ErpSync for ErpApi {
-    #[tracing::instrument(skip_all, name = "ErpSync.ApplyCustomer", fields(event_id))]
     async fn apply_customer(
         &self,
         request: Request<ApplyCustomerRequest>,
     ) -> Result<Response<ApplyCustomerResponse>, Status> {
-        telemetry::continue_grpc_trace(request.metadata());
         let request = request.into_inner();
-        tracing::Span::current().record("event_id", request.event_id.as_str());
+        tracing::debug!(event_id = %request.event_id, "applying customer");
         let profile = profile_from(request.customer.as_ref())?;
         let applied = self
             .customers

@@ -1,5 +1,5 @@
 //! Tandem's contracts: the generated gRPC code for `tandem.crm.v1` and `tandem.erp.v1`, the
-//! descriptor set that server reflection serves, and the payloads of the events on Kafka.
+//! descriptor sets that server reflection serves, and the payloads of the events on Kafka.
 
 pub mod events;
 
@@ -7,6 +7,10 @@ pub mod events;
 pub mod crm {
     pub mod v1 {
         tonic::include_proto!("tandem.crm.v1");
+
+        /// Encoded `FileDescriptorSet` of this package, for server reflection.
+        pub const FILE_DESCRIPTOR_SET: &[u8] =
+            tonic::include_file_descriptor_set!("tandem_crm_v1_descriptor");
     }
 }
 
@@ -14,8 +18,9 @@ pub mod crm {
 pub mod erp {
     pub mod v1 {
         tonic::include_proto!("tandem.erp.v1");
+
+        /// Encoded `FileDescriptorSet` of this package, for server reflection.
+        pub const FILE_DESCRIPTOR_SET: &[u8] =
+            tonic::include_file_descriptor_set!("tandem_erp_v1_descriptor");
     }
 }
-
-/// Encoded `FileDescriptorSet` of every Tandem proto, for `tonic-reflection`.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tandem_descriptor");

@@ -84,7 +84,7 @@ impl Application {
         let surface = GrpcSurface {
             routes: RoutesBuilder::default(),
             services: &[],
-            descriptor_set: tandem_proto::FILE_DESCRIPTOR_SET,
+            descriptor_sets: &[],
         };
         let host = tokio::spawn(
             self.host

@@ -177,9 +177,8 @@ impl Bridge {
             event_type = tracing::field::Empty,
             aggregate_id = tracing::field::Empty,
         );
-        let traceparent = kafka::header(message.headers(), TRACEPARENT);
+        telemetry::set_parent(&span, kafka::header(message.headers(), TRACEPARENT));
         async {
-            telemetry::continue_trace(traceparent);
             let envelope = match flows::decode(message.payload()) {
                 Ok(envelope) => envelope,
                 Err(error) => return self.dead_letter(message, "unknown", &error, shutdown).await,

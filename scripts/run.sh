@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `make run`: provision what is missing (PostgreSQL, the broker), build, and run the CRM, the
+# ERP and the bridge in the foreground with prefixed logs. Ctrl-C stops everything this script
+# started, in order: the bridge, the services, then the broker and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+
+pg_was_running=false
+broker_was_running=false
+if [ -z "${TANDEM_DATABASE_URL:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/$TANDEM_PG_PORT") 2>/dev/null; then
+  pg_was_running=true
+fi
+if [ -z "${KAFKA_BROKERS:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/${TANDEM_BROKER_PORT:-9092}") 2>/dev/null; then
+  broker_was_running=true
+fi
+
+scripts/postgres.sh start
+scripts/broker.sh start
+log "building"
+cargo build --workspace --bins --quiet
+
+brokers=${KAFKA_BROKERS:-127.0.0.1:${TANDEM_BROKER_PORT:-9092}}
+export CRM__KAFKA__BROKERS=$brokers ERP__KAFKA__BROKERS=$brokers BRIDGE__KAFKA__BROKERS=$brokers
+if [ -n "${TANDEM_DATABASE_URL:-}" ]; then
+  base=${TANDEM_DATABASE_URL%/*}
+  export CRM__DATABASE__URL=$base/crm ERP__DATABASE__URL=$base/erp
+fi
+
+pids=()
+start() { # name binary
+  local name=$1 bin=$2
+  "target/debug/$bin" > >(sed -u "s/^/$(printf '%-6s' "$name")| /") 2>&1 &
+  pids+=($!)
+}
+
+stopping=false
+stop_all() {
+  $stopping && return
+  stopping=true
+  log "stopping"
+  local pid
+  # The bridge first (it commits what it applied), then the services.
+  for pid in $(printf '%s\n' "${pids[@]}" | tac); do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  $broker_was_running || scripts/broker.sh stop
+  $pg_was_running || scripts/postgres.sh stop
+  log "stopped"
+}
+trap 'stop_all; exit 0' INT TERM
+
+start crm crm-service
+start erp erp-service
+start bridge sync-bridge
+log "CRM gRPC 127.0.0.1:50051 (http :9101), ERP gRPC 127.0.0.1:50052 (http :9102), bridge http :9103"
+log "try: tools/grpc.sh 127.0.0.1:50051 list; Ctrl-C stops everything"
+# If any process exits on its own, stop the rest.
+wait -n "${pids[@]}" || true
+stop_all
+exit 1

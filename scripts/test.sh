@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make test`: provision PostgreSQL and the broker binary, build, run every test.
+# Tests create their own databases (test_*) and start their own brokers on free ports, so
+# they run beside `make run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+
+scripts/postgres.sh start
+scripts/broker.sh install
+TANDEM_TEST_DATABASE_URL=$(scripts/postgres.sh url)
+export TANDEM_TEST_DATABASE_URL TANSU_BIN
+
+# Throw-away databases of earlier runs.
+psql "$TANDEM_TEST_DATABASE_URL" -Atqc \
+  "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE datname LIKE 'test\_%'" \
+  | psql "$TANDEM_TEST_DATABASE_URL" -q >/dev/null
+
+log "building"
+cargo build --workspace --bins --locked
+log "testing"
+cargo test --workspace --locked "$@"

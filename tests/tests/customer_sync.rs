@@ -1,0 +1,353 @@
+//! End to end: the three real binaries, a real broker and real databases. A customer created
+//! over gRPC in the CRM reaches the ERP; updates follow; duplicates and stale versions change
+//! nothing; traces and health work across processes; SIGTERM stops everything cleanly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use tandem_proto::{
+    crm::v1::{
+        self as crm, CreateCustomerRequest, UpdateCustomerRequest,
+        crm_service_client::CrmServiceClient,
+    },
+    erp::v1::{
+        self as erp, ApplyCustomerRequest, erp_service_client::ErpServiceClient,
+        erp_sync_client::ErpSyncClient,
+    },
+    events::topics,
+};
+use tandem_tests::{
+    ServiceProcess, TestBroker, TestDatabase, eventually, free_port, read_topic, wait_ready,
+};
+use tonic::{Code, Request};
+
+struct Stack {
+    crm: ServiceProcess,
+    erp: ServiceProcess,
+    bridge: ServiceProcess,
+    crm_grpc: SocketAddr,
+    erp_grpc: SocketAddr,
+    bridge_grpc: SocketAddr,
+    broker: TestBroker,
+    _dbs: (TestDatabase, TestDatabase),
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    all.push(("RUST_LOG".into(), "info".into()));
+    all
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let broker = TestBroker::start().await.unwrap();
+        let crm_db = TestDatabase::create("e2e_crm").await.unwrap();
+        let erp_db = TestDatabase::create("e2e_erp").await.unwrap();
+        let (crm_grpc, crm_http) = (loopback(free_port()), loopback(free_port()));
+        let (erp_grpc, erp_http) = (loopback(free_port()), loopback(free_port()));
+        let (bridge_grpc, bridge_http) = (loopback(free_port()), loopback(free_port()));
+        let crm = ServiceProcess::spawn(
+            "crm-service",
+            env(&[
+                ("CRM__GRPC__LISTEN", crm_grpc.to_string()),
+                ("CRM__HTTP__LISTEN", crm_http.to_string()),
+                ("CRM__DATABASE__URL", crm_db.url.clone()),
+                ("CRM__KAFKA__BROKERS", broker.brokers.clone()),
+            ]),
+        )
+        .unwrap();
+        let erp = ServiceProcess::spawn(
+            "erp-service",
+            env(&[
+                ("ERP__GRPC__LISTEN", erp_grpc.to_string()),
+                ("ERP__HTTP__LISTEN", erp_http.to_string()),
+                ("ERP__DATABASE__URL", erp_db.url.clone()),
+                ("ERP__KAFKA__BROKERS", broker.brokers.clone()),
+            ]),
+        )
+        .unwrap();
+        let bridge = ServiceProcess::spawn(
+            "sync-bridge",
+            env(&[
+                ("BRIDGE__GRPC__LISTEN", bridge_grpc.to_string()),
+                ("BRIDGE__HTTP__LISTEN", bridge_http.to_string()),
+                ("BRIDGE__KAFKA__BROKERS", broker.brokers.clone()),
+                ("BRIDGE__ERP__URL", format!("http://{erp_grpc}")),
+                ("BRIDGE__CONSUMER__GROUP_ID", "e2e-bridge".into()),
+            ]),
+        )
+        .unwrap();
+        for addr in [crm_http, erp_http, bridge_http] {
+            wait_ready(addr, Duration::from_secs(30)).unwrap();
+        }
+        Stack {
+            crm,
+            erp,
+            bridge,
+            crm_grpc,
+            erp_grpc,
+            bridge_grpc,
+            broker,
+            _dbs: (crm_db, erp_db),
+        }
+    }
+
+    async fn crm(&self) -> CrmServiceClient<tonic::transport::Channel> {
+        CrmServiceClient::connect(format!("http://{}", self.crm_grpc))
+            .await
+            .unwrap()
+    }
+
+    async fn erp(&self) -> ErpServiceClient<tonic::transport::Channel> {
+        ErpServiceClient::connect(format!("http://{}", self.erp_grpc))
+            .await
+            .unwrap()
+    }
+
+    async fn erp_sync(&self) -> ErpSyncClient<tonic::transport::Channel> {
+        ErpSyncClient::connect(format!("http://{}", self.erp_grpc))
+            .await
+            .unwrap()
+    }
+}
+
+/// The ERP's copy of `id` once its profile version reaches `version`.
+async fn erp_customer_at(stack: &Stack, id: &str, version: i64) -> erp::Customer {
+    let mut erp = stack.erp().await;
+    eventually(
+        Duration::from_secs(15),
+        &format!("customer {id} v{version} in the ERP"),
+        || {
+            let request = erp::GetCustomerRequest { id: id.to_owned() };
+            let mut erp = erp.clone();
+            async move {
+                match erp.get_customer(request).await {
+                    Ok(response) if response.get_ref().profile_version >= version => {
+                        Some(response.into_inner())
+                    }
+                    Ok(_) => None,
+                    Err(status) if status.code() == Code::NotFound => None,
+                    Err(status) => panic!("ERP GetCustomer failed: {status}"),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        let _ = &mut erp;
+        panic!("{e}")
+    })
+}
+
+#[tokio::test]
+async fn a_customer_created_in_the_crm_reaches_the_erp_and_stays_consistent() {
+    let mut stack = Stack::start().await;
+    let mut crm = stack.crm().await;
+
+    // A frontend's trace context, to follow through outbox, Kafka and the bridge.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut create = Request::new(CreateCustomerRequest {
+        customer: Some(crm::Customer {
+            display_name: "Grace Hopper".into(),
+            email: "grace@navy.mil".into(),
+            tax_id: "US-1906".into(),
+            ..crm::Customer::default()
+        }),
+    });
+    create.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let created = crm.create_customer(create).await.unwrap().into_inner();
+    let mirrored = erp_customer_at(&stack, &created.id, 1).await;
+    println!("create -> visible in ERP: {:?}", started.elapsed());
+    let profile = mirrored.profile.unwrap();
+    assert_eq!(profile.id, created.id);
+    assert_eq!(profile.display_name, "Grace Hopper");
+    assert_eq!(profile.email, "grace@navy.mil");
+    assert_eq!(profile.tax_id, "US-1906");
+    assert_eq!(profile.status(), erp::CustomerStatus::Active);
+    assert_eq!(mirrored.profile_version, 1);
+
+    // Update -> the new version is visible.
+    let updated = crm
+        .update_customer(UpdateCustomerRequest {
+            customer: Some(crm::Customer {
+                id: created.id.clone(),
+                email: "grace@cobol.dev".into(),
+                status: crm::CustomerStatus::Archived as i32,
+                ..crm::Customer::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["email".into(), "status".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.version, 2);
+    let started = Instant::now();
+    let mirrored = erp_customer_at(&stack, &created.id, 2).await;
+    println!("update -> visible in ERP: {:?}", started.elapsed());
+    let profile = mirrored.profile.clone().unwrap();
+    assert_eq!(profile.email, "grace@cobol.dev");
+    assert_eq!(profile.status(), erp::CustomerStatus::Archived);
+    assert_eq!(mirrored.profile_version, 2);
+
+    // A duplicate (same version) and a stale one (older) change nothing.
+    let mut sync = stack.erp_sync().await;
+    for (version, name) in [(2, "Duplicate"), (1, "Stale")] {
+        let response = sync
+            .apply_customer(ApplyCustomerRequest {
+                customer: Some(erp::CustomerProfile {
+                    display_name: name.into(),
+                    ..profile.clone()
+                }),
+                source_version: version,
+                event_id: uuid::Uuid::now_v7().to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!response.applied, "version {version} applied over 2");
+        assert_eq!(response.current_version, 2);
+    }
+    let unchanged = erp_customer_at(&stack, &created.id, 2).await;
+    assert_eq!(unchanged.profile, mirrored.profile);
+    assert_eq!(unchanged.profile_version, 2);
+
+    // Garbage for the sync RPC is refused with the field named.
+    let refused = sync
+        .apply_customer(ApplyCustomerRequest {
+            customer: Some(erp::CustomerProfile {
+                id: "not-a-uuid".into(),
+                ..profile.clone()
+            }),
+            source_version: 3,
+            event_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("customer.id"),
+        "{}",
+        refused.message()
+    );
+
+    // The events carry the frontend's trace, in order, keyed by the customer.
+    let records = read_topic(
+        &stack.broker.brokers,
+        topics::CRM_CUSTOMERS,
+        2,
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.key.as_deref() == Some(created.id.as_str()))
+    );
+    let versions: Vec<i64> = records
+        .iter()
+        .map(|r| r.payload["aggregate_version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    let traceparent = records[0]
+        .header("traceparent")
+        .expect("traceparent header");
+    assert!(
+        traceparent.contains(trace_id),
+        "trace not continued: {traceparent}"
+    );
+
+    // Every process stops cleanly on SIGTERM.
+    for process in [&mut stack.bridge, &mut stack.crm, &mut stack.erp] {
+        let stopping = Instant::now();
+        let clean = process.terminate(Duration::from_secs(15)).unwrap();
+        println!("{} stopped in {:?}", process.name, stopping.elapsed());
+        assert!(
+            clean,
+            "{} exited with an error:\n{}",
+            process.name,
+            process.output()
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_process_serves_health_and_reflection() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let stack = Stack::start().await;
+    let expectations: [(SocketAddr, &[&str]); 3] = [
+        (stack.crm_grpc, &["tandem.crm.v1.CrmService"]),
+        (
+            stack.erp_grpc,
+            &["tandem.erp.v1.ErpService", "tandem.erp.v1.ErpSync"],
+        ),
+        (stack.bridge_grpc, &[]),
+    ];
+    for (addr, services) in expectations {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel.clone());
+        for service in services.iter().copied().chain([""]) {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status();
+            assert_eq!(status, ServingStatus::Serving, "{addr} {service:?}");
+        }
+
+        let mut reflection = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("no service list from {addr}");
+        };
+        let mut listed: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        listed.sort();
+        let mut expected: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+        expected.push("grpc.health.v1.Health".into());
+        expected.push("grpc.reflection.v1.ServerReflection".into());
+        expected.sort();
+        assert_eq!(listed, expected, "reflection of {addr}");
+    }
+}

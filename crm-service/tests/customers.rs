@@ -1,4 +1,5 @@
 //! The CRM over real gRPC, a real PostgreSQL database of its own and a real broker.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -28,9 +29,11 @@ impl Crm {
     async fn start() -> Crm {
         let db = TestDatabase::create("crm").await.unwrap();
         let broker = TestBroker::start().await.unwrap();
-        let mut settings = Settings::default();
-        settings.grpc = ListenSettings::loopback(0);
-        settings.http = ListenSettings::loopback(0);
+        let mut settings = Settings {
+            grpc: ListenSettings::loopback(0),
+            http: ListenSettings::loopback(0),
+            ..Settings::default()
+        };
         settings.database.url = db.url.clone();
         settings.kafka.brokers = broker.brokers.clone();
         settings.outbox.poll_interval_ms = 100;

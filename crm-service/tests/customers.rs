@@ -12,7 +12,7 @@ use tandem_proto::{
     },
     events::{CustomerStatus as EventStatus, topics},
 };
-use tandem_tests::{TestBroker, TestDatabase, read_topic};
+use tandem_tests::{TestBroker, TestDatabase, assert_valid_event, read_topic};
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -116,6 +116,7 @@ async fn create_then_get_returns_the_stored_customer_and_publishes_it() {
     let record = &records[0];
     assert_eq!(record.key.as_deref(), Some(created.id.as_str()));
     let event = &record.payload;
+    assert_valid_event(event);
     assert_eq!(event["type"], "crm.customer.upserted");
     assert_eq!(event["schema_version"], 1);
     assert_eq!(event["source"], "crm");

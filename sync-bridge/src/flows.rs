@@ -9,7 +9,7 @@ use std::time::Duration;
 use tandem_common::{event::Envelope, grpc::is_transient, telemetry};
 use tandem_proto::{
     erp::v1::{self as erp, erp_sync_client::ErpSyncClient},
-    events::{CustomerStatus, CustomerUpsertedV1, topics, types},
+    events::{CustomerStatus, crm::CustomerUpsertedV1, topics, types},
 };
 use tonic::{Request, transport::Channel};
 

@@ -301,6 +301,14 @@ pub async fn read_topic(
     }
 }
 
+/// Fails the test unless `event` (a whole envelope) matches the envelope schema and the JSON
+/// Schema of its type in `proto/schemas/`.
+pub fn assert_valid_event(event: &serde_json::Value) {
+    if let Err(error) = tandem_proto::events::validate(event) {
+        panic!("event does not match its schema: {error}\n{event:#}");
+    }
+}
+
 /// Path of a workspace binary built by `cargo build` (the Makefile builds them first).
 pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

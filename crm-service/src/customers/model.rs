@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use tandem_common::grpc::FieldViolation;
-use tandem_proto::events::{CustomerStatus, CustomerUpsertedV1};
+use tandem_proto::events::{CustomerStatus, crm::CustomerUpsertedV1};
 use uuid::Uuid;
 
 pub const DISPLAY_NAME_MAX: usize = 200;

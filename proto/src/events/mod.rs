@@ -1,20 +1,35 @@
 //! Payloads (`data`) of the events Tandem publishes, with their topics, type names and JSON
 //! Schemas. The schemas in `proto/schemas/` are the contract for integrators; these types are
 //! how Rust code writes and reads them.
+//!
+//! Each source owns a module ([`crm`], [`erp`]); [`topics`], [`types`] and [`aggregates`]
+//! gather their names in one place.
 
 use serde::{Deserialize, Serialize};
 
+pub mod crm;
+pub mod erp;
+#[cfg(feature = "schema-validation")]
+mod validate;
+
+#[cfg(feature = "schema-validation")]
+pub use validate::{SchemaError, validate};
+
 /// Kafka topics, one per source and entity.
 pub mod topics {
-    /// CRM customer profiles (`crm.customer.*`).
-    pub const CRM_CUSTOMERS: &str = "crm.customers";
+    pub use super::crm::topics::*;
+    #[allow(unused_imports)] // the ERP publishes no events yet
+    pub use super::erp::topics::*;
+
     /// Events the bridge could never apply, with the reason in headers.
     pub const DEAD_LETTER: &str = "tandem.dead-letter";
 }
 
 /// Event type names (`type` in the envelope).
 pub mod types {
-    pub const CRM_CUSTOMER_UPSERTED: &str = "crm.customer.upserted";
+    pub use super::crm::types::*;
+    #[allow(unused_imports)] // the ERP publishes no events yet
+    pub use super::erp::types::*;
 }
 
 /// Aggregate type names (`aggregate_type` in the envelope).
@@ -22,18 +37,14 @@ pub mod aggregates {
     pub const CUSTOMER: &str = "customer";
 }
 
-/// JSON Schemas, by event type: the envelope and each payload.
+/// JSON Schemas: the envelope and each event type's payload.
 pub mod schemas {
-    pub const ENVELOPE: &str = include_str!("../schemas/envelope.v1.json");
-    pub const CRM_CUSTOMER_UPSERTED: &str =
-        include_str!("../schemas/crm.customer.upserted.v1.json");
+    pub const ENVELOPE: &str = include_str!("../../schemas/envelope.v1.json");
 
     /// The payload schema of `event_type` at `schema_version`, if Tandem knows it.
     pub fn for_event(event_type: &str, schema_version: u32) -> Option<&'static str> {
-        match (event_type, schema_version) {
-            (super::types::CRM_CUSTOMER_UPSERTED, 1) => Some(CRM_CUSTOMER_UPSERTED),
-            _ => None,
-        }
+        super::crm::schema_for(event_type, schema_version)
+            .or_else(|| super::erp::schema_for(event_type, schema_version))
     }
 }
 
@@ -61,17 +72,4 @@ impl CustomerStatus {
             _ => None,
         }
     }
-}
-
-/// `crm.customer.upserted` v1: every profile field the CRM owns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerUpsertedV1 {
-    pub customer_id: String,
-    pub display_name: String,
-    pub email: String,
-    pub phone: Option<String>,
-    pub tax_id: Option<String>,
-    pub status: CustomerStatus,
-    pub external_ref: Option<String>,
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local Kafka-protocol broker (tansu, from crates.io), on 127.0.0.1 only.
+# The local Kafka-protocol broker (tansu, built with cargo install), on 127.0.0.1 only.
 #   scripts/broker.sh install   build tansu once into $TANDEM_CACHE (about 15 minutes cold)
 #   scripts/broker.sh start     install if needed, start on 127.0.0.1:${TANDEM_BROKER_PORT:-9092}
 #                               with durable sqlite storage in $TANDEM_STATE/broker

@@ -31,7 +31,9 @@ pub struct KafkaSettings {
     /// Producer `message.timeout.ms`: how long to keep retrying one message before reporting
     /// it failed (the outbox then retries it later).
     pub message_timeout_ms: u32,
-    /// Extra librdkafka properties for every client (e.g. `security.protocol`).
+    /// Extra librdkafka properties for every client, e.g. `security.protocol`. Underscores
+    /// stand for dots, so `CRM__KAFKA__CLIENT__SECURITY_PROTOCOL=SSL` sets `security.protocol`
+    /// (librdkafka property names never contain underscores).
     pub client: BTreeMap<String, String>,
 }
 
@@ -72,7 +74,7 @@ impl KafkaSettings {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in &self.client {
-            config.set(key, value);
+            config.set(key.replace('_', "."), value);
         }
         config
     }
@@ -144,4 +146,25 @@ pub fn header<'a>(headers: Option<&'a BorrowedHeaders>, name: &str) -> Option<&'
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_properties_accept_underscores_for_dots() {
+        let settings = KafkaSettings {
+            client: BTreeMap::from([
+                ("security_protocol".to_owned(), "SSL".to_owned()),
+                ("socket.timeout.ms".to_owned(), "500".to_owned()),
+            ]),
+            ..KafkaSettings::default()
+        };
+        let config = settings.producer_config();
+        assert_eq!(config.get("security.protocol"), Some("SSL"));
+        assert_eq!(config.get("socket.timeout.ms"), Some("500"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+    }
 }

@@ -7,7 +7,7 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     error::RDKafkaErrorCode,
-    message::{BorrowedHeaders, Header, Headers, OwnedHeaders},
+    message::{Header, Headers, OwnedHeaders},
 };
 use serde::{Deserialize, Serialize};
 
@@ -140,7 +140,7 @@ pub fn headers<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Owned
 }
 
 /// The UTF-8 value of header `name`, if present.
-pub fn header<'a>(headers: Option<&'a BorrowedHeaders>, name: &str) -> Option<&'a str> {
+pub fn header<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a str> {
     headers?
         .iter()
         .find(|h| h.key == name)

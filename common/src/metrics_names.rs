@@ -22,5 +22,10 @@ pub const BRIDGE_EVENTS_APPLIED: &str = "tandem_bridge_events_applied_total";
 pub const BRIDGE_EVENTS_RETRIED: &str = "tandem_bridge_events_retried_total";
 /// Counter: events sent to the dead-letter topic. Labels: `type`, `reason`.
 pub const BRIDGE_EVENTS_DEAD_LETTERED: &str = "tandem_bridge_events_dead_lettered_total";
+/// Gauge: messages between the bridge's position and the partition's end. Labels: `topic`,
+/// `partition`.
+pub const BRIDGE_CONSUMER_LAG: &str = "tandem_bridge_consumer_lag";
+/// Gauge: age in seconds of the oldest event the bridge has received but not yet applied.
+pub const BRIDGE_OLDEST_UNAPPLIED_SECONDS: &str = "tandem_bridge_oldest_unapplied_seconds";
 /// Histogram: seconds from the event's `occurred_at` to its effect being applied. Labels: `flow`.
 pub const BRIDGE_COMMIT_TO_APPLY_SECONDS: &str = "tandem_bridge_commit_to_apply_seconds";

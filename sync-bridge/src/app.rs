@@ -6,12 +6,14 @@ use rdkafka::producer::FutureProducer;
 use tandem_common::{
     CancellationToken,
     admin_http::Readiness,
+    backoff::BackoffSettings,
     host::{GrpcSurface, Host, HostError},
     kafka::{KafkaError, KafkaSettings},
 };
 use tonic::{service::RoutesBuilder, transport::Endpoint};
 
 use crate::{
+    apply::Applier,
     consumer::{self, Bridge},
     dead_letter::DeadLetter,
     flows::Flows,
@@ -44,6 +46,7 @@ pub struct Application {
     host: Host,
     bridge: Bridge,
     kafka: KafkaSettings,
+    retry: BackoffSettings,
     shutdown_grace: Duration,
 }
 
@@ -61,12 +64,16 @@ impl Application {
         let producer: FutureProducer = settings.kafka.producer_config().create()?;
         let dead_letter = DeadLetter::new(producer, settings.consumer.dead_letter_topic.clone());
         let consumer = consumer::consumer(&settings.kafka, &settings.consumer)?;
-        let bridge = Bridge::new(consumer, flows, dead_letter, settings.consumer.retry);
+        let bridge = Bridge::new(
+            consumer,
+            Applier::new(flows, dead_letter, settings.consumer.retry),
+        );
         let host = Host::bind(&settings.grpc, &settings.http, Readiness::new(None)).await?;
         Ok(Self {
             host,
             bridge,
             kafka: settings.kafka,
+            retry: settings.consumer.retry,
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
@@ -90,7 +97,15 @@ impl Application {
             self.host
                 .serve(surface, shutdown.clone(), self.shutdown_grace),
         );
-        let consumed = self.bridge.run(&self.kafka, shutdown.clone()).await;
+        let consumed = self
+            .bridge
+            .run(
+                &self.kafka,
+                self.retry,
+                shutdown.clone(),
+                self.shutdown_grace,
+            )
+            .await;
         // Whatever ended the consumer ends the process (the orchestrator restarts it).
         shutdown.cancel();
         match host.await {

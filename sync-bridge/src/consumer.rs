@@ -1,39 +1,68 @@
-//! The consume loop: one event at a time per consumer, applied, then its offset stored.
+//! The consume loop.
 //!
-//! Offsets are stored (`enable.auto.offset.store=false`) only after the event's effect is
-//! applied or the event is dead-lettered, and librdkafka commits stored offsets every
+//! One task per assigned partition applies that partition's events one at a time, in order;
+//! different partitions (and so different keys) proceed in parallel. The main loop only
+//! receives and dispatches, so it keeps polling (heartbeats, rebalances) even while a worker
+//! waits for a target to come back; a partition whose worker falls behind is paused, and
+//! resumed once its queue drains.
+//!
+//! Offsets are stored (`enable.auto.offset.store=false`) only after an event's effect is
+//! applied or the event is dead-lettered; librdkafka commits stored offsets every
 //! `commit_interval_ms`, on rebalance and at shutdown. A crash therefore re-delivers at most
 //! the events applied since the last commit, and the version-gated sync RPCs ignore them.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use rdkafka::{
-    ClientContext, Message, TopicPartitionList,
+    ClientContext, Message, Statistics, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaResult,
-    message::BorrowedMessage,
+    message::OwnedMessage,
+    types::RDKafkaErrorCode,
 };
 use tandem_common::{
     CancellationToken,
-    backoff::{Backoff, BackoffSettings},
-    event::Envelope,
-    kafka::{self, KafkaError, KafkaSettings},
+    backoff::Backoff,
+    kafka::{KafkaError, KafkaSettings},
     metrics_names as m,
     shutdown::sleep_or_cancel,
-    telemetry::{self, TRACEPARENT},
 };
-use tracing::Instrument;
+use tokio::sync::mpsc;
 
 use crate::{
-    dead_letter::DeadLetter,
-    flows::{self, FlowError, Flows},
+    apply::{Applier, Handled},
+    flows,
     settings::ConsumerSettings,
 };
 
-/// Logs rebalances and failed commits.
+/// A partition's worker may hold this many received events before the partition is paused.
+const PAUSE_AT: usize = 2_000;
+/// A paused partition resumes once its worker holds fewer than this.
+const RESUME_BELOW: usize = 500;
+
+/// Logs rebalances and failed commits; exports consumer lag from librdkafka's statistics.
 pub struct BridgeContext;
 
-impl ClientContext for BridgeContext {}
+impl ClientContext for BridgeContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!(m::BRIDGE_CONSUMER_LAG,
+                        "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for BridgeContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -82,45 +111,49 @@ pub fn consumer(
         .set(
             "session.timeout.ms",
             settings.session_timeout_ms.to_string(),
-        );
+        )
+        .set("statistics.interval.ms", "5000");
     config.create_with_context(BridgeContext)
+}
+
+type Consumer_ = Arc<StreamConsumer<BridgeContext>>;
+
+/// One partition's worker, as the main loop sees it.
+struct Worker {
+    queue: mpsc::UnboundedSender<OwnedMessage>,
+    /// Events received and not yet finished.
+    depth: Arc<AtomicUsize>,
+    /// Kafka timestamp (ms) of the event being applied, 0 when idle.
+    head_timestamp_ms: Arc<AtomicI64>,
+    paused: bool,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// The bridge's consume loop.
 pub struct Bridge {
-    consumer: StreamConsumer<BridgeContext>,
-    flows: Flows,
-    dead_letter: DeadLetter,
-    retry: BackoffSettings,
-}
-
-/// Whether the event in hand was finished (applied or dead-lettered) or abandoned because of
-/// shutdown (its offset is then not stored, so it is delivered again).
-enum Handled {
-    Done,
-    Interrupted,
+    consumer: Consumer_,
+    applier: Applier,
 }
 
 impl Bridge {
-    pub fn new(
-        consumer: StreamConsumer<BridgeContext>,
-        flows: Flows,
-        dead_letter: DeadLetter,
-        retry: BackoffSettings,
-    ) -> Self {
+    pub fn new(consumer: StreamConsumer<BridgeContext>, applier: Applier) -> Self {
         Self {
-            consumer,
-            flows,
-            dead_letter,
-            retry,
+            consumer: Arc::new(consumer),
+            applier,
         }
     }
 
     /// Subscribes and applies events until `shutdown`, then commits what was applied.
-    pub async fn run(self, kafka: &KafkaSettings, shutdown: CancellationToken) -> KafkaResult<()> {
-        let mut backoff = Backoff::new(self.retry);
+    pub async fn run(
+        self,
+        kafka: &KafkaSettings,
+        retry: tandem_common::backoff::BackoffSettings,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> KafkaResult<()> {
+        let mut backoff = Backoff::new(retry);
         let mut topics: Vec<&str> = flows::SOURCE_TOPICS.to_vec();
-        topics.push(self.dead_letter.topic());
+        topics.push(self.applier.dead_letter_topic());
         while let Err(error) = kafka.ensure_topics(&topics).await {
             let delay = backoff.next_delay();
             tracing::warn!(%error, ?delay, "cannot ensure the bridge's topics, retrying");
@@ -130,150 +163,159 @@ impl Bridge {
         }
         self.consumer.subscribe(flows::SOURCE_TOPICS)?;
         tracing::info!(topics = ?flows::SOURCE_TOPICS, "bridge consuming");
+
+        let mut workers: HashMap<(String, i32), Worker> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
-            let message = tokio::select! {
+            tokio::select! {
                 () = shutdown.cancelled() => break,
-                message = self.consumer.recv() => message,
-            };
-            match message {
-                Ok(message) => match self.handle(&message, &shutdown).await {
-                    Handled::Done => {
-                        if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                            tracing::warn!(
-                                %error,
-                                topic = message.topic(),
-                                partition = message.partition(),
-                                offset = message.offset(),
-                                "cannot store offset (partition revoked?); the event will be delivered again"
-                            );
+                _ = tick.tick() => self.housekeeping(&mut workers),
+                message = self.consumer.recv() => match message {
+                    Ok(message) => self.dispatch(message.detach(), &mut workers, &shutdown),
+                    Err(error) => {
+                        // librdkafka reconnects by itself; this is informational.
+                        tracing::warn!(%error, "consumer error");
+                        if sleep_or_cancel(Duration::from_millis(100), &shutdown).await {
+                            break;
                         }
                     }
-                    Handled::Interrupted => break,
                 },
-                Err(error) => {
-                    // librdkafka reconnects by itself; this is informational.
-                    tracing::warn!(%error, "consumer error");
-                    if sleep_or_cancel(Duration::from_millis(100), &shutdown).await {
-                        break;
-                    }
-                }
             }
         }
+
+        // Workers stop at the next event boundary (an event in the middle of a retry is
+        // abandoned and will be delivered again); then the applied offsets are committed.
+        let drain = futures::future::join_all(workers.into_values().map(|w| {
+            drop(w.queue);
+            w.task
+        }));
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(?grace, "partition workers did not stop in time");
+        }
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(())
-            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(error) => tracing::warn!(%error, "final offset commit failed"),
         }
         tracing::info!("bridge stopped");
         Ok(())
     }
 
-    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Handled {
-        let span = tracing::info_span!(
-            "bridge.event",
+    fn dispatch(
+        &self,
+        message: OwnedMessage,
+        workers: &mut HashMap<(String, i32), Worker>,
+        shutdown: &CancellationToken,
+    ) {
+        let key = (message.topic().to_owned(), message.partition());
+        let worker = workers.entry(key.clone()).or_insert_with(|| {
+            spawn_worker(
+                self.consumer.clone(),
+                self.applier.clone(),
+                shutdown.clone(),
+            )
+        });
+        let depth = worker.depth.fetch_add(1, Ordering::SeqCst) + 1;
+        if worker.queue.send(message).is_err() {
+            // The worker ended (shutdown); the event is delivered again after restart.
+            worker.depth.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        if depth >= PAUSE_AT && !worker.paused {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&key.0, key.1);
+            match self.consumer.pause(&list) {
+                Ok(()) => {
+                    worker.paused = true;
+                    tracing::info!(topic = %key.0, partition = key.1, depth, "partition paused");
+                }
+                Err(error) => tracing::warn!(%error, "cannot pause partition"),
+            }
+        }
+    }
+
+    /// Resumes drained partitions, forgets revoked ones, exports the oldest unapplied age.
+    fn housekeeping(&self, workers: &mut HashMap<(String, i32), Worker>) {
+        let assigned: Option<Vec<(String, i32)>> = self.consumer.assignment().ok().map(|list| {
+            list.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect()
+        });
+        if let Some(assigned) = assigned {
+            // A revoked partition's worker finishes what it holds (its stores then fail and
+            // the new owner re-applies, harmlessly); a later assignment gets a fresh worker.
+            workers.retain(|key, worker| {
+                assigned.contains(key) || worker.depth.load(Ordering::SeqCst) > 0
+            });
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut oldest_ms = 0_i64;
+        for ((topic, partition), worker) in workers.iter_mut() {
+            let head = worker.head_timestamp_ms.load(Ordering::SeqCst);
+            if head > 0 {
+                oldest_ms = oldest_ms.max(now_ms - head);
+            }
+            if worker.paused && worker.depth.load(Ordering::SeqCst) < RESUME_BELOW {
+                let mut list = TopicPartitionList::new();
+                list.add_partition(topic, *partition);
+                if self.consumer.resume(&list).is_ok() {
+                    worker.paused = false;
+                    tracing::info!(%topic, partition, "partition resumed");
+                }
+            }
+        }
+        metrics::gauge!(m::BRIDGE_OLDEST_UNAPPLIED_SECONDS).set(oldest_ms as f64 / 1_000.0);
+    }
+}
+
+fn spawn_worker(consumer: Consumer_, applier: Applier, shutdown: CancellationToken) -> Worker {
+    let (queue, mut inbox) = mpsc::unbounded_channel::<OwnedMessage>();
+    let depth = Arc::new(AtomicUsize::new(0));
+    let head_timestamp_ms = Arc::new(AtomicI64::new(0));
+    let task = tokio::spawn({
+        let depth = depth.clone();
+        let head = head_timestamp_ms.clone();
+        async move {
+            while let Some(message) = inbox.recv().await {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                head.store(
+                    message
+                        .timestamp()
+                        .to_millis()
+                        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+                    Ordering::SeqCst,
+                );
+                let handled = applier.handle(&message, &shutdown).await;
+                head.store(0, Ordering::SeqCst);
+                depth.fetch_sub(1, Ordering::SeqCst);
+                match handled {
+                    Handled::Done => store(&consumer, &message),
+                    Handled::Interrupted => break,
+                }
+            }
+        }
+    });
+    Worker {
+        queue,
+        depth,
+        head_timestamp_ms,
+        paused: false,
+        task,
+    }
+}
+
+fn store(consumer: &Consumer_, message: &OwnedMessage) {
+    if let Err(error) =
+        consumer.store_offset(message.topic(), message.partition(), message.offset())
+    {
+        tracing::warn!(
+            %error,
             topic = message.topic(),
             partition = message.partition(),
             offset = message.offset(),
-            event_type = tracing::field::Empty,
-            aggregate_id = tracing::field::Empty,
+            "cannot store offset (partition revoked?); the event will be delivered again"
         );
-        telemetry::set_parent(&span, kafka::header(message.headers(), TRACEPARENT));
-        async {
-            let envelope = match flows::decode(message.payload()) {
-                Ok(envelope) => envelope,
-                Err(error) => return self.dead_letter(message, "unknown", &error, shutdown).await,
-            };
-            let span = tracing::Span::current();
-            span.record("event_type", envelope.event_type.as_str());
-            span.record("aggregate_id", envelope.aggregate_id.as_str());
-            self.apply(message, &envelope, shutdown).await
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn apply(
-        &self,
-        message: &BorrowedMessage<'_>,
-        envelope: &Envelope,
-        shutdown: &CancellationToken,
-    ) -> Handled {
-        let mut backoff = Backoff::new(self.retry);
-        loop {
-            match self.flows.apply(envelope).await {
-                Ok(outcome) => {
-                    metrics::counter!(m::BRIDGE_EVENTS_APPLIED,
-                        "type" => envelope.event_type.clone(), "outcome" => outcome.as_str())
-                    .increment(1);
-                    let age = (chrono::Utc::now() - envelope.occurred_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    metrics::histogram!(m::BRIDGE_COMMIT_TO_APPLY_SECONDS,
-                        "flow" => flows::flow_name(&envelope.event_type))
-                    .record(age.as_secs_f64());
-                    tracing::debug!(
-                        outcome = outcome.as_str(),
-                        version = envelope.aggregate_version,
-                        "event applied"
-                    );
-                    return Handled::Done;
-                }
-                Err(FlowError::Transient(detail)) => {
-                    metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => envelope.event_type.clone())
-                        .increment(1);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%detail, ?delay, attempt = backoff.attempts(), "transient failure, retrying");
-                    if sleep_or_cancel(delay, shutdown).await {
-                        return Handled::Interrupted;
-                    }
-                }
-                Err(error) => {
-                    return self
-                        .dead_letter(message, &envelope.event_type, &error, shutdown)
-                        .await;
-                }
-            }
-        }
-    }
-
-    /// Dead-letters `message`, retrying the publish until it is acked or shutdown.
-    async fn dead_letter(
-        &self,
-        message: &BorrowedMessage<'_>,
-        event_type: &str,
-        error: &FlowError,
-        shutdown: &CancellationToken,
-    ) -> Handled {
-        let (reason, code, detail) = match error {
-            FlowError::Permanent {
-                reason,
-                code,
-                detail,
-            } => (reason.as_str(), code.as_str(), detail.as_str()),
-            FlowError::Transient(detail) => ("transient", "retry", detail.as_str()),
-        };
-        tracing::warn!(reason, code, detail, "dead-lettering event");
-        let mut backoff = Backoff::new(self.retry);
-        loop {
-            match self
-                .dead_letter
-                .publish(message, reason, code, detail)
-                .await
-            {
-                Ok(()) => {
-                    metrics::counter!(m::BRIDGE_EVENTS_DEAD_LETTERED,
-                        "type" => event_type.to_owned(), "reason" => reason.to_owned())
-                    .increment(1);
-                    return Handled::Done;
-                }
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, ?delay, "cannot publish to the dead-letter topic, retrying");
-                    if sleep_or_cancel(delay, shutdown).await {
-                        return Handled::Interrupted;
-                    }
-                }
-            }
-        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::{
     Message,
-    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
+    message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 use tandem_common::kafka::KafkaError;
@@ -41,9 +41,9 @@ impl DeadLetter {
     }
 
     /// Publishes `message` to the dead-letter topic and waits for the broker's ack.
-    pub async fn publish(
+    pub async fn publish<M: Message>(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &M,
         reason: &str,
         code: &str,
         detail: &str,

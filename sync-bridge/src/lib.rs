@@ -5,11 +5,13 @@
 //!
 //! - [`settings`]: the typed configuration (`BRIDGE__*`).
 //! - [`app`]: [`Application::build`] then [`Application::run_until_stopped`].
-//! - [`consumer`]: the consume loop, offsets, retries.
+//! - [`consumer`]: the consume loop: one ordered worker per partition, offsets, pausing.
+//! - [`apply`]: one event: decode, apply with retries, or dead-letter.
 //! - [`flows`]: which event goes where: decoding, translation, the target RPC.
 //! - [`dead_letter`]: publishing events that can never apply, with the reason in headers.
 
 pub mod app;
+pub mod apply;
 pub mod consumer;
 pub mod dead_letter;
 pub mod flows;

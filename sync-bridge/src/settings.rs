@@ -17,8 +17,10 @@ pub struct Settings {
     pub http: ListenSettings,
     pub kafka: KafkaSettings,
     pub consumer: ConsumerSettings,
-    /// The ERP's gRPC endpoint (ErpSync).
+    /// The ERP's gRPC endpoint (ErpSync, ErpService).
     pub erp: EndpointSettings,
+    /// The CRM's gRPC endpoint (CrmSync, CrmService).
+    pub crm: EndpointSettings,
     pub telemetry: TelemetrySettings,
     /// Longest wait for the event in hand to finish at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
@@ -61,6 +63,10 @@ impl Default for Settings {
             consumer: ConsumerSettings::default(),
             erp: EndpointSettings {
                 url: "http://127.0.0.1:50052".to_owned(),
+                timeout_ms: 5_000,
+            },
+            crm: EndpointSettings {
+                url: "http://127.0.0.1:50051".to_owned(),
                 timeout_ms: 5_000,
             },
             telemetry: TelemetrySettings::default(),

@@ -5,7 +5,8 @@
 //! - [`TestBroker`]: a private tansu broker on a free loopback port with its own sqlite file
 //!   (`TANSU_BIN`), killed when dropped.
 //! - [`ServiceProcess`]: one of the real binaries, killed when dropped.
-//! - helpers to wait for readiness and to read what reached a topic.
+//! - [`Stack`]: the three binaries wired to a private broker and two fresh databases.
+//! - helpers to wait for readiness, to publish raw records and to read what reached a topic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -20,7 +21,8 @@ use anyhow::{Context, Result, bail};
 use rdkafka::{
     ClientConfig, Message,
     consumer::{Consumer, StreamConsumer},
-    message::Headers,
+    message::{Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
 };
 use sqlx::{Connection, PgConnection};
 
@@ -213,7 +215,10 @@ where
 #[derive(Debug, Clone)]
 pub struct Record {
     pub key: Option<String>,
+    /// The payload parsed as JSON (`Null` when it is not JSON).
     pub payload: serde_json::Value,
+    /// The payload as sent.
+    pub raw: Vec<u8>,
     pub headers: Vec<(String, String)>,
     pub partition: i32,
     pub offset: i64,
@@ -258,11 +263,8 @@ pub async fn read_topic(
         };
         match tokio::time::timeout(wait, consumer.recv()).await {
             Ok(Ok(message)) => {
-                let payload = message
-                    .payload()
-                    .map(serde_json::from_slice)
-                    .transpose()?
-                    .unwrap_or(serde_json::Value::Null);
+                let raw = message.payload().unwrap_or_default().to_vec();
+                let payload = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
                 let headers = message
                     .headers()
                     .map(|h| {
@@ -282,6 +284,7 @@ pub async fn read_topic(
                         .key()
                         .map(|k| String::from_utf8_lossy(k).into_owned()),
                     payload,
+                    raw,
                     headers,
                     partition: message.partition(),
                     offset: message.offset(),
@@ -416,5 +419,136 @@ impl Drop for ServiceProcess {
             eprintln!("---- {} output ----\n{}", self.name, self.output());
         }
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Publishes one raw record (as an integrator or a broken producer would) and waits for the ack.
+pub async fn produce(
+    brokers: &str,
+    topic: &str,
+    key: Option<&str>,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) -> Result<(i32, i64)> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()?;
+    let mut owned = OwnedHeaders::new();
+    for (key, value) in headers {
+        owned = owned.insert(Header {
+            key,
+            value: Some(*value),
+        });
+    }
+    let mut record: FutureRecord<'_, str, [u8]> =
+        FutureRecord::to(topic).payload(payload).headers(owned);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    let delivery = producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(error, _)| anyhow::anyhow!("producing to {topic}: {error}"))?;
+    Ok((delivery.partition, delivery.offset))
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The whole system: CRM, ERP and bridge binaries on free ports, a private broker and two
+/// fresh databases. Dropping it kills everything.
+pub struct Stack {
+    pub crm: ServiceProcess,
+    pub erp: ServiceProcess,
+    pub bridge: ServiceProcess,
+    pub crm_grpc: SocketAddr,
+    pub crm_http: SocketAddr,
+    pub erp_grpc: SocketAddr,
+    pub erp_http: SocketAddr,
+    pub bridge_grpc: SocketAddr,
+    pub bridge_http: SocketAddr,
+    pub broker: TestBroker,
+    pub crm_db: TestDatabase,
+    pub erp_db: TestDatabase,
+}
+
+impl Stack {
+    /// Starts everything and waits until all three processes are ready.
+    pub async fn start() -> Result<Stack> {
+        let broker = TestBroker::start().await?;
+        let crm_db = TestDatabase::create("e2e_crm").await?;
+        let erp_db = TestDatabase::create("e2e_erp").await?;
+        let (crm_grpc, crm_http) = (loopback(free_port()), loopback(free_port()));
+        let (erp_grpc, erp_http) = (loopback(free_port()), loopback(free_port()));
+        let (bridge_grpc, bridge_http) = (loopback(free_port()), loopback(free_port()));
+        let env = |pairs: Vec<(&str, String)>| -> Vec<(String, String)> {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .chain([("RUST_LOG".to_owned(), "info".to_owned())])
+                .collect()
+        };
+        let crm = ServiceProcess::spawn(
+            "crm-service",
+            env(vec![
+                ("CRM__GRPC__LISTEN", crm_grpc.to_string()),
+                ("CRM__HTTP__LISTEN", crm_http.to_string()),
+                ("CRM__DATABASE__URL", crm_db.url.clone()),
+                ("CRM__KAFKA__BROKERS", broker.brokers.clone()),
+            ]),
+        )?;
+        let erp = ServiceProcess::spawn(
+            "erp-service",
+            env(vec![
+                ("ERP__GRPC__LISTEN", erp_grpc.to_string()),
+                ("ERP__HTTP__LISTEN", erp_http.to_string()),
+                ("ERP__DATABASE__URL", erp_db.url.clone()),
+                ("ERP__KAFKA__BROKERS", broker.brokers.clone()),
+            ]),
+        )?;
+        let bridge = ServiceProcess::spawn(
+            "sync-bridge",
+            env(vec![
+                ("BRIDGE__GRPC__LISTEN", bridge_grpc.to_string()),
+                ("BRIDGE__HTTP__LISTEN", bridge_http.to_string()),
+                ("BRIDGE__KAFKA__BROKERS", broker.brokers.clone()),
+                ("BRIDGE__ERP__URL", format!("http://{erp_grpc}")),
+                ("BRIDGE__CRM__URL", format!("http://{crm_grpc}")),
+                ("BRIDGE__CONSUMER__GROUP_ID", "e2e-bridge".into()),
+                ("BRIDGE__CONSUMER__RETRY__MAX_MS", "500".into()),
+            ]),
+        )?;
+        for addr in [crm_http, erp_http, bridge_http] {
+            wait_ready(addr, Duration::from_secs(30))?;
+        }
+        Ok(Stack {
+            crm,
+            erp,
+            bridge,
+            crm_grpc,
+            crm_http,
+            erp_grpc,
+            erp_http,
+            bridge_grpc,
+            bridge_http,
+            broker,
+            crm_db,
+            erp_db,
+        })
+    }
+
+    /// The value of a Prometheus sample on `addr` whose line starts with `prefix`
+    /// (name plus labels), or 0 when absent.
+    pub fn metric(addr: SocketAddr, prefix: &str) -> f64 {
+        http_get(addr, "/metrics")
+            .map(|(_, body)| {
+                body.lines()
+                    .filter(|line| line.starts_with(prefix))
+                    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0.0)
     }
 }

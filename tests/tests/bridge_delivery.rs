@@ -1,0 +1,212 @@
+//! The bridge on the real stack: duplicates, versions out of order, poison messages and
+//! unknown types between good events, and an ERP outage in the middle of the flow.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tandem_proto::{
+    erp::v1::{self as erp, erp_service_client::ErpServiceClient},
+    events::topics,
+};
+use tandem_tests::{Stack, eventually, produce, read_topic};
+use tonic::Code;
+
+fn customer_event(id: &str, version: i64, name: &str) -> Value {
+    json!({
+        "id": uuid::Uuid::now_v7(),
+        "type": "crm.customer.upserted",
+        "schema_version": 1,
+        "source": "crm",
+        "aggregate_type": "customer",
+        "aggregate_id": id,
+        "aggregate_version": version,
+        "occurred_at": "2026-11-26T10:00:00.000000Z",
+        "data": {
+            "customer_id": id,
+            "display_name": name,
+            "email": "someone@example.com",
+            "phone": null,
+            "tax_id": null,
+            "status": "ACTIVE",
+            "external_ref": null
+        }
+    })
+}
+
+async fn publish(stack: &Stack, key: &str, event: &Value) -> (i32, i64) {
+    produce(
+        &stack.broker.brokers,
+        topics::CRM_CUSTOMERS,
+        Some(key),
+        event.to_string().as_bytes(),
+        &[],
+    )
+    .await
+    .unwrap()
+}
+
+/// The ERP's copy of customer `id` once it has `version`.
+async fn mirrored(stack: &Stack, id: &str, version: i64) -> erp::Customer {
+    let client = ErpServiceClient::connect(format!("http://{}", stack.erp_grpc))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        &format!("{id} v{version} in the ERP"),
+        || {
+            let mut client = client.clone();
+            let request = erp::GetCustomerRequest { id: id.to_owned() };
+            async move {
+                match client.get_customer(request).await {
+                    Ok(r) if r.get_ref().profile_version == version => Some(r.into_inner()),
+                    Ok(_) => None,
+                    Err(s) if s.code() == Code::NotFound => None,
+                    Err(s) => panic!("GetCustomer: {s}"),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn name_of(customer: &erp::Customer) -> &str {
+    &customer.profile.as_ref().unwrap().display_name
+}
+
+#[tokio::test]
+async fn duplicates_and_stale_versions_change_nothing() {
+    let stack = Stack::start().await.unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    let v2 = customer_event(&id, 2, "Second");
+    // v2 first, then v1 (stale), then v2 again (duplicate), then v3.
+    publish(&stack, &id, &v2).await;
+    publish(&stack, &id, &customer_event(&id, 1, "First")).await;
+    publish(&stack, &id, &v2).await;
+    publish(&stack, &id, &customer_event(&id, 3, "Third")).await;
+
+    let customer = mirrored(&stack, &id, 3).await;
+    assert_eq!(name_of(&customer), "Third");
+    let applied = eventually(Duration::from_secs(10), "bridge counters", || async {
+        let applied = Stack::metric(
+            stack.bridge_http,
+            "tandem_bridge_events_applied_total{type=\"crm.customer.upserted\",outcome=\"applied\"}",
+        );
+        let unchanged = Stack::metric(
+            stack.bridge_http,
+            "tandem_bridge_events_applied_total{type=\"crm.customer.upserted\",outcome=\"unchanged\"}",
+        );
+        (applied + unchanged >= 4.0).then_some((applied, unchanged))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        applied,
+        (2.0, 2.0),
+        "v2 and v3 applied; stale v1 and duplicate v2 unchanged"
+    );
+}
+
+#[tokio::test]
+async fn poison_between_good_events_is_dead_lettered_and_the_partition_moves_on() {
+    let stack = Stack::start().await.unwrap();
+    let key = "one-partition";
+    let (a, b) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    let (partition, first) = publish(&stack, key, &customer_event(&a, 1, "Before")).await;
+    let event = customer_event(&a, 2, "x").to_string();
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (b"\xff\xfe not json".to_vec(), "unparseable"),
+        (br#"{"id":"x"}"#.to_vec(), "unparseable"),
+        (
+            event
+                .replace("crm.customer.upserted", "crm.customer.teleported")
+                .into_bytes(),
+            "unknown_type",
+        ),
+        (
+            event.replace("\"ACTIVE\"", "\"SLEEPING\"").into_bytes(),
+            "schema_invalid",
+        ),
+    ];
+    for (payload, _) in &bad {
+        produce(
+            &stack.broker.brokers,
+            topics::CRM_CUSTOMERS,
+            Some(key),
+            payload,
+            &[("traceparent", "garbage")],
+        )
+        .await
+        .unwrap();
+    }
+    publish(&stack, key, &customer_event(&b, 1, "After")).await;
+
+    assert_eq!(name_of(&mirrored(&stack, &a, 1).await), "Before");
+    assert_eq!(name_of(&mirrored(&stack, &b, 1).await), "After");
+
+    let dead = read_topic(
+        &stack.broker.brokers,
+        topics::DEAD_LETTER,
+        0,
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        dead.len(),
+        bad.len(),
+        "exactly the bad records are dead-lettered"
+    );
+    for (i, (record, (_, reason))) in dead.iter().zip(bad.iter()).enumerate() {
+        assert_eq!(record.header("dlq.reason"), Some(*reason), "record {i}");
+        assert_eq!(
+            record.header("dlq.source_topic"),
+            Some(topics::CRM_CUSTOMERS)
+        );
+        assert_eq!(
+            record.header("dlq.source_partition"),
+            Some(partition.to_string().as_str())
+        );
+        assert_eq!(
+            record.header("dlq.source_offset"),
+            Some((first + 1 + i as i64).to_string().as_str())
+        );
+        assert!(record.header("dlq.detail").is_some_and(|d| !d.is_empty()));
+        assert_eq!(record.key.as_deref(), Some(key));
+        assert_eq!(record.raw, bad[i].0, "payload kept as it was");
+        assert_eq!(
+            record.header("traceparent"),
+            Some("garbage"),
+            "original headers kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_erp_outage_delays_but_loses_nothing() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.erp.kill();
+    let id = uuid::Uuid::now_v7().to_string();
+    publish(&stack, &id, &customer_event(&id, 1, "Patient")).await;
+    // The bridge retries while the ERP is down...
+    eventually(Duration::from_secs(20), "a retry", || async {
+        (Stack::metric(stack.bridge_http, "tandem_bridge_events_retried_total") > 0.0).then_some(())
+    })
+    .await
+    .unwrap();
+    // ...and applies the event once it is back.
+    stack.erp.start().unwrap();
+    tandem_tests::wait_ready(stack.erp_http, Duration::from_secs(20)).unwrap();
+    assert_eq!(name_of(&mirrored(&stack, &id, 1).await), "Patient");
+    assert_eq!(
+        Stack::metric(
+            stack.bridge_http,
+            "tandem_bridge_events_dead_lettered_total"
+        ),
+        0.0
+    );
+}

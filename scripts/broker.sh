@@ -34,8 +34,9 @@ start() {
   mkdir -p "$DIR"
   if running; then return 0; fi
   log "starting tansu on 127.0.0.1:$PORT (storage $DIR/tansu.db)"
-  # tansu resolves sqlite:// paths against its working directory.
-  (cd "$DIR" && exec "$TANSU_BIN" broker \
+  # tansu resolves sqlite:// paths against its working directory. setsid: a terminal's Ctrl-C
+  # must not reach the broker before the processes that still need it have stopped.
+  (cd "$DIR" && exec setsid "$TANSU_BIN" broker \
       --listener-url "tcp://127.0.0.1:$PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$PORT" \
       --storage-engine "sqlite://tansu.db" >>"$DIR/tansu.log" 2>&1) &

@@ -30,7 +30,8 @@ fi
 pids=()
 start() { # name binary
   local name=$1 bin=$2
-  "target/debug/$bin" > >(sed -u "s/^/$(printf '%-6s' "$name")| /") 2>&1 &
+  # The log prefixer ignores Ctrl-C so the last lines of a stopping process still show.
+  "target/debug/$bin" > >(trap '' INT TERM; exec sed -u "s/^/$(printf '%-6s' "$name")| /") 2>&1 &
   pids+=($!)
 }
 
@@ -43,6 +44,9 @@ stop_all() {
   # The bridge first (it commits what it applied), then the services.
   for pid in $(printf '%s\n' "${pids[@]}" | tac); do
     kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 20))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   $broker_was_running || scripts/broker.sh stop

@@ -11,6 +11,7 @@
 //! - [`event`]: the event envelope every Kafka message carries.
 //! - [`outbox`]: writing outbox rows and relaying them to Kafka.
 //! - [`kafka`]: client configuration, topic creation and header helpers.
+//! - [`runtime`]: the Tokio runtime with a bounded exit.
 //! - [`shutdown`]: turning SIGINT/SIGTERM into a cancellation token.
 //! - [`backoff`]: capped exponential backoff with jitter.
 
@@ -23,6 +24,7 @@ pub mod host;
 pub mod kafka;
 pub mod metrics_names;
 pub mod outbox;
+pub mod runtime;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,8 +1,11 @@
 use anyhow::Context;
 use erp_service::{Application, Settings};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    tandem_common::runtime::block_on(run())?
+}
+
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::load().context("loading ERP settings")?;
     let _telemetry = tandem_common::telemetry::init("erp-service", &settings.telemetry)?;
     let shutdown = tandem_common::shutdown::on_signal();

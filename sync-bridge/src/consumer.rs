@@ -51,6 +51,12 @@ const RESUME_BELOW: usize = 500;
 pub struct BridgeContext;
 
 impl ClientContext for BridgeContext {
+    // The consume loop reports errors (rate-limited); librdkafka's own callback would repeat
+    // them on every poll while the broker is down.
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "librdkafka error");
+    }
+
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
@@ -175,7 +181,7 @@ impl Bridge {
                     Err(error) => {
                         // librdkafka reconnects by itself; this is informational.
                         tracing::warn!(%error, "consumer error");
-                        if sleep_or_cancel(Duration::from_millis(100), &shutdown).await {
+                        if sleep_or_cancel(Duration::from_secs(1), &shutdown).await {
                             break;
                         }
                     }
@@ -192,10 +198,22 @@ impl Bridge {
         if tokio::time::timeout(grace, drain).await.is_err() {
             tracing::warn!(?grace, "partition workers did not stop in time");
         }
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(%error, "final offset commit failed"),
+        // librdkafka's calls block (for long while the broker is unreachable): keep them off
+        // the async threads, and bounded.
+        let consumer = self.consumer;
+        let committing = consumer.clone();
+        let commit =
+            tokio::task::spawn_blocking(move || committing.commit_consumer_state(CommitMode::Sync));
+        match tokio::time::timeout(grace, commit).await {
+            Ok(Ok(Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "final offset commit failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "final offset commit panicked"),
+            Err(_) => tracing::warn!(
+                ?grace,
+                "final offset commit timed out; uncommitted events will be delivered again"
+            ),
         }
+        tokio::task::spawn_blocking(move || drop(consumer));
         tracing::info!("bridge stopped");
         Ok(())
     }

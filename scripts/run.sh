@@ -53,14 +53,18 @@ stop_all() {
   $pg_was_running || scripts/postgres.sh stop
   log "stopped"
 }
-trap 'stop_all; exit 0' INT TERM
+interrupted=false
+trap 'interrupted=true' INT TERM
 
 start crm crm-service
 start erp erp-service
 start bridge sync-bridge
 log "CRM gRPC 127.0.0.1:50051 (http :9101), ERP gRPC 127.0.0.1:50052 (http :9102), bridge http :9103"
 log "try: tools/grpc.sh 127.0.0.1:50051 list; Ctrl-C stops everything"
-# If any process exits on its own, stop the rest.
+# Ctrl-C (or SIGTERM) ends the wait; so does any process exiting on its own. Either way,
+# stop the rest; only the second is a failure.
 wait -n "${pids[@]}" || true
 stop_all
+$interrupted && exit 0
+log "a process exited on its own"
 exit 1

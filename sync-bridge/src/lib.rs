@@ -8,6 +8,7 @@
 //! - [`consumer`]: the consume loop: one ordered worker per partition, offsets, pausing.
 //! - [`apply`]: one event: decode, apply with retries, or dead-letter.
 //! - [`flows`]: which event goes where: decoding, translation, the target RPC.
+//! - [`ops`]: what the operator CLI `tandemctl` does (dead letters, publishing).
 //! - [`dead_letter`]: publishing events that can never apply, with the reason in headers.
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod apply;
 pub mod consumer;
 pub mod dead_letter;
 pub mod flows;
+pub mod ops;
 pub mod settings;
 
 pub use app::Application;

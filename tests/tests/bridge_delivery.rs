@@ -210,3 +210,102 @@ async fn an_erp_outage_delays_but_loses_nothing() {
         0.0
     );
 }
+
+fn tandemctl(stack: &Stack, args: &[&str]) -> String {
+    let output = std::process::Command::new(tandem_tests::binary("tandemctl"))
+        .args(["--brokers", &stack.broker.brokers])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "tandemctl {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_published_and_replayed_with_a_loop_guard() {
+    let stack = Stack::start().await.unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    // A schema-invalid event, published with the CLI (unchecked, on purpose).
+    let mut bad = customer_event(&id, 1, "Bad");
+    bad["data"]["status"] = json!("SLEEPING");
+    let file = std::env::temp_dir().join(format!("tandem-bad-{id}.json"));
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let refused = std::process::Command::new(tandem_tests::binary("tandemctl"))
+        .args([
+            "--brokers",
+            &stack.broker.brokers,
+            "publish",
+            "--topic",
+            topics::CRM_CUSTOMERS,
+            "--file",
+            file,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "schema check let a bad event through"
+    );
+    let published = tandemctl(
+        &stack,
+        &[
+            "publish",
+            "--topic",
+            topics::CRM_CUSTOMERS,
+            "--file",
+            file,
+            "--unchecked",
+        ],
+    );
+    assert!(
+        published.starts_with("published to crm.customers["),
+        "{published}"
+    );
+
+    let listed = eventually(Duration::from_secs(20), "the dead letter", || async {
+        let out = tandemctl(&stack, &["dlq", "list", "--reason", "schema_invalid"]);
+        out.contains("1 dead letter(s)").then_some(out)
+    })
+    .await
+    .unwrap();
+    assert!(listed.contains("crm.customer.upserted"), "{listed}");
+    assert!(listed.contains("replays=0"), "{listed}");
+    assert!(
+        tandemctl(&stack, &["dlq", "list", "--reason", "rejected"]).contains("0 dead letter(s)")
+    );
+
+    // Replay once: it fails again and comes back with replays=1.
+    let replayed = tandemctl(
+        &stack,
+        &["dlq", "replay", "--type", "crm.customer.upserted"],
+    );
+    assert!(replayed.starts_with("1 replayed, 0 refused"), "{replayed}");
+    let twice = eventually(
+        Duration::from_secs(20),
+        "the replayed dead letter",
+        || async {
+            let out = tandemctl(&stack, &["dlq", "list"]);
+            out.contains("2 dead letter(s)").then_some(out)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(twice.contains("replays=1"), "{twice}");
+
+    // The loop guard: with at most one replay, the first letter may go again, the second not.
+    let guarded = tandemctl(
+        &stack,
+        &["dlq", "replay", "--max-replays", "1", "--dry-run"],
+    );
+    assert!(
+        guarded.starts_with("1 would be replayed, 1 refused"),
+        "{guarded}"
+    );
+    let _ = std::fs::remove_file(file);
+}

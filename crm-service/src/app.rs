@@ -11,10 +11,23 @@ use tandem_common::{
     kafka::KafkaError,
     outbox::Relay,
 };
-use tandem_proto::{crm::v1::crm_service_server::CrmServiceServer, events::topics};
+use tandem_proto::{
+    crm::v1::{crm_service_server::CrmServiceServer, crm_sync_server::CrmSyncServer},
+    events::topics,
+};
 use tonic::service::RoutesBuilder;
 
-use crate::{customers::Customers, grpc::CrmApi, settings::Settings};
+use crate::{
+    catalogue::Catalogue,
+    customers::Customers,
+    finance::FinanceMirror,
+    grpc::{CrmApi, SyncApi},
+    orders::Orders,
+    settings::Settings,
+};
+
+/// Every topic the CRM publishes to (the relay creates missing ones).
+pub const TOPICS: &[&str] = &[topics::CRM_CUSTOMERS, topics::CRM_ORDERS];
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -39,6 +52,9 @@ pub struct Application {
     pool: PgPool,
     relay: Relay,
     customers: Customers,
+    orders: Orders,
+    catalogue: Catalogue,
+    finance: FinanceMirror,
     shutdown_grace: Duration,
 }
 
@@ -51,7 +67,7 @@ impl Application {
             pool.clone(),
             &settings.kafka,
             &settings.outbox,
-            &[topics::CRM_CUSTOMERS],
+            TOPICS,
         )?;
         let host = Host::bind(
             &settings.grpc,
@@ -61,7 +77,10 @@ impl Application {
         .await?;
         Ok(Self {
             host,
-            customers: Customers::new(pool.clone(), waker),
+            customers: Customers::new(pool.clone(), waker.clone()),
+            orders: Orders::new(pool.clone(), waker),
+            catalogue: Catalogue::new(pool.clone()),
+            finance: FinanceMirror::new(pool.clone()),
             pool,
             relay,
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
@@ -87,10 +106,19 @@ impl Application {
         let surface = GrpcSurface {
             routes: {
                 let mut routes = RoutesBuilder::default();
-                routes.add_service(CrmServiceServer::new(CrmApi::new(self.customers)));
+                routes.add_service(CrmServiceServer::new(CrmApi::new(
+                    self.customers,
+                    self.orders.clone(),
+                    self.catalogue.clone(),
+                )));
+                routes.add_service(CrmSyncServer::new(SyncApi::new(
+                    self.catalogue,
+                    self.orders,
+                    self.finance,
+                )));
                 routes
             },
-            services: &["tandem.crm.v1.CrmService"],
+            services: &["tandem.crm.v1.CrmService", "tandem.crm.v1.CrmSync"],
             descriptor_sets: &[tandem_proto::crm::v1::FILE_DESCRIPTOR_SET],
         };
         let served = self

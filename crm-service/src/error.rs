@@ -15,6 +15,10 @@ pub enum Error {
     AlreadyExists(String),
     #[error("{0}")]
     Aborted(String),
+    /// The resource is not in a state that allows the operation (e.g. editing a submitted
+    /// order).
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot encode event: {0}")]
@@ -25,6 +29,35 @@ impl Error {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldViolation::new(field, description)])
     }
+
+    pub fn not_found(resource: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            resource,
+            id: id.to_string(),
+        }
+    }
+
+    /// This error with every field violation's path put under `prefix` (e.g. `customer.`).
+    pub fn prefixed(self, prefix: &str) -> Self {
+        match self {
+            Self::Invalid(violations) => Self::Invalid(
+                violations
+                    .into_iter()
+                    .map(|v| FieldViolation::new(format!("{prefix}{}", v.field), v.description))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
+/// `Ok(())` when there are no violations, else `Error::Invalid` with all of them.
+pub fn check(violations: Vec<FieldViolation>) -> Result<()> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(violations))
+    }
 }
 
 impl From<Error> for Status {
@@ -34,6 +67,7 @@ impl From<Error> for Status {
             Error::NotFound { .. } => Status::not_found(error.to_string()),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::Aborted(message) => Status::aborted(message),
+            Error::FailedPrecondition(message) => Status::failed_precondition(message),
             Error::Database(error) => grpc::database_status(&error),
             Error::Encode(error) => {
                 tracing::error!(%error, "event encoding failed");

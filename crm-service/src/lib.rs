@@ -1,16 +1,30 @@
-//! Tandem's CRM service: the system of record for customer profiles and sales orders.
+//! Tandem's CRM service: the system of record for customer profiles and sales orders, with
+//! read-only mirrors of what the ERP owns.
 //!
 //! - [`settings`]: the typed configuration (`CRM__*`).
 //! - [`app`]: [`Application::build`] then [`Application::run_until_stopped`].
-//! - [`customers`]: the customer domain (validation, storage, events).
-//! - [`grpc`]: the `tandem.crm.v1.CrmService` handlers.
+//! - [`customers`]: customer profiles, contacts and addresses (validation, storage, events).
+//! - [`orders`]: sales orders: quoting, lifecycle, events, and the mirrored fulfilment status.
+//! - [`catalogue`]: the mirror of ERP products and available stock.
+//! - [`finance`]: the mirror of each customer's ERP finance view.
+//! - [`grpc`]: the `tandem.crm.v1.CrmService` and `tandem.crm.v1.CrmSync` handlers.
+//! - [`paging`], [`validation`], [`mirror`]: page tokens, field rules, apply outcomes.
 //! - [`error`]: the service's error type and its mapping to `tonic::Status`.
 
 pub mod app;
+pub mod catalogue;
 pub mod customers;
 pub mod error;
+pub mod finance;
 pub mod grpc;
+pub mod mirror;
+pub mod orders;
+pub mod paging;
 pub mod settings;
+pub mod validation;
 
 pub use app::Application;
 pub use settings::Settings;
+
+/// `source` of every event the CRM publishes.
+pub const SOURCE: &str = "crm";

@@ -11,10 +11,16 @@ use tandem_common::{
     kafka::KafkaError,
     outbox::Relay,
 };
-use tandem_proto::erp::v1::{erp_service_server::ErpServiceServer, erp_sync_server::ErpSyncServer};
+use tandem_proto::{
+    erp::v1::{erp_service_server::ErpServiceServer, erp_sync_server::ErpSyncServer},
+    events::erp::TOPICS,
+};
 use tonic::service::RoutesBuilder;
 
-use crate::{customers::Customers, grpc::ErpApi, settings::Settings};
+use crate::{
+    customers::Customers, finance::Finances, grpc::ErpApi, money::is_currency, orders::Orders,
+    products::Products, settings::Settings, stock::Stock, warehouses::Warehouses,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -23,6 +29,8 @@ const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error("invalid settings: {0}")]
+    Settings(String),
     #[error("invalid database settings: {0}")]
     Database(#[source] sqlx::Error),
     #[error("migrations failed: {0}")]
@@ -38,21 +46,30 @@ pub struct Application {
     host: Host,
     pool: PgPool,
     relay: Relay,
-    customers: Customers,
+    api: ErpApi,
     shutdown_grace: Duration,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let finance = &settings.finance;
+        if !is_currency(&finance.currency)
+            || !(0..=365).contains(&finance.payment_terms_days)
+            || finance.credit_limit_minor < 0
+        {
+            return Err(StartupError::Settings(format!(
+                "finance defaults need an ISO 4217 currency, 0..=365 payment terms days and a \
+                 non-negative credit limit: {finance:?}"
+            )));
+        }
         let pool = db::lazy_pool(&settings.database).map_err(StartupError::Database)?;
         db::migrate(&pool, &MIGRATOR, MIGRATION_PATIENCE).await?;
-        // The ERP publishes nothing yet; its relay drains whatever the outbox holds.
-        let (relay, _waker) = Relay::new(
+        let (relay, waker) = Relay::new(
             "tandem.erp.outbox",
             pool.clone(),
             &settings.kafka,
             &settings.outbox,
-            &[],
+            TOPICS,
         )?;
         let host = Host::bind(
             &settings.grpc,
@@ -62,7 +79,14 @@ impl Application {
         .await?;
         Ok(Self {
             host,
-            customers: Customers::new(pool.clone()),
+            api: ErpApi {
+                customers: Customers::new(pool.clone()),
+                products: Products::new(pool.clone(), waker.clone()),
+                warehouses: Warehouses::new(pool.clone()),
+                stock: Stock::new(pool.clone(), waker.clone()),
+                finances: Finances::new(pool.clone(), waker.clone(), settings.finance.clone()),
+                orders: Orders::new(pool.clone(), waker, settings.finance.clone()),
+            },
             pool,
             relay,
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
@@ -85,7 +109,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
-        let api = ErpApi::new(self.customers);
+        let api = self.api;
         let surface = GrpcSurface {
             routes: {
                 let mut routes = RoutesBuilder::default();

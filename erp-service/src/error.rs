@@ -1,9 +1,34 @@
 //! The ERP's error type, and its one mapping to `tonic::Status`.
 
+use std::collections::HashMap;
+
 use tandem_common::grpc::{self, FieldViolation};
-use tonic::Status;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The `google.rpc.ErrorInfo` domain of the ERP's machine-readable failures.
+pub const ERROR_DOMAIN: &str = "tandem.erp";
+
+/// `ErrorInfo.reason` values the bridge acts on.
+pub mod reasons {
+    /// AcceptOrder names a customer the ERP has not mirrored (yet).
+    pub const UNKNOWN_CUSTOMER: &str = "UNKNOWN_CUSTOMER";
+    /// AcceptOrder names skus the ERP does not know (yet).
+    pub const UNKNOWN_SKU: &str = "UNKNOWN_SKU";
+    /// A state transition the order's current status does not allow.
+    pub const ILLEGAL_TRANSITION: &str = "ILLEGAL_TRANSITION";
+    /// Not enough stock for the movement.
+    pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
+}
+
+/// A machine-readable reason for a FAILED_PRECONDITION (`google.rpc.ErrorInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub reason: &'static str,
+    pub metadata: HashMap<String, String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,15 +40,70 @@ pub enum Error {
     AlreadyExists(String),
     #[error("{0}")]
     Aborted(String),
+    /// The request is valid but the system is not in a state to perform it.
+    #[error("{message}")]
+    FailedPrecondition { message: String, info: Option<Info> },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot encode event: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A broken internal invariant; logged, never detailed to the caller.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn not_found(resource: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            resource,
+            id: id.to_string(),
+        }
+    }
+
+    /// FAILED_PRECONDITION without a machine-readable reason.
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Self::FailedPrecondition {
+            message: message.into(),
+            info: None,
+        }
+    }
+
+    /// FAILED_PRECONDITION with an `ErrorInfo` of `reason` and `metadata`.
+    pub fn precondition_info(
+        message: impl Into<String>,
+        reason: &'static str,
+        metadata: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Self {
+        Self::FailedPrecondition {
+            message: message.into(),
+            info: Some(Info {
+                reason,
+                metadata: metadata
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The machine-readable reason of a FAILED_PRECONDITION, if any.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::FailedPrecondition {
+                info: Some(info), ..
+            } => Some(info.reason),
+            _ => None,
+        }
+    }
+
+    /// A deadlock or serialisation failure: the whole transaction can be tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("40P01" | "40001")))
     }
 }
 
@@ -34,11 +114,55 @@ impl From<Error> for Status {
             Error::NotFound { .. } => Status::not_found(error.to_string()),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::Aborted(message) => Status::aborted(message),
+            Error::FailedPrecondition {
+                message,
+                info: None,
+            } => Status::failed_precondition(message),
+            Error::FailedPrecondition {
+                message,
+                info: Some(info),
+            } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_error_info(info.reason, ERROR_DOMAIN, info.metadata),
+            ),
             Error::Database(error) => grpc::database_status(&error),
             Error::Encode(error) => {
                 tracing::error!(%error, "event encoding failed");
                 Status::internal("internal error")
             }
+            Error::Internal(detail) => {
+                tracing::error!(%detail, "internal invariant broken");
+                Status::internal("internal error")
+            }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preconditions_carry_error_info() {
+        let status = Status::from(Error::precondition_info(
+            "customer c1 is unknown",
+            reasons::UNKNOWN_CUSTOMER,
+            [("customer_id", "c1".to_owned())],
+        ));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("ErrorInfo detail");
+        assert_eq!(info.reason, "UNKNOWN_CUSTOMER");
+        assert_eq!(info.domain, "tandem.erp");
+        assert_eq!(
+            info.metadata.get("customer_id").map(String::as_str),
+            Some("c1")
+        );
+
+        let plain = Status::from(Error::precondition("no"));
+        assert_eq!(plain.code(), Code::FailedPrecondition);
+        assert!(plain.get_error_details().error_info().is_none());
     }
 }

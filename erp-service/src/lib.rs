@@ -4,14 +4,26 @@
 //! - [`settings`]: the typed configuration (`ERP__*`).
 //! - [`app`]: [`Application::build`] then [`Application::run_until_stopped`].
 //! - [`customers`]: the customer mirror (version-gated apply) and lookups.
+//! - [`products`], [`warehouses`]: the catalogue and where stock is kept.
+//! - [`stock`]: levels, the immutable ledger, the lock discipline, reservation planning.
+//! - [`orders`]: sales orders from acceptance to invoice or cancellation.
+//! - [`finance`]: credit terms, open balance, payments, the credit check.
 //! - [`grpc`]: the `tandem.erp.v1.ErpService` and `tandem.erp.v1.ErpSync` handlers.
 //! - [`error`]: the service's error type and its mapping to `tonic::Status`.
 
 pub mod app;
 pub mod customers;
 pub mod error;
+pub mod finance;
 pub mod grpc;
+pub mod money;
+pub mod orders;
+pub mod paging;
+pub mod products;
+mod retry;
 pub mod settings;
+pub mod stock;
+pub mod warehouses;
 
 pub use app::Application;
 pub use settings::Settings;

@@ -8,6 +8,8 @@ use tandem_common::{
     telemetry::TelemetrySettings,
 };
 
+use crate::finance::FinanceDefaults;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Settings {
@@ -17,6 +19,8 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
     pub telemetry: TelemetrySettings,
+    /// Credit terms of customers finance has not set terms for (`ERP__FINANCE__*`).
+    pub finance: FinanceDefaults,
     /// Longest wait for in-flight calls and the outbox to drain at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
 }
@@ -33,6 +37,7 @@ impl Default for Settings {
             kafka: KafkaSettings::default(),
             outbox: OutboxSettings::default(),
             telemetry: TelemetrySettings::default(),
+            finance: FinanceDefaults::default(),
             shutdown_grace_ms: 10_000,
         }
     }

@@ -218,7 +218,10 @@ async fn every_process_serves_health_and_reflection() {
 
     let stack = Stack::start().await.unwrap();
     let expectations: [(SocketAddr, &[&str]); 3] = [
-        (stack.crm_grpc, &["tandem.crm.v1.CrmService"]),
+        (
+            stack.crm_grpc,
+            &["tandem.crm.v1.CrmService", "tandem.crm.v1.CrmSync"],
+        ),
         (
             stack.erp_grpc,
             &["tandem.erp.v1.ErpService", "tandem.erp.v1.ErpSync"],

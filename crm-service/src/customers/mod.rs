@@ -1,5 +1,5 @@
-//! The customer domain: every change writes the row and its `crm.customer.upserted` outbox
-//! event in one transaction, then wakes the relay.
+//! The customer domain: every change writes the rows and its `crm.customer.*` outbox event in
+//! one transaction, then wakes the relay.
 
 pub mod model;
 pub mod store;
@@ -9,14 +9,16 @@ use tandem_common::{
     event::Envelope,
     outbox::{self, OutboxWaker},
 };
-use tandem_proto::events::{aggregates, topics, types};
+use tandem_proto::events::{CustomerStatus, aggregates, topics, types};
 use uuid::Uuid;
 
-pub use model::{Customer, Profile, ProfilePatch};
+pub use model::{Address, Contact, Customer, CustomerFilter, Profile, ProfilePatch};
 
-use crate::error::{Error, Result};
-
-const SOURCE: &str = "crm";
+use crate::{
+    SOURCE,
+    error::{Error, Result, check},
+    paging::Page,
+};
 
 /// Customer operations over one database.
 #[derive(Clone)]
@@ -48,6 +50,19 @@ impl Customers {
             .ok_or_else(|| not_found(id))
     }
 
+    /// One page of customers matching `filter`, and the next page's token.
+    #[tracing::instrument(skip(self))]
+    pub async fn list(
+        &self,
+        filter: &CustomerFilter,
+        page: &Page,
+    ) -> Result<(Vec<Customer>, String)> {
+        let mut conn = self.pool.acquire().await?;
+        let mut customers = store::list(&mut conn, filter, page).await?;
+        let next = page.finish(&mut customers, |c| c.id.to_string());
+        Ok((customers, next))
+    }
+
     /// Applies `patch`. With `expected_version`, fails with `Aborted` unless it is current.
     /// A patch that changes nothing writes nothing and publishes nothing.
     #[tracing::instrument(skip(self, patch))]
@@ -58,53 +73,80 @@ impl Customers {
         expected_version: Option<i64>,
     ) -> Result<Customer> {
         let mut tx = self.pool.begin().await?;
-        let current = store::get_for_update(&mut tx, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if let Some(expected) = expected_version
-            && expected != current.version
-        {
-            return Err(Error::Aborted(format!(
-                "customer {id} is at version {}, not {expected}; read it again and retry",
-                current.version
-            )));
-        }
+        let current = locked(&mut tx, id, expected_version).await?;
         let profile = current.profile.patched(patch);
-        let violations = profile.violations();
-        if !violations.is_empty() {
-            return Err(Error::Invalid(violations));
-        }
+        check(profile.violations())?;
         if profile == current.profile {
             return Ok(current);
         }
         let customer = store::update(&mut tx, id, &profile)
             .await
             .map_err(duplicate_external_ref)?;
-        publish_upserted(&mut tx, &customer).await?;
+        publish(&mut tx, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
+        tx.commit().await?;
+        self.waker.wake();
+        Ok(customer)
+    }
+
+    /// Sets the status to ARCHIVED and publishes `crm.customer.archived`. Archiving an
+    /// archived customer changes nothing and publishes nothing.
+    #[tracing::instrument(skip(self))]
+    pub async fn archive(&self, id: Uuid, expected_version: Option<i64>) -> Result<Customer> {
+        let mut tx = self.pool.begin().await?;
+        let current = locked(&mut tx, id, expected_version).await?;
+        if current.profile.status == CustomerStatus::Archived {
+            return Ok(current);
+        }
+        let profile = Profile {
+            status: CustomerStatus::Archived,
+            ..current.profile
+        };
+        let customer = store::update(&mut tx, id, &profile).await?;
+        publish(&mut tx, types::CRM_CUSTOMER_ARCHIVED, &customer).await?;
         tx.commit().await?;
         self.waker.wake();
         Ok(customer)
     }
 }
 
+/// Reads and locks the customer; with `expected_version`, fails with `Aborted` unless it is
+/// the stored version.
+async fn locked(
+    conn: &mut PgConnection,
+    id: Uuid,
+    expected_version: Option<i64>,
+) -> Result<Customer> {
+    let current = store::get_for_update(conn, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if let Some(expected) = expected_version
+        && expected != current.version
+    {
+        return Err(Error::Aborted(format!(
+            "customer {id} is at version {}, not {expected}; read it again and retry",
+            current.version
+        )));
+    }
+    Ok(current)
+}
+
 /// Validates `profile`, then writes the new customer and its event on `conn`, inside the
 /// caller's transaction: both commit or neither does.
 pub async fn insert_with_event(conn: &mut PgConnection, profile: Profile) -> Result<Customer> {
     let profile = profile.normalised();
-    let violations = profile.violations();
-    if !violations.is_empty() {
-        return Err(Error::Invalid(violations));
-    }
+    check(profile.violations())?;
     let customer = store::insert(conn, Uuid::now_v7(), &profile)
         .await
         .map_err(duplicate_external_ref)?;
-    publish_upserted(conn, &customer).await?;
+    publish(conn, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
     Ok(customer)
 }
 
-async fn publish_upserted(conn: &mut PgConnection, customer: &Customer) -> Result<()> {
+/// Writes the outbox row of a customer event (`crm.customer.upserted` or
+/// `crm.customer.archived`: both carry the full profile).
+async fn publish(conn: &mut PgConnection, event_type: &str, customer: &Customer) -> Result<()> {
     let event = Envelope::new(
-        types::CRM_CUSTOMER_UPSERTED,
+        event_type,
         1,
         SOURCE,
         aggregates::CUSTOMER,
@@ -117,14 +159,13 @@ async fn publish_upserted(conn: &mut PgConnection, customer: &Customer) -> Resul
 }
 
 fn not_found(id: Uuid) -> Error {
-    Error::NotFound {
-        resource: "customer",
-        id: id.to_string(),
-    }
+    Error::not_found("customer", id)
 }
 
 fn duplicate_external_ref(error: sqlx::Error) -> Error {
-    if tandem_common::db::is_unique_violation(&error) {
+    let is_external_ref = matches!(&error, sqlx::Error::Database(db)
+        if db.constraint() == Some("customers_external_ref_key"));
+    if tandem_common::db::is_unique_violation(&error) && is_external_ref {
         Error::AlreadyExists("a customer with this external_ref already exists".to_owned())
     } else {
         Error::Database(error)

@@ -1,12 +1,15 @@
-//! SQL for customers. Functions take a connection so callers decide the transaction.
+//! SQL for customers, their contacts and addresses. Functions take a connection so callers
+//! decide the transaction.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use tandem_proto::events::{CustomerStatus, crm::AddressKind};
 use uuid::Uuid;
 
-use tandem_proto::events::CustomerStatus;
-
-use super::model::{Customer, Profile};
+use super::model::{Address, Contact, Customer, CustomerFilter, Profile};
+use crate::{finance, paging::Page};
 
 type CustomerRow = (
     Uuid,
@@ -49,13 +52,17 @@ fn from_row(row: CustomerRow) -> Result<Customer, sqlx::Error> {
             tax_id,
             status,
             external_ref,
+            contacts: Vec::new(),
+            addresses: Vec::new(),
         },
         version,
         create_time,
         update_time,
+        finance: None,
     })
 }
 
+/// Inserts the customer with version 1, with its contacts and addresses.
 pub async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
@@ -72,18 +79,22 @@ pub async fn insert(
     .bind(&profile.tax_id)
     .bind(profile.status.as_str())
     .bind(&profile.external_ref)
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await?;
-    from_row(row)
+    let mut customer = from_row(row)?;
+    replace_lists(conn, id, profile).await?;
+    customer.profile.contacts = profile.contacts.clone();
+    customer.profile.addresses = profile.addresses.clone();
+    Ok(customer)
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Customer>, sqlx::Error> {
     let row: Option<CustomerRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
             .bind(id)
-            .fetch_optional(conn)
+            .fetch_optional(&mut *conn)
             .await?;
-    row.map(from_row).transpose()
+    complete_one(conn, row).await
 }
 
 /// Reads the customer and locks its row until the transaction ends.
@@ -95,12 +106,32 @@ pub async fn get_for_update(
         "SELECT {COLUMNS} FROM customers WHERE id = $1 FOR UPDATE"
     ))
     .bind(id)
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    row.map(from_row).transpose()
+    complete_one(conn, row).await
 }
 
-/// Writes `profile` and bumps the version by one.
+/// The status of a customer, locking its row against changes (`FOR SHARE`) until the
+/// transaction ends, so an order cannot be placed while the customer is being archived.
+pub async fn status_for_share(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<CustomerStatus>, sqlx::Error> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM customers WHERE id = $1 FOR SHARE")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    status
+        .map(|s| {
+            CustomerStatus::parse(&s).ok_or_else(|| {
+                sqlx::Error::Decode(format!("customer {id} has unknown status {s:?}").into())
+            })
+        })
+        .transpose()
+}
+
+/// Writes `profile` (with its lists) and bumps the version by one.
 pub async fn update(
     conn: &mut PgConnection,
     id: Uuid,
@@ -118,7 +149,183 @@ pub async fn update(
     .bind(&profile.tax_id)
     .bind(profile.status.as_str())
     .bind(&profile.external_ref)
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await?;
-    from_row(row)
+    replace_lists(conn, id, profile).await?;
+    let mut customers = vec![from_row(row)?];
+    complete(conn, &mut customers).await?;
+    customers
+        .pop()
+        .ok_or_else(|| sqlx::Error::Protocol("updated customer vanished".into()))
+}
+
+/// One page of customers in id (creation) order.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &CustomerFilter,
+    page: &Page,
+) -> Result<Vec<Customer>, sqlx::Error> {
+    let after: Option<Uuid> = page.after.as_deref().and_then(|a| Uuid::parse_str(a).ok());
+    let name_pattern = filter
+        .display_name_contains
+        .as_deref()
+        .map(|text| format!("%{}%", escape_like(text)));
+    let rows: Vec<CustomerRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM customers \
+         WHERE ($1::uuid IS NULL OR id > $1) \
+           AND ($2::text IS NULL OR display_name ILIKE $2) \
+           AND ($3::text IS NULL OR lower(email) = lower($3)) \
+           AND ($4::text IS NULL OR status = $4) \
+         ORDER BY id LIMIT $5"
+    ))
+    .bind(after)
+    .bind(name_pattern)
+    .bind(&filter.email)
+    .bind(filter.status.map(CustomerStatus::as_str))
+    .bind(page.fetch_limit())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut customers = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    complete(conn, &mut customers).await?;
+    Ok(customers)
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+async fn complete_one(
+    conn: &mut PgConnection,
+    row: Option<CustomerRow>,
+) -> Result<Option<Customer>, sqlx::Error> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut customers = vec![from_row(row)?];
+    complete(conn, &mut customers).await?;
+    Ok(customers.pop())
+}
+
+/// Loads the contacts, addresses and finance view of `customers`.
+async fn complete(conn: &mut PgConnection, customers: &mut [Customer]) -> Result<(), sqlx::Error> {
+    if customers.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = customers.iter().map(|c| c.id).collect();
+    type ContactRow = (Uuid, String, Option<String>, Option<String>, Option<String>);
+    let contacts: Vec<ContactRow> = sqlx::query_as(
+        "SELECT customer_id, name, email, phone, role FROM customer_contacts \
+             WHERE customer_id = ANY($1) ORDER BY customer_id, position",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut contacts_by: HashMap<Uuid, Vec<Contact>> = HashMap::new();
+    for (id, name, email, phone, role) in contacts {
+        contacts_by.entry(id).or_default().push(Contact {
+            name,
+            email,
+            phone,
+            role,
+        });
+    }
+    type AddressRow = (
+        Uuid,
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let addresses: Vec<AddressRow> = sqlx::query_as(
+        "SELECT customer_id, kind, line1, line2, city, postal_code, region, country_code \
+         FROM customer_addresses WHERE customer_id = ANY($1) ORDER BY customer_id, position",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut addresses_by: HashMap<Uuid, Vec<Address>> = HashMap::new();
+    for (id, kind, line1, line2, city, postal_code, region, country_code) in addresses {
+        let kind = AddressKind::parse(&kind).ok_or_else(|| {
+            sqlx::Error::Decode(format!("address of {id} has unknown kind {kind:?}").into())
+        })?;
+        addresses_by.entry(id).or_default().push(Address {
+            kind,
+            line1,
+            line2,
+            city,
+            postal_code,
+            region,
+            country_code,
+        });
+    }
+    let mut finances = finance::store::get_many(conn, &ids).await?;
+    for customer in customers {
+        customer.profile.contacts = contacts_by.remove(&customer.id).unwrap_or_default();
+        customer.profile.addresses = addresses_by.remove(&customer.id).unwrap_or_default();
+        customer.finance = finances.remove(&customer.id);
+    }
+    Ok(())
+}
+
+/// Replaces the customer's contacts and addresses with those of `profile`.
+async fn replace_lists(
+    conn: &mut PgConnection,
+    id: Uuid,
+    profile: &Profile,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM customer_contacts WHERE customer_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM customer_addresses WHERE customer_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if !profile.contacts.is_empty() {
+        let contacts = &profile.contacts;
+        sqlx::query(
+            "INSERT INTO customer_contacts (customer_id, position, name, email, phone, role) \
+             SELECT $1, ordinality - 1, name, email, phone, role \
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) \
+                  WITH ORDINALITY AS c(name, email, phone, role, ordinality)",
+        )
+        .bind(id)
+        .bind(contacts.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+        .bind(contacts.iter().map(|c| c.email.clone()).collect::<Vec<_>>())
+        .bind(contacts.iter().map(|c| c.phone.clone()).collect::<Vec<_>>())
+        .bind(contacts.iter().map(|c| c.role.clone()).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !profile.addresses.is_empty() {
+        let addresses = &profile.addresses;
+        sqlx::query(
+            "INSERT INTO customer_addresses \
+                 (customer_id, position, kind, line1, line2, city, postal_code, region, country_code) \
+             SELECT $1, ordinality - 1, kind, line1, line2, city, postal_code, region, country_code \
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                         $8::text[]) \
+                  WITH ORDINALITY AS a(kind, line1, line2, city, postal_code, region, country_code, \
+                                       ordinality)",
+        )
+        .bind(id)
+        .bind(addresses.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>())
+        .bind(addresses.iter().map(|a| a.line1.clone()).collect::<Vec<_>>())
+        .bind(addresses.iter().map(|a| a.line2.clone()).collect::<Vec<_>>())
+        .bind(addresses.iter().map(|a| a.city.clone()).collect::<Vec<_>>())
+        .bind(addresses.iter().map(|a| a.postal_code.clone()).collect::<Vec<_>>())
+        .bind(addresses.iter().map(|a| a.region.clone()).collect::<Vec<_>>())
+        .bind(addresses.iter().map(|a| a.country_code.clone()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -1,40 +1,343 @@
-//! `tandem.erp.v1.ErpService` (public) and `tandem.erp.v1.ErpSync` (for the bridge).
+//! `tandem.erp.v1.ErpService` (public) and `tandem.erp.v1.ErpSync` (for the bridge): map
+//! requests to the domain and results back to messages.
 
-use tandem_common::grpc::{FieldViolation, timestamp};
-use tandem_proto::{
-    erp::v1::{
-        self as pb, ApplyCustomerRequest, ApplyCustomerResponse, GetCustomerRequest,
-        erp_service_server::ErpService, erp_sync_server::ErpSync,
-    },
-    events::CustomerStatus,
-};
+mod convert;
+
+use tandem_proto::erp::v1::{self as pb, erp_service_server::ErpService, erp_sync_server::ErpSync};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
+
+use convert::parse_id;
 
 use crate::{
-    customers::{Customer, Customers, Profile},
+    customers::Customers,
     error::Error,
+    finance::Finances,
+    orders::{OrderFilter, Orders},
+    products::{ProductFilter, Products},
+    stock::{MovementOutcome, Stock, StockRequest},
+    warehouses::Warehouses,
 };
 
+/// Every domain service the gRPC surfaces use.
 #[derive(Clone)]
 pub struct ErpApi {
-    customers: Customers,
+    pub customers: Customers,
+    pub products: Products,
+    pub warehouses: Warehouses,
+    pub stock: Stock,
+    pub finances: Finances,
+    pub orders: Orders,
 }
 
-impl ErpApi {
-    pub fn new(customers: Customers) -> Self {
-        Self { customers }
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reference(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn movement_result(outcome: &MovementOutcome) -> pb::StockMovementResult {
+    pb::StockMovementResult {
+        levels: outcome.levels.iter().map(convert::level).collect(),
+        movements: outcome.movements.iter().map(convert::movement).collect(),
+        reserved_orders: outcome.reserved_orders.clone(),
     }
 }
 
 #[tonic::async_trait]
 impl ErpService for ErpApi {
-    async fn get_customer(
+    async fn create_product(
         &self,
-        request: Request<GetCustomerRequest>,
-    ) -> Result<Response<pb::Customer>, Status> {
+        request: Request<pb::CreateProductRequest>,
+    ) -> Reply<pb::Product> {
+        let request = request.into_inner();
+        let product = request
+            .product
+            .ok_or_else(|| Error::invalid("product", "required"))?;
+        let fields = convert::product_fields(&product, !request.inactive)?;
+        let created = self.products.create(&product.sku, fields).await?;
+        Ok(Response::new(convert::product(&created)))
+    }
+
+    async fn get_product(&self, request: Request<pb::GetProductRequest>) -> Reply<pb::Product> {
+        let id = &request.get_ref().id;
+        if id.is_empty() {
+            return Err(Error::invalid("id", "an id or a sku").into());
+        }
+        Ok(Response::new(convert::product(
+            &self.products.get(id).await?,
+        )))
+    }
+
+    async fn list_products(
+        &self,
+        request: Request<pb::ListProductsRequest>,
+    ) -> Reply<pb::ListProductsResponse> {
+        let request = request.into_inner();
+        let filter = ProductFilter {
+            active: request.active,
+            sku_prefix: request.sku_prefix,
+        };
+        let (products, next_page_token) = self
+            .products
+            .list(&filter, request.page_size, &request.page_token)
+            .await?;
+        Ok(Response::new(pb::ListProductsResponse {
+            products: products.iter().map(convert::product).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_product(
+        &self,
+        request: Request<pb::UpdateProductRequest>,
+    ) -> Reply<pb::Product> {
+        let request = request.into_inner();
+        let product = request
+            .product
+            .ok_or_else(|| Error::invalid("product", "required"))?;
+        let key = if product.id.is_empty() {
+            product.sku.clone()
+        } else {
+            product.id.clone()
+        };
+        if key.is_empty() {
+            return Err(Error::invalid("product.id", "an id or a sku").into());
+        }
+        let patch = convert::product_patch(&product, request.update_mask.as_ref())?;
+        let expected = (product.version != 0).then_some(product.version);
+        let updated = self.products.update(&key, patch, expected).await?;
+        Ok(Response::new(convert::product(&updated)))
+    }
+
+    async fn create_warehouse(
+        &self,
+        request: Request<pb::CreateWarehouseRequest>,
+    ) -> Reply<pb::Warehouse> {
+        let warehouse = request
+            .into_inner()
+            .warehouse
+            .ok_or_else(|| Error::invalid("warehouse", "required"))?;
+        let created = self
+            .warehouses
+            .create(&warehouse.code, &warehouse.display_name)
+            .await?;
+        Ok(Response::new(convert::warehouse(&created)))
+    }
+
+    async fn list_warehouses(
+        &self,
+        request: Request<pb::ListWarehousesRequest>,
+    ) -> Reply<pb::ListWarehousesResponse> {
+        let request = request.into_inner();
+        let (warehouses, next_page_token) = self
+            .warehouses
+            .list(request.page_size, &request.page_token)
+            .await?;
+        Ok(Response::new(pb::ListWarehousesResponse {
+            warehouses: warehouses.iter().map(convert::warehouse).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn receive_stock(
+        &self,
+        request: Request<pb::ReceiveStockRequest>,
+    ) -> Reply<pb::StockMovementResult> {
+        let request = request.into_inner();
+        let movement = StockRequest::Receive {
+            warehouse: request.warehouse,
+            quantity: request.quantity,
+        };
+        let outcome = self
+            .stock
+            .movement(&request.sku, movement, reference(&request.reference))
+            .await?;
+        Ok(Response::new(movement_result(&outcome)))
+    }
+
+    async fn adjust_stock(
+        &self,
+        request: Request<pb::AdjustStockRequest>,
+    ) -> Reply<pb::StockMovementResult> {
+        let request = request.into_inner();
+        let reason = convert::adjustment_reason(request.reason())
+            .ok_or_else(|| Error::invalid("reason", "required"))?;
+        let movement = StockRequest::Adjust {
+            warehouse: request.warehouse,
+            delta: request.quantity_delta,
+            reason,
+        };
+        let outcome = self
+            .stock
+            .movement(&request.sku, movement, reference(&request.reference))
+            .await?;
+        Ok(Response::new(movement_result(&outcome)))
+    }
+
+    async fn transfer_stock(
+        &self,
+        request: Request<pb::TransferStockRequest>,
+    ) -> Reply<pb::StockMovementResult> {
+        let request = request.into_inner();
+        let movement = StockRequest::Transfer {
+            from: request.from_warehouse,
+            to: request.to_warehouse,
+            quantity: request.quantity,
+        };
+        let outcome = self
+            .stock
+            .movement(&request.sku, movement, reference(&request.reference))
+            .await?;
+        Ok(Response::new(movement_result(&outcome)))
+    }
+
+    async fn get_stock_level(
+        &self,
+        request: Request<pb::GetStockLevelRequest>,
+    ) -> Reply<pb::StockLevel> {
+        let request = request.get_ref();
+        let level = self.stock.level(&request.sku, &request.warehouse).await?;
+        Ok(Response::new(convert::level(&level)))
+    }
+
+    async fn list_stock_levels(
+        &self,
+        request: Request<pb::ListStockLevelsRequest>,
+    ) -> Reply<pb::ListStockLevelsResponse> {
+        let request = request.into_inner();
+        let (levels, next_page_token) = self
+            .stock
+            .levels(
+                &request.sku,
+                &request.warehouse,
+                request.page_size,
+                &request.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListStockLevelsResponse {
+            levels: levels.iter().map(convert::level).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_stock_movements(
+        &self,
+        request: Request<pb::ListStockMovementsRequest>,
+    ) -> Reply<pb::ListStockMovementsResponse> {
+        let request = request.into_inner();
+        let order_id = match request.order_id.as_str() {
+            "" => None,
+            id => Some(parse_id("order_id", id)?),
+        };
+        let (movements, next_page_token) = self
+            .stock
+            .movements(
+                &request.sku,
+                &request.warehouse,
+                order_id,
+                request.page_size,
+                &request.page_token,
+            )
+            .await?;
+        Ok(Response::new(pb::ListStockMovementsResponse {
+            movements: movements.iter().map(convert::movement).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Reply<pb::Customer> {
         let id = parse_id("id", &request.get_ref().id)?;
-        Ok(Response::new(to_proto(&self.customers.get(id).await?)))
+        let customer = self.customers.get(id).await?;
+        let finance = self.finances.view(id).await?;
+        Ok(Response::new(convert::customer(&customer, Some(&finance))))
+    }
+
+    async fn set_credit_terms(
+        &self,
+        request: Request<pb::SetCreditTermsRequest>,
+    ) -> Reply<pb::CustomerFinance> {
+        let request = request.into_inner();
+        let id = parse_id("customer_id", &request.customer_id)?;
+        let patch = convert::terms_patch(&request)?;
+        let view = self.finances.set_terms(id, patch).await?;
+        Ok(Response::new(convert::finance(&view)))
+    }
+
+    async fn record_payment(
+        &self,
+        request: Request<pb::RecordPaymentRequest>,
+    ) -> Reply<pb::CustomerFinance> {
+        let request = request.into_inner();
+        let id = parse_id("customer_id", &request.customer_id)?;
+        let amount = request
+            .amount
+            .ok_or_else(|| Error::invalid("amount", "required"))?;
+        let view = self
+            .finances
+            .record_payment(
+                id,
+                amount.amount_minor,
+                &amount.currency_code,
+                &request.reference,
+            )
+            .await?;
+        Ok(Response::new(convert::finance(&view)))
+    }
+
+    async fn get_sales_order(
+        &self,
+        request: Request<pb::GetSalesOrderRequest>,
+    ) -> Reply<pb::SalesOrder> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        Ok(Response::new(convert::order(&self.orders.get(id).await?)))
+    }
+
+    async fn list_sales_orders(
+        &self,
+        request: Request<pb::ListSalesOrdersRequest>,
+    ) -> Reply<pb::ListSalesOrdersResponse> {
+        let request = request.into_inner();
+        let filter = OrderFilter {
+            status: convert::status_filter(request.status()),
+            customer_id: match request.customer_id.as_str() {
+                "" => None,
+                id => Some(parse_id("customer_id", id)?),
+            },
+            crm_order_id: (!request.crm_order_id.is_empty()).then_some(request.crm_order_id),
+        };
+        let (orders, next_page_token) = self
+            .orders
+            .list(&filter, request.page_size, &request.page_token)
+            .await?;
+        Ok(Response::new(pb::ListSalesOrdersResponse {
+            orders: orders.iter().map(convert::order).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn release_credit_hold(
+        &self,
+        request: Request<pb::ReleaseCreditHoldRequest>,
+    ) -> Reply<pb::SalesOrder> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        Ok(Response::new(convert::order(
+            &self.orders.release_credit_hold(id).await?,
+        )))
+    }
+
+    async fn ship_order(&self, request: Request<pb::ShipOrderRequest>) -> Reply<pb::SalesOrder> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        Ok(Response::new(convert::order(&self.orders.ship(id).await?)))
+    }
+
+    async fn invoice_order(
+        &self,
+        request: Request<pb::InvoiceOrderRequest>,
+    ) -> Reply<pb::SalesOrder> {
+        let id = parse_id("id", &request.get_ref().id)?;
+        Ok(Response::new(convert::order(
+            &self.orders.invoice(id).await?,
+        )))
     }
 }
 
@@ -42,104 +345,43 @@ impl ErpService for ErpApi {
 impl ErpSync for ErpApi {
     async fn apply_customer(
         &self,
-        request: Request<ApplyCustomerRequest>,
-    ) -> Result<Response<ApplyCustomerResponse>, Status> {
+        request: Request<pb::ApplyCustomerRequest>,
+    ) -> Reply<pb::ApplyCustomerResponse> {
         let request = request.into_inner();
         tracing::debug!(event_id = %request.event_id, "applying customer");
-        let profile = profile_from(request.customer.as_ref())?;
+        let profile = convert::profile(request.customer.as_ref())?;
         let applied = self
             .customers
             .apply(&profile, request.source_version)
             .await?;
-        Ok(Response::new(ApplyCustomerResponse {
+        Ok(Response::new(pb::ApplyCustomerResponse {
             applied: applied.changed,
             current_version: applied.current_version,
         }))
     }
-}
 
-fn profile_from(customer: Option<&pb::CustomerProfile>) -> Result<Profile, Error> {
-    let customer = customer.ok_or_else(|| Error::invalid("customer", "required"))?;
-    let mut violations = Vec::new();
-    let id = Uuid::parse_str(&customer.id).ok();
-    if id.is_none() {
-        violations.push(FieldViolation::new("customer.id", "must be a UUID"));
+    async fn accept_order(
+        &self,
+        request: Request<pb::AcceptOrderRequest>,
+    ) -> Reply<pb::AcceptOrderResponse> {
+        let request = request.into_inner();
+        tracing::debug!(event_id = %request.event_id, crm_order_id = %request.crm_order_id, "accepting order");
+        let order = convert::new_order(&request)?;
+        let accepted = self.orders.accept(order).await?;
+        Ok(Response::new(pb::AcceptOrderResponse {
+            order: Some(convert::order(&accepted.order)),
+            created: accepted.created,
+        }))
     }
-    if customer.display_name.trim().is_empty() {
-        violations.push(FieldViolation::new("customer.display_name", "required"));
-    }
-    if customer.email.trim().is_empty() {
-        violations.push(FieldViolation::new("customer.email", "required"));
-    }
-    let status = match customer.status() {
-        pb::CustomerStatus::Active => Some(CustomerStatus::Active),
-        pb::CustomerStatus::Archived => Some(CustomerStatus::Archived),
-        pb::CustomerStatus::Unspecified => {
-            violations.push(FieldViolation::new("customer.status", "ACTIVE or ARCHIVED"));
-            None
-        }
-    };
-    match (id, status) {
-        (Some(id), Some(status)) if violations.is_empty() => Ok(Profile {
-            id,
-            display_name: customer.display_name.clone(),
-            email: customer.email.clone(),
-            phone: non_empty(&customer.phone),
-            tax_id: non_empty(&customer.tax_id),
-            status,
-            external_ref: non_empty(&customer.external_ref),
-        }),
-        _ => Err(Error::Invalid(violations)),
-    }
-}
 
-fn non_empty(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_owned())
-}
-
-fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
-    Uuid::parse_str(id).map_err(|_| Error::invalid(field, "must be a UUID"))
-}
-
-fn to_proto(customer: &Customer) -> pb::Customer {
-    let profile = &customer.profile;
-    pb::Customer {
-        profile: Some(pb::CustomerProfile {
-            id: profile.id.to_string(),
-            display_name: profile.display_name.clone(),
-            email: profile.email.clone(),
-            phone: profile.phone.clone().unwrap_or_default(),
-            tax_id: profile.tax_id.clone().unwrap_or_default(),
-            status: match profile.status {
-                CustomerStatus::Active => pb::CustomerStatus::Active,
-                CustomerStatus::Archived => pb::CustomerStatus::Archived,
-            } as i32,
-            external_ref: profile.external_ref.clone().unwrap_or_default(),
-        }),
-        profile_version: customer.profile_version,
-        profile_update_time: Some(timestamp(customer.profile_update_time)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_missing_field_is_named() {
-        let Err(Error::Invalid(violations)) = profile_from(Some(&pb::CustomerProfile::default()))
-        else {
-            panic!("empty profile accepted");
-        };
-        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "customer.id",
-                "customer.display_name",
-                "customer.email",
-                "customer.status"
-            ]
-        );
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Reply<pb::SalesOrder> {
+        let request = request.into_inner();
+        tracing::debug!(event_id = %request.event_id, crm_order_id = %request.crm_order_id, "cancelling order");
+        let reason = (!request.reason.is_empty()).then_some(request.reason);
+        let order = self.orders.cancel(&request.crm_order_id, reason).await?;
+        Ok(Response::new(convert::order(&order)))
     }
 }

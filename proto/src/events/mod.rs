@@ -18,7 +18,6 @@ pub use validate::{SchemaError, validate};
 /// Kafka topics, one per source and entity.
 pub mod topics {
     pub use super::crm::topics::*;
-    #[allow(unused_imports)] // the ERP publishes no events yet
     pub use super::erp::topics::*;
 
     /// Events the bridge could never apply, with the reason in headers.
@@ -28,7 +27,6 @@ pub mod topics {
 /// Event type names (`type` in the envelope).
 pub mod types {
     pub use super::crm::types::*;
-    #[allow(unused_imports)] // the ERP publishes no events yet
     pub use super::erp::types::*;
 }
 

@@ -132,7 +132,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{} {}, {} refused by the loop guard (replayed {max_replays} times already)",
                 report.replayed,
-                if dry_run { "would be replayed" } else { "replayed" },
+                if dry_run {
+                    "would be replayed"
+                } else {
+                    "replayed"
+                },
                 report.refused
             );
         }

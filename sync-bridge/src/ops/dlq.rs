@@ -76,10 +76,17 @@ impl DeadLetter {
     }
 
     pub fn matches(&self, filter: &Filter) -> bool {
-        filter.event_type.as_ref().is_none_or(|t| *t == self.event_type)
+        filter
+            .event_type
+            .as_ref()
+            .is_none_or(|t| *t == self.event_type)
             && filter.reason.as_ref().is_none_or(|r| *r == self.reason)
-            && filter.since.is_none_or(|since| self.failed_at.is_some_and(|at| at >= since))
-            && filter.until.is_none_or(|until| self.failed_at.is_some_and(|at| at < until))
+            && filter
+                .since
+                .is_none_or(|since| self.failed_at.is_some_and(|at| at >= since))
+            && filter
+                .until
+                .is_none_or(|until| self.failed_at.is_some_and(|at| at < until))
     }
 
     /// One line for `dlq list`.
@@ -108,7 +115,11 @@ impl DeadLetter {
 }
 
 /// The dead letters of `topic` that match `filter`, oldest first.
-pub fn list(kafka: &KafkaSettings, topic: &str, filter: &Filter) -> Result<Vec<DeadLetter>, KafkaError> {
+pub fn list(
+    kafka: &KafkaSettings,
+    topic: &str,
+    filter: &Filter,
+) -> Result<Vec<DeadLetter>, KafkaError> {
     Ok(super::read_all(kafka, topic)?
         .into_iter()
         .map(DeadLetter::from_message)

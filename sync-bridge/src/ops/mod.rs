@@ -55,7 +55,13 @@ pub fn read_all(kafka: &KafkaSettings, topic: &str) -> Result<Vec<OwnedMessage>,
             None => {}
         }
     }
-    records.sort_by_key(|m| (m.timestamp().to_millis().unwrap_or_default(), m.partition(), m.offset()));
+    records.sort_by_key(|m| {
+        (
+            m.timestamp().to_millis().unwrap_or_default(),
+            m.partition(),
+            m.offset(),
+        )
+    });
     Ok(records)
 }
 

@@ -33,12 +33,11 @@ pub async fn publish(
     key: Option<&str>,
     unchecked: bool,
 ) -> Result<(i32, i64), PublishError> {
-    let json: serde_json::Value = serde_json::from_slice(body).map_err(|source| {
-        PublishError::NotJson {
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|source| PublishError::NotJson {
             path: path.to_owned(),
             source,
-        }
-    })?;
+        })?;
     if !unchecked {
         tandem_proto::events::validate(&json).map_err(|source| PublishError::Invalid {
             path: path.to_owned(),

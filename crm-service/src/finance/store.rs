@@ -1,0 +1,107 @@
+//! SQL for the customer finance mirror.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::model::{Finance, FinanceData};
+use crate::mirror::Applied;
+
+/// Upserts `data` when `version` is newer than the stored one, in one statement: the `WHERE`
+/// on the conflict branch is the version gate.
+pub async fn apply(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+    data: &FinanceData,
+    version: i64,
+) -> Result<Applied, sqlx::Error> {
+    let written: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO customer_finance (customer_id, currency, credit_limit_minor, \
+                                       open_balance_minor, payment_terms, credit_hold, \
+                                       source_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (customer_id) DO UPDATE SET \
+             currency = EXCLUDED.currency, credit_limit_minor = EXCLUDED.credit_limit_minor, \
+             open_balance_minor = EXCLUDED.open_balance_minor, \
+             payment_terms = EXCLUDED.payment_terms, credit_hold = EXCLUDED.credit_hold, \
+             source_version = EXCLUDED.source_version, update_time = now() \
+         WHERE customer_finance.source_version < EXCLUDED.source_version \
+         RETURNING source_version",
+    )
+    .bind(customer_id)
+    .bind(&data.currency)
+    .bind(data.credit_limit_minor)
+    .bind(data.open_balance_minor)
+    .bind(&data.payment_terms)
+    .bind(data.credit_hold)
+    .bind(version)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match written {
+        Some(current_version) => Ok(Applied {
+            changed: true,
+            current_version,
+        }),
+        None => {
+            let current_version: i64 = sqlx::query_scalar(
+                "SELECT source_version FROM customer_finance WHERE customer_id = $1",
+            )
+            .bind(customer_id)
+            .fetch_one(conn)
+            .await?;
+            Ok(Applied {
+                changed: false,
+                current_version,
+            })
+        }
+    }
+}
+
+type Row = (
+    Uuid,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    bool,
+    i64,
+    DateTime<Utc>,
+);
+
+/// The finance views of `customer_ids` that the ERP reported.
+pub async fn get_many(
+    conn: &mut PgConnection,
+    customer_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Finance>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT customer_id, currency, credit_limit_minor, open_balance_minor, payment_terms, \
+                credit_hold, source_version, update_time \
+         FROM customer_finance WHERE customer_id = ANY($1)",
+    )
+    .bind(customer_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, currency, limit, balance, payment_terms, credit_hold, version, updated)| {
+                (
+                    id,
+                    Finance {
+                        data: FinanceData {
+                            currency,
+                            credit_limit_minor: limit,
+                            open_balance_minor: balance,
+                            payment_terms,
+                            credit_hold,
+                        },
+                        source_version: version,
+                        update_time: updated,
+                    },
+                )
+            },
+        )
+        .collect())
+}

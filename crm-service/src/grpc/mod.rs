@@ -1,0 +1,56 @@
+//! The gRPC surface: `tandem.crm.v1.CrmService` ([`CrmApi`]) for the sales desk and
+//! `tandem.crm.v1.CrmSync` ([`SyncApi`]) for the bridge. Handlers only translate between
+//! messages and the domain; conversions live next to each domain's messages.
+
+mod catalogue;
+mod customers;
+mod orders;
+mod service;
+mod sync;
+
+pub use service::CrmApi;
+pub use sync::SyncApi;
+
+use tandem_proto::crm::v1 as pb;
+use uuid::Uuid;
+
+use crate::error::Error;
+
+fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(id).map_err(|_| Error::invalid(field, "must be a UUID"))
+}
+
+/// An optional UUID filter: empty means "any".
+fn parse_optional_id(field: &str, id: &str) -> Result<Option<Uuid>, Error> {
+    if id.is_empty() {
+        Ok(None)
+    } else {
+        parse_id(field, id).map(Some)
+    }
+}
+
+/// Optimistic concurrency: a version of 0 (unset) means "unconditional".
+fn expected_version(version: i64) -> Option<i64> {
+    (version != 0).then_some(version)
+}
+
+fn money(currency: &str, amount_minor: i64) -> pb::Money {
+    pb::Money {
+        currency_code: currency.to_owned(),
+        amount_minor,
+    }
+}
+
+/// Empty (or blank) text is "not set".
+fn optional(text: &str) -> Option<String> {
+    crate::validation::blank_to_none(Some(text.to_owned()))
+}
+
+/// Versions from the ERP start at 1.
+fn source_version(version: i64) -> Result<i64, Error> {
+    if version > 0 {
+        Ok(version)
+    } else {
+        Err(Error::invalid("source_version", "must be positive"))
+    }
+}

@@ -1,0 +1,229 @@
+//! The sales order domain. Drafts are private to the CRM; submitting and requesting a
+//! cancellation write the order and its `crm.order.*` outbox event in one transaction, then
+//! wake the relay. The ERP's fulfilment status is mirrored in through [`Orders::apply_status`],
+//! which never publishes (no echo).
+
+pub mod model;
+pub mod store;
+
+use sqlx::{PgConnection, PgPool};
+use tandem_common::{
+    event::Envelope,
+    outbox::{self, OutboxWaker},
+};
+use tandem_proto::events::{
+    CustomerStatus,
+    crm::{OrderStatus, aggregates},
+    topics, types,
+};
+use uuid::Uuid;
+
+pub use model::{
+    Fulfilment, FulfilmentStatus, FulfilmentUpdate, Line, LineRequest, Order, OrderFilter,
+};
+
+use crate::{
+    SOURCE, catalogue, customers,
+    error::{Error, Result, check},
+    mirror::Applied,
+    paging::Page,
+};
+
+/// Sales order operations over one database.
+#[derive(Clone)]
+pub struct Orders {
+    pool: PgPool,
+    waker: OutboxWaker,
+}
+
+impl Orders {
+    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
+        Self { pool, waker }
+    }
+
+    /// Creates a DRAFT order for an ACTIVE customer, quoting every line from the catalogue.
+    #[tracing::instrument(skip(self, lines), fields(order_id))]
+    pub async fn create(&self, customer_id: Uuid, lines: &[LineRequest]) -> Result<Order> {
+        let mut tx = self.pool.begin().await?;
+        require_active_customer(&mut tx, customer_id).await?;
+        let (currency, lines) = quote(&mut tx, lines).await?;
+        let order = store::insert(
+            &mut tx,
+            Uuid::now_v7(),
+            customer_id,
+            currency.as_deref(),
+            &lines,
+        )
+        .await?;
+        tracing::Span::current().record("order_id", tracing::field::display(order.id));
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn get(&self, id: Uuid) -> Result<Order> {
+        let mut conn = self.pool.acquire().await?;
+        store::get(&mut conn, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn list(&self, filter: &OrderFilter, page: &Page) -> Result<(Vec<Order>, String)> {
+        let mut conn = self.pool.acquire().await?;
+        let mut orders = store::list(&mut conn, filter, page).await?;
+        let next = page.finish(&mut orders, |o| o.id.to_string());
+        Ok((orders, next))
+    }
+
+    /// Replaces the lines of a DRAFT order, quoting them again.
+    #[tracing::instrument(skip(self, lines))]
+    pub async fn update_lines(
+        &self,
+        id: Uuid,
+        lines: &[LineRequest],
+        expected_version: Option<i64>,
+    ) -> Result<Order> {
+        let mut tx = self.pool.begin().await?;
+        let current = locked(&mut tx, id, expected_version).await?;
+        current.check_editable()?;
+        let (currency, lines) = quote(&mut tx, lines).await?;
+        if currency == current.currency && lines == current.lines {
+            return Ok(current);
+        }
+        let order = store::replace_lines(&mut tx, id, currency.as_deref(), &lines).await?;
+        tx.commit().await?;
+        Ok(order)
+    }
+
+    /// DRAFT -> SUBMITTED, publishing `crm.order.submitted` with the lines and quoted prices.
+    #[tracing::instrument(skip(self))]
+    pub async fn submit(&self, id: Uuid, expected_version: Option<i64>) -> Result<Order> {
+        let mut tx = self.pool.begin().await?;
+        let current = locked(&mut tx, id, expected_version).await?;
+        current.check_submittable()?;
+        require_active_customer(&mut tx, current.customer_id).await?;
+        let order = store::transition(&mut tx, id, OrderStatus::Submitted, None).await?;
+        publish(&mut tx, types::CRM_ORDER_SUBMITTED, &order).await?;
+        tx.commit().await?;
+        self.waker.wake();
+        Ok(order)
+    }
+
+    /// SUBMITTED -> CANCEL_REQUESTED (publishing `crm.order.cancel_requested`); a DRAFT is
+    /// CANCELLED at once (the ERP never saw it, nothing is published). Asking again while
+    /// the request is pending changes nothing.
+    #[tracing::instrument(skip(self, reason))]
+    pub async fn request_cancellation(
+        &self,
+        id: Uuid,
+        reason: Option<String>,
+        expected_version: Option<i64>,
+    ) -> Result<Order> {
+        let mut tx = self.pool.begin().await?;
+        let current = locked(&mut tx, id, expected_version).await?;
+        let Some(target) = current.cancellation_target()? else {
+            return Ok(current);
+        };
+        let order = store::transition(&mut tx, id, target, reason.as_deref()).await?;
+        let published = target == OrderStatus::CancelRequested;
+        if published {
+            publish(&mut tx, types::CRM_ORDER_CANCEL_REQUESTED, &order).await?;
+        }
+        tx.commit().await?;
+        if published {
+            self.waker.wake();
+        }
+        Ok(order)
+    }
+
+    /// Applies the ERP's fulfilment status at `version` (version-gated; never published).
+    /// CANCELLED ends the CRM order too. Unknown orders are NOT_FOUND; drafts, which the ERP
+    /// cannot know, FAILED_PRECONDITION.
+    #[tracing::instrument(skip(self, update), fields(status = update.status.as_str()))]
+    pub async fn apply_status(
+        &self,
+        id: Uuid,
+        update: &FulfilmentUpdate,
+        version: i64,
+    ) -> Result<Applied> {
+        let mut tx = self.pool.begin().await?;
+        let order = store::get_for_update(&mut tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if order.status == OrderStatus::Draft {
+            return Err(Error::FailedPrecondition(format!(
+                "order {id} is a DRAFT, which the ERP cannot know"
+            )));
+        }
+        check(update.violations(order.currency.as_deref()))?;
+        let stored = order.fulfilment.as_ref().map_or(0, |f| f.source_version);
+        if version <= stored {
+            return Ok(Applied {
+                changed: false,
+                current_version: stored,
+            });
+        }
+        let status = model::status_after(order.status, update.status);
+        let written = store::apply_fulfilment(&mut tx, id, update, version, status).await?;
+        tx.commit().await?;
+        Ok(Applied {
+            changed: written,
+            current_version: if written { version } else { stored },
+        })
+    }
+}
+
+/// Reads and locks the order; with `expected_version`, fails with `Aborted` unless current.
+async fn locked(conn: &mut PgConnection, id: Uuid, expected_version: Option<i64>) -> Result<Order> {
+    let current = store::get_for_update(conn, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    if let Some(expected) = expected_version
+        && expected != current.version
+    {
+        return Err(Error::Aborted(format!(
+            "order {id} is at version {}, not {expected}; read it again and retry",
+            current.version
+        )));
+    }
+    Ok(current)
+}
+
+async fn require_active_customer(conn: &mut PgConnection, customer_id: Uuid) -> Result<()> {
+    match customers::store::status_for_share(conn, customer_id).await? {
+        None => Err(Error::not_found("customer", customer_id)),
+        Some(CustomerStatus::Archived) => Err(Error::FailedPrecondition(format!(
+            "customer {customer_id} is ARCHIVED; it cannot order"
+        ))),
+        Some(CustomerStatus::Active) => Ok(()),
+    }
+}
+
+async fn quote(
+    conn: &mut PgConnection,
+    requests: &[LineRequest],
+) -> Result<(Option<String>, Vec<Line>)> {
+    check(model::line_violations(requests))?;
+    let skus: Vec<String> = requests.iter().map(|l| l.sku.clone()).collect();
+    let products = catalogue::store::get_many(conn, &skus).await?;
+    model::quote(requests, &products)
+}
+
+async fn publish(conn: &mut PgConnection, event_type: &str, order: &Order) -> Result<()> {
+    let event = Envelope::new(
+        event_type,
+        1,
+        SOURCE,
+        aggregates::ORDER,
+        order.id.to_string(),
+        order.version,
+        &order.event(),
+    )?;
+    outbox::enqueue(conn, topics::CRM_ORDERS, &event).await?;
+    Ok(())
+}
+
+fn not_found(id: Uuid) -> Error {
+    Error::not_found("order", id)
+}

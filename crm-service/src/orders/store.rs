@@ -1,0 +1,312 @@
+//! SQL for sales orders and their lines.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use tandem_proto::events::crm::OrderStatus;
+use uuid::Uuid;
+
+use super::model::{Fulfilment, FulfilmentStatus, FulfilmentUpdate, Line, Order, OrderFilter};
+use crate::paging::Page;
+
+type OrderRow = (
+    Uuid,
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<DateTime<Utc>>,
+);
+
+const COLUMNS: &str = "id, customer_id, status, currency, cancellation_reason, version, \
+                       create_time, update_time, submit_time, fulfilment_status, \
+                       rejection_reason, invoice_number, invoice_amount_minor, \
+                       fulfilment_version, fulfilment_update_time";
+
+fn decode(what: String) -> sqlx::Error {
+    sqlx::Error::Decode(what.into())
+}
+
+fn from_row(row: OrderRow) -> Result<Order, sqlx::Error> {
+    let (
+        id,
+        customer_id,
+        status,
+        currency,
+        cancellation_reason,
+        version,
+        create_time,
+        update_time,
+        submit_time,
+        fulfilment_status,
+        rejection_reason,
+        invoice_number,
+        invoice_amount_minor,
+        fulfilment_version,
+        fulfilment_update_time,
+    ) = row;
+    let status = OrderStatus::parse(&status)
+        .ok_or_else(|| decode(format!("order {id} has unknown status {status:?}")))?;
+    let fulfilment = match (fulfilment_status, fulfilment_update_time) {
+        (Some(text), Some(update_time)) => {
+            let fulfilment_status = FulfilmentStatus::parse(&text).ok_or_else(|| {
+                decode(format!("order {id} has unknown fulfilment status {text:?}"))
+            })?;
+            Some(Fulfilment {
+                update: FulfilmentUpdate {
+                    status: fulfilment_status,
+                    rejection_reason,
+                    invoice_number,
+                    invoice_amount: invoice_amount_minor
+                        .map(|amount| (currency.clone().unwrap_or_default(), amount)),
+                },
+                source_version: fulfilment_version,
+                update_time,
+            })
+        }
+        _ => None,
+    };
+    Ok(Order {
+        id,
+        customer_id,
+        status,
+        currency,
+        lines: Vec::new(),
+        cancellation_reason,
+        version,
+        create_time,
+        update_time,
+        submit_time,
+        fulfilment,
+    })
+}
+
+/// Inserts a DRAFT order at version 1 with its lines.
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    customer_id: Uuid,
+    currency: Option<&str>,
+    lines: &[Line],
+) -> Result<Order, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, status, currency, version) \
+         VALUES ($1, $2, 'DRAFT', $3, 1)",
+    )
+    .bind(id)
+    .bind(customer_id)
+    .bind(currency)
+    .execute(&mut *conn)
+    .await?;
+    insert_lines(conn, id, lines).await?;
+    required(get(conn, id).await?, id)
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+    let row: Option<OrderRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    complete_one(conn, row).await
+}
+
+/// Reads the order and locks its row until the transaction ends.
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Order>, sqlx::Error> {
+    let row: Option<OrderRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    complete_one(conn, row).await
+}
+
+/// Replaces the lines (and the currency) and bumps the version.
+pub async fn replace_lines(
+    conn: &mut PgConnection,
+    id: Uuid,
+    currency: Option<&str>,
+    lines: &[Line],
+) -> Result<Order, sqlx::Error> {
+    sqlx::query("DELETE FROM order_lines WHERE order_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    insert_lines(conn, id, lines).await?;
+    sqlx::query(
+        "UPDATE orders SET currency = $2, version = version + 1, update_time = now() \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(currency)
+    .execute(&mut *conn)
+    .await?;
+    required(get(conn, id).await?, id)
+}
+
+/// A CRM lifecycle change: sets `status` (and the submit time or the cancellation reason)
+/// and bumps the version.
+pub async fn transition(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: OrderStatus,
+    cancellation_reason: Option<&str>,
+) -> Result<Order, sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders SET status = $2, \
+             submit_time = CASE WHEN $2 = 'SUBMITTED' THEN now() ELSE submit_time END, \
+             cancellation_reason = COALESCE($3, cancellation_reason), \
+             version = version + 1, update_time = now() \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(cancellation_reason)
+    .execute(&mut *conn)
+    .await?;
+    required(get(conn, id).await?, id)
+}
+
+/// Writes the ERP's fulfilment view at `version` and the CRM status it leads to, when
+/// `version` is newer than the stored one. Returns whether it was written. The order's own
+/// version is not bumped: it counts CRM changes (and events), and this one publishes nothing.
+pub async fn apply_fulfilment(
+    conn: &mut PgConnection,
+    id: Uuid,
+    update: &FulfilmentUpdate,
+    version: i64,
+    status: OrderStatus,
+) -> Result<bool, sqlx::Error> {
+    let written = sqlx::query(
+        "UPDATE orders SET fulfilment_status = $2, rejection_reason = $3, invoice_number = $4, \
+             invoice_amount_minor = $5, fulfilment_version = $6, \
+             fulfilment_update_time = now(), status = $7, update_time = now() \
+         WHERE id = $1 AND fulfilment_version < $6",
+    )
+    .bind(id)
+    .bind(update.status.as_str())
+    .bind(&update.rejection_reason)
+    .bind(&update.invoice_number)
+    .bind(update.invoice_amount.as_ref().map(|(_, amount)| *amount))
+    .bind(version)
+    .bind(status.as_str())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}
+
+/// One page of orders in id (creation) order.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &OrderFilter,
+    page: &Page,
+) -> Result<Vec<Order>, sqlx::Error> {
+    let after: Option<Uuid> = page.after.as_deref().and_then(|a| Uuid::parse_str(a).ok());
+    let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM orders \
+         WHERE ($1::uuid IS NULL OR id > $1) \
+           AND ($2::uuid IS NULL OR customer_id = $2) \
+           AND ($3::text IS NULL OR status = $3) \
+         ORDER BY id LIMIT $4"
+    ))
+    .bind(after)
+    .bind(filter.customer_id)
+    .bind(filter.status.map(OrderStatus::as_str))
+    .bind(page.fetch_limit())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut orders = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    attach_lines(conn, &mut orders).await?;
+    Ok(orders)
+}
+
+fn required(order: Option<Order>, id: Uuid) -> Result<Order, sqlx::Error> {
+    order.ok_or_else(|| sqlx::Error::Protocol(format!("order {id} vanished in its transaction")))
+}
+
+async fn complete_one(
+    conn: &mut PgConnection,
+    row: Option<OrderRow>,
+) -> Result<Option<Order>, sqlx::Error> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut orders = vec![from_row(row)?];
+    attach_lines(conn, &mut orders).await?;
+    Ok(orders.pop())
+}
+
+async fn attach_lines(conn: &mut PgConnection, orders: &mut [Order]) -> Result<(), sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    let rows: Vec<(Uuid, i32, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT order_id, line_number, sku, product_name, quantity, unit_price_minor \
+         FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_number",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    let mut by_order: HashMap<Uuid, Vec<Line>> = HashMap::new();
+    for (order_id, line_number, sku, product_name, quantity, unit_price_minor) in rows {
+        by_order.entry(order_id).or_default().push(Line {
+            line_number,
+            sku,
+            product_name,
+            quantity,
+            unit_price_minor,
+        });
+    }
+    for order in orders {
+        order.lines = by_order.remove(&order.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+async fn insert_lines(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lines: &[Line],
+) -> Result<(), sqlx::Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO order_lines (order_id, line_number, sku, product_name, quantity, \
+                                  unit_price_minor) \
+         SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::text[], $5::int8[], $6::int8[])",
+    )
+    .bind(id)
+    .bind(lines.iter().map(|l| l.line_number).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|l| l.product_name.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.unit_price_minor).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

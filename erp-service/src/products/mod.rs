@@ -1,0 +1,148 @@
+//! The product catalogue: every change writes the row and its `erp.product.upserted` outbox
+//! event in one transaction, then wakes the relay.
+
+pub mod model;
+pub mod store;
+
+use sqlx::{PgConnection, PgPool};
+use tandem_common::{
+    event::Envelope,
+    outbox::{self, OutboxWaker},
+};
+use tandem_proto::events::erp::{aggregates, topics, types};
+use uuid::Uuid;
+
+pub use model::{Product, ProductFields, ProductPatch, is_sku};
+
+use crate::{
+    error::{Error, Result},
+    paging,
+};
+
+pub(crate) const SOURCE: &str = "erp";
+
+#[derive(Clone)]
+pub struct Products {
+    pool: PgPool,
+    waker: OutboxWaker,
+}
+
+/// Which products a list returns.
+#[derive(Debug, Clone, Default)]
+pub struct ProductFilter {
+    pub active: Option<bool>,
+    pub sku_prefix: String,
+}
+
+impl Products {
+    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
+        Self { pool, waker }
+    }
+
+    #[tracing::instrument(skip(self, fields), fields(product_id))]
+    pub async fn create(&self, sku: &str, fields: ProductFields) -> Result<Product> {
+        let fields = fields.normalised();
+        let mut violations: Vec<_> = model::sku_violation("product.sku", sku)
+            .into_iter()
+            .collect();
+        violations.extend(fields.violations("product."));
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations));
+        }
+        let mut tx = self.pool.begin().await?;
+        let product = store::insert(&mut tx, Uuid::now_v7(), sku, &fields)
+            .await
+            .map_err(|error| {
+                if tandem_common::db::is_unique_violation(&error) {
+                    Error::AlreadyExists(format!("a product with sku {sku} already exists"))
+                } else {
+                    Error::Database(error)
+                }
+            })?;
+        tracing::Span::current().record("product_id", tracing::field::display(product.id));
+        publish_upserted(&mut tx, &product).await?;
+        tx.commit().await?;
+        self.waker.wake();
+        Ok(product)
+    }
+
+    /// By id or sku.
+    #[tracing::instrument(skip(self))]
+    pub async fn get(&self, key: &str) -> Result<Product> {
+        let mut conn = self.pool.acquire().await?;
+        store::get(&mut conn, key, false)
+            .await?
+            .ok_or_else(|| Error::not_found("product", key))
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn list(
+        &self,
+        filter: &ProductFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Product>, String)> {
+        let size = paging::page_size(page_size)?;
+        let after: Option<String> = paging::decode(page_token)?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = store::list(
+            &mut conn,
+            after.as_deref(),
+            filter.active,
+            &filter.sku_prefix,
+            size + 1,
+        )
+        .await?;
+        paging::page(rows, size, |p| p.sku.clone())
+    }
+
+    /// Applies `patch` to the product `key` (id or sku). With `expected_version`, fails with
+    /// ABORTED unless it is current. A patch that changes nothing publishes nothing.
+    #[tracing::instrument(skip(self, patch))]
+    pub async fn update(
+        &self,
+        key: &str,
+        patch: ProductPatch,
+        expected_version: Option<i64>,
+    ) -> Result<Product> {
+        let mut tx = self.pool.begin().await?;
+        let current = store::get(&mut tx, key, true)
+            .await?
+            .ok_or_else(|| Error::not_found("product", key))?;
+        if let Some(expected) = expected_version
+            && expected != current.version
+        {
+            return Err(Error::Aborted(format!(
+                "product {} is at version {}, not {expected}; read it again and retry",
+                current.sku, current.version
+            )));
+        }
+        let fields = current.fields.patched(patch);
+        let violations = fields.violations("product.");
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations));
+        }
+        if fields == current.fields {
+            return Ok(current);
+        }
+        let product = store::update(&mut tx, current.id, &fields).await?;
+        publish_upserted(&mut tx, &product).await?;
+        tx.commit().await?;
+        self.waker.wake();
+        Ok(product)
+    }
+}
+
+async fn publish_upserted(conn: &mut PgConnection, product: &Product) -> Result<()> {
+    let event = Envelope::new(
+        types::ERP_PRODUCT_UPSERTED,
+        1,
+        SOURCE,
+        aggregates::PRODUCT,
+        product.sku.clone(),
+        product.version,
+        &product.upserted_event(),
+    )?;
+    outbox::enqueue(conn, topics::ERP_PRODUCTS, &event).await?;
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Stock: levels per sku per warehouse and the immutable ledger behind them.
+//!
+//! Every write goes through a [`StockSession`] inside one transaction: it takes the sku locks
+//! (product rows, in sku order) and then the level rows (FOR UPDATE, in sku and warehouse
+//! order), applies movements (level + ledger entry together), and at the end publishes one
+//! `erp.stock.changed` per sku it changed. Stock arriving (receipt, upward adjustment,
+//! transfer in) reserves backordered orders in the same transaction, oldest first.
+
+pub mod model;
+pub mod plan;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
+
+use sqlx::{PgConnection, PgPool};
+use tandem_common::{
+    event::Envelope,
+    outbox::{self, OutboxWaker},
+};
+use tandem_proto::events::erp::{StockChangedV1, WarehouseStockV1, aggregates, topics, types};
+use uuid::Uuid;
+
+pub use model::{AdjustmentReason, Level, Movement, MovementReason, NewMovement};
+pub use plan::Availability;
+
+use crate::{
+    error::{Error, Result, reasons},
+    orders, paging,
+    products::SOURCE,
+    retry::retrying,
+    warehouses,
+};
+
+/// The stock locks and levels one transaction holds, and the skus it changed.
+#[derive(Debug, Default)]
+pub struct StockSession {
+    /// Locked skus that exist, with their `active` flag.
+    products: BTreeMap<String, bool>,
+    /// Every level row of the locked skus, locked.
+    levels: BTreeMap<(String, String), Level>,
+    changed: BTreeSet<String>,
+}
+
+impl StockSession {
+    /// Locks `skus` (unknown ones are skipped: see [`StockSession::knows`]).
+    pub async fn lock(
+        conn: &mut PgConnection,
+        skus: impl IntoIterator<Item = String>,
+    ) -> Result<Self> {
+        let mut session = Self::default();
+        session.extend(conn, skus).await?;
+        Ok(session)
+    }
+
+    /// Locks the skus not held yet. The first call of a transaction should name every sku
+    /// it will need, so locks follow the global order; a later call adds skus after the
+    /// ones held (a deadlock that may cause is detected by PostgreSQL and retried).
+    pub async fn extend(
+        &mut self,
+        conn: &mut PgConnection,
+        skus: impl IntoIterator<Item = String>,
+    ) -> Result<()> {
+        let new: BTreeSet<String> = skus
+            .into_iter()
+            .filter(|sku| !self.products.contains_key(sku))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let new: Vec<String> = new.into_iter().collect();
+        for (sku, active) in store::lock_products(conn, &new).await? {
+            self.products.insert(sku, active);
+        }
+        for level in store::lock_levels(conn, &new).await? {
+            self.levels
+                .insert((level.sku.clone(), level.warehouse.clone()), level);
+        }
+        Ok(())
+    }
+
+    /// Whether the locked `sku` exists, and if so whether it is active.
+    pub fn product_active(&self, sku: &str) -> Option<bool> {
+        self.products.get(sku).copied()
+    }
+
+    /// Creates the level of a locked sku in `warehouse` if it has none yet.
+    pub async fn ensure_level(
+        &mut self,
+        conn: &mut PgConnection,
+        sku: &str,
+        warehouse: &str,
+    ) -> Result<()> {
+        if !self.products.contains_key(sku) {
+            return Err(Error::Internal(format!("sku {sku} used without its lock")));
+        }
+        let key = (sku.to_owned(), warehouse.to_owned());
+        if let Entry::Vacant(slot) = self.levels.entry(key) {
+            slot.insert(store::ensure_level(conn, sku, warehouse).await?);
+        }
+        Ok(())
+    }
+
+    pub fn level(&self, sku: &str, warehouse: &str) -> Option<&Level> {
+        self.levels.get(&(sku.to_owned(), warehouse.to_owned()))
+    }
+
+    /// What is available now, per locked (sku, warehouse).
+    pub fn availability(&self) -> Availability {
+        self.levels
+            .iter()
+            .map(|(key, level)| (key.clone(), level.available()))
+            .collect()
+    }
+
+    /// Applies `movement` to a locked level and appends it to the ledger.
+    pub async fn apply(
+        &mut self,
+        conn: &mut PgConnection,
+        movement: NewMovement,
+    ) -> Result<Movement> {
+        let key = (movement.sku.clone(), movement.warehouse.clone());
+        let level = self.levels.get(&key).ok_or_else(|| {
+            Error::Internal(format!(
+                "level {}/{} used without its lock",
+                movement.sku, movement.warehouse
+            ))
+        })?;
+        let on_hand = level.on_hand + movement.on_hand_delta;
+        let reserved = level.reserved + movement.reserved_delta;
+        if on_hand < 0 || reserved < 0 || reserved > on_hand {
+            return Err(Error::precondition_info(
+                format!(
+                    "not enough stock of {} in {}: {} on hand, {} reserved, {} available",
+                    movement.sku,
+                    movement.warehouse,
+                    level.on_hand,
+                    level.reserved,
+                    level.available()
+                ),
+                reasons::INSUFFICIENT_STOCK,
+                [
+                    ("sku", movement.sku.clone()),
+                    ("warehouse", movement.warehouse.clone()),
+                    ("available", level.available().to_string()),
+                ],
+            ));
+        }
+        let (level, applied) = store::apply(conn, &movement).await?;
+        self.changed.insert(movement.sku);
+        self.levels.insert(key, level);
+        Ok(applied)
+    }
+
+    /// The current levels of the skus this session changed.
+    pub fn changed_levels(&self) -> Vec<Level> {
+        self.levels
+            .values()
+            .filter(|level| self.changed.contains(&level.sku))
+            .cloned()
+            .collect()
+    }
+
+    /// Enqueues one `erp.stock.changed` per changed sku, with the sku's next stock version.
+    pub async fn publish(&self, conn: &mut PgConnection) -> Result<()> {
+        for sku in &self.changed {
+            let version = store::next_stock_version(conn, sku).await?;
+            let warehouses: Vec<WarehouseStockV1> = self
+                .levels
+                .range((sku.clone(), String::new())..)
+                .take_while(|((s, _), _)| s == sku)
+                .map(|(_, level)| WarehouseStockV1 {
+                    warehouse: level.warehouse.clone(),
+                    on_hand: level.on_hand,
+                    reserved: level.reserved,
+                    available: level.available(),
+                })
+                .collect();
+            let data = StockChangedV1 {
+                sku: sku.clone(),
+                on_hand: warehouses.iter().map(|w| w.on_hand).sum(),
+                reserved: warehouses.iter().map(|w| w.reserved).sum(),
+                available: warehouses.iter().map(|w| w.available).sum(),
+                warehouses,
+            };
+            let event = Envelope::new(
+                types::ERP_STOCK_CHANGED,
+                1,
+                SOURCE,
+                aggregates::STOCK,
+                sku.clone(),
+                version,
+                &data,
+            )?;
+            outbox::enqueue(conn, topics::ERP_STOCK, &event).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A manual stock movement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockRequest {
+    Receive {
+        warehouse: String,
+        quantity: i64,
+    },
+    Adjust {
+        warehouse: String,
+        delta: i64,
+        reason: AdjustmentReason,
+    },
+    Transfer {
+        from: String,
+        to: String,
+        quantity: i64,
+    },
+}
+
+impl StockRequest {
+    fn warehouses(&self) -> Vec<&str> {
+        match self {
+            Self::Receive { warehouse, .. } | Self::Adjust { warehouse, .. } => vec![warehouse],
+            Self::Transfer { from, to, .. } => vec![from, to],
+        }
+    }
+
+    /// Does this movement make stock available somewhere (so backorders may now fit)?
+    fn brings_stock(&self) -> bool {
+        match self {
+            Self::Receive { .. } | Self::Transfer { .. } => true,
+            Self::Adjust { delta, .. } => *delta > 0,
+        }
+    }
+
+    fn movements(&self, sku: &str, reference: Option<&str>) -> Vec<NewMovement> {
+        let movement = |warehouse: &str, delta: i64, reason| NewMovement {
+            sku: sku.to_owned(),
+            warehouse: warehouse.to_owned(),
+            on_hand_delta: delta,
+            reserved_delta: 0,
+            reason,
+            reference: reference.map(str::to_owned),
+            order_id: None,
+        };
+        match self {
+            Self::Receive {
+                warehouse,
+                quantity,
+            } => vec![movement(warehouse, *quantity, MovementReason::Receipt)],
+            Self::Adjust {
+                warehouse,
+                delta,
+                reason,
+            } => vec![movement(
+                warehouse,
+                *delta,
+                MovementReason::Adjustment(*reason),
+            )],
+            Self::Transfer { from, to, quantity } => vec![
+                movement(from, -*quantity, MovementReason::TransferOut),
+                movement(to, *quantity, MovementReason::TransferIn),
+            ],
+        }
+    }
+}
+
+/// What a movement did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementOutcome {
+    /// Levels changed by the call (including by backorders it reserved).
+    pub levels: Vec<Level>,
+    pub movements: Vec<Movement>,
+    /// CRM order ids of backordered orders reserved by the arrival.
+    pub reserved_orders: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Stock {
+    pool: PgPool,
+    waker: OutboxWaker,
+}
+
+impl Stock {
+    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
+        Self { pool, waker }
+    }
+
+    /// Receives, adjusts or transfers stock of `sku`.
+    #[tracing::instrument(skip(self))]
+    pub async fn movement(
+        &self,
+        sku: &str,
+        request: StockRequest,
+        reference: Option<String>,
+    ) -> Result<MovementOutcome> {
+        validate(sku, &request, reference.as_deref())?;
+        retrying("stock movement", || {
+            self.movement_once(sku, &request, reference.as_deref())
+        })
+        .await
+    }
+
+    async fn movement_once(
+        &self,
+        sku: &str,
+        request: &StockRequest,
+        reference: Option<&str>,
+    ) -> Result<MovementOutcome> {
+        let mut tx = self.pool.begin().await?;
+        for warehouse in request.warehouses() {
+            if !warehouses::store::exists(&mut tx, warehouse).await? {
+                return Err(Error::not_found("warehouse", warehouse));
+            }
+        }
+        let arriving = [sku.to_owned()];
+        let waiting = if request.brings_stock() {
+            orders::store::backordered_skus(&mut tx, &arriving).await?
+        } else {
+            Vec::new()
+        };
+        let mut session =
+            StockSession::lock(&mut tx, arriving.iter().cloned().chain(waiting)).await?;
+        if session.product_active(sku).is_none() {
+            return Err(Error::not_found("product", sku));
+        }
+        let mut movements = Vec::new();
+        for movement in request.movements(sku, reference) {
+            session
+                .ensure_level(&mut tx, &movement.sku, &movement.warehouse)
+                .await?;
+            movements.push(session.apply(&mut tx, movement).await?);
+        }
+        let reserved_orders = if request.brings_stock() {
+            orders::reserve_backorders(&mut tx, &mut session, &arriving).await?
+        } else {
+            Vec::new()
+        };
+        session.publish(&mut tx).await?;
+        let levels = session.changed_levels();
+        tx.commit().await?;
+        self.waker.wake();
+        Ok(MovementOutcome {
+            levels,
+            movements,
+            reserved_orders,
+        })
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn level(&self, sku: &str, warehouse: &str) -> Result<Level> {
+        let mut conn = self.pool.acquire().await?;
+        store::get_level(&mut conn, sku, warehouse)
+            .await?
+            .ok_or_else(|| Error::not_found("stock level", format!("{sku}/{warehouse}")))
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn levels(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Level>, String)> {
+        let size = paging::page_size(page_size)?;
+        let after: Option<(String, String)> = paging::decode(page_token)?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = store::list_levels(&mut conn, after.as_ref(), sku, warehouse, size + 1).await?;
+        paging::page(rows, size, |l| (l.sku.clone(), l.warehouse.clone()))
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn movements(
+        &self,
+        sku: &str,
+        warehouse: &str,
+        order_id: Option<Uuid>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Movement>, String)> {
+        let size = paging::page_size(page_size)?;
+        let after: Option<i64> = paging::decode(page_token)?;
+        let mut conn = self.pool.acquire().await?;
+        let rows =
+            store::list_movements(&mut conn, after, sku, warehouse, order_id, size + 1).await?;
+        paging::page(rows, size, |m| m.id)
+    }
+}
+
+fn validate(sku: &str, request: &StockRequest, reference: Option<&str>) -> Result<()> {
+    use tandem_common::grpc::FieldViolation;
+    let mut violations = Vec::new();
+    if !crate::products::is_sku(sku) {
+        violations.push(FieldViolation::new("sku", "not a valid sku"));
+    }
+    if reference.is_some_and(|r| r.chars().count() > 200) {
+        violations.push(FieldViolation::new("reference", "at most 200 characters"));
+    }
+    match request {
+        StockRequest::Receive {
+            warehouse,
+            quantity,
+        } => {
+            if warehouse.is_empty() {
+                violations.push(FieldViolation::new("warehouse", "required"));
+            }
+            if *quantity <= 0 {
+                violations.push(FieldViolation::new("quantity", "must be positive"));
+            }
+        }
+        StockRequest::Adjust {
+            warehouse, delta, ..
+        } => {
+            if warehouse.is_empty() {
+                violations.push(FieldViolation::new("warehouse", "required"));
+            }
+            if *delta == 0 {
+                violations.push(FieldViolation::new("quantity_delta", "must not be zero"));
+            }
+        }
+        StockRequest::Transfer { from, to, quantity } => {
+            if from.is_empty() {
+                violations.push(FieldViolation::new("from_warehouse", "required"));
+            }
+            if to.is_empty() {
+                violations.push(FieldViolation::new("to_warehouse", "required"));
+            } else if from == to {
+                violations.push(FieldViolation::new(
+                    "to_warehouse",
+                    "must differ from from_warehouse",
+                ));
+            }
+            if *quantity <= 0 {
+                violations.push(FieldViolation::new("quantity", "must be positive"));
+            }
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(violations))
+    }
+}

@@ -1,0 +1,96 @@
+//! Warehouses: where stock is kept. Identified by a short code the caller chooses.
+
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tandem_common::grpc::FieldViolation;
+
+use crate::{
+    error::{Error, Result},
+    paging,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warehouse {
+    pub code: String,
+    pub display_name: String,
+    pub create_time: DateTime<Utc>,
+}
+
+/// Is `code` 1..=32 of `[A-Z0-9_-]`, starting with a letter or digit?
+pub fn is_code(code: &str) -> bool {
+    let mut bytes = code.bytes();
+    code.len() <= 32
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
+}
+
+#[derive(Clone)]
+pub struct Warehouses {
+    pool: PgPool,
+}
+
+impl Warehouses {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn create(&self, code: &str, display_name: &str) -> Result<Warehouse> {
+        let display_name = display_name.trim();
+        let mut violations = Vec::new();
+        if !is_code(code) {
+            violations.push(FieldViolation::new(
+                "warehouse.code",
+                "1..=32 of A-Z 0-9 _ -, starting with a letter or digit",
+            ));
+        }
+        let length = display_name.chars().count();
+        if length == 0 || length > 200 {
+            violations.push(FieldViolation::new(
+                "warehouse.display_name",
+                "1..=200 characters",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations));
+        }
+        let mut conn = self.pool.acquire().await?;
+        store::insert(&mut conn, code, display_name)
+            .await
+            .map_err(|error| {
+                if tandem_common::db::is_unique_violation(&error) {
+                    Error::AlreadyExists(format!("warehouse {code} already exists"))
+                } else {
+                    Error::Database(error)
+                }
+            })
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn list(&self, page_size: i32, page_token: &str) -> Result<(Vec<Warehouse>, String)> {
+        let size = paging::page_size(page_size)?;
+        let after: Option<String> = paging::decode(page_token)?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = store::list(&mut conn, after.as_deref(), size + 1).await?;
+        paging::page(rows, size, |w| w.code.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        assert!(is_code("AMS-1"));
+        assert!(is_code("W_2"));
+        assert!(!is_code("ams"));
+        assert!(!is_code("-A"));
+        assert!(!is_code(""));
+        assert!(!is_code(&"A".repeat(33)));
+    }
+}

@@ -107,11 +107,12 @@ impl Application {
             routes: {
                 let mut routes = RoutesBuilder::default();
                 routes.add_service(CrmServiceServer::new(CrmApi::new(
-                    self.customers,
+                    self.customers.clone(),
                     self.orders.clone(),
                     self.catalogue.clone(),
                 )));
                 routes.add_service(CrmSyncServer::new(SyncApi::new(
+                    self.customers,
                     self.catalogue,
                     self.orders,
                     self.finance,

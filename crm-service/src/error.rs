@@ -1,7 +1,23 @@
 //! The CRM's error type, and its one mapping to `tonic::Status`.
 
+use std::collections::HashMap;
+
 use tandem_common::grpc::{self, FieldViolation};
-use tonic::Status;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every `google.rpc.ErrorInfo` the CRM returns.
+pub const ERROR_DOMAIN: &str = "tandem.crm";
+
+/// `ErrorInfo` reasons.
+pub mod reasons {
+    /// No customer has the given external_ref.
+    pub const UNKNOWN_CUSTOMER: &str = "UNKNOWN_CUSTOMER";
+    /// A sku is not in the catalogue mirror, or not active.
+    pub const UNKNOWN_SKU: &str = "UNKNOWN_SKU";
+    /// The customer is ARCHIVED and cannot order.
+    pub const CUSTOMER_ARCHIVED: &str = "CUSTOMER_ARCHIVED";
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -19,6 +35,14 @@ pub enum Error {
     /// order).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Like `FailedPrecondition`, with a machine-readable `google.rpc.ErrorInfo` reason (e.g.
+    /// `UNKNOWN_CUSTOMER`) in domain [`ERROR_DOMAIN`], so callers can act on it.
+    #[error("{message}")]
+    Unmet {
+        reason: &'static str,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot encode event: {0}")]
@@ -68,6 +92,21 @@ impl From<Error> for Status {
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::Aborted(message) => Status::aborted(message),
             Error::FailedPrecondition(message) => Status::failed_precondition(message),
+            Error::Unmet {
+                reason,
+                message,
+                metadata,
+            } => {
+                let metadata: HashMap<String, String> = metadata
+                    .into_iter()
+                    .map(|(key, value)| (key.to_owned(), value))
+                    .collect();
+                Status::with_error_details(
+                    Code::FailedPrecondition,
+                    message,
+                    ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
+                )
+            }
             Error::Database(error) => grpc::database_status(&error),
             Error::Encode(error) => {
                 tracing::error!(%error, "event encoding failed");

@@ -28,3 +28,6 @@ pub use settings::Settings;
 
 /// `source` of every event the CRM publishes.
 pub const SOURCE: &str = "crm";
+
+/// At most this many rows per transaction when `CrmSync.Republish` writes the snapshot.
+pub const REPUBLISH_BATCH: i64 = 500;

@@ -21,6 +21,7 @@ fn product(sku: &str, name: &str, price: i64, active: bool, version: i64) -> App
         }),
         source_version: version,
         event_id: uuid::Uuid::now_v7().to_string(),
+        repair: false,
     }
 }
 
@@ -125,6 +126,7 @@ async fn products_are_applied_once_per_version_and_listed_in_pages() {
             }),
             source_version: 0,
             event_id: String::new(),
+            repair: false,
         })
         .await
         .unwrap_err();
@@ -163,6 +165,7 @@ async fn stock_levels_are_gated_per_sku_and_shown_as_availability() {
         .apply_stock_levels(ApplyStockLevelsRequest {
             levels: vec![level("W-1", 40, 3), level("NEW-1", 7, 1)],
             event_id: String::new(),
+            repair: false,
         })
         .await
         .unwrap()
@@ -183,6 +186,7 @@ async fn stock_levels_are_gated_per_sku_and_shown_as_availability() {
         .apply_stock_levels(ApplyStockLevelsRequest {
             levels: vec![level("W-1", 0, 2), level("NEW-1", 9, 2)],
             event_id: String::new(),
+            repair: false,
         })
         .await
         .unwrap()
@@ -249,6 +253,7 @@ async fn stock_levels_are_gated_per_sku_and_shown_as_availability() {
         .apply_stock_levels(ApplyStockLevelsRequest {
             levels: vec![level("W-1", -1, 9), level("W-1", 1, 9), level("X", 1, 0)],
             event_id: String::new(),
+            repair: false,
         })
         .await
         .unwrap_err();

@@ -767,6 +767,7 @@ async fn the_finance_view_is_mirrored_version_gated_and_never_published() {
         credit_hold: version > 2,
         source_version: version,
         event_id: uuid::Uuid::now_v7().to_string(),
+        repair: false,
     };
     let first = crm
         .sync

@@ -19,7 +19,8 @@ use tonic::service::RoutesBuilder;
 
 use crate::{
     customers::Customers, finance::Finances, grpc::ErpApi, money::is_currency, orders::Orders,
-    products::Products, settings::Settings, stock::Stock, warehouses::Warehouses,
+    products::Products, republish::Republisher, settings::Settings, stock::Stock,
+    warehouses::Warehouses,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -85,7 +86,8 @@ impl Application {
                 warehouses: Warehouses::new(pool.clone()),
                 stock: Stock::new(pool.clone(), waker.clone()),
                 finances: Finances::new(pool.clone(), waker.clone(), settings.finance.clone()),
-                orders: Orders::new(pool.clone(), waker, settings.finance.clone()),
+                orders: Orders::new(pool.clone(), waker.clone(), settings.finance.clone()),
+                republisher: Republisher::new(pool.clone(), waker),
             },
             pool,
             relay,

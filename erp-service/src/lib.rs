@@ -8,6 +8,7 @@
 //! - [`stock`]: levels, the immutable ledger, the lock discipline, reservation planning.
 //! - [`orders`]: sales orders from acceptance to invoice or cancellation.
 //! - [`finance`]: credit terms, open balance, payments, the credit check.
+//! - [`republish`]: the snapshot of everything the ERP publishes, for an initial load.
 //! - [`grpc`]: the `tandem.erp.v1.ErpService` and `tandem.erp.v1.ErpSync` handlers.
 //! - [`error`]: the service's error type and its mapping to `tonic::Status`.
 
@@ -20,6 +21,7 @@ pub mod money;
 pub mod orders;
 pub mod paging;
 pub mod products;
+pub mod republish;
 mod retry;
 pub mod settings;
 pub mod stock;

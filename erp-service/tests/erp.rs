@@ -112,6 +112,7 @@ impl Erp {
                 }),
                 source_version: 1,
                 event_id: Uuid::now_v7().to_string(),
+                repair: false,
             })
             .await
             .unwrap();
@@ -290,6 +291,10 @@ impl Erp {
         records
     }
 }
+
+/// ListCustomers, ApplyCustomer repair and addresses, CountStock and Republish.
+#[path = "erp/sync.rs"]
+mod sync;
 
 fn accept_request(
     crm_order_id: &str,

@@ -17,12 +17,12 @@ use crate::{
     consumer::{self, Bridge},
     dead_letter::DeadLetter,
     flows::Flows,
-    settings::Settings,
+    settings::{EndpointSettings, Settings},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("invalid ERP endpoint {url:?}: {source}")]
+    #[error("invalid endpoint {url:?}: {source}")]
     Endpoint {
         url: String,
         #[source]
@@ -42,6 +42,18 @@ pub enum RunError {
     Kafka(#[from] KafkaError),
 }
 
+/// A lazily connected channel: the bridge starts while its targets are down.
+fn channel(endpoint: &EndpointSettings) -> Result<tonic::transport::Channel, StartupError> {
+    Ok(Endpoint::from_shared(endpoint.url.clone())
+        .map_err(|source| StartupError::Endpoint {
+            url: endpoint.url.clone(),
+            source,
+        })?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
 pub struct Application {
     host: Host,
     bridge: Bridge,
@@ -52,21 +64,23 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let erp = Endpoint::from_shared(settings.erp.url.clone())
-            .map_err(|source| StartupError::Endpoint {
-                url: settings.erp.url.clone(),
-                source,
-            })?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        let flows = Flows::new(erp, Duration::from_millis(settings.erp.timeout_ms));
+        let flows = Flows::new(
+            channel(&settings.erp)?,
+            channel(&settings.crm)?,
+            Duration::from_millis(settings.erp.timeout_ms.max(settings.crm.timeout_ms)),
+        );
         let producer: FutureProducer = settings.kafka.producer_config().create()?;
         let dead_letter = DeadLetter::new(producer, settings.consumer.dead_letter_topic.clone());
         let consumer = consumer::consumer(&settings.kafka, &settings.consumer)?;
         let bridge = Bridge::new(
             consumer,
-            Applier::new(flows, dead_letter, settings.consumer.retry),
+            Applier::new(
+                flows,
+                dead_letter,
+                settings.consumer.retry,
+                settings.consumer.dependency_attempts,
+            ),
+            settings.consumer.batch_max,
         );
         let host = Host::bind(&settings.grpc, &settings.http, Readiness::new(None)).await?;
         Ok(Self {

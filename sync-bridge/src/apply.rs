@@ -15,8 +15,25 @@ use tracing::Instrument;
 
 use crate::{
     dead_letter::DeadLetter,
-    flows::{self, FlowError, Flows},
+    flows::{self, FlowError, Flows, Outcome, Reason},
 };
+
+fn record_applied(envelope: &Envelope, outcome: Outcome) {
+    metrics::counter!(m::BRIDGE_EVENTS_APPLIED,
+        "type" => envelope.event_type.clone(), "outcome" => outcome.as_str())
+    .increment(1);
+    let age = (chrono::Utc::now() - envelope.occurred_at)
+        .to_std()
+        .unwrap_or_default();
+    metrics::histogram!(m::BRIDGE_COMMIT_TO_APPLY_SECONDS,
+        "flow" => flows::flow_name(&envelope.event_type))
+    .record(age.as_secs_f64());
+    tracing::debug!(
+        outcome = outcome.as_str(),
+        version = envelope.aggregate_version,
+        "event applied"
+    );
+}
 
 /// Whether the message in hand was finished (applied or dead-lettered) or abandoned because of
 /// shutdown (its offset is then not stored, so it is delivered again).
@@ -32,14 +49,24 @@ pub struct Applier {
     flows: Flows,
     dead_letter: DeadLetter,
     retry: BackoffSettings,
+    dependency_attempts: u32,
 }
 
 impl Applier {
-    pub fn new(flows: Flows, dead_letter: DeadLetter, retry: BackoffSettings) -> Self {
+    /// `dependency_attempts`: how often an event whose dependency is missing is tried (with
+    /// backoff) before the last try, which asks the target to record the failure (or
+    /// dead-letters the event when it cannot).
+    pub fn new(
+        flows: Flows,
+        dead_letter: DeadLetter,
+        retry: BackoffSettings,
+        dependency_attempts: u32,
+    ) -> Self {
         Self {
             flows,
             dead_letter,
             retry,
+            dependency_attempts: dependency_attempts.max(1),
         }
     }
 
@@ -63,6 +90,11 @@ impl Applier {
                 Ok(envelope) => envelope,
                 Err(error) => return self.dead_letter(message, "unknown", &error, shutdown).await,
             };
+            if let Err(error) = flows::check_topic(message.topic(), &envelope) {
+                return self
+                    .dead_letter(message, &envelope.event_type, &error, shutdown)
+                    .await;
+            }
             let span = tracing::Span::current();
             span.record("event_type", envelope.event_type.as_str());
             span.record("aggregate_id", envelope.aggregate_id.as_str());
@@ -72,6 +104,63 @@ impl Applier {
         .await
     }
 
+    /// Handles consecutive messages of a batching topic with as few calls as possible:
+    /// undecodable ones are dead-lettered one by one, the rest applied in one call; if that
+    /// call fails for good, each event is applied alone so only the bad one is dead-lettered.
+    pub async fn handle_batch<M: Message>(
+        &self,
+        messages: &[M],
+        shutdown: &CancellationToken,
+    ) -> Handled {
+        let mut decoded = Vec::with_capacity(messages.len());
+        for message in messages {
+            match flows::decode(message.payload()).and_then(|envelope| {
+                flows::check_topic(message.topic(), &envelope).map(|()| envelope)
+            }) {
+                Ok(envelope) => decoded.push((message, envelope)),
+                Err(error) => {
+                    if self.dead_letter(message, "unknown", &error, shutdown).await
+                        == Handled::Interrupted
+                    {
+                        return Handled::Interrupted;
+                    }
+                }
+            }
+        }
+        if decoded.is_empty() {
+            return Handled::Done;
+        }
+        let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
+        let mut backoff = Backoff::new(self.retry);
+        loop {
+            match self.flows.apply_stock_batch(&envelopes).await {
+                Ok(outcomes) => {
+                    for (envelope, outcome) in envelopes.iter().zip(outcomes) {
+                        record_applied(envelope, outcome);
+                    }
+                    return Handled::Done;
+                }
+                Err(FlowError::Transient(detail)) => {
+                    metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => "batch").increment(1);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%detail, ?delay, size = envelopes.len(), "transient failure of a batch, retrying");
+                    if sleep_or_cancel(delay, shutdown).await {
+                        return Handled::Interrupted;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, size = envelopes.len(), "batch refused; applying its events one by one");
+                    for (message, envelope) in &decoded {
+                        if self.apply(*message, envelope, shutdown).await == Handled::Interrupted {
+                            return Handled::Interrupted;
+                        }
+                    }
+                    return Handled::Done;
+                }
+            }
+        }
+    }
+
     async fn apply<M: Message>(
         &self,
         message: &M,
@@ -79,24 +168,29 @@ impl Applier {
         shutdown: &CancellationToken,
     ) -> Handled {
         let mut backoff = Backoff::new(self.retry);
+        let mut missing = 0;
         loop {
-            match self.flows.apply(envelope).await {
+            let final_attempt = missing + 1 >= self.dependency_attempts;
+            match self.flows.apply(envelope, final_attempt).await {
                 Ok(outcome) => {
-                    metrics::counter!(m::BRIDGE_EVENTS_APPLIED,
-                        "type" => envelope.event_type.clone(), "outcome" => outcome.as_str())
-                    .increment(1);
-                    let age = (chrono::Utc::now() - envelope.occurred_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    metrics::histogram!(m::BRIDGE_COMMIT_TO_APPLY_SECONDS,
-                        "flow" => flows::flow_name(&envelope.event_type))
-                    .record(age.as_secs_f64());
-                    tracing::debug!(
-                        outcome = outcome.as_str(),
-                        version = envelope.aggregate_version,
-                        "event applied"
-                    );
+                    record_applied(envelope, outcome);
                     return Handled::Done;
+                }
+                Err(FlowError::MissingDependency(detail)) if !final_attempt => {
+                    missing += 1;
+                    metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => envelope.event_type.clone())
+                        .increment(1);
+                    let delay = backoff.next_delay();
+                    tracing::info!(%detail, ?delay, attempt = missing, "dependency missing, retrying");
+                    if sleep_or_cancel(delay, shutdown).await {
+                        return Handled::Interrupted;
+                    }
+                }
+                Err(FlowError::MissingDependency(detail)) => {
+                    let error = flows::permanent(Reason::MissingDependency, "missing", detail);
+                    return self
+                        .dead_letter(message, &envelope.event_type, &error, shutdown)
+                        .await;
                 }
                 Err(FlowError::Transient(detail)) => {
                     metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => envelope.event_type.clone())
@@ -135,6 +229,11 @@ impl Applier {
                 code,
                 detail,
             } => (reason.as_str(), code.as_str(), detail.as_str()),
+            FlowError::MissingDependency(detail) => (
+                Reason::MissingDependency.as_str(),
+                "missing",
+                detail.as_str(),
+            ),
             FlowError::Transient(detail) => ("transient", "retry", detail.as_str()),
         };
         tracing::warn!(reason, code, detail, "dead-lettering event");

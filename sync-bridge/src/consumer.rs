@@ -139,13 +139,19 @@ struct Worker {
 pub struct Bridge {
     consumer: Consumer_,
     applier: Applier,
+    batch_max: usize,
 }
 
 impl Bridge {
-    pub fn new(consumer: StreamConsumer<BridgeContext>, applier: Applier) -> Self {
+    pub fn new(
+        consumer: StreamConsumer<BridgeContext>,
+        applier: Applier,
+        batch_max: usize,
+    ) -> Self {
         Self {
             consumer: Arc::new(consumer),
             applier,
+            batch_max: batch_max.max(1),
         }
     }
 
@@ -226,9 +232,15 @@ impl Bridge {
     ) {
         let key = (message.topic().to_owned(), message.partition());
         let worker = workers.entry(key.clone()).or_insert_with(|| {
+            let batch_max = if flows::batches(&key.0) {
+                self.batch_max
+            } else {
+                1
+            };
             spawn_worker(
                 self.consumer.clone(),
                 self.applier.clone(),
+                batch_max,
                 shutdown.clone(),
             )
         });
@@ -286,7 +298,14 @@ impl Bridge {
     }
 }
 
-fn spawn_worker(consumer: Consumer_, applier: Applier, shutdown: CancellationToken) -> Worker {
+/// A worker applies its partition's events in order; with `batch_max > 1` it takes every
+/// event already waiting (up to that many) and applies them in one call.
+fn spawn_worker(
+    consumer: Consumer_,
+    applier: Applier,
+    batch_max: usize,
+    shutdown: CancellationToken,
+) -> Worker {
     let (queue, mut inbox) = mpsc::unbounded_channel::<OwnedMessage>();
     let depth = Arc::new(AtomicUsize::new(0));
     let head_timestamp_ms = Arc::new(AtomicI64::new(0));
@@ -294,23 +313,35 @@ fn spawn_worker(consumer: Consumer_, applier: Applier, shutdown: CancellationTok
         let depth = depth.clone();
         let head = head_timestamp_ms.clone();
         async move {
-            while let Some(message) = inbox.recv().await {
+            while let Some(first) = inbox.recv().await {
                 if shutdown.is_cancelled() {
                     break;
                 }
                 head.store(
-                    message
+                    first
                         .timestamp()
                         .to_millis()
                         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
                     Ordering::SeqCst,
                 );
-                let handled = applier.handle(&message, &shutdown).await;
+                let mut batch = vec![first];
+                while batch.len() < batch_max {
+                    match inbox.try_recv() {
+                        Ok(message) => batch.push(message),
+                        Err(_) => break,
+                    }
+                }
+                let handled = if batch.len() == 1 {
+                    applier.handle(&batch[0], &shutdown).await
+                } else {
+                    applier.handle_batch(&batch, &shutdown).await
+                };
                 head.store(0, Ordering::SeqCst);
-                depth.fetch_sub(1, Ordering::SeqCst);
-                match handled {
-                    Handled::Done => store(&consumer, &message),
-                    Handled::Interrupted => break,
+                depth.fetch_sub(batch.len(), Ordering::SeqCst);
+                match (handled, batch.last()) {
+                    (Handled::Done, Some(last)) => store(&consumer, last),
+                    (Handled::Done, None) => {}
+                    (Handled::Interrupted, _) => break,
                 }
             }
         }

@@ -43,6 +43,12 @@ pub struct ConsumerSettings {
     pub dead_letter_topic: String,
     /// Retry delays for transient failures (target down, broker errors).
     pub retry: BackoffSettings,
+    /// Tries of an event whose dependency is missing (an order whose customer the ERP lacks
+    /// even after healing, a status for an order the CRM does not know) before the last try,
+    /// which records the failure (the ERP rejects the order) or dead-letters the event.
+    pub dependency_attempts: u32,
+    /// Most events of a batching flow (stock levels) applied in one call.
+    pub batch_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -84,6 +90,8 @@ impl Default for ConsumerSettings {
             session_timeout_ms: 10_000,
             dead_letter_topic: tandem_proto::events::topics::DEAD_LETTER.to_owned(),
             retry: BackoffSettings::default(),
+            dependency_attempts: 5,
+            batch_max: 500,
         }
     }
 }

@@ -12,6 +12,10 @@ use tandem_proto::{
 use tandem_tests::{Stack, eventually, produce, read_topic};
 use tonic::Code;
 
+mod support;
+
+use support::tandemctl;
+
 fn customer_event(id: &str, version: i64, name: &str) -> Value {
     json!({
         "id": uuid::Uuid::now_v7(),
@@ -209,21 +213,6 @@ async fn an_erp_outage_delays_but_loses_nothing() {
         ),
         0.0
     );
-}
-
-fn tandemctl(stack: &Stack, args: &[&str]) -> String {
-    let output = std::process::Command::new(tandem_tests::binary("tandemctl"))
-        .args(["--brokers", &stack.broker.brokers])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "tandemctl {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[tokio::test]

@@ -134,6 +134,7 @@ async fn a_customer_created_in_the_crm_reaches_the_erp_and_stays_consistent() {
                 }),
                 source_version: version,
                 event_id: uuid::Uuid::now_v7().to_string(),
+                repair: false,
             })
             .await
             .unwrap()
@@ -154,6 +155,7 @@ async fn a_customer_created_in_the_crm_reaches_the_erp_and_stays_consistent() {
             }),
             source_version: 3,
             event_id: String::new(),
+            repair: false,
         })
         .await
         .unwrap_err();

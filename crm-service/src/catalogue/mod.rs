@@ -25,17 +25,28 @@ impl Catalogue {
         Self { pool }
     }
 
-    /// Applies the ERP's product data at `version`; unknown skus are created.
+    /// Applies the ERP's product data at `version`; unknown skus are created. With `repair`
+    /// (reconcile), an equal version applies too.
     #[tracing::instrument(skip(self, data), fields(sku = %data.sku))]
-    pub async fn apply_product(&self, data: &ProductData, version: i64) -> Result<Applied> {
+    pub async fn apply_product(
+        &self,
+        data: &ProductData,
+        version: i64,
+        repair: bool,
+    ) -> Result<Applied> {
         let mut conn = self.pool.acquire().await?;
-        Ok(store::apply_product(&mut conn, data, version).await?)
+        Ok(store::apply_product(&mut conn, data, version, repair).await?)
     }
 
     /// Applies a batch of stock levels in one transaction, each gated by its own version.
-    /// Returns one outcome per level, in the order given.
-    #[tracing::instrument(skip_all, fields(levels = levels.len()))]
-    pub async fn apply_stock_levels(&self, levels: &[StockLevel]) -> Result<Vec<Applied>> {
+    /// Returns one outcome per level, in the order given. With `repair` (reconcile), an equal
+    /// version applies too.
+    #[tracing::instrument(skip_all, fields(levels = levels.len(), repair))]
+    pub async fn apply_stock_levels(
+        &self,
+        levels: &[StockLevel],
+        repair: bool,
+    ) -> Result<Vec<Applied>> {
         // Rows are locked in sku order, so concurrent batches cannot deadlock.
         let mut order: Vec<usize> = (0..levels.len()).collect();
         order.sort_by(|a, b| levels[*a].sku.cmp(&levels[*b].sku));
@@ -48,7 +59,7 @@ impl Catalogue {
         ];
         let mut tx = self.pool.begin().await?;
         for i in order {
-            outcomes[i] = store::apply_stock(&mut tx, &levels[i]).await?;
+            outcomes[i] = store::apply_stock(&mut tx, &levels[i], repair).await?;
         }
         tx.commit().await?;
         Ok(outcomes)

@@ -41,12 +41,13 @@ fn from_row(row: Row) -> Product {
     }
 }
 
-/// Upserts the product data when `version` is newer than the stored product version; the
-/// stock columns are left alone.
+/// Upserts the product data when `version` is newer than the stored product version (or, with
+/// `repair`, equal to it); the stock columns are left alone.
 pub async fn apply_product(
     conn: &mut PgConnection,
     data: &ProductData,
     version: i64,
+    repair: bool,
 ) -> Result<Applied, sqlx::Error> {
     let written: Option<i64> = sqlx::query_scalar(
         "INSERT INTO catalogue (sku, name, unit_price_minor, currency, active, product_version) \
@@ -56,6 +57,7 @@ pub async fn apply_product(
              currency = EXCLUDED.currency, active = EXCLUDED.active, \
              product_version = EXCLUDED.product_version, update_time = now() \
          WHERE catalogue.product_version < EXCLUDED.product_version \
+            OR ($7 AND catalogue.product_version = EXCLUDED.product_version) \
          RETURNING product_version",
     )
     .bind(&data.sku)
@@ -64,15 +66,18 @@ pub async fn apply_product(
     .bind(&data.currency)
     .bind(data.active)
     .bind(version)
+    .bind(repair)
     .fetch_optional(&mut *conn)
     .await?;
     gated(conn, written, "product_version", &data.sku).await
 }
 
-/// Upserts one stock level when its version is newer than the stored stock version.
+/// Upserts one stock level when its version is newer than the stored stock version (or, with
+/// `repair`, equal to it).
 pub async fn apply_stock(
     conn: &mut PgConnection,
     level: &StockLevel,
+    repair: bool,
 ) -> Result<Applied, sqlx::Error> {
     let written: Option<i64> = sqlx::query_scalar(
         "INSERT INTO catalogue (sku, available, stock_version) VALUES ($1, $2, $3) \
@@ -80,11 +85,13 @@ pub async fn apply_stock(
              available = EXCLUDED.available, stock_version = EXCLUDED.stock_version, \
              update_time = now() \
          WHERE catalogue.stock_version < EXCLUDED.stock_version \
+            OR ($4 AND catalogue.stock_version = EXCLUDED.stock_version) \
          RETURNING stock_version",
     )
     .bind(&level.sku)
     .bind(level.available)
     .bind(level.source_version)
+    .bind(repair)
     .fetch_optional(&mut *conn)
     .await?;
     gated(conn, written, "stock_version", &level.sku).await

@@ -12,13 +12,18 @@ use tandem_common::{
 use tandem_proto::events::{CustomerStatus, aggregates, topics, types};
 use uuid::Uuid;
 
-pub use model::{Address, Contact, Customer, CustomerFilter, Profile, ProfilePatch};
+pub use model::{
+    Address, Contact, Customer, CustomerFilter, IntegrationUpsert, Profile, ProfilePatch,
+};
 
 use crate::{
-    SOURCE,
+    REPUBLISH_BATCH, SOURCE,
     error::{Error, Result, check},
     paging::Page,
 };
+
+/// How often an upsert retries after losing the race to create its customer.
+const UPSERT_ATTEMPTS: usize = 3;
 
 /// Customer operations over one database.
 #[derive(Clone)]
@@ -86,6 +91,107 @@ impl Customers {
         tx.commit().await?;
         self.waker.wake();
         Ok(customer)
+    }
+
+    /// Upserts the customer whose external_ref matches, from an integrator's event: creates it
+    /// when none has that ref, else replaces its profile. Gated on `source_version` per
+    /// customer: an equal or older one changes nothing (`false`). A change publishes
+    /// `crm.customer.upserted` (the CRM owns profiles, so the ERP must hear of it); a newer
+    /// version with the same profile only records the version.
+    #[tracing::instrument(
+        skip_all,
+        fields(source = ?upsert.source, source_version = upsert.source_version, customer_id)
+    )]
+    pub async fn upsert_by_external_ref(
+        &self,
+        upsert: IntegrationUpsert,
+    ) -> Result<(Customer, bool)> {
+        let upsert = upsert.normalised();
+        check(upsert.violations())?;
+        let mut attempt = 1;
+        loop {
+            match self.try_upsert(&upsert).await {
+                // Another call created the customer between our read and our insert: read
+                // it again, now it exists.
+                Err(Error::AlreadyExists(_)) if attempt < UPSERT_ATTEMPTS => attempt += 1,
+                Ok((customer, applied)) => {
+                    tracing::Span::current()
+                        .record("customer_id", tracing::field::display(customer.id));
+                    return Ok((customer, applied));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    async fn try_upsert(&self, upsert: &IntegrationUpsert) -> Result<(Customer, bool)> {
+        let external_ref = upsert.profile.external_ref.as_deref().unwrap_or_default();
+        let source = upsert.source.as_deref();
+        let mut tx = self.pool.begin().await?;
+        let Some((id, stored_version)) = store::lock_by_external_ref(&mut tx, external_ref).await?
+        else {
+            let profile = Profile {
+                status: upsert.status.unwrap_or(CustomerStatus::Active),
+                ..upsert.profile.clone()
+            };
+            let customer = insert_with_event(&mut tx, profile).await?;
+            store::set_integration_version(&mut tx, customer.id, source, upsert.source_version)
+                .await?;
+            tx.commit().await?;
+            self.waker.wake();
+            return Ok((customer, true));
+        };
+        let current = store::get(&mut tx, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if upsert.source_version <= stored_version {
+            return Ok((current, false));
+        }
+        store::set_integration_version(&mut tx, id, source, upsert.source_version).await?;
+        let profile = Profile {
+            status: upsert.status.unwrap_or(current.profile.status),
+            ..upsert.profile.clone()
+        };
+        if profile == current.profile {
+            tx.commit().await?;
+            return Ok((current, true));
+        }
+        let customer = store::update(&mut tx, id, &profile)
+            .await
+            .map_err(duplicate_external_ref)?;
+        publish(&mut tx, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
+        tx.commit().await?;
+        self.waker.wake();
+        Ok((customer, true))
+    }
+
+    /// Publishes the current state of every customer again (`crm.customer.archived` for
+    /// archived ones, else `crm.customer.upserted`) at its current version, in batches of at
+    /// most [`REPUBLISH_BATCH`] per transaction. Returns how many.
+    #[tracing::instrument(skip(self))]
+    pub async fn republish(&self) -> Result<i64> {
+        let mut after = None;
+        let mut count = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let batch = store::batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
+            for customer in &batch {
+                let event_type = match customer.profile.status {
+                    CustomerStatus::Archived => types::CRM_CUSTOMER_ARCHIVED,
+                    CustomerStatus::Active => types::CRM_CUSTOMER_UPSERTED,
+                };
+                publish(&mut tx, event_type, customer).await?;
+            }
+            tx.commit().await?;
+            self.waker.wake();
+            count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
+            match batch.last() {
+                Some(last) if i64::try_from(batch.len()).unwrap_or(0) >= REPUBLISH_BATCH => {
+                    after = Some(last.id);
+                }
+                _ => return Ok(count),
+            }
+        }
     }
 
     /// Sets the status to ARCHIVED and publishes `crm.customer.archived`. Archiving an

@@ -96,17 +96,58 @@ pub struct CustomerFilter {
     pub display_name_contains: Option<String>,
     pub email: Option<String>,
     pub status: Option<CustomerStatus>,
+    /// Exact match.
+    pub external_ref: Option<String>,
 }
 
 impl CustomerFilter {
     /// A stable description, which binds page tokens to the filters.
     pub fn fingerprint(&self) -> String {
         format!(
-            "customers|{:?}|{:?}|{:?}",
+            "customers|{:?}|{:?}|{:?}|{:?}",
             self.display_name_contains,
             self.email.as_ref().map(|e| e.to_lowercase()),
-            self.status.map(CustomerStatus::as_str)
+            self.status.map(CustomerStatus::as_str),
+            self.external_ref
         )
+    }
+}
+
+/// A customer's state as an integrator reports it (`CrmSync.UpsertCustomerByExternalRef`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationUpsert {
+    /// The full profile; `external_ref` is the key. Its `status` is used only when `status`
+    /// is `None` and the customer is new.
+    pub profile: Profile,
+    /// `None`: ACTIVE for a new customer, unchanged for an existing one.
+    pub status: Option<CustomerStatus>,
+    /// The integrator, e.g. `webshop`.
+    pub source: Option<String>,
+    /// The integrator's version of this customer; gates the upsert.
+    pub source_version: i64,
+}
+
+impl IntegrationUpsert {
+    /// Trims the profile (see [`Profile::normalised`]).
+    pub fn normalised(self) -> Self {
+        Self {
+            profile: self.profile.normalised(),
+            source: blank_to_none(self.source),
+            ..self
+        }
+    }
+
+    /// Every rule the upsert breaks: the profile's (paths relative to the customer, e.g.
+    /// `email`) plus a required `external_ref`. The source version is the caller's to check.
+    pub fn violations(&self) -> Vec<FieldViolation> {
+        let mut violations = self.profile.violations();
+        if self.profile.external_ref.is_none() {
+            violations.push(FieldViolation::new(
+                "external_ref",
+                "required: the integrator's key of the customer",
+            ));
+        }
+        violations
     }
 }
 

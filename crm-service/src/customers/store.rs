@@ -176,6 +176,7 @@ pub async fn list(
            AND ($2::text IS NULL OR display_name ILIKE $2) \
            AND ($3::text IS NULL OR lower(email) = lower($3)) \
            AND ($4::text IS NULL OR status = $4) \
+           AND ($6::text IS NULL OR external_ref = $6) \
          ORDER BY id LIMIT $5"
     ))
     .bind(after)
@@ -183,6 +184,84 @@ pub async fn list(
     .bind(&filter.email)
     .bind(filter.status.map(CustomerStatus::as_str))
     .bind(page.fetch_limit())
+    .bind(&filter.external_ref)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut customers = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    complete(conn, &mut customers).await?;
+    Ok(customers)
+}
+
+/// The id and last applied integration version of the customer with `external_ref`, locking
+/// its row until the transaction ends.
+pub async fn lock_by_external_ref(
+    conn: &mut PgConnection,
+    external_ref: &str,
+) -> Result<Option<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, integration_version FROM customers WHERE external_ref = $1 FOR UPDATE",
+    )
+    .bind(external_ref)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The id and status of the customer with `external_ref`, locked against changes
+/// (`FOR SHARE`) until the transaction ends.
+pub async fn status_by_external_ref_for_share(
+    conn: &mut PgConnection,
+    external_ref: &str,
+) -> Result<Option<(Uuid, CustomerStatus)>, sqlx::Error> {
+    let row: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT id, status FROM customers WHERE external_ref = $1 FOR SHARE")
+            .bind(external_ref)
+            .fetch_optional(conn)
+            .await?;
+    row.map(|(id, s)| {
+        CustomerStatus::parse(&s)
+            .map(|status| (id, status))
+            .ok_or_else(|| {
+                sqlx::Error::Decode(format!("customer {id} has unknown status {s:?}").into())
+            })
+    })
+    .transpose()
+}
+
+/// Records the integration version (and its source) last applied to the customer. Not a
+/// profile change: the customer's own version stays.
+pub async fn set_integration_version(
+    conn: &mut PgConnection,
+    id: Uuid,
+    source: Option<&str>,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE customers SET integration_source = $2, integration_version = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(source)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` customers with ids after `after`, in id order, complete, their rows locked
+/// against changes (`FOR SHARE`) until the transaction ends: a consistent batch to republish.
+pub async fn batch_for_share(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Customer>, sqlx::Error> {
+    let rows: Vec<CustomerRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM customers WHERE ($1::uuid IS NULL OR id > $1) \
+         ORDER BY id LIMIT $2 FOR SHARE"
+    ))
+    .bind(after)
+    .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
     let mut customers = rows

@@ -26,14 +26,15 @@ impl FinanceMirror {
     }
 
     /// Applies the ERP's finance view of `customer_id` at `version`; an older or equal version
-    /// changes nothing. Unknown customers are NOT_FOUND (the bridge retries until the
-    /// customer exists).
+    /// changes nothing, unless `repair` (reconcile) lets an equal one apply. Unknown customers
+    /// are NOT_FOUND (the bridge retries until the customer exists).
     #[tracing::instrument(skip(self, data))]
     pub async fn apply(
         &self,
         customer_id: Uuid,
         data: FinanceData,
         version: i64,
+        repair: bool,
     ) -> Result<Applied> {
         let mut tx = self.pool.begin().await?;
         let exists: Option<i32> =
@@ -44,7 +45,7 @@ impl FinanceMirror {
         if exists.is_none() {
             return Err(Error::not_found("customer", customer_id));
         }
-        let applied = store::apply(&mut tx, customer_id, &data, version).await?;
+        let applied = store::apply(&mut tx, customer_id, &data, version, repair).await?;
         tx.commit().await?;
         Ok(applied)
     }

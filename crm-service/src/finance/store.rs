@@ -9,13 +9,14 @@ use uuid::Uuid;
 use super::model::{Finance, FinanceData};
 use crate::mirror::Applied;
 
-/// Upserts `data` when `version` is newer than the stored one, in one statement: the `WHERE`
-/// on the conflict branch is the version gate.
+/// Upserts `data` when `version` is newer than the stored one (or, with `repair`, equal to it),
+/// in one statement: the `WHERE` on the conflict branch is the version gate.
 pub async fn apply(
     conn: &mut PgConnection,
     customer_id: Uuid,
     data: &FinanceData,
     version: i64,
+    repair: bool,
 ) -> Result<Applied, sqlx::Error> {
     let written: Option<i64> = sqlx::query_scalar(
         "INSERT INTO customer_finance (customer_id, currency, credit_limit_minor, \
@@ -28,6 +29,7 @@ pub async fn apply(
              payment_terms = EXCLUDED.payment_terms, credit_hold = EXCLUDED.credit_hold, \
              source_version = EXCLUDED.source_version, update_time = now() \
          WHERE customer_finance.source_version < EXCLUDED.source_version \
+            OR ($8 AND customer_finance.source_version = EXCLUDED.source_version) \
          RETURNING source_version",
     )
     .bind(customer_id)
@@ -37,6 +39,7 @@ pub async fn apply(
     .bind(&data.payment_terms)
     .bind(data.credit_hold)
     .bind(version)
+    .bind(repair)
     .fetch_optional(&mut *conn)
     .await?;
     match written {

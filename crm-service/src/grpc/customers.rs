@@ -6,7 +6,9 @@ use tandem_proto::{crm::v1 as pb, events::CustomerStatus, events::crm::AddressKi
 
 use super::{money, optional};
 use crate::{
-    customers::{Address, Contact, Customer, CustomerFilter, Profile, ProfilePatch},
+    customers::{
+        Address, Contact, Customer, CustomerFilter, IntegrationUpsert, Profile, ProfilePatch,
+    },
     error::Error,
 };
 
@@ -138,7 +140,37 @@ pub fn filter_from(request: &pb::ListCustomersRequest) -> CustomerFilter {
             pb::CustomerStatus::Active => Some(CustomerStatus::Active),
             pb::CustomerStatus::Archived => Some(CustomerStatus::Archived),
         },
+        external_ref: optional(&request.external_ref),
     }
+}
+
+/// An integrator's customer (`UpsertCustomerByExternalRef`): `id` and `version` are ignored
+/// (output only), an UNSPECIFIED status keeps the current one (ACTIVE for a new customer).
+pub fn integration_upsert(
+    customer: pb::Customer,
+    source: &str,
+    source_version: i64,
+) -> Result<IntegrationUpsert, Error> {
+    let status = match customer.status() {
+        pb::CustomerStatus::Unspecified => None,
+        pb::CustomerStatus::Active => Some(CustomerStatus::Active),
+        pb::CustomerStatus::Archived => Some(CustomerStatus::Archived),
+    };
+    Ok(IntegrationUpsert {
+        profile: Profile {
+            display_name: customer.display_name,
+            email: customer.email,
+            phone: Some(customer.phone),
+            tax_id: Some(customer.tax_id),
+            status: status.unwrap_or(CustomerStatus::Active),
+            external_ref: Some(customer.external_ref),
+            contacts: contacts(&customer.contacts),
+            addresses: addresses(&customer.addresses)?,
+        },
+        status,
+        source: optional(source),
+        source_version,
+    })
 }
 
 pub fn to_proto(customer: &Customer) -> pb::Customer {

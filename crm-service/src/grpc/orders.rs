@@ -97,5 +97,6 @@ pub fn to_proto(order: &Order) -> pb::Order {
         update_time: Some(timestamp(order.update_time)),
         submit_time: order.submit_time.map(timestamp),
         cancellation_reason: order.cancellation_reason.clone().unwrap_or_default(),
+        external_ref: order.external_ref.clone().unwrap_or_default(),
     }
 }

@@ -1,30 +1,45 @@
-//! `tandem.crm.v1.CrmSync`: the bridge applies ERP-owned state to the CRM's mirrors. Every
-//! call is idempotent and version-gated, and none writes an outbox row (no echo).
+//! `tandem.crm.v1.CrmSync`, for the bridge and the operator CLI.
+//!
+//! - `Apply*`: ERP-owned state into the CRM's mirrors. Idempotent and version-gated (`repair`
+//!   lets an equal version apply); none writes an outbox row (no echo).
+//! - `UpsertCustomerByExternalRef`, `PlaceExternalOrder`: integrators' customers and orders.
+//!   The CRM owns these, so a change publishes its normal `crm.*` event.
+//! - `Republish`: the current state of every customer and known order, through the outbox.
 
 use tandem_proto::crm::v1::{
     ApplyCustomerFinanceRequest, ApplyCustomerFinanceResponse, ApplyOrderStatusRequest,
     ApplyOrderStatusResponse, ApplyProductRequest, ApplyProductResponse, ApplyStockLevelsRequest,
-    ApplyStockLevelsResponse, StockLevelResult, crm_sync_server::CrmSync,
+    ApplyStockLevelsResponse, PlaceExternalOrderRequest, PlaceExternalOrderResponse,
+    RepublishRequest, RepublishResponse, StockLevelResult, UpsertCustomerByExternalRefRequest,
+    UpsertCustomerByExternalRefResponse, crm_sync_server::CrmSync,
 };
 use tonic::{Request, Response, Status};
 
-use super::{optional, orders as orders_pb, parse_id, source_version};
+use super::{customers as customers_pb, optional, orders as orders_pb, parse_id, source_version};
 use crate::{
     catalogue::{Catalogue, ProductData, StockLevel, model::stock_violations},
+    customers::Customers,
     error::{Error, check},
     finance::{FinanceData, FinanceMirror},
-    orders::{FulfilmentUpdate, Orders},
+    orders::{ExternalOrder, FulfilmentUpdate, LineRequest, Orders},
 };
 
 pub struct SyncApi {
+    customers: Customers,
     catalogue: Catalogue,
     orders: Orders,
     finance: FinanceMirror,
 }
 
 impl SyncApi {
-    pub fn new(catalogue: Catalogue, orders: Orders, finance: FinanceMirror) -> Self {
+    pub fn new(
+        customers: Customers,
+        catalogue: Catalogue,
+        orders: Orders,
+        finance: FinanceMirror,
+    ) -> Self {
         Self {
+            customers,
             catalogue,
             orders,
             finance,
@@ -54,7 +69,10 @@ impl CrmSync for SyncApi {
         };
         check(data.violations()).map_err(|e| e.prefixed("product."))?;
         let version = source_version(request.source_version)?;
-        let applied = self.catalogue.apply_product(&data, version).await?;
+        let applied = self
+            .catalogue
+            .apply_product(&data, version, request.repair)
+            .await?;
         Ok(Response::new(ApplyProductResponse {
             applied: applied.changed,
             current_version: applied.current_version,
@@ -65,8 +83,8 @@ impl CrmSync for SyncApi {
         &self,
         request: Request<ApplyStockLevelsRequest>,
     ) -> Reply<ApplyStockLevelsResponse> {
+        let request = request.into_inner();
         let levels: Vec<StockLevel> = request
-            .into_inner()
             .levels
             .into_iter()
             .map(|level| StockLevel {
@@ -76,7 +94,10 @@ impl CrmSync for SyncApi {
             })
             .collect();
         check(stock_violations(&levels))?;
-        let outcomes = self.catalogue.apply_stock_levels(&levels).await?;
+        let outcomes = self
+            .catalogue
+            .apply_stock_levels(&levels, request.repair)
+            .await?;
         Ok(Response::new(ApplyStockLevelsResponse {
             results: levels
                 .iter()
@@ -107,7 +128,10 @@ impl CrmSync for SyncApi {
                 .invoice_amount
                 .map(|m| (m.currency_code, m.amount_minor)),
         };
-        let applied = self.orders.apply_status(id, &update, version).await?;
+        let applied = self
+            .orders
+            .apply_status(id, &update, version, request.repair)
+            .await?;
         Ok(Response::new(ApplyOrderStatusResponse {
             applied: applied.changed,
             current_version: applied.current_version,
@@ -140,11 +164,85 @@ impl CrmSync for SyncApi {
         check(violations)?;
         let applied = self
             .finance
-            .apply(customer_id, data, request.source_version)
+            .apply(customer_id, data, request.source_version, request.repair)
             .await?;
         Ok(Response::new(ApplyCustomerFinanceResponse {
             applied: applied.changed,
             current_version: applied.current_version,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(event_id))]
+    async fn upsert_customer_by_external_ref(
+        &self,
+        request: Request<UpsertCustomerByExternalRefRequest>,
+    ) -> Reply<UpsertCustomerByExternalRefResponse> {
+        let request = request.into_inner();
+        tracing::Span::current().record("event_id", request.event_id.as_str());
+        let customer = request
+            .customer
+            .ok_or_else(|| Error::invalid("customer", "required"))?;
+        // Every bad field in one answer, and nothing written when there is one.
+        let upsert =
+            customers_pb::integration_upsert(customer, &request.source, request.source_version)
+                .and_then(|upsert| {
+                    let upsert = upsert.normalised();
+                    check(upsert.violations())?;
+                    Ok(upsert)
+                })
+                .map_err(|e| e.prefixed("customer."));
+        let upsert = match (upsert, source_version(request.source_version)) {
+            (Ok(upsert), Ok(_)) => upsert,
+            (Err(Error::Invalid(mut violations)), Err(Error::Invalid(more))) => {
+                violations.extend(more);
+                return Err(Error::Invalid(violations).into());
+            }
+            (Err(error), _) | (_, Err(error)) => return Err(error.into()),
+        };
+        let (customer, applied) = self
+            .customers
+            .upsert_by_external_ref(upsert)
+            .await
+            .map_err(|e| e.prefixed("customer."))?;
+        Ok(Response::new(UpsertCustomerByExternalRefResponse {
+            customer: Some(customers_pb::to_proto(&customer)),
+            applied,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(source, event_id))]
+    async fn place_external_order(
+        &self,
+        request: Request<PlaceExternalOrderRequest>,
+    ) -> Reply<PlaceExternalOrderResponse> {
+        let request = request.into_inner();
+        let span = tracing::Span::current();
+        span.record("source", request.source.as_str());
+        span.record("event_id", request.event_id.as_str());
+        let order = ExternalOrder {
+            external_ref: request.external_ref.trim().to_owned(),
+            customer_external_ref: request.customer_external_ref.trim().to_owned(),
+            currency: request.currency_code.trim().to_owned(),
+            lines: request
+                .lines
+                .iter()
+                .map(|line| LineRequest {
+                    sku: line.sku.trim().to_owned(),
+                    quantity: line.quantity,
+                })
+                .collect(),
+        };
+        let (order, applied) = self.orders.place_external(&order).await?;
+        Ok(Response::new(PlaceExternalOrderResponse {
+            order: Some(orders_pb::to_proto(&order)),
+            applied,
+        }))
+    }
+
+    async fn republish(&self, _request: Request<RepublishRequest>) -> Reply<RepublishResponse> {
+        let customers = self.customers.republish().await?;
+        let orders = self.orders.republish().await?;
+        tracing::info!(customers, orders, "republished the current state");
+        Ok(Response::new(RepublishResponse { customers, orders }))
     }
 }

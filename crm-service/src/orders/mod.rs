@@ -19,12 +19,13 @@ use tandem_proto::events::{
 use uuid::Uuid;
 
 pub use model::{
-    Fulfilment, FulfilmentStatus, FulfilmentUpdate, Line, LineRequest, Order, OrderFilter,
+    ExternalOrder, Fulfilment, FulfilmentStatus, FulfilmentUpdate, Line, LineRequest, Order,
+    OrderFilter,
 };
 
 use crate::{
-    SOURCE, catalogue, customers,
-    error::{Error, Result, check},
+    REPUBLISH_BATCH, SOURCE, catalogue, customers,
+    error::{Error, Result, check, reasons},
     mirror::Applied,
     paging::Page,
 };
@@ -137,8 +138,104 @@ impl Orders {
         Ok(order)
     }
 
-    /// Applies the ERP's fulfilment status at `version` (version-gated; never published).
-    /// CANCELLED ends the CRM order too. Unknown orders are NOT_FOUND; drafts, which the ERP
+    /// Creates and submits an integrator's order in one transaction that writes
+    /// `crm.order.submitted`, quoting every line from the catalogue. Idempotent by
+    /// `external_ref`: when that order exists it is returned as it is, with `false`.
+    #[tracing::instrument(
+        skip_all,
+        fields(external_ref = %order.external_ref, order_id)
+    )]
+    pub async fn place_external(&self, order: &ExternalOrder) -> Result<(Order, bool)> {
+        check(order.violations())?;
+        let placed = async {
+            let mut tx = self.pool.begin().await?;
+            if let Some(existing) = store::get_by_external_ref(&mut tx, &order.external_ref).await?
+            {
+                return Ok((existing, false));
+            }
+            let customer_id = external_customer(&mut tx, &order.customer_external_ref).await?;
+            let skus: Vec<String> = order.lines.iter().map(|l| l.sku.clone()).collect();
+            let products = catalogue::store::get_many(&mut tx, &skus).await?;
+            let unknown: Vec<&str> = skus
+                .iter()
+                .filter(|sku| !products.get(*sku).is_some_and(|p| p.orderable()))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Error::Unmet {
+                    reason: reasons::UNKNOWN_SKU,
+                    message: format!(
+                        "not active products of the catalogue: {}",
+                        unknown.join(", ")
+                    ),
+                    metadata: vec![("skus", unknown.join(","))],
+                });
+            }
+            check(order.currency_violations(&products))?;
+            let (currency, lines) = model::price(&order.lines, &products)?;
+            let placed = store::insert_submitted(
+                &mut tx,
+                Uuid::now_v7(),
+                customer_id,
+                currency.as_deref(),
+                &lines,
+                &order.external_ref,
+            )
+            .await?;
+            publish(&mut tx, types::CRM_ORDER_SUBMITTED, &placed).await?;
+            tx.commit().await?;
+            self.waker.wake();
+            Ok((placed, true))
+        }
+        .await;
+        let placed = match placed {
+            // A concurrent call placed it between our read and our insert: it exists now.
+            Err(Error::Database(error)) if is_external_ref_taken(&error) => {
+                let mut conn = self.pool.acquire().await?;
+                let existing = store::get_by_external_ref(&mut conn, &order.external_ref)
+                    .await?
+                    .ok_or(Error::Database(error))?;
+                (existing, false)
+            }
+            other => other?,
+        };
+        tracing::Span::current().record("order_id", tracing::field::display(placed.0.id));
+        Ok(placed)
+    }
+
+    /// Publishes the current state of every order the ERP knows again
+    /// (`crm.order.cancel_requested` while CANCEL_REQUESTED, else `crm.order.submitted`) at its
+    /// current version, in batches of at most [`REPUBLISH_BATCH`] per transaction. Drafts are
+    /// private; CANCELLED orders were cancelled by the ERP itself (or were drafts). Returns
+    /// how many.
+    #[tracing::instrument(skip(self))]
+    pub async fn republish(&self) -> Result<i64> {
+        let mut after = None;
+        let mut count = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let batch = store::published_batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
+            for order in &batch {
+                let event_type = match order.status {
+                    OrderStatus::CancelRequested => types::CRM_ORDER_CANCEL_REQUESTED,
+                    _ => types::CRM_ORDER_SUBMITTED,
+                };
+                publish(&mut tx, event_type, order).await?;
+            }
+            tx.commit().await?;
+            self.waker.wake();
+            count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
+            match batch.last() {
+                Some(last) if i64::try_from(batch.len()).unwrap_or(0) >= REPUBLISH_BATCH => {
+                    after = Some(last.id);
+                }
+                _ => return Ok(count),
+            }
+        }
+    }
+
+    /// Applies the ERP's fulfilment status at `version` (version-gated; never published; with
+    /// `repair`, an equal version applies too). CANCELLED ends the CRM order too. Unknown orders are NOT_FOUND; drafts, which the ERP
     /// cannot know, FAILED_PRECONDITION.
     #[tracing::instrument(skip(self, update), fields(status = update.status.as_str()))]
     pub async fn apply_status(
@@ -146,6 +243,7 @@ impl Orders {
         id: Uuid,
         update: &FulfilmentUpdate,
         version: i64,
+        repair: bool,
     ) -> Result<Applied> {
         let mut tx = self.pool.begin().await?;
         let order = store::get_for_update(&mut tx, id)
@@ -158,14 +256,14 @@ impl Orders {
         }
         check(update.violations(order.currency.as_deref()))?;
         let stored = order.fulfilment.as_ref().map_or(0, |f| f.source_version);
-        if version <= stored {
+        if version < stored || (version == stored && !repair) {
             return Ok(Applied {
                 changed: false,
                 current_version: stored,
             });
         }
         let status = model::status_after(order.status, update.status);
-        let written = store::apply_fulfilment(&mut tx, id, update, version, status).await?;
+        let written = store::apply_fulfilment(&mut tx, id, update, version, status, repair).await?;
         tx.commit().await?;
         Ok(Applied {
             changed: written,
@@ -198,6 +296,33 @@ async fn require_active_customer(conn: &mut PgConnection, customer_id: Uuid) -> 
         ))),
         Some(CustomerStatus::Active) => Ok(()),
     }
+}
+
+/// The id of the ACTIVE customer with `external_ref`, locked against changes until the
+/// transaction ends.
+async fn external_customer(conn: &mut PgConnection, external_ref: &str) -> Result<Uuid> {
+    match customers::store::status_by_external_ref_for_share(conn, external_ref).await? {
+        None => Err(Error::Unmet {
+            reason: reasons::UNKNOWN_CUSTOMER,
+            message: format!("no customer has external_ref {external_ref:?}"),
+            metadata: vec![("customer_external_ref", external_ref.to_owned())],
+        }),
+        Some((id, CustomerStatus::Archived)) => Err(Error::Unmet {
+            reason: reasons::CUSTOMER_ARCHIVED,
+            message: format!("customer {id} ({external_ref}) is ARCHIVED; it cannot order"),
+            metadata: vec![
+                ("customer_external_ref", external_ref.to_owned()),
+                ("customer_id", id.to_string()),
+            ],
+        }),
+        Some((id, CustomerStatus::Active)) => Ok(id),
+    }
+}
+
+fn is_external_ref_taken(error: &sqlx::Error) -> bool {
+    tandem_common::db::is_unique_violation(error)
+        && matches!(error, sqlx::Error::Database(db)
+            if db.constraint() == Some("orders_external_ref_key"))
 }
 
 async fn quote(

@@ -14,10 +14,13 @@ use uuid::Uuid;
 use crate::{
     catalogue::Product,
     error::{Error, Result},
-    validation::{currency_problem, optional_text, sku_problem},
+    validation::{currency_problem, optional_text, required_text, sku_problem, token_problem},
 };
 
 pub const LINES_MAX: usize = 200;
+/// Lines of an order placed by an integrator (`CrmSync.PlaceExternalOrder`).
+pub const EXTERNAL_LINES_MAX: usize = 500;
+pub const EXTERNAL_REF_MAX: usize = 100;
 pub const QUANTITY_MAX: i64 = 1_000_000;
 pub const REASON_MAX: usize = 500;
 pub const INVOICE_NUMBER_MAX: usize = 64;
@@ -126,6 +129,64 @@ pub struct Order {
     pub update_time: DateTime<Utc>,
     pub submit_time: Option<DateTime<Utc>>,
     pub fulfilment: Option<Fulfilment>,
+    /// The integrator's reference, for orders placed by `PlaceExternalOrder`.
+    pub external_ref: Option<String>,
+}
+
+/// An order an integrator places (`CrmSync.PlaceExternalOrder`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalOrder {
+    /// The integrator's order reference: the idempotency key.
+    pub external_ref: String,
+    pub customer_external_ref: String,
+    /// The currency the integrator expects; every line must be priced in it.
+    pub currency: String,
+    pub lines: Vec<LineRequest>,
+}
+
+impl ExternalOrder {
+    /// Shape rules (before the database is consulted).
+    pub fn violations(&self) -> Vec<FieldViolation> {
+        let mut violations = Vec::new();
+        let reference = |value: &str| {
+            required_text(value, EXTERNAL_REF_MAX)
+                .or_else(|| token_problem(value, EXTERNAL_REF_MAX, "-_.:/"))
+        };
+        if let Some(problem) = reference(&self.external_ref) {
+            violations.push(FieldViolation::new("external_ref", problem));
+        }
+        if let Some(problem) = reference(&self.customer_external_ref) {
+            violations.push(FieldViolation::new("customer_external_ref", problem));
+        }
+        if let Some(problem) = currency_problem(&self.currency) {
+            violations.push(FieldViolation::new("currency_code", problem));
+        }
+        if self.lines.is_empty() {
+            violations.push(FieldViolation::new("lines", "at least one line"));
+        }
+        violations.extend(lines_violations_up_to(&self.lines, EXTERNAL_LINES_MAX));
+        violations
+    }
+
+    /// Lines priced in another currency than the order's, with `lines[i].sku` paths.
+    pub fn currency_violations(&self, catalogue: &HashMap<String, Product>) -> Vec<FieldViolation> {
+        self.lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, line)| {
+                let price_currency = &catalogue.get(&line.sku)?.data.currency;
+                (price_currency != &self.currency).then(|| {
+                    FieldViolation::new(
+                        format!("lines[{i}].sku"),
+                        format!(
+                            "priced in {price_currency} in the catalogue, but the order is in {}",
+                            self.currency
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// Filters of ListOrders.
@@ -239,12 +300,14 @@ impl Order {
 
 /// Shape rules of requested lines (before the catalogue is consulted).
 pub fn line_violations(requests: &[LineRequest]) -> Vec<FieldViolation> {
+    lines_violations_up_to(requests, LINES_MAX)
+}
+
+/// Shape rules of requested lines, at most `max` of them.
+fn lines_violations_up_to(requests: &[LineRequest], max: usize) -> Vec<FieldViolation> {
     let mut violations = Vec::new();
-    if requests.len() > LINES_MAX {
-        violations.push(FieldViolation::new(
-            "lines",
-            format!("at most {LINES_MAX} lines"),
-        ));
+    if requests.len() > max {
+        violations.push(FieldViolation::new("lines", format!("at most {max} lines")));
     }
     let mut seen = HashSet::new();
     for (i, line) in requests.iter().enumerate() {
@@ -272,10 +335,20 @@ pub fn quote(
     requests: &[LineRequest],
     catalogue: &HashMap<String, Product>,
 ) -> Result<(Option<String>, Vec<Line>)> {
-    let mut violations = line_violations(requests);
+    let violations = line_violations(requests);
     if !violations.is_empty() {
         return Err(Error::Invalid(violations));
     }
+    price(requests, catalogue)
+}
+
+/// Prices lines whose shape was checked: every sku must be an orderable product, all in one
+/// currency, and the totals must fit in 64 bits. Returns the order currency and the lines.
+pub fn price(
+    requests: &[LineRequest],
+    catalogue: &HashMap<String, Product>,
+) -> Result<(Option<String>, Vec<Line>)> {
+    let mut violations = Vec::new();
     let mut currency: Option<String> = None;
     let mut lines = Vec::with_capacity(requests.len());
     let mut total: i64 = 0;
@@ -463,6 +536,7 @@ mod tests {
             update_time: Utc::now(),
             submit_time: None,
             fulfilment: None,
+            external_ref: None,
         }
     }
 
@@ -519,6 +593,48 @@ mod tests {
             .map(|i| request(&format!("S{i}"), 1))
             .collect();
         assert_eq!(violations(quote(&too_many, &catalogue()))[0], "lines");
+    }
+
+    #[test]
+    fn external_orders_need_references_a_currency_and_up_to_500_lines() {
+        let external = |lines: Vec<LineRequest>| ExternalOrder {
+            external_ref: "shop-1".into(),
+            customer_external_ref: "web:ada".into(),
+            currency: "EUR".into(),
+            lines,
+        };
+        let fields = |order: &ExternalOrder| -> Vec<String> {
+            order.violations().into_iter().map(|v| v.field).collect()
+        };
+        let many: Vec<LineRequest> = (0..EXTERNAL_LINES_MAX)
+            .map(|i| request(&format!("S{i}"), 1))
+            .collect();
+        assert!(fields(&external(many.clone())).is_empty(), "500 lines fit");
+        let mut too_many = many;
+        too_many.push(request("LAST", 1));
+        assert_eq!(fields(&external(too_many)), ["lines"]);
+        let bad = ExternalOrder {
+            external_ref: "has space".into(),
+            customer_external_ref: String::new(),
+            currency: "EURO".into(),
+            lines: Vec::new(),
+        };
+        assert_eq!(
+            fields(&bad),
+            [
+                "external_ref",
+                "customer_external_ref",
+                "currency_code",
+                "lines"
+            ]
+        );
+        let mixed = external(vec![request("A", 1), request("D", 1), request("NOPE", 1)]);
+        let currency: Vec<String> = mixed
+            .currency_violations(&catalogue())
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(currency, ["lines[1].sku"]);
     }
 
     #[test]

@@ -26,12 +26,13 @@ type OrderRow = (
     Option<i64>,
     i64,
     Option<DateTime<Utc>>,
+    Option<String>,
 );
 
 const COLUMNS: &str = "id, customer_id, status, currency, cancellation_reason, version, \
                        create_time, update_time, submit_time, fulfilment_status, \
                        rejection_reason, invoice_number, invoice_amount_minor, \
-                       fulfilment_version, fulfilment_update_time";
+                       fulfilment_version, fulfilment_update_time, external_ref";
 
 fn decode(what: String) -> sqlx::Error {
     sqlx::Error::Decode(what.into())
@@ -54,6 +55,7 @@ fn from_row(row: OrderRow) -> Result<Order, sqlx::Error> {
         invoice_amount_minor,
         fulfilment_version,
         fulfilment_update_time,
+        external_ref,
     ) = row;
     let status = OrderStatus::parse(&status)
         .ok_or_else(|| decode(format!("order {id} has unknown status {status:?}")))?;
@@ -88,6 +90,7 @@ fn from_row(row: OrderRow) -> Result<Order, sqlx::Error> {
         update_time,
         submit_time,
         fulfilment,
+        external_ref,
     })
 }
 
@@ -110,6 +113,70 @@ pub async fn insert(
     .await?;
     insert_lines(conn, id, lines).await?;
     required(get(conn, id).await?, id)
+}
+
+/// Inserts an integrator's order, already SUBMITTED, at version 1 with its lines. Fails with a
+/// unique violation on `orders_external_ref_key` when `external_ref` is taken.
+pub async fn insert_submitted(
+    conn: &mut PgConnection,
+    id: Uuid,
+    customer_id: Uuid,
+    currency: Option<&str>,
+    lines: &[Line],
+    external_ref: &str,
+) -> Result<Order, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, status, currency, version, submit_time, \
+                             external_ref) \
+         VALUES ($1, $2, 'SUBMITTED', $3, 1, now(), $4)",
+    )
+    .bind(id)
+    .bind(customer_id)
+    .bind(currency)
+    .bind(external_ref)
+    .execute(&mut *conn)
+    .await?;
+    insert_lines(conn, id, lines).await?;
+    required(get(conn, id).await?, id)
+}
+
+/// The order an integrator placed with `external_ref`.
+pub async fn get_by_external_ref(
+    conn: &mut PgConnection,
+    external_ref: &str,
+) -> Result<Option<Order>, sqlx::Error> {
+    let row: Option<OrderRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE external_ref = $1"
+    ))
+    .bind(external_ref)
+    .fetch_optional(&mut *conn)
+    .await?;
+    complete_one(conn, row).await
+}
+
+/// Up to `limit` orders the ERP knows (SUBMITTED or CANCEL_REQUESTED) with ids after `after`,
+/// in id order, with their lines, their rows locked against changes (`FOR SHARE`) until the
+/// transaction ends: a consistent batch to republish.
+pub async fn published_batch_for_share(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Order>, sqlx::Error> {
+    let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM orders \
+         WHERE status IN ('SUBMITTED', 'CANCEL_REQUESTED') AND ($1::uuid IS NULL OR id > $1) \
+         ORDER BY id LIMIT $2 FOR SHARE"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut orders = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    attach_lines(conn, &mut orders).await?;
+    Ok(orders)
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
@@ -182,7 +249,8 @@ pub async fn transition(
 }
 
 /// Writes the ERP's fulfilment view at `version` and the CRM status it leads to, when
-/// `version` is newer than the stored one. Returns whether it was written. The order's own
+/// `version` is newer than the stored one (or, with `repair`, equal to it). Returns whether it
+/// was written. The order's own
 /// version is not bumped: it counts CRM changes (and events), and this one publishes nothing.
 pub async fn apply_fulfilment(
     conn: &mut PgConnection,
@@ -190,12 +258,13 @@ pub async fn apply_fulfilment(
     update: &FulfilmentUpdate,
     version: i64,
     status: OrderStatus,
+    repair: bool,
 ) -> Result<bool, sqlx::Error> {
     let written = sqlx::query(
         "UPDATE orders SET fulfilment_status = $2, rejection_reason = $3, invoice_number = $4, \
              invoice_amount_minor = $5, fulfilment_version = $6, \
              fulfilment_update_time = now(), status = $7, update_time = now() \
-         WHERE id = $1 AND fulfilment_version < $6",
+         WHERE id = $1 AND (fulfilment_version < $6 OR ($8 AND fulfilment_version = $6))",
     )
     .bind(id)
     .bind(update.status.as_str())
@@ -204,6 +273,7 @@ pub async fn apply_fulfilment(
     .bind(update.invoice_amount.as_ref().map(|(_, amount)| *amount))
     .bind(version)
     .bind(status.as_str())
+    .bind(repair)
     .execute(conn)
     .await?
     .rows_affected();

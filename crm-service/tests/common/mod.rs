@@ -116,6 +116,7 @@ impl Crm {
                 }),
                 source_version: version,
                 event_id: uuid::Uuid::now_v7().to_string(),
+                repair: false,
             })
             .await
             .unwrap();
@@ -130,6 +131,7 @@ impl Crm {
                     source_version: version,
                 }],
                 event_id: String::new(),
+                repair: false,
             })
             .await
             .unwrap()

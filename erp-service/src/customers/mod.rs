@@ -4,11 +4,41 @@
 pub mod store;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tandem_proto::events::CustomerStatus;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    paging,
+};
+
+/// The most addresses a mirrored profile may carry.
+pub const MAX_ADDRESSES: usize = 100;
+
+/// What an address is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AddressKind {
+    Billing,
+    Shipping,
+}
+
+/// A postal address of a customer, as the CRM holds it (validated there; stored as sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub kind: AddressKind,
+    pub line1: String,
+    #[serde(default)]
+    pub line2: String,
+    pub city: String,
+    #[serde(default)]
+    pub postal_code: String,
+    #[serde(default)]
+    pub region: String,
+    pub country_code: String,
+}
 
 /// The CRM-owned profile fields, as mirrored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +50,8 @@ pub struct Profile {
     pub tax_id: Option<String>,
     pub status: CustomerStatus,
     pub external_ref: Option<String>,
+    /// Replaced as a whole by every applied version.
+    pub addresses: Vec<Address>,
 }
 
 /// A mirrored customer.
@@ -49,16 +81,27 @@ impl Customers {
         Self { pool }
     }
 
-    /// Stores `profile` at `version` unless the stored version is already as new.
+    /// Stores `profile` at `version` unless the stored version is already as new. With
+    /// `repair` (reconcile), an equal version applies too when the stored profile differs.
     #[tracing::instrument(skip(self, profile), fields(customer_id = %profile.id))]
-    pub async fn apply(&self, profile: &Profile, version: i64) -> Result<Applied> {
+    pub async fn apply(&self, profile: &Profile, version: i64, repair: bool) -> Result<Applied> {
         if version <= 0 {
             return Err(Error::invalid("source_version", "must be positive"));
         }
         let mut conn = self.pool.acquire().await?;
-        store::apply(&mut conn, profile, version)
+        store::apply(&mut conn, profile, version, repair)
             .await
             .map_err(Error::from)
+    }
+
+    /// Customers ordered by id, a page at a time.
+    #[tracing::instrument(skip(self))]
+    pub async fn list(&self, page_size: i32, page_token: &str) -> Result<(Vec<Customer>, String)> {
+        let size = paging::page_size(page_size)?;
+        let after: Option<Uuid> = paging::decode(page_token)?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = store::list(&mut conn, after, size + 1).await?;
+        paging::page(rows, size, |c| c.profile.id)
     }
 
     #[tracing::instrument(skip(self))]

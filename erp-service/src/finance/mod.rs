@@ -5,6 +5,8 @@
 pub mod model;
 pub mod store;
 
+use std::collections::HashMap;
+
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
@@ -55,6 +57,38 @@ impl Finances {
             finance,
             uninvoiced_minor,
         })
+    }
+
+    /// The finance of each of `customer_ids` (the defaults where nothing was set), without
+    /// checking that the customers exist: for lists of customers read just before.
+    #[tracing::instrument(skip(self, customer_ids), fields(customers = customer_ids.len()))]
+    pub async fn views(&self, customer_ids: &[Uuid]) -> Result<HashMap<Uuid, FinanceView>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut stored: HashMap<Uuid, Finance> = store::get_many(&mut conn, customer_ids)
+            .await?
+            .into_iter()
+            .map(|finance| (finance.customer_id, finance))
+            .collect();
+        let uninvoiced: HashMap<Uuid, i64> = store::uninvoiced_totals(&mut conn, customer_ids)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(customer_ids
+            .iter()
+            .map(|id| {
+                let finance = stored
+                    .remove(id)
+                    .unwrap_or_else(|| Finance::defaults(*id, &self.defaults));
+                let uninvoiced_minor = uninvoiced.get(id).copied().unwrap_or(0);
+                (
+                    *id,
+                    FinanceView {
+                        finance,
+                        uninvoiced_minor,
+                    },
+                )
+            })
+            .collect())
     }
 
     /// Changes the terms named in `patch`. The currency changes only while nothing is owed

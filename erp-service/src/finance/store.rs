@@ -38,6 +38,40 @@ pub async fn get(
     Ok(row.map(from_row))
 }
 
+/// The finance rows of `customer_ids` that exist.
+pub async fn get_many(
+    conn: &mut PgConnection,
+    customer_ids: &[Uuid],
+) -> Result<Vec<Finance>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM customer_finance WHERE customer_id = ANY($1)"
+    ))
+    .bind(customer_ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Finance rows that changed at least once (version > 0) after customer id `after`, ordered
+/// by customer id, at most `limit`, share-locked until the transaction ends (writers wait, so
+/// what is read stays current until commit).
+pub async fn share_changed(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Finance>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM customer_finance \
+         WHERE version > 0 AND ($1::uuid IS NULL OR customer_id > $1) \
+         ORDER BY customer_id LIMIT $2 FOR SHARE"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
 /// The finance row of a mirrored customer, created with `defaults` if missing, locked until
 /// the transaction ends.
 pub async fn lock_or_create(
@@ -95,6 +129,21 @@ pub async fn uninvoiced_total(
     )
     .bind(customer_id)
     .fetch_one(conn)
+    .await
+}
+
+/// Totals of the accepted, not yet invoiced orders of `customer_ids` (those with any).
+pub async fn uninvoiced_totals(
+    conn: &mut PgConnection,
+    customer_ids: &[Uuid],
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT customer_id, COALESCE(SUM(total_minor), 0)::bigint FROM sales_orders \
+         WHERE customer_id = ANY($1) AND status IN ('RESERVED', 'BACKORDERED', 'SHIPPED') \
+         GROUP BY customer_id",
+    )
+    .bind(customer_ids)
+    .fetch_all(conn)
     .await
 }
 

@@ -6,7 +6,7 @@ use tandem_proto::{erp::v1 as pb, events::CustomerStatus};
 use uuid::Uuid;
 
 use crate::{
-    customers::{Customer, Profile},
+    customers::{Address, AddressKind, Customer, MAX_ADDRESSES, Profile},
     error::Error,
     finance::{FinanceView, TermsPatch},
     orders::{NewLine, NewOrder, Order, OrderStatus, ReservationState},
@@ -130,6 +130,7 @@ pub fn adjustment_reason(reason: pb::AdjustmentReason) -> Option<AdjustmentReaso
         P::Found => AdjustmentReason::Found,
         P::Expired => AdjustmentReason::Expired,
         P::Other => AdjustmentReason::Other,
+        P::Count => AdjustmentReason::Count,
     })
 }
 
@@ -142,6 +143,7 @@ fn adjustment_reason_pb(reason: AdjustmentReason) -> pb::AdjustmentReason {
         AdjustmentReason::Found => P::Found,
         AdjustmentReason::Expired => P::Expired,
         AdjustmentReason::Other => P::Other,
+        AdjustmentReason::Count => P::Count,
     }
 }
 
@@ -224,11 +226,65 @@ pub fn customer(customer: &Customer, finance_view: Option<&FinanceView>) -> pb::
                 CustomerStatus::Archived => pb::CustomerStatus::Archived,
             } as i32,
             external_ref: profile.external_ref.clone().unwrap_or_default(),
+            addresses: profile.addresses.iter().map(address).collect(),
         }),
         profile_version: customer.profile_version,
         profile_update_time: Some(timestamp(customer.profile_update_time)),
         finance: finance_view.map(finance),
     }
+}
+
+fn address(address: &Address) -> pb::Address {
+    pb::Address {
+        kind: match address.kind {
+            AddressKind::Billing => pb::AddressKind::Billing,
+            AddressKind::Shipping => pb::AddressKind::Shipping,
+        } as i32,
+        line1: address.line1.clone(),
+        line2: address.line2.clone(),
+        city: address.city.clone(),
+        postal_code: address.postal_code.clone(),
+        region: address.region.clone(),
+        country_code: address.country_code.clone(),
+    }
+}
+
+/// The mirrored addresses: stored as the CRM sent them (it validated them), but each needs a
+/// kind, and there are at most [`MAX_ADDRESSES`].
+fn addresses(addresses: &[pb::Address], violations: &mut Vec<FieldViolation>) -> Vec<Address> {
+    if addresses.len() > MAX_ADDRESSES {
+        violations.push(FieldViolation::new(
+            "customer.addresses",
+            format!("at most {MAX_ADDRESSES}"),
+        ));
+        return Vec::new();
+    }
+    addresses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let kind = match a.kind() {
+                pb::AddressKind::Billing => AddressKind::Billing,
+                pb::AddressKind::Shipping => AddressKind::Shipping,
+                pb::AddressKind::Unspecified => {
+                    violations.push(FieldViolation::new(
+                        format!("customer.addresses[{i}].kind"),
+                        "BILLING or SHIPPING",
+                    ));
+                    return None;
+                }
+            };
+            Some(Address {
+                kind,
+                line1: a.line1.clone(),
+                line2: a.line2.clone(),
+                city: a.city.clone(),
+                postal_code: a.postal_code.clone(),
+                region: a.region.clone(),
+                country_code: a.country_code.clone(),
+            })
+        })
+        .collect()
 }
 
 pub fn profile(customer: Option<&pb::CustomerProfile>) -> Result<Profile, Error> {
@@ -252,6 +308,7 @@ pub fn profile(customer: Option<&pb::CustomerProfile>) -> Result<Profile, Error>
             None
         }
     };
+    let addresses = addresses(&customer.addresses, &mut violations);
     match (id, status) {
         (Some(id), Some(status)) if violations.is_empty() => Ok(Profile {
             id,
@@ -261,6 +318,7 @@ pub fn profile(customer: Option<&pb::CustomerProfile>) -> Result<Profile, Error>
             tax_id: non_empty(&customer.tax_id),
             status,
             external_ref: non_empty(&customer.external_ref),
+            addresses,
         }),
         _ => Err(Error::Invalid(violations)),
     }

@@ -14,7 +14,8 @@ use crate::{
     finance::Finances,
     orders::{OrderFilter, Orders},
     products::{ProductFilter, Products},
-    stock::{MovementOutcome, Stock, StockRequest},
+    republish::Republisher,
+    stock::{AdjustmentReason, Count, MovementOutcome, Stock, StockRequest},
     warehouses::Warehouses,
 };
 
@@ -27,6 +28,7 @@ pub struct ErpApi {
     pub stock: Stock,
     pub finances: Finances,
     pub orders: Orders,
+    pub republisher: Republisher,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -162,6 +164,13 @@ impl ErpService for ErpApi {
         let request = request.into_inner();
         let reason = convert::adjustment_reason(request.reason())
             .ok_or_else(|| Error::invalid("reason", "required"))?;
+        if reason == AdjustmentReason::Count {
+            return Err(Error::invalid(
+                "reason",
+                "COUNT is written by ErpSync.CountStock; use COUNT_CORRECTION",
+            )
+            .into());
+        }
         let movement = StockRequest::Adjust {
             warehouse: request.warehouse,
             delta: request.quantity_delta,
@@ -250,6 +259,26 @@ impl ErpService for ErpApi {
         let customer = self.customers.get(id).await?;
         let finance = self.finances.view(id).await?;
         Ok(Response::new(convert::customer(&customer, Some(&finance))))
+    }
+
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> Reply<pb::ListCustomersResponse> {
+        let request = request.into_inner();
+        let (customers, next_page_token) = self
+            .customers
+            .list(request.page_size, &request.page_token)
+            .await?;
+        let ids: Vec<_> = customers.iter().map(|c| c.profile.id).collect();
+        let finances = self.finances.views(&ids).await?;
+        Ok(Response::new(pb::ListCustomersResponse {
+            customers: customers
+                .iter()
+                .map(|c| convert::customer(c, finances.get(&c.profile.id)))
+                .collect(),
+            next_page_token,
+        }))
     }
 
     async fn set_credit_terms(
@@ -348,11 +377,11 @@ impl ErpSync for ErpApi {
         request: Request<pb::ApplyCustomerRequest>,
     ) -> Reply<pb::ApplyCustomerResponse> {
         let request = request.into_inner();
-        tracing::debug!(event_id = %request.event_id, "applying customer");
+        tracing::debug!(event_id = %request.event_id, repair = request.repair, "applying customer");
         let profile = convert::profile(request.customer.as_ref())?;
         let applied = self
             .customers
-            .apply(&profile, request.source_version)
+            .apply(&profile, request.source_version, request.repair)
             .await?;
         Ok(Response::new(pb::ApplyCustomerResponse {
             applied: applied.changed,
@@ -383,5 +412,39 @@ impl ErpSync for ErpApi {
         let reason = (!request.reason.is_empty()).then_some(request.reason);
         let order = self.orders.cancel(&request.crm_order_id, reason).await?;
         Ok(Response::new(convert::order(&order)))
+    }
+
+    async fn count_stock(
+        &self,
+        request: Request<pb::CountStockRequest>,
+    ) -> Reply<pb::CountStockResponse> {
+        let request = request.into_inner();
+        let counted = self
+            .stock
+            .count(&Count {
+                sku: request.sku,
+                warehouse: request.warehouse,
+                counted_quantity: request.counted_quantity,
+                event_id: request.event_id,
+                source: request.source,
+            })
+            .await?;
+        Ok(Response::new(pb::CountStockResponse {
+            applied: counted.applied,
+            level: Some(convert::level(&counted.level)),
+        }))
+    }
+
+    async fn republish(
+        &self,
+        _request: Request<pb::RepublishRequest>,
+    ) -> Reply<pb::RepublishResponse> {
+        let done = self.republisher.run().await?;
+        Ok(Response::new(pb::RepublishResponse {
+            products: done.products,
+            stock_levels: done.stock_levels,
+            orders: done.orders,
+            customers: done.customers,
+        }))
     }
 }

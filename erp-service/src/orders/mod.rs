@@ -548,7 +548,8 @@ pub async fn reserve_backorders(
     Ok(reserved)
 }
 
-async fn publish_status(conn: &mut PgConnection, order: &Order) -> Result<()> {
+/// Enqueues `erp.order.status_changed` for `order` at its current version.
+pub(crate) async fn publish_status(conn: &mut PgConnection, order: &Order) -> Result<()> {
     let event = Envelope::new(
         types::ERP_ORDER_STATUS_CHANGED,
         1,

@@ -240,6 +240,24 @@ pub async fn list(
     Ok(orders)
 }
 
+/// Orders after id `after`, in id order, at most `limit`, WITHOUT their lines (enough for
+/// [`Order::status_event`]), share-locked until the transaction ends.
+pub async fn share_headers(
+    conn: &mut PgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Order>, sqlx::Error> {
+    let rows: Vec<HeaderRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sales_orders WHERE ($1::uuid IS NULL OR id > $1) \
+         ORDER BY id LIMIT $2 FOR SHARE"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(header).collect()
+}
+
 /// Moves the order to `status` with `reason`, bumping its version.
 pub async fn set_status(
     conn: &mut PgConnection,

@@ -133,7 +133,8 @@ impl Products {
     }
 }
 
-async fn publish_upserted(conn: &mut PgConnection, product: &Product) -> Result<()> {
+/// Enqueues `erp.product.upserted` for `product` at its current version.
+pub(crate) async fn publish_upserted(conn: &mut PgConnection, product: &Product) -> Result<()> {
     let event = Envelope::new(
         types::ERP_PRODUCT_UPSERTED,
         1,

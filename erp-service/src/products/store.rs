@@ -116,6 +116,24 @@ pub async fn list(
     Ok(rows.into_iter().map(from_row).collect())
 }
 
+/// Products after sku `after`, in sku order, at most `limit`, share-locked until the
+/// transaction ends (writers wait, so what is read stays current until commit).
+pub async fn share_after(
+    conn: &mut PgConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Product>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM products WHERE ($1::text IS NULL OR sku > $1) \
+         ORDER BY sku LIMIT $2 FOR SHARE"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
 /// Writes `fields` and bumps the version by one.
 pub async fn update(
     conn: &mut PgConnection,

@@ -164,37 +164,51 @@ impl StockSession {
     pub async fn publish(&self, conn: &mut PgConnection) -> Result<()> {
         for sku in &self.changed {
             let version = store::next_stock_version(conn, sku).await?;
-            let warehouses: Vec<WarehouseStockV1> = self
+            let levels = self
                 .levels
                 .range((sku.clone(), String::new())..)
                 .take_while(|((s, _), _)| s == sku)
-                .map(|(_, level)| WarehouseStockV1 {
-                    warehouse: level.warehouse.clone(),
-                    on_hand: level.on_hand,
-                    reserved: level.reserved,
-                    available: level.available(),
-                })
-                .collect();
-            let data = StockChangedV1 {
-                sku: sku.clone(),
-                on_hand: warehouses.iter().map(|w| w.on_hand).sum(),
-                reserved: warehouses.iter().map(|w| w.reserved).sum(),
-                available: warehouses.iter().map(|w| w.available).sum(),
-                warehouses,
-            };
-            let event = Envelope::new(
-                types::ERP_STOCK_CHANGED,
-                1,
-                SOURCE,
-                aggregates::STOCK,
-                sku.clone(),
-                version,
-                &data,
-            )?;
-            outbox::enqueue(conn, topics::ERP_STOCK, &event).await?;
+                .map(|(_, level)| level);
+            publish_levels(conn, sku, version, levels).await?;
         }
         Ok(())
     }
+}
+
+/// Enqueues `erp.stock.changed` of `sku` at `version` with `levels` (all of the sku's).
+pub(crate) async fn publish_levels<'a>(
+    conn: &mut PgConnection,
+    sku: &str,
+    version: i64,
+    levels: impl IntoIterator<Item = &'a Level>,
+) -> Result<()> {
+    let warehouses: Vec<WarehouseStockV1> = levels
+        .into_iter()
+        .map(|level| WarehouseStockV1 {
+            warehouse: level.warehouse.clone(),
+            on_hand: level.on_hand,
+            reserved: level.reserved,
+            available: level.available(),
+        })
+        .collect();
+    let data = StockChangedV1 {
+        sku: sku.to_owned(),
+        on_hand: warehouses.iter().map(|w| w.on_hand).sum(),
+        reserved: warehouses.iter().map(|w| w.reserved).sum(),
+        available: warehouses.iter().map(|w| w.available).sum(),
+        warehouses,
+    };
+    let event = Envelope::new(
+        types::ERP_STOCK_CHANGED,
+        1,
+        SOURCE,
+        aggregates::STOCK,
+        sku.to_owned(),
+        version,
+        &data,
+    )?;
+    outbox::enqueue(conn, topics::ERP_STOCK, &event).await?;
+    Ok(())
 }
 
 /// A manual stock movement.
@@ -262,6 +276,58 @@ impl StockRequest {
             ],
         }
     }
+}
+
+/// A warehouse count from an integrator (`ErpSync.CountStock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    pub sku: String,
+    pub warehouse: String,
+    pub counted_quantity: i64,
+    /// The idempotency key; also the ledger entry's reference.
+    pub event_id: String,
+    /// The integrator, e.g. "wms".
+    pub source: String,
+}
+
+impl Count {
+    fn validate(&self) -> Result<()> {
+        use tandem_common::grpc::FieldViolation;
+        let mut violations = Vec::new();
+        if self.sku.is_empty() {
+            violations.push(FieldViolation::new("sku", "required"));
+        }
+        if self.warehouse.is_empty() {
+            violations.push(FieldViolation::new("warehouse", "required"));
+        }
+        if self.counted_quantity < 0 {
+            violations.push(FieldViolation::new(
+                "counted_quantity",
+                "must not be negative",
+            ));
+        }
+        let length = self.event_id.chars().count();
+        if length == 0 || length > 200 {
+            violations.push(FieldViolation::new("event_id", "1..=200 characters"));
+        }
+        if self.source.chars().count() > 100 {
+            violations.push(FieldViolation::new("source", "at most 100 characters"));
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(violations))
+        }
+    }
+}
+
+/// What a count did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    /// False when the event id had been applied before (nothing changed).
+    pub applied: bool,
+    /// The level after the call.
+    pub level: Level,
 }
 
 /// What a movement did.
@@ -346,6 +412,144 @@ impl Stock {
         })
     }
 
+    /// Sets on hand of (sku, warehouse) to the counted quantity, once per event id: one COUNT
+    /// ledger entry for the difference, `erp.stock.changed` when the level changed, and
+    /// backorders reserved when stock went up, all in one transaction.
+    #[tracing::instrument(skip(self, count), fields(sku = %count.sku, warehouse = %count.warehouse, event_id = %count.event_id))]
+    pub async fn count(&self, count: &Count) -> Result<Counted> {
+        count.validate()?;
+        retrying("stock count", || self.count_once(count)).await
+    }
+
+    async fn count_once(&self, count: &Count) -> Result<Counted> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(level) = self.repeated_count(&mut tx, count).await? {
+            return Ok(Counted {
+                applied: false,
+                level,
+            });
+        }
+        if !warehouses::store::exists(&mut tx, &count.warehouse).await? {
+            return Err(Error::precondition_info(
+                format!("warehouse {} is not known to the ERP", count.warehouse),
+                reasons::UNKNOWN_WAREHOUSE,
+                [("warehouse", count.warehouse.clone())],
+            ));
+        }
+        let arriving = [count.sku.clone()];
+        // Locked up front in case the count goes up (the direction is known only under lock).
+        let waiting = orders::store::backordered_skus(&mut tx, &arriving).await?;
+        let mut session =
+            StockSession::lock(&mut tx, arriving.iter().cloned().chain(waiting)).await?;
+        if session.product_active(&count.sku).is_none() {
+            return Err(Error::precondition_info(
+                format!("sku {} is not known to the ERP", count.sku),
+                reasons::UNKNOWN_SKU,
+                [("skus", count.sku.clone())],
+            ));
+        }
+        session
+            .ensure_level(&mut tx, &count.sku, &count.warehouse)
+            .await?;
+        let before = locked_level(&session, count)?;
+        if count.counted_quantity < before.reserved {
+            return Err(Error::precondition_info(
+                format!(
+                    "counted {} of {} in {}, below the {} reserved there",
+                    count.counted_quantity, count.sku, count.warehouse, before.reserved
+                ),
+                reasons::COUNT_BELOW_RESERVED,
+                [
+                    ("sku", count.sku.clone()),
+                    ("warehouse", count.warehouse.clone()),
+                    ("reserved", before.reserved.to_string()),
+                    ("counted_quantity", count.counted_quantity.to_string()),
+                ],
+            ));
+        }
+        if !store::insert_count(&mut tx, count, before.on_hand).await? {
+            // A concurrent call with the same event id committed first.
+            drop(tx);
+            let mut conn = self.pool.acquire().await?;
+            let level = self
+                .repeated_count(&mut conn, count)
+                .await?
+                .ok_or_else(|| Error::Internal("a committed count vanished".to_owned()))?;
+            return Ok(Counted {
+                applied: false,
+                level,
+            });
+        }
+        let delta = count.counted_quantity - before.on_hand;
+        if delta != 0 {
+            session
+                .apply(
+                    &mut tx,
+                    NewMovement {
+                        sku: count.sku.clone(),
+                        warehouse: count.warehouse.clone(),
+                        on_hand_delta: delta,
+                        reserved_delta: 0,
+                        reason: MovementReason::Adjustment(AdjustmentReason::Count),
+                        reference: Some(count.event_id.clone()),
+                        order_id: None,
+                    },
+                )
+                .await?;
+            if delta > 0 {
+                let reserved = orders::reserve_backorders(&mut tx, &mut session, &arriving).await?;
+                if !reserved.is_empty() {
+                    tracing::info!(?reserved, "count reserved backorders");
+                }
+            }
+            session.publish(&mut tx).await?;
+        }
+        let level = locked_level(&session, count)?;
+        tx.commit().await?;
+        if delta != 0 {
+            self.waker.wake();
+        }
+        tracing::info!(
+            source = %count.source,
+            previous_on_hand = before.on_hand,
+            counted = count.counted_quantity,
+            "stock counted"
+        );
+        Ok(Counted {
+            applied: true,
+            level,
+        })
+    }
+
+    /// The current level the count of `count.event_id` applied to, if it was applied before.
+    async fn repeated_count(
+        &self,
+        conn: &mut PgConnection,
+        count: &Count,
+    ) -> Result<Option<Level>> {
+        let Some((sku, warehouse, counted)) = store::count_of(conn, &count.event_id).await? else {
+            return Ok(None);
+        };
+        if (sku.as_str(), warehouse.as_str(), counted)
+            != (
+                count.sku.as_str(),
+                count.warehouse.as_str(),
+                count.counted_quantity,
+            )
+        {
+            tracing::warn!(
+                stored_sku = %sku,
+                stored_warehouse = %warehouse,
+                stored_counted = counted,
+                "a count with this event id but other values was applied before; ignoring"
+            );
+        }
+        let level = store::get_level(conn, &sku, &warehouse)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("level {sku}/{warehouse} vanished")))?;
+        Ok(Some(level))
+    }
+
     #[tracing::instrument(skip(self))]
     pub async fn level(&self, sku: &str, warehouse: &str) -> Result<Level> {
         let mut conn = self.pool.acquire().await?;
@@ -385,6 +589,19 @@ impl Stock {
             store::list_movements(&mut conn, after, sku, warehouse, order_id, size + 1).await?;
         paging::page(rows, size, |m| m.id)
     }
+}
+
+/// The locked level a count applies to.
+fn locked_level(session: &StockSession, count: &Count) -> Result<Level> {
+    session
+        .level(&count.sku, &count.warehouse)
+        .cloned()
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "level {}/{} used without its lock",
+                count.sku, count.warehouse
+            ))
+        })
 }
 
 fn validate(sku: &str, request: &StockRequest, reference: Option<&str>) -> Result<()> {

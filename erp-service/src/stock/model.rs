@@ -74,16 +74,19 @@ pub enum AdjustmentReason {
     Found,
     Expired,
     Other,
+    /// A full count (`ErpSync.CountStock`) set on hand to the counted quantity.
+    Count,
 }
 
 impl AdjustmentReason {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::CountCorrection,
         Self::Damaged,
         Self::Lost,
         Self::Found,
         Self::Expired,
         Self::Other,
+        Self::Count,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +97,7 @@ impl AdjustmentReason {
             Self::Found => "FOUND",
             Self::Expired => "EXPIRED",
             Self::Other => "OTHER",
+            Self::Count => "COUNT",
         }
     }
 

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::model::{Level, Movement, MovementReason, NewMovement};
+use super::{
+    Count,
+    model::{Level, Movement, MovementReason, NewMovement},
+};
 
 type LevelRow = (String, String, i64, i64, DateTime<Utc>);
 
@@ -132,6 +135,75 @@ pub async fn next_stock_version(conn: &mut PgConnection, sku: &str) -> Result<i6
     .bind(sku)
     .fetch_one(conn)
     .await
+}
+
+/// Records the count of `count.event_id` (on hand was `previous_on_hand`); `false` when a
+/// count with that event id exists already (nothing written).
+pub async fn insert_count(
+    conn: &mut PgConnection,
+    count: &Count,
+    previous_on_hand: i64,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO stock_counts (event_id, sku, warehouse, counted_quantity, \
+                                   previous_on_hand, source) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&count.event_id)
+    .bind(&count.sku)
+    .bind(&count.warehouse)
+    .bind(count.counted_quantity)
+    .bind(previous_on_hand)
+    .bind(&count.source)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// The (sku, warehouse, counted quantity) of the count applied with `event_id`, if any.
+pub async fn count_of(
+    conn: &mut PgConnection,
+    event_id: &str,
+) -> Result<Option<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT sku, warehouse, counted_quantity FROM stock_counts WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Skus whose stock ever changed (stock version > 0) after sku `after`, with that version,
+/// in sku order, at most `limit`; their product rows share-locked until the transaction
+/// ends, so no stock writer (they hold the sku lock) changes them meanwhile.
+pub async fn share_stocked(
+    conn: &mut PgConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sku, stock_version FROM products \
+         WHERE stock_version > 0 AND ($1::text IS NULL OR sku > $1) \
+         ORDER BY sku LIMIT $2 FOR SHARE",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Every level of `skus`, in (sku, warehouse) order.
+pub async fn levels_of_many(
+    conn: &mut PgConnection,
+    skus: &[String],
+) -> Result<Vec<Level>, sqlx::Error> {
+    let rows: Vec<LevelRow> = sqlx::query_as(
+        "SELECT sku, warehouse, on_hand, reserved, update_time FROM stock_levels \
+         WHERE sku = ANY($1) ORDER BY sku, warehouse",
+    )
+    .bind(skus)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(level).collect())
 }
 
 pub async fn levels_of(conn: &mut PgConnection, sku: &str) -> Result<Vec<Level>, sqlx::Error> {

@@ -2,13 +2,14 @@
 //! Schemas. The schemas in `proto/schemas/` are the contract for integrators; these types are
 //! how Rust code writes and reads them.
 //!
-//! Each source owns a module ([`crm`], [`erp`]); [`topics`], [`types`] and [`aggregates`]
+//! Each source owns a module ([`crm`], [`erp`], [`integration`]); [`topics`], [`types`] and [`aggregates`]
 //! gather their names in one place.
 
 use serde::{Deserialize, Serialize};
 
 pub mod crm;
 pub mod erp;
+pub mod integration;
 #[cfg(feature = "schema-validation")]
 mod validate;
 
@@ -19,6 +20,7 @@ pub use validate::{SchemaError, validate};
 pub mod topics {
     pub use super::crm::topics::*;
     pub use super::erp::topics::*;
+    pub use super::integration::topics::*;
 
     /// Events the bridge could never apply, with the reason in headers.
     pub const DEAD_LETTER: &str = "tandem.dead-letter";
@@ -28,6 +30,7 @@ pub mod topics {
 pub mod types {
     pub use super::crm::types::*;
     pub use super::erp::types::*;
+    pub use super::integration::types::*;
 }
 
 /// Aggregate type names (`aggregate_type` in the envelope).
@@ -43,6 +46,7 @@ pub mod schemas {
     pub fn for_event(event_type: &str, schema_version: u32) -> Option<&'static str> {
         super::crm::schema_for(event_type, schema_version)
             .or_else(|| super::erp::schema_for(event_type, schema_version))
+            .or_else(|| super::integration::schema_for(event_type, schema_version))
     }
 }
 

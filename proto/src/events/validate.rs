@@ -123,7 +123,8 @@ mod tests {
         compile(schemas::ENVELOPE);
         let all = super::super::crm::EVENT_TYPES
             .iter()
-            .chain(super::super::erp::EVENT_TYPES);
+            .chain(super::super::erp::EVENT_TYPES)
+            .chain(super::super::integration::EVENT_TYPES);
         for (event_type, version) in all {
             let schema = schemas::for_event(event_type, *version);
             compile(schema.unwrap_or_else(|| panic!("no schema for {event_type} v{version}")));

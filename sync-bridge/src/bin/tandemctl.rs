@@ -4,14 +4,27 @@
 //! tandemctl dlq list [--type T] [--reason R] [--since RFC3339] [--until RFC3339]
 //! tandemctl dlq replay [same filters] [--max-replays 3] [--dry-run]
 //! tandemctl publish --topic TOPIC --file event.json [--key KEY] [--unchecked]
+//! tandemctl status customer|order|product ID
+//! tandemctl reconcile [--repair]
+//! tandemctl snapshot
 //! ```
-//! Brokers come from `--brokers`, else `BRIDGE__KAFKA__BROKERS`, else 127.0.0.1:9092.
+//! Brokers come from `--brokers`, else `BRIDGE__KAFKA__BROKERS`, else 127.0.0.1:9092; the
+//! services from `--crm` / `--erp`, else `BRIDGE__CRM__URL` / `BRIDGE__ERP__URL`, else the
+//! local defaults.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use sync_bridge::ops::{self, dlq};
+use sync_bridge::{
+    flows::Flows,
+    ops::{self, dlq},
+};
+use tandem_proto::{
+    crm::v1::{RepublishRequest, crm_sync_client::CrmSyncClient},
+    erp::v1::{erp_service_client::ErpServiceClient, erp_sync_client::ErpSyncClient},
+};
+use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser)]
 #[command(name = "tandemctl", version, about = "Operate Tandem's event flows")]
@@ -19,6 +32,22 @@ struct Cli {
     /// Kafka bootstrap servers.
     #[arg(long, global = true)]
     brokers: Option<String>,
+    /// The CRM's gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "BRIDGE__CRM__URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    crm: String,
+    /// The ERP's gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "BRIDGE__ERP__URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    erp: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +72,25 @@ enum Command {
         #[arg(long)]
         unchecked: bool,
     },
+    /// One entity on each side: versions, last applied, pending, dead-lettered.
+    Status {
+        #[arg(value_enum)]
+        kind: ops::status::EntityType,
+        id: String,
+    },
+    /// Compare every mirrored field with its owner's; with --repair, re-apply the owner's state.
+    Reconcile {
+        #[arg(long)]
+        repair: bool,
+        /// Examples shown per kind of drift.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Ask the CRM and the ERP to re-publish every current entity (initial load).
+    Snapshot,
 }
 
 #[derive(Subcommand)]
@@ -109,7 +157,54 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let kafka = ops::kafka_settings(cli.brokers);
+    let connect = |url: &str| -> anyhow::Result<Channel> {
+        Ok(Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy())
+    };
+    let flows = Flows::new(
+        connect(&cli.erp)?,
+        connect(&cli.crm)?,
+        Duration::from_secs(30),
+    );
     match cli.command {
+        Command::Status { kind, id } => {
+            let mut erp = ErpServiceClient::new(connect(&cli.erp)?);
+            print!(
+                "{}",
+                ops::status::status(&flows, &mut erp, &kafka, kind, &id).await?
+            );
+        }
+        Command::Reconcile {
+            repair,
+            examples,
+            quiet,
+        } => {
+            let report = ops::reconcile::reconcile(&flows, &cli.erp, repair, quiet).await?;
+            println!("{}", report.render(examples));
+            if !report.repair_failures.is_empty() || (!repair && !report.drift.is_empty()) {
+                anyhow::bail!("drift found");
+            }
+        }
+        Command::Snapshot => {
+            let crm = CrmSyncClient::new(connect(&cli.crm)?)
+                .republish(RepublishRequest {})
+                .await?
+                .into_inner();
+            let erp = ErpSyncClient::new(connect(&cli.erp)?)
+                .republish(tandem_proto::erp::v1::RepublishRequest {})
+                .await?
+                .into_inner();
+            println!(
+                "CRM re-published {} customers and {} orders; ERP re-published {} products, {} stock levels, {} orders and {} customers' finance",
+                crm.customers,
+                crm.orders,
+                erp.products,
+                erp.stock_levels,
+                erp.orders,
+                erp.customers
+            );
+        }
         Command::Dlq {
             command: DlqCommand::List(args),
         } => {

@@ -1,8 +1,11 @@
 //! The operator command line's building blocks (`tandemctl`): reading and replaying the
-//! dead-letter topic, publishing a JSON file to a topic.
+//! dead-letter topic, publishing a JSON file to a topic, the status of one entity,
+//! reconciling both sides, and asking both services for a snapshot.
 
 pub mod dlq;
 pub mod publish;
+pub mod reconcile;
+pub mod status;
 
 use std::time::Duration;
 

@@ -1,0 +1,353 @@
+//! The flows: which event goes where, how its payload translates, and how the target's answer
+//! is classified.
+//!
+//! | source topic | event types | target RPC |
+//! |---|---|---|
+//! | `crm.customers` | `crm.customer.upserted`, `crm.customer.archived` | `ErpSync.ApplyCustomer` |
+//! | `crm.orders` | `crm.order.submitted` | `ErpSync.AcceptOrder` (heals a missing customer) |
+//! | `crm.orders` | `crm.order.cancel_requested` | `ErpSync.CancelOrder` |
+//! | `erp.products` | `erp.product.upserted` | `CrmSync.ApplyProduct` |
+//! | `erp.stock` | `erp.stock.changed` | `CrmSync.ApplyStockLevels` (batched) |
+//! | `erp.orders` | `erp.order.status_changed` | `CrmSync.ApplyOrderStatus` |
+//! | `erp.customers` | `erp.customer.finance_changed` | `CrmSync.ApplyCustomerFinance` |
+//! | `integration.customers` | `integration.customer.upserted` | `CrmSync.UpsertCustomerByExternalRef` |
+//! | `integration.orders` | `integration.order.placed` | `CrmSync.PlaceExternalOrder` |
+//! | `integration.stock` | `integration.stock.counted` | `ErpSync.CountStock` |
+//!
+//! Integrator events are validated against their JSON Schema before anything is called.
+//!
+//! Translation is pure (unit-tested in [`to_erp`] and [`to_crm`]); [`Flows::apply`] makes the
+//! call and classifies the result: applied, unchanged (duplicate or stale), transient (retry),
+//! missing dependency (heal or retry, then give up), or permanent (dead-letter).
+
+pub mod integration;
+pub mod to_crm;
+pub mod to_erp;
+
+use std::time::Duration;
+
+use tandem_common::{event::Envelope, grpc::is_transient, telemetry};
+use tandem_proto::{
+    crm::v1::{crm_service_client::CrmServiceClient, crm_sync_client::CrmSyncClient},
+    erp::v1::erp_sync_client::ErpSyncClient,
+    events::{topics, types},
+};
+use tonic::{Code, Request, transport::Channel};
+use tonic_types::StatusExt;
+
+/// Topics the bridge consumes.
+pub const SOURCE_TOPICS: &[&str] = &[
+    topics::CRM_CUSTOMERS,
+    topics::CRM_ORDERS,
+    topics::ERP_PRODUCTS,
+    topics::ERP_STOCK,
+    topics::ERP_ORDERS,
+    topics::ERP_CUSTOMERS,
+    topics::INTEGRATION_CUSTOMERS,
+    topics::INTEGRATION_ORDERS,
+    topics::INTEGRATION_STOCK,
+];
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target changed.
+    Applied,
+    /// The target already had this version or a newer one.
+    Unchanged,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Why an event did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// Worth retrying: the target or the network is temporarily unable.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Something the event refers to is not there (yet): retried a few times, then the
+    /// event is applied as a final attempt or dead-lettered.
+    #[error("missing dependency: {0}")]
+    MissingDependency(String),
+    /// Can never apply as it is: goes to the dead-letter topic.
+    #[error("{reason}: {detail}")]
+    Permanent {
+        reason: Reason,
+        /// A gRPC code name, or the decoding stage that failed.
+        code: String,
+        detail: String,
+    },
+}
+
+/// Dead-letter reasons, as written in the `dlq.reason` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Not a JSON envelope.
+    Unparseable,
+    /// A known type whose `data` does not match its schema.
+    SchemaInvalid,
+    /// A type (or schema version) the bridge does not know.
+    UnknownType,
+    /// The target refused it for good (e.g. INVALID_ARGUMENT).
+    Rejected,
+    /// What it refers to never appeared, even after healing and retries.
+    MissingDependency,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unparseable => "unparseable",
+            Self::SchemaInvalid => "schema_invalid",
+            Self::UnknownType => "unknown_type",
+            Self::Rejected => "rejected",
+            Self::MissingDependency => "missing_dependency",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub(crate) fn permanent(reason: Reason, code: &str, detail: impl Into<String>) -> FlowError {
+    FlowError::Permanent {
+        reason,
+        code: code.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// `data` of `envelope` as `T`, or a schema_invalid error.
+pub(crate) fn data<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, FlowError> {
+    envelope
+        .data_as()
+        .map_err(|e| permanent(Reason::SchemaInvalid, "data", e.to_string()))
+}
+
+/// Parses a message payload into an envelope.
+pub fn decode(payload: Option<&[u8]>) -> Result<Envelope, FlowError> {
+    let payload = payload.ok_or_else(|| permanent(Reason::Unparseable, "empty", "no payload"))?;
+    Envelope::decode(payload).map_err(|e| permanent(Reason::Unparseable, "json", e.to_string()))
+}
+
+/// The metrics label of the flow an event type belongs to.
+pub fn flow_name(event_type: &str) -> &'static str {
+    match event_type {
+        types::CRM_CUSTOMER_UPSERTED | types::CRM_CUSTOMER_ARCHIVED => "crm_customer_to_erp",
+        types::CRM_ORDER_SUBMITTED | types::CRM_ORDER_CANCEL_REQUESTED => "crm_order_to_erp",
+        types::ERP_PRODUCT_UPSERTED => "erp_product_to_crm",
+        types::ERP_STOCK_CHANGED => "erp_stock_to_crm",
+        types::ERP_ORDER_STATUS_CHANGED => "erp_order_status_to_crm",
+        types::ERP_CUSTOMER_FINANCE_CHANGED => "erp_finance_to_crm",
+        types::INTEGRATION_CUSTOMER_UPSERTED => "integration_customer_to_crm",
+        types::INTEGRATION_ORDER_PLACED => "integration_order_to_crm",
+        types::INTEGRATION_STOCK_COUNTED => "integration_stock_to_erp",
+        _ => "unknown",
+    }
+}
+
+/// The topic events of `event_type` belong on: an event of a known type on another topic (an
+/// integrator publishing a CRM event, say) is refused.
+pub fn topic_of(event_type: &str) -> Option<&'static str> {
+    Some(match event_type {
+        types::CRM_CUSTOMER_UPSERTED | types::CRM_CUSTOMER_ARCHIVED => topics::CRM_CUSTOMERS,
+        types::CRM_ORDER_SUBMITTED | types::CRM_ORDER_CANCEL_REQUESTED => topics::CRM_ORDERS,
+        types::ERP_PRODUCT_UPSERTED => topics::ERP_PRODUCTS,
+        types::ERP_STOCK_CHANGED => topics::ERP_STOCK,
+        types::ERP_ORDER_STATUS_CHANGED => topics::ERP_ORDERS,
+        types::ERP_CUSTOMER_FINANCE_CHANGED => topics::ERP_CUSTOMERS,
+        types::INTEGRATION_CUSTOMER_UPSERTED => topics::INTEGRATION_CUSTOMERS,
+        types::INTEGRATION_ORDER_PLACED => topics::INTEGRATION_ORDERS,
+        types::INTEGRATION_STOCK_COUNTED => topics::INTEGRATION_STOCK,
+        _ => return None,
+    })
+}
+
+/// Refuses an event whose type belongs on another topic than the one it came from.
+pub fn check_topic(topic: &str, envelope: &Envelope) -> Result<(), FlowError> {
+    match topic_of(&envelope.event_type) {
+        Some(expected) if expected != topic => Err(permanent(
+            Reason::UnknownType,
+            "topic",
+            format!("{} belongs on {expected}, not {topic}", envelope.event_type),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether events of `topic` are applied in batches (the target RPC takes many at once).
+pub fn batches(topic: &str) -> bool {
+    topic == topics::ERP_STOCK
+}
+
+/// The bridge's clients of the services it applies to.
+#[derive(Clone)]
+pub struct Flows {
+    pub(crate) erp: ErpSyncClient<Channel>,
+    pub(crate) crm_sync: CrmSyncClient<Channel>,
+    pub(crate) crm: CrmServiceClient<Channel>,
+    timeout: Duration,
+}
+
+impl Flows {
+    pub fn new(erp: Channel, crm: Channel, timeout: Duration) -> Self {
+        Self {
+            erp: ErpSyncClient::new(erp),
+            crm_sync: CrmSyncClient::new(crm.clone()),
+            crm: CrmServiceClient::new(crm),
+            timeout,
+        }
+    }
+
+    /// Applies one event to its target. `final_attempt` is set once a missing dependency
+    /// was retried enough: targets that can record a failure (the ERP rejects the order)
+    /// do so instead of failing again.
+    pub async fn apply(
+        &self,
+        envelope: &Envelope,
+        final_attempt: bool,
+    ) -> Result<Outcome, FlowError> {
+        match (envelope.event_type.as_str(), envelope.schema_version) {
+            (types::CRM_CUSTOMER_UPSERTED | types::CRM_CUSTOMER_ARCHIVED, 1) => {
+                to_erp::apply_customer(self, envelope).await
+            }
+            (types::CRM_ORDER_SUBMITTED, 1) => {
+                to_erp::accept_order(self, envelope, final_attempt).await
+            }
+            (types::CRM_ORDER_CANCEL_REQUESTED, 1) => to_erp::cancel_order(self, envelope).await,
+            (types::ERP_PRODUCT_UPSERTED, 1) => to_crm::apply_product(self, envelope).await,
+            (types::ERP_STOCK_CHANGED, 1) => {
+                let outcomes = to_crm::apply_stock(self, std::slice::from_ref(envelope)).await?;
+                Ok(outcomes.first().copied().unwrap_or(Outcome::Unchanged))
+            }
+            (types::ERP_ORDER_STATUS_CHANGED, 1) => {
+                to_crm::apply_order_status(self, envelope).await
+            }
+            (types::ERP_CUSTOMER_FINANCE_CHANGED, 1) => to_crm::apply_finance(self, envelope).await,
+            (types::INTEGRATION_CUSTOMER_UPSERTED, 1) => {
+                integration::upsert_customer(self, envelope).await
+            }
+            (types::INTEGRATION_ORDER_PLACED, 1) => integration::place_order(self, envelope).await,
+            (types::INTEGRATION_STOCK_COUNTED, 1) => integration::count_stock(self, envelope).await,
+            (other, version) => Err(permanent(
+                Reason::UnknownType,
+                "type",
+                format!("no flow for {other} v{version}"),
+            )),
+        }
+    }
+
+    /// Applies several `erp.stock.changed` events in one call; one outcome per event.
+    pub async fn apply_stock_batch(
+        &self,
+        envelopes: &[Envelope],
+    ) -> Result<Vec<Outcome>, FlowError> {
+        to_crm::apply_stock(self, envelopes).await
+    }
+
+    /// A request with the call deadline and the current trace context.
+    pub(crate) fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.timeout);
+        telemetry::inject_grpc_trace(&mut request);
+        request
+    }
+}
+
+/// The `google.rpc.ErrorInfo` reason of a status, if it has one.
+pub(crate) fn error_reason(status: &tonic::Status) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+}
+
+/// Classifies a target's failure.
+pub(crate) fn classify(status: tonic::Status) -> FlowError {
+    let reason = error_reason(&status);
+    if is_transient(&status) {
+        FlowError::Transient(format!("{:?}: {}", status.code(), status.message()))
+    } else if status.code() == Code::NotFound
+        || (status.code() == Code::FailedPrecondition
+            && reason.as_deref().is_some_and(|r| r.starts_with("UNKNOWN_")))
+    {
+        FlowError::MissingDependency(format!(
+            "{}: {}",
+            reason.unwrap_or_else(|| format!("{:?}", status.code())),
+            status.message()
+        ))
+    } else {
+        permanent(
+            Reason::Rejected,
+            &reason.unwrap_or_else(|| format!("{:?}", status.code())),
+            status.message().to_owned(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::ErrorDetails;
+
+    use super::*;
+
+    #[test]
+    fn garbage_is_unparseable() {
+        for payload in [None, Some(&b"not json"[..]), Some(&b"{\"type\":1}"[..])] {
+            assert!(matches!(
+                decode(payload),
+                Err(FlowError::Permanent {
+                    reason: Reason::Unparseable,
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        assert!(matches!(
+            classify(tonic::Status::unavailable("down")),
+            FlowError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(tonic::Status::not_found("no such order")),
+            FlowError::MissingDependency(_)
+        ));
+        let unknown_customer = tonic::Status::with_error_details(
+            Code::FailedPrecondition,
+            "unknown customer",
+            ErrorDetails::with_error_info("UNKNOWN_CUSTOMER", "tandem.erp", []),
+        );
+        assert!(matches!(
+            classify(unknown_customer),
+            FlowError::MissingDependency(detail) if detail.starts_with("UNKNOWN_CUSTOMER")
+        ));
+        let illegal = tonic::Status::with_error_details(
+            Code::FailedPrecondition,
+            "shipped",
+            ErrorDetails::with_error_info("ILLEGAL_TRANSITION", "tandem.erp", []),
+        );
+        assert!(matches!(
+            classify(illegal),
+            FlowError::Permanent { reason: Reason::Rejected, code, .. } if code == "ILLEGAL_TRANSITION"
+        ));
+        assert!(matches!(
+            classify(tonic::Status::invalid_argument("bad")),
+            FlowError::Permanent {
+                reason: Reason::Rejected,
+                ..
+            }
+        ));
+    }
+}

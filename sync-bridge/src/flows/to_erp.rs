@@ -1,0 +1,326 @@
+//! CRM -> ERP: customer profiles, submitted orders, cancellation requests.
+
+use tandem_common::event::Envelope;
+use tandem_proto::{
+    crm::v1 as crm,
+    erp::v1 as erp,
+    events::{
+        CustomerStatus,
+        crm::{AddressKind, AddressV1, CustomerUpsertedV1, OrderV1},
+    },
+};
+use tonic::Code;
+
+use super::{FlowError, Flows, Outcome, Reason, classify, data, error_reason, permanent};
+
+/// `crm.customer.upserted` / `crm.customer.archived` v1 -> `ErpSync.ApplyCustomer`.
+pub fn customer_request(envelope: &Envelope) -> Result<erp::ApplyCustomerRequest, FlowError> {
+    let data: CustomerUpsertedV1 = data(envelope)?;
+    if data.customer_id != envelope.aggregate_id {
+        return Err(permanent(
+            Reason::SchemaInvalid,
+            "aggregate_id",
+            format!(
+                "data.customer_id {} differs from aggregate_id {}",
+                data.customer_id, envelope.aggregate_id
+            ),
+        ));
+    }
+    Ok(erp::ApplyCustomerRequest {
+        customer: Some(erp::CustomerProfile {
+            id: data.customer_id,
+            display_name: data.display_name,
+            email: data.email,
+            phone: data.phone.unwrap_or_default(),
+            tax_id: data.tax_id.unwrap_or_default(),
+            status: status(data.status) as i32,
+            external_ref: data.external_ref.unwrap_or_default(),
+            addresses: data.addresses.into_iter().map(address).collect(),
+        }),
+        source_version: envelope.aggregate_version,
+        event_id: envelope.id.to_string(),
+        repair: false,
+    })
+}
+
+fn status(status: CustomerStatus) -> erp::CustomerStatus {
+    match status {
+        CustomerStatus::Active => erp::CustomerStatus::Active,
+        CustomerStatus::Archived => erp::CustomerStatus::Archived,
+    }
+}
+
+fn address(address: AddressV1) -> erp::Address {
+    erp::Address {
+        kind: match address.kind {
+            AddressKind::Billing => erp::AddressKind::Billing,
+            AddressKind::Shipping => erp::AddressKind::Shipping,
+        } as i32,
+        line1: address.line1,
+        line2: address.line2.unwrap_or_default(),
+        city: address.city,
+        postal_code: address.postal_code.unwrap_or_default(),
+        region: address.region.unwrap_or_default(),
+        country_code: address.country_code,
+    }
+}
+
+/// The CRM's current customer (from `CrmService.GetCustomer`) as an apply for the ERP: how a
+/// missing customer is healed, and how reconcile repairs one.
+pub fn customer_from_crm(customer: crm::Customer, repair: bool) -> erp::ApplyCustomerRequest {
+    let status = match customer.status() {
+        crm::CustomerStatus::Archived => erp::CustomerStatus::Archived,
+        _ => erp::CustomerStatus::Active,
+    };
+    let addresses = customer
+        .addresses
+        .iter()
+        .map(|a| erp::Address {
+            kind: match a.kind() {
+                crm::AddressKind::Billing => erp::AddressKind::Billing,
+                crm::AddressKind::Shipping => erp::AddressKind::Shipping,
+                crm::AddressKind::Unspecified => erp::AddressKind::Unspecified,
+            } as i32,
+            line1: a.line1.clone(),
+            line2: a.line2.clone(),
+            city: a.city.clone(),
+            postal_code: a.postal_code.clone(),
+            region: a.region.clone(),
+            country_code: a.country_code.clone(),
+        })
+        .collect();
+    erp::ApplyCustomerRequest {
+        customer: Some(erp::CustomerProfile {
+            id: customer.id,
+            display_name: customer.display_name,
+            email: customer.email,
+            phone: customer.phone,
+            tax_id: customer.tax_id,
+            status: status as i32,
+            external_ref: customer.external_ref,
+            addresses,
+        }),
+        source_version: customer.version,
+        event_id: String::new(),
+        repair,
+    }
+}
+
+/// `crm.order.submitted` v1 -> `ErpSync.AcceptOrder`.
+pub fn order_request(
+    envelope: &Envelope,
+    final_attempt: bool,
+) -> Result<erp::AcceptOrderRequest, FlowError> {
+    let order: OrderV1 = data(envelope)?;
+    Ok(erp::AcceptOrderRequest {
+        crm_order_id: order.order_id,
+        customer_id: order.customer_id,
+        currency_code: order.currency,
+        lines: order
+            .lines
+            .into_iter()
+            .map(|line| erp::AcceptOrderLine {
+                sku: line.sku,
+                quantity: line.quantity,
+                unit_price_minor: line.unit_price_minor,
+            })
+            .collect(),
+        final_attempt,
+        event_id: envelope.id.to_string(),
+    })
+}
+
+/// `crm.order.cancel_requested` v1 -> `ErpSync.CancelOrder`.
+pub fn cancel_request(envelope: &Envelope) -> Result<erp::CancelOrderRequest, FlowError> {
+    let order: OrderV1 = data(envelope)?;
+    Ok(erp::CancelOrderRequest {
+        crm_order_id: order.order_id,
+        reason: order.cancellation_reason.unwrap_or_default(),
+        event_id: envelope.id.to_string(),
+    })
+}
+
+pub(super) async fn apply_customer(
+    flows: &Flows,
+    envelope: &Envelope,
+) -> Result<Outcome, FlowError> {
+    let request = customer_request(envelope)?;
+    let response = flows
+        .erp
+        .clone()
+        .apply_customer(flows.request(request))
+        .await
+        .map_err(classify)?;
+    Ok(applied(response.get_ref().applied))
+}
+
+/// Accepts the order; when the ERP does not know its customer yet, fetches the customer from
+/// the CRM (its owner), applies it, and tries once more.
+pub(super) async fn accept_order(
+    flows: &Flows,
+    envelope: &Envelope,
+    final_attempt: bool,
+) -> Result<Outcome, FlowError> {
+    let request = order_request(envelope, final_attempt)?;
+    match flows
+        .erp
+        .clone()
+        .accept_order(flows.request(request.clone()))
+        .await
+    {
+        Ok(response) => return Ok(applied(response.get_ref().created)),
+        Err(status) if error_reason(&status).as_deref() == Some("UNKNOWN_CUSTOMER") => {
+            tracing::info!(customer_id = %request.customer_id, "healing: the ERP lacks the order's customer");
+        }
+        Err(status) => return Err(classify(status)),
+    }
+    heal_customer(flows, &request.customer_id).await?;
+    let response = flows
+        .erp
+        .clone()
+        .accept_order(flows.request(request))
+        .await
+        .map_err(classify)?;
+    Ok(applied(response.get_ref().created))
+}
+
+/// Applies the CRM's current state of customer `id` to the ERP.
+pub async fn heal_customer(flows: &Flows, id: &str) -> Result<Outcome, FlowError> {
+    let customer = flows
+        .crm
+        .clone()
+        .get_customer(flows.request(crm::GetCustomerRequest { id: id.to_owned() }))
+        .await
+        .map_err(classify)?
+        .into_inner();
+    let response = flows
+        .erp
+        .clone()
+        .apply_customer(flows.request(customer_from_crm(customer, false)))
+        .await
+        .map_err(classify)?;
+    Ok(applied(response.get_ref().applied))
+}
+
+/// Cancels in the ERP. Too late to cancel (already shipped) is an answer, not a failure: the
+/// ERP's status event tells the CRM.
+pub(super) async fn cancel_order(flows: &Flows, envelope: &Envelope) -> Result<Outcome, FlowError> {
+    let request = cancel_request(envelope)?;
+    match flows.erp.clone().cancel_order(flows.request(request)).await {
+        Ok(_) => Ok(Outcome::Applied),
+        Err(status)
+            if status.code() == Code::FailedPrecondition
+                && error_reason(&status).as_deref() == Some("ILLEGAL_TRANSITION") =>
+        {
+            tracing::info!(
+                detail = status.message(),
+                "the ERP cannot cancel this order any more"
+            );
+            Ok(Outcome::Unchanged)
+        }
+        Err(status) => Err(classify(status)),
+    }
+}
+
+fn applied(changed: bool) -> Outcome {
+    if changed {
+        Outcome::Applied
+    } else {
+        Outcome::Unchanged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tandem_proto::events::types;
+
+    use super::*;
+
+    const ID: &str = "0190c5f0-0000-7000-8000-000000000001";
+
+    fn event(event_type: &str, data: serde_json::Value) -> Envelope {
+        Envelope::new(event_type, 1, "crm", "customer", ID, 4, &data).unwrap()
+    }
+
+    fn customer() -> serde_json::Value {
+        json!({
+            "customer_id": ID,
+            "display_name": "Ada",
+            "email": "ada@example.com",
+            "phone": null,
+            "tax_id": "GB1",
+            "status": "ARCHIVED",
+            "external_ref": null,
+            "contacts": [],
+            "addresses": [{"kind": "SHIPPING", "line1": "1 Loop", "line2": null, "city": "London",
+                           "postal_code": "N1", "region": null, "country_code": "GB"}]
+        })
+    }
+
+    #[test]
+    fn a_customer_event_becomes_an_apply_with_its_version_and_addresses() {
+        let envelope = event(types::CRM_CUSTOMER_UPSERTED, customer());
+        let request = customer_request(&envelope).unwrap();
+        assert_eq!(request.source_version, 4);
+        assert_eq!(request.event_id, envelope.id.to_string());
+        assert!(!request.repair);
+        let profile = request.customer.unwrap();
+        assert_eq!(profile.display_name, "Ada");
+        assert_eq!(profile.tax_id, "GB1");
+        assert_eq!(profile.phone, "");
+        assert_eq!(profile.status(), erp::CustomerStatus::Archived);
+        assert_eq!(profile.addresses.len(), 1);
+        assert_eq!(profile.addresses[0].kind(), erp::AddressKind::Shipping);
+        assert_eq!(profile.addresses[0].region, "");
+    }
+
+    #[test]
+    fn bad_customer_data_is_schema_invalid() {
+        let mut data = customer();
+        data["status"] = json!("SLEEPING");
+        assert!(matches!(
+            customer_request(&event(types::CRM_CUSTOMER_UPSERTED, data)),
+            Err(FlowError::Permanent {
+                reason: Reason::SchemaInvalid,
+                ..
+            })
+        ));
+        let mut data = customer();
+        data["customer_id"] = json!("someone-else");
+        assert!(matches!(
+            customer_request(&event(types::CRM_CUSTOMER_UPSERTED, data)),
+            Err(FlowError::Permanent {
+                reason: Reason::SchemaInvalid,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_order_becomes_an_accept_with_its_lines() {
+        let data = json!({
+            "order_id": "o-1", "customer_id": ID, "status": "SUBMITTED", "currency": "EUR",
+            "lines": [{"line_number": 1, "sku": "A", "quantity": 2, "unit_price_minor": 150,
+                       "line_total_minor": 300}],
+            "total_minor": 300, "submitted_at": "2026-11-26T10:00:00Z", "cancellation_reason": null
+        });
+        let envelope = event(types::CRM_ORDER_SUBMITTED, data.clone());
+        let request = order_request(&envelope, true).unwrap();
+        assert_eq!(request.crm_order_id, "o-1");
+        assert_eq!(request.currency_code, "EUR");
+        assert!(request.final_attempt);
+        assert_eq!(request.lines.len(), 1);
+        assert_eq!(
+            (request.lines[0].quantity, request.lines[0].unit_price_minor),
+            (2, 150)
+        );
+
+        let mut cancel = data;
+        cancel["status"] = json!("CANCEL_REQUESTED");
+        cancel["cancellation_reason"] = json!("changed mind");
+        let request = cancel_request(&event(types::CRM_ORDER_CANCEL_REQUESTED, cancel)).unwrap();
+        assert_eq!(request.crm_order_id, "o-1");
+        assert_eq!(request.reason, "changed mind");
+    }
+}

@@ -1,0 +1,611 @@
+//! `tandemctl reconcile [--repair]`: pages through both services, compares every mirrored
+//! field with its owner's, reports drift (counts and examples) and, with `--repair`,
+//! re-applies the owner's state to the mirror through the sync RPCs with `repair` set (an
+//! equal version applies too, so drift written without a version change is fixed).
+
+use std::collections::{BTreeMap, HashMap};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
+use tonic::Status;
+
+use crate::flows::{Flows, to_erp::customer_from_crm};
+
+/// One difference between an owner and its mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// What kind of field: `customer_profile`, `customer_finance`, `product`, `stock`,
+    /// `order_status`.
+    pub kind: &'static str,
+    /// The entity: customer id, sku, CRM order id.
+    pub id: String,
+    pub detail: String,
+}
+
+/// What reconcile found (and repaired).
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Entities compared, per kind.
+    pub compared: BTreeMap<&'static str, usize>,
+    pub drift: Vec<Drift>,
+    pub repaired: usize,
+    pub repair_failures: Vec<String>,
+}
+
+impl Report {
+    /// Drift counts per kind.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for drift in &self.drift {
+            *counts.entry(drift.kind).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The human-readable report: counts per kind, then up to `examples` per kind.
+    pub fn render(&self, examples: usize) -> String {
+        let mut out = String::new();
+        let counts = self.counts();
+        for (kind, compared) in &self.compared {
+            out.push_str(&format!(
+                "{kind:<18} compared {compared:>7}  drift {:>5}\n",
+                counts.get(kind).copied().unwrap_or(0)
+            ));
+        }
+        for kind in counts.keys() {
+            for drift in self.drift.iter().filter(|d| d.kind == *kind).take(examples) {
+                out.push_str(&format!("  {kind} {}: {}\n", drift.id, drift.detail));
+            }
+        }
+        out.push_str(&format!("total drift: {}", self.drift.len()));
+        if self.repaired > 0 || !self.repair_failures.is_empty() {
+            out.push_str(&format!(
+                ", repaired: {}, repair failures: {}",
+                self.repaired,
+                self.repair_failures.len()
+            ));
+            for failure in self.repair_failures.iter().take(examples) {
+                out.push_str(&format!("\n  {failure}"));
+            }
+        }
+        out
+    }
+}
+
+const PAGE: i32 = 500;
+
+fn bar(label: &'static str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {pos} read") {
+        bar.set_style(style);
+    }
+    bar.set_message(label);
+    bar
+}
+
+async fn crm_customers(flows: &Flows, quiet: bool) -> Result<Vec<crm::Customer>, Status> {
+    let progress = bar("CRM customers", quiet);
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = flows
+            .crm
+            .clone()
+            .list_customers(flows.request(crm::ListCustomersRequest {
+                page_size: PAGE,
+                page_token: token,
+                ..crm::ListCustomersRequest::default()
+            }))
+            .await?
+            .into_inner();
+        progress.inc(page.customers.len() as u64);
+        all.extend(page.customers);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    progress.finish_and_clear();
+    Ok(all)
+}
+
+async fn erp_customers(
+    flows: &Flows,
+    erp: &mut erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>,
+    quiet: bool,
+) -> Result<Vec<erp::Customer>, Status> {
+    let progress = bar("ERP customers", quiet);
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = erp
+            .list_customers(flows.request(erp::ListCustomersRequest {
+                page_size: PAGE,
+                page_token: token,
+            }))
+            .await?
+            .into_inner();
+        progress.inc(page.customers.len() as u64);
+        all.extend(page.customers);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    progress.finish_and_clear();
+    Ok(all)
+}
+
+fn profile_differences(owner: &crm::Customer, mirror: &erp::CustomerProfile) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut check = |name: &str, a: &str, b: &str| {
+        if a != b {
+            fields.push(format!("{name}: CRM {a:?} vs ERP {b:?}"));
+        }
+    };
+    check("display_name", &owner.display_name, &mirror.display_name);
+    check("email", &owner.email, &mirror.email);
+    check("phone", &owner.phone, &mirror.phone);
+    check("tax_id", &owner.tax_id, &mirror.tax_id);
+    check("external_ref", &owner.external_ref, &mirror.external_ref);
+    let archived = owner.status() == crm::CustomerStatus::Archived;
+    if archived != (mirror.status() == erp::CustomerStatus::Archived) {
+        fields.push(format!(
+            "status: CRM {:?} vs ERP {:?}",
+            owner.status(),
+            mirror.status()
+        ));
+    }
+    let owned = sorted_addresses(owner.addresses.iter().map(|a| {
+        [
+            a.kind.to_string(),
+            a.line1.clone(),
+            a.line2.clone(),
+            a.city.clone(),
+            a.postal_code.clone(),
+            a.region.clone(),
+            a.country_code.clone(),
+        ]
+    }));
+    let mirrored = sorted_addresses(mirror.addresses.iter().map(|a| {
+        [
+            a.kind.to_string(),
+            a.line1.clone(),
+            a.line2.clone(),
+            a.city.clone(),
+            a.postal_code.clone(),
+            a.region.clone(),
+            a.country_code.clone(),
+        ]
+    }));
+    if owned != mirrored {
+        fields.push(format!(
+            "addresses: CRM {} vs ERP {}",
+            owned.len(),
+            mirrored.len()
+        ));
+    }
+    fields
+}
+
+fn sorted_addresses(addresses: impl Iterator<Item = [String; 7]>) -> Vec<[String; 7]> {
+    let mut addresses: Vec<[String; 7]> = addresses.collect();
+    addresses.sort();
+    addresses
+}
+
+fn money(m: Option<&crm::Money>) -> (String, i64) {
+    m.map(|m| (m.currency_code.clone(), m.amount_minor))
+        .unwrap_or_default()
+}
+
+fn erp_money(m: Option<&erp::Money>) -> (String, i64) {
+    m.map(|m| (m.currency_code.clone(), m.amount_minor))
+        .unwrap_or_default()
+}
+
+fn to_crm_money(m: Option<&erp::Money>) -> Option<crm::Money> {
+    m.map(|m| crm::Money {
+        currency_code: m.currency_code.clone(),
+        amount_minor: m.amount_minor,
+    })
+}
+
+/// Compares (and with `repair`, fixes) everything mirrored between the CRM and the ERP.
+pub async fn reconcile(
+    flows: &Flows,
+    erp_url: &str,
+    repair: bool,
+    quiet: bool,
+) -> anyhow::Result<Report> {
+    let mut erp = erp::erp_service_client::ErpServiceClient::connect(erp_url.to_owned()).await?;
+    let mut report = Report::default();
+
+    // Customers: the profile (CRM -> ERP) and the finance (ERP -> CRM).
+    let owners = crm_customers(flows, quiet).await?;
+    let mirrors: HashMap<String, erp::Customer> = erp_customers(flows, &mut erp, quiet)
+        .await?
+        .into_iter()
+        .filter_map(|c| Some((c.profile.as_ref()?.id.clone(), c)))
+        .collect();
+    report.compared.insert("customer_profile", owners.len());
+    let mut finance_compared = 0;
+    for owner in &owners {
+        let mirror = mirrors.get(&owner.id);
+        let differences = match mirror.and_then(|m| m.profile.as_ref()) {
+            None => vec!["missing in the ERP".to_owned()],
+            Some(profile) => profile_differences(owner, profile),
+        };
+        if !differences.is_empty() {
+            report.drift.push(Drift {
+                kind: "customer_profile",
+                id: owner.id.clone(),
+                detail: differences.join("; "),
+            });
+            if repair {
+                let request = customer_from_crm(owner.clone(), true);
+                match flows
+                    .erp
+                    .clone()
+                    .apply_customer(flows.request(request))
+                    .await
+                {
+                    Ok(_) => report.repaired += 1,
+                    Err(status) => report
+                        .repair_failures
+                        .push(format!("customer {}: {status}", owner.id)),
+                }
+            }
+        }
+        let Some(finance) = mirror
+            .and_then(|m| m.finance.as_ref())
+            .filter(|f| f.version > 0)
+        else {
+            continue;
+        };
+        finance_compared += 1;
+        let crm_finance = owner.finance.clone().unwrap_or_default();
+        let mut differences = Vec::new();
+        if money(crm_finance.credit_limit.as_ref()) != erp_money(finance.credit_limit.as_ref()) {
+            differences.push("credit_limit");
+        }
+        if money(crm_finance.open_balance.as_ref()) != erp_money(finance.open_balance.as_ref()) {
+            differences.push("open_balance");
+        }
+        if crm_finance.credit_hold != finance.credit_hold {
+            differences.push("credit_hold");
+        }
+        if crm_finance.payment_terms != format!("NET{}", finance.payment_terms_days) {
+            differences.push("payment_terms");
+        }
+        if !differences.is_empty() {
+            report.drift.push(Drift {
+                kind: "customer_finance",
+                id: owner.id.clone(),
+                detail: format!("differs in {}", differences.join(", ")),
+            });
+            if repair {
+                let request = tandem_proto::crm::v1::ApplyCustomerFinanceRequest {
+                    customer_id: owner.id.clone(),
+                    credit_limit: to_crm_money(finance.credit_limit.as_ref()),
+                    payment_terms: format!("NET{}", finance.payment_terms_days),
+                    open_balance: to_crm_money(finance.open_balance.as_ref()),
+                    credit_hold: finance.credit_hold,
+                    source_version: finance.version.max(crm_finance.source_version),
+                    event_id: String::new(),
+                    repair: true,
+                };
+                match flows
+                    .crm_sync
+                    .clone()
+                    .apply_customer_finance(flows.request(request))
+                    .await
+                {
+                    Ok(_) => report.repaired += 1,
+                    Err(status) => report
+                        .repair_failures
+                        .push(format!("finance {}: {status}", owner.id)),
+                }
+            }
+        }
+    }
+    report.compared.insert("customer_finance", finance_compared);
+
+    reconcile_catalogue(flows, &mut erp, repair, quiet, &mut report).await?;
+    reconcile_orders(flows, &mut erp, repair, quiet, &mut report).await?;
+    Ok(report)
+}
+
+async fn reconcile_catalogue(
+    flows: &Flows,
+    erp: &mut erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>,
+    repair: bool,
+    quiet: bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let progress = bar("catalogue", quiet);
+    let mut owners = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = erp
+            .list_products(flows.request(erp::ListProductsRequest {
+                page_size: PAGE,
+                page_token: token,
+                ..erp::ListProductsRequest::default()
+            }))
+            .await?
+            .into_inner();
+        progress.inc(page.products.len() as u64);
+        owners.extend(page.products);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut available: BTreeMap<String, i64> = BTreeMap::new();
+    let mut token = String::new();
+    loop {
+        let page = erp
+            .list_stock_levels(flows.request(erp::ListStockLevelsRequest {
+                page_size: PAGE,
+                page_token: token,
+                ..erp::ListStockLevelsRequest::default()
+            }))
+            .await?
+            .into_inner();
+        progress.inc(page.levels.len() as u64);
+        for level in page.levels {
+            *available.entry(level.sku).or_insert(0) += level.available;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut mirrors: HashMap<String, crm::Product> = HashMap::new();
+    let mut token = String::new();
+    loop {
+        let page = flows
+            .crm
+            .clone()
+            .list_products(flows.request(crm::ListProductsRequest {
+                page_size: PAGE,
+                page_token: token,
+                include_inactive: true,
+            }))
+            .await?
+            .into_inner();
+        progress.inc(page.products.len() as u64);
+        mirrors.extend(page.products.into_iter().map(|p| (p.sku.clone(), p)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    progress.finish_and_clear();
+
+    report.compared.insert("product", owners.len());
+    report.compared.insert("stock", available.len());
+    for owner in &owners {
+        let mirror = mirrors.get(&owner.sku);
+        let price = erp_money(owner.unit_price.as_ref());
+        let differs = match mirror {
+            None => Some("missing in the CRM".to_owned()),
+            Some(m)
+                if m.name != owner.display_name
+                    || money(m.unit_price.as_ref()) != price
+                    || m.active != owner.active =>
+            {
+                Some(format!(
+                    "CRM {:?} {:?} active={} vs ERP {:?} {:?} active={}",
+                    m.name,
+                    money(m.unit_price.as_ref()),
+                    m.active,
+                    owner.display_name,
+                    price,
+                    owner.active
+                ))
+            }
+            Some(_) => None,
+        };
+        if let Some(detail) = differs {
+            report.drift.push(Drift {
+                kind: "product",
+                id: owner.sku.clone(),
+                detail,
+            });
+            if repair {
+                let request = crm::ApplyProductRequest {
+                    product: Some(crm::ProductData {
+                        sku: owner.sku.clone(),
+                        name: owner.display_name.clone(),
+                        unit_price: to_crm_money(owner.unit_price.as_ref()),
+                        active: owner.active,
+                    }),
+                    source_version: owner
+                        .version
+                        .max(mirror.map(|m| m.product_version).unwrap_or(0)),
+                    event_id: String::new(),
+                    repair: true,
+                };
+                match flows
+                    .crm_sync
+                    .clone()
+                    .apply_product(flows.request(request))
+                    .await
+                {
+                    Ok(_) => report.repaired += 1,
+                    Err(status) => report
+                        .repair_failures
+                        .push(format!("product {}: {status}", owner.sku)),
+                }
+            }
+        }
+    }
+    for (sku, owner_available) in &available {
+        let mirrored = mirrors.get(sku);
+        if mirrored.map(|m| m.available) == Some(*owner_available) {
+            continue;
+        }
+        report.drift.push(Drift {
+            kind: "stock",
+            id: sku.clone(),
+            detail: format!(
+                "available: CRM {:?} vs ERP {owner_available}",
+                mirrored.map(|m| m.available)
+            ),
+        });
+        if repair {
+            // The ERP's levels carry no per-sku version; the mirror's own version with
+            // `repair` overwrites the value without skipping a newer event still in flight.
+            let request = crm::ApplyStockLevelsRequest {
+                levels: vec![crm::StockLevel {
+                    sku: sku.clone(),
+                    available: *owner_available,
+                    source_version: mirrored.map(|m| m.stock_version).unwrap_or(0).max(1),
+                }],
+                event_id: String::new(),
+                repair: true,
+            };
+            match flows
+                .crm_sync
+                .clone()
+                .apply_stock_levels(flows.request(request))
+                .await
+            {
+                Ok(_) => report.repaired += 1,
+                Err(status) => report
+                    .repair_failures
+                    .push(format!("stock {sku}: {status}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fulfilment_of(status: erp::SalesOrderStatus) -> crm::FulfilmentStatus {
+    match status {
+        erp::SalesOrderStatus::Reserved => crm::FulfilmentStatus::Reserved,
+        erp::SalesOrderStatus::Backordered => crm::FulfilmentStatus::Backordered,
+        erp::SalesOrderStatus::CreditHold => crm::FulfilmentStatus::CreditHold,
+        erp::SalesOrderStatus::Rejected => crm::FulfilmentStatus::Rejected,
+        erp::SalesOrderStatus::Shipped => crm::FulfilmentStatus::Shipped,
+        erp::SalesOrderStatus::Invoiced => crm::FulfilmentStatus::Invoiced,
+        erp::SalesOrderStatus::Cancelled => crm::FulfilmentStatus::Cancelled,
+        erp::SalesOrderStatus::Unspecified => crm::FulfilmentStatus::Unspecified,
+    }
+}
+
+async fn reconcile_orders(
+    flows: &Flows,
+    erp: &mut erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>,
+    repair: bool,
+    quiet: bool,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let progress = bar("orders", quiet);
+    let mut owners = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = erp
+            .list_sales_orders(flows.request(erp::ListSalesOrdersRequest {
+                page_size: PAGE,
+                page_token: token,
+                ..erp::ListSalesOrdersRequest::default()
+            }))
+            .await?
+            .into_inner();
+        progress.inc(page.orders.len() as u64);
+        owners.extend(page.orders);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut mirrors: HashMap<String, crm::Order> = HashMap::new();
+    let mut token = String::new();
+    loop {
+        let page = flows
+            .crm
+            .clone()
+            .list_orders(flows.request(crm::ListOrdersRequest {
+                page_size: PAGE,
+                page_token: token,
+                ..crm::ListOrdersRequest::default()
+            }))
+            .await?
+            .into_inner();
+        progress.inc(page.orders.len() as u64);
+        mirrors.extend(page.orders.into_iter().map(|o| (o.id.clone(), o)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    progress.finish_and_clear();
+    report.compared.insert("order_status", owners.len());
+    for owner in &owners {
+        let expected = fulfilment_of(owner.status());
+        let mirror = mirrors.get(&owner.crm_order_id);
+        let fulfilment = mirror
+            .and_then(|m| m.fulfilment.clone())
+            .unwrap_or_default();
+        let invoice_number = owner
+            .invoice
+            .as_ref()
+            .map(|i| i.invoice_number.clone())
+            .unwrap_or_default();
+        if mirror.is_some()
+            && fulfilment.status() == expected
+            && fulfilment.invoice_number == invoice_number
+        {
+            continue;
+        }
+        report.drift.push(Drift {
+            kind: "order_status",
+            id: owner.crm_order_id.clone(),
+            detail: match mirror {
+                None => "missing in the CRM".to_owned(),
+                Some(_) => format!("CRM {:?} vs ERP {:?}", fulfilment.status(), expected),
+            },
+        });
+        if repair && mirror.is_some() {
+            let request = crm::ApplyOrderStatusRequest {
+                order_id: owner.crm_order_id.clone(),
+                status: expected as i32,
+                rejection_reason: if expected == crm::FulfilmentStatus::Rejected {
+                    if owner.reason.is_empty() {
+                        "rejected by the ERP".to_owned()
+                    } else {
+                        owner.reason.clone()
+                    }
+                } else {
+                    String::new()
+                },
+                invoice_number,
+                invoice_amount: owner
+                    .invoice
+                    .as_ref()
+                    .and_then(|i| to_crm_money(i.amount.as_ref())),
+                source_version: owner.version.max(fulfilment.source_version),
+                event_id: String::new(),
+                repair: true,
+            };
+            match flows
+                .crm_sync
+                .clone()
+                .apply_order_status(flows.request(request))
+                .await
+            {
+                Ok(_) => report.repaired += 1,
+                Err(status) => report
+                    .repair_failures
+                    .push(format!("order {}: {status}", owner.crm_order_id)),
+            }
+        }
+    }
+    Ok(())
+}

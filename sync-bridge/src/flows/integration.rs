@@ -95,14 +95,6 @@ pub fn count_request(envelope: &Envelope) -> Result<erp::CountStockRequest, Flow
     })
 }
 
-fn applied(changed: bool) -> Outcome {
-    if changed {
-        Outcome::Applied
-    } else {
-        Outcome::Unchanged
-    }
-}
-
 pub(super) async fn upsert_customer(
     flows: &Flows,
     envelope: &Envelope,
@@ -115,7 +107,7 @@ pub(super) async fn upsert_customer(
         .upsert_customer_by_external_ref(flows.request(request))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().applied))
+    Ok(Outcome::changed(response.get_ref().applied))
 }
 
 pub(super) async fn place_order(flows: &Flows, envelope: &Envelope) -> Result<Outcome, FlowError> {
@@ -127,7 +119,7 @@ pub(super) async fn place_order(flows: &Flows, envelope: &Envelope) -> Result<Ou
         .place_external_order(flows.request(request))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().applied))
+    Ok(Outcome::changed(response.get_ref().applied))
 }
 
 pub(super) async fn count_stock(flows: &Flows, envelope: &Envelope) -> Result<Outcome, FlowError> {
@@ -139,7 +131,7 @@ pub(super) async fn count_stock(flows: &Flows, envelope: &Envelope) -> Result<Ou
         .count_stock(flows.request(request))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().applied))
+    Ok(Outcome::changed(response.get_ref().applied))
 }
 
 #[cfg(test)]

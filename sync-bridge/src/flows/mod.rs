@@ -58,6 +58,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// `Applied` when the target says it changed, else `Unchanged`.
+    pub fn changed(changed: bool) -> Self {
+        if changed {
+            Self::Applied
+        } else {
+            Self::Unchanged
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Applied => "applied",

@@ -127,14 +127,6 @@ pub fn finance_request(envelope: &Envelope) -> Result<crm::ApplyCustomerFinanceR
     })
 }
 
-fn applied(changed: bool) -> Outcome {
-    if changed {
-        Outcome::Applied
-    } else {
-        Outcome::Unchanged
-    }
-}
-
 pub(super) async fn apply_product(
     flows: &Flows,
     envelope: &Envelope,
@@ -146,7 +138,7 @@ pub(super) async fn apply_product(
         .apply_product(flows.request(request))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().applied))
+    Ok(Outcome::changed(response.get_ref().applied))
 }
 
 /// One call for all of `envelopes`; an outcome per envelope, `Applied` for the one whose
@@ -182,7 +174,7 @@ pub(super) async fn apply_stock(
                 .and_then(|s| s.as_str())
                 .unwrap_or_default();
             let this_one = sent.get(sku) == Some(&envelope.aggregate_version);
-            applied(this_one && written.get(sku).copied().unwrap_or(false))
+            Outcome::changed(this_one && written.get(sku).copied().unwrap_or(false))
         })
         .collect())
 }
@@ -198,7 +190,7 @@ pub(super) async fn apply_order_status(
         .apply_order_status(flows.request(request))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().applied))
+    Ok(Outcome::changed(response.get_ref().applied))
 }
 
 pub(super) async fn apply_finance(
@@ -212,7 +204,7 @@ pub(super) async fn apply_finance(
         .apply_customer_finance(flows.request(request))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().applied))
+    Ok(Outcome::changed(response.get_ref().applied))
 }
 
 #[cfg(test)]

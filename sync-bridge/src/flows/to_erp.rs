@@ -151,7 +151,7 @@ pub(super) async fn apply_customer(
         .apply_customer(flows.request(request))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().applied))
+    Ok(Outcome::changed(response.get_ref().applied))
 }
 
 /// Accepts the order; when the ERP does not know its customer yet, fetches the customer from
@@ -168,7 +168,7 @@ pub(super) async fn accept_order(
         .accept_order(flows.request(request.clone()))
         .await
     {
-        Ok(response) => return Ok(applied(response.get_ref().created)),
+        Ok(response) => return Ok(Outcome::changed(response.get_ref().created)),
         Err(status) if error_reason(&status).as_deref() == Some("UNKNOWN_CUSTOMER") => {
             tracing::info!(customer_id = %request.customer_id, "healing: the ERP lacks the order's customer");
         }
@@ -181,7 +181,7 @@ pub(super) async fn accept_order(
         .accept_order(flows.request(request))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().created))
+    Ok(Outcome::changed(response.get_ref().created))
 }
 
 /// Applies the CRM's current state of customer `id` to the ERP.
@@ -199,7 +199,7 @@ pub async fn heal_customer(flows: &Flows, id: &str) -> Result<Outcome, FlowError
         .apply_customer(flows.request(customer_from_crm(customer, false)))
         .await
         .map_err(classify)?;
-    Ok(applied(response.get_ref().applied))
+    Ok(Outcome::changed(response.get_ref().applied))
 }
 
 /// Cancels in the ERP. Too late to cancel (already shipped) is an answer, not a failure: the
@@ -219,14 +219,6 @@ pub(super) async fn cancel_order(flows: &Flows, envelope: &Envelope) -> Result<O
             Ok(Outcome::Unchanged)
         }
         Err(status) => Err(classify(status)),
-    }
-}
-
-fn applied(changed: bool) -> Outcome {
-    if changed {
-        Outcome::Applied
-    } else {
-        Outcome::Unchanged
     }
 }
 

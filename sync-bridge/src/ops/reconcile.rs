@@ -86,58 +86,33 @@ fn bar(label: &'static str, quiet: bool) -> ProgressBar {
     bar
 }
 
-async fn crm_customers(flows: &Flows, quiet: bool) -> Result<Vec<crm::Customer>, Status> {
-    let progress = bar("CRM customers", quiet);
+/// Reads every page of a List RPC: `fetch(page_token)` answers one page and the next token.
+async fn all_pages<T, F, Fut>(
+    label: &'static str,
+    quiet: bool,
+    mut fetch: F,
+) -> Result<Vec<T>, Status>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), Status>>,
+{
+    let progress = bar(label, quiet);
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
-        let page = flows
-            .crm
-            .clone()
-            .list_customers(flows.request(crm::ListCustomersRequest {
-                page_size: PAGE,
-                page_token: token,
-                ..crm::ListCustomersRequest::default()
-            }))
-            .await?
-            .into_inner();
-        progress.inc(page.customers.len() as u64);
-        all.extend(page.customers);
-        if page.next_page_token.is_empty() {
+        let (items, next) = fetch(token).await?;
+        progress.inc(items.len() as u64);
+        all.extend(items);
+        if next.is_empty() {
             break;
         }
-        token = page.next_page_token;
+        token = next;
     }
     progress.finish_and_clear();
     Ok(all)
 }
 
-async fn erp_customers(
-    flows: &Flows,
-    erp: &mut erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>,
-    quiet: bool,
-) -> Result<Vec<erp::Customer>, Status> {
-    let progress = bar("ERP customers", quiet);
-    let mut all = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = erp
-            .list_customers(flows.request(erp::ListCustomersRequest {
-                page_size: PAGE,
-                page_token: token,
-            }))
-            .await?
-            .into_inner();
-        progress.inc(page.customers.len() as u64);
-        all.extend(page.customers);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    progress.finish_and_clear();
-    Ok(all)
-}
+type ErpClient = erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>;
 
 fn profile_differences(owner: &crm::Customer, mirror: &erp::CustomerProfile) -> Vec<String> {
     let mut fields = Vec::new();
@@ -221,16 +196,38 @@ pub async fn reconcile(
     repair: bool,
     quiet: bool,
 ) -> anyhow::Result<Report> {
-    let mut erp = erp::erp_service_client::ErpServiceClient::connect(erp_url.to_owned()).await?;
+    let erp = ErpClient::connect(erp_url.to_owned()).await?;
     let mut report = Report::default();
 
     // Customers: the profile (CRM -> ERP) and the finance (ERP -> CRM).
-    let owners = crm_customers(flows, quiet).await?;
-    let mirrors: HashMap<String, erp::Customer> = erp_customers(flows, &mut erp, quiet)
-        .await?
-        .into_iter()
-        .filter_map(|c| Some((c.profile.as_ref()?.id.clone(), c)))
-        .collect();
+    let owners = all_pages("CRM customers", quiet, |page_token| {
+        let mut crm = flows.crm.clone();
+        let request = flows.request(crm::ListCustomersRequest {
+            page_size: PAGE,
+            page_token,
+            ..crm::ListCustomersRequest::default()
+        });
+        async move {
+            let page = crm.list_customers(request).await?.into_inner();
+            Ok((page.customers, page.next_page_token))
+        }
+    })
+    .await?;
+    let mirrors: HashMap<String, erp::Customer> = all_pages("ERP customers", quiet, |page_token| {
+        let mut erp = erp.clone();
+        let request = flows.request(erp::ListCustomersRequest {
+            page_size: PAGE,
+            page_token,
+        });
+        async move {
+            let page = erp.list_customers(request).await?.into_inner();
+            Ok((page.customers, page.next_page_token))
+        }
+    })
+    .await?
+    .into_iter()
+    .filter_map(|c| Some((c.profile.as_ref()?.id.clone(), c)))
+    .collect();
     report.compared.insert("customer_profile", owners.len());
     let mut finance_compared = 0;
     for owner in &owners {
@@ -314,78 +311,64 @@ pub async fn reconcile(
     }
     report.compared.insert("customer_finance", finance_compared);
 
-    reconcile_catalogue(flows, &mut erp, repair, quiet, &mut report).await?;
-    reconcile_orders(flows, &mut erp, repair, quiet, &mut report).await?;
+    reconcile_catalogue(flows, &erp, repair, quiet, &mut report).await?;
+    reconcile_orders(flows, &erp, repair, quiet, &mut report).await?;
     Ok(report)
 }
 
 async fn reconcile_catalogue(
     flows: &Flows,
-    erp: &mut erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>,
+    erp: &ErpClient,
     repair: bool,
     quiet: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let progress = bar("catalogue", quiet);
-    let mut owners = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = erp
-            .list_products(flows.request(erp::ListProductsRequest {
-                page_size: PAGE,
-                page_token: token,
-                ..erp::ListProductsRequest::default()
-            }))
-            .await?
-            .into_inner();
-        progress.inc(page.products.len() as u64);
-        owners.extend(page.products);
-        if page.next_page_token.is_empty() {
-            break;
+    let owners = all_pages("ERP products", quiet, |page_token| {
+        let mut erp = erp.clone();
+        let request = flows.request(erp::ListProductsRequest {
+            page_size: PAGE,
+            page_token,
+            ..erp::ListProductsRequest::default()
+        });
+        async move {
+            let page = erp.list_products(request).await?.into_inner();
+            Ok((page.products, page.next_page_token))
         }
-        token = page.next_page_token;
-    }
+    })
+    .await?;
+    let levels = all_pages("ERP stock levels", quiet, |page_token| {
+        let mut erp = erp.clone();
+        let request = flows.request(erp::ListStockLevelsRequest {
+            page_size: PAGE,
+            page_token,
+            ..erp::ListStockLevelsRequest::default()
+        });
+        async move {
+            let page = erp.list_stock_levels(request).await?.into_inner();
+            Ok((page.levels, page.next_page_token))
+        }
+    })
+    .await?;
     let mut available: BTreeMap<String, i64> = BTreeMap::new();
-    let mut token = String::new();
-    loop {
-        let page = erp
-            .list_stock_levels(flows.request(erp::ListStockLevelsRequest {
-                page_size: PAGE,
-                page_token: token,
-                ..erp::ListStockLevelsRequest::default()
-            }))
-            .await?
-            .into_inner();
-        progress.inc(page.levels.len() as u64);
-        for level in page.levels {
-            *available.entry(level.sku).or_insert(0) += level.available;
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
+    for level in levels {
+        *available.entry(level.sku).or_insert(0) += level.available;
     }
-    let mut mirrors: HashMap<String, crm::Product> = HashMap::new();
-    let mut token = String::new();
-    loop {
-        let page = flows
-            .crm
-            .clone()
-            .list_products(flows.request(crm::ListProductsRequest {
-                page_size: PAGE,
-                page_token: token,
-                include_inactive: true,
-            }))
-            .await?
-            .into_inner();
-        progress.inc(page.products.len() as u64);
-        mirrors.extend(page.products.into_iter().map(|p| (p.sku.clone(), p)));
-        if page.next_page_token.is_empty() {
-            break;
+    let mirrors: HashMap<String, crm::Product> = all_pages("CRM catalogue", quiet, |page_token| {
+        let mut crm = flows.crm.clone();
+        let request = flows.request(crm::ListProductsRequest {
+            page_size: PAGE,
+            page_token,
+            include_inactive: true,
+        });
+        async move {
+            let page = crm.list_products(request).await?.into_inner();
+            Ok((page.products, page.next_page_token))
         }
-        token = page.next_page_token;
-    }
-    progress.finish_and_clear();
+    })
+    .await?
+    .into_iter()
+    .map(|p| (p.sku.clone(), p))
+    .collect();
 
     report.compared.insert("product", owners.len());
     report.compared.insert("stock", available.len());
@@ -501,51 +484,40 @@ fn fulfilment_of(status: erp::SalesOrderStatus) -> crm::FulfilmentStatus {
 
 async fn reconcile_orders(
     flows: &Flows,
-    erp: &mut erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>,
+    erp: &ErpClient,
     repair: bool,
     quiet: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let progress = bar("orders", quiet);
-    let mut owners = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = erp
-            .list_sales_orders(flows.request(erp::ListSalesOrdersRequest {
-                page_size: PAGE,
-                page_token: token,
-                ..erp::ListSalesOrdersRequest::default()
-            }))
-            .await?
-            .into_inner();
-        progress.inc(page.orders.len() as u64);
-        owners.extend(page.orders);
-        if page.next_page_token.is_empty() {
-            break;
+    let owners = all_pages("ERP orders", quiet, |page_token| {
+        let mut erp = erp.clone();
+        let request = flows.request(erp::ListSalesOrdersRequest {
+            page_size: PAGE,
+            page_token,
+            ..erp::ListSalesOrdersRequest::default()
+        });
+        async move {
+            let page = erp.list_sales_orders(request).await?.into_inner();
+            Ok((page.orders, page.next_page_token))
         }
-        token = page.next_page_token;
-    }
-    let mut mirrors: HashMap<String, crm::Order> = HashMap::new();
-    let mut token = String::new();
-    loop {
-        let page = flows
-            .crm
-            .clone()
-            .list_orders(flows.request(crm::ListOrdersRequest {
-                page_size: PAGE,
-                page_token: token,
-                ..crm::ListOrdersRequest::default()
-            }))
-            .await?
-            .into_inner();
-        progress.inc(page.orders.len() as u64);
-        mirrors.extend(page.orders.into_iter().map(|o| (o.id.clone(), o)));
-        if page.next_page_token.is_empty() {
-            break;
+    })
+    .await?;
+    let mirrors: HashMap<String, crm::Order> = all_pages("CRM orders", quiet, |page_token| {
+        let mut crm = flows.crm.clone();
+        let request = flows.request(crm::ListOrdersRequest {
+            page_size: PAGE,
+            page_token,
+            ..crm::ListOrdersRequest::default()
+        });
+        async move {
+            let page = crm.list_orders(request).await?.into_inner();
+            Ok((page.orders, page.next_page_token))
         }
-        token = page.next_page_token;
-    }
-    progress.finish_and_clear();
+    })
+    .await?
+    .into_iter()
+    .map(|o| (o.id.clone(), o))
+    .collect();
     report.compared.insert("order_status", owners.len());
     for owner in &owners {
         let expected = fulfilment_of(owner.status());

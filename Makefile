@@ -1,5 +1,5 @@
 # Tandem: `make run` and `make test` provision what they need on a fresh machine.
-.PHONY: run test lint fmt build provision stop
+.PHONY: run test lint fmt build provision stop bench chaos fuzz
 
 run: ## Provision, build and run the whole stack in the foreground (Ctrl-C stops it)
 	scripts/run.sh
@@ -24,3 +24,18 @@ provision: ## Start PostgreSQL and install the broker without running anything
 stop: ## Stop the PostgreSQL cluster and broker started by the scripts
 	scripts/broker.sh stop
 	scripts/postgres.sh stop
+
+bench: ## Benchmarks with same-run baselines; writes BENCHMARKS.md and bench-results.json (not part of test)
+	scripts/postgres.sh start
+	scripts/broker.sh install
+	cargo build --release --bins --locked
+	bash -c 'source scripts/common.sh && url=$$(scripts/postgres.sh url) && \
+	  psql "$$url" -Atqc "SELECT format('"'"'DROP DATABASE IF EXISTS %I;'"'"', datname) FROM pg_database WHERE datname LIKE '"'"'test\_bench%'"'"'" | psql "$$url" -q >/dev/null && \
+	  TANDEM_TEST_DATABASE_URL=$$url TANSU_BIN=$$TANSU_BIN exec cargo run --release --locked -p tandem-bench'
+
+chaos: ## The long fault-injection run: kills and restarts during a seeded workload, then the invariants
+	CHAOS_OPS=$${CHAOS_OPS:-20000} CHAOS_KILLS=$${CHAOS_KILLS:-25} CHAOS_CONTINUOUS=1 \
+	  scripts/test.sh -p tandem-tests --test chaos -- --nocapture
+
+fuzz: ## Each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz on nightly
+	scripts/fuzz.sh

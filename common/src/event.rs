@@ -138,3 +138,52 @@ mod tests {
         assert!(Envelope::decode(json.to_string().as_bytes()).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            ".*".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect()))
+        })
+    }
+
+    proptest! {
+        /// Whatever an envelope holds, what goes on the wire comes back equal.
+        #[test]
+        fn envelopes_round_trip(
+            event_type in "[a-z]{1,8}(\\.[a-z_]{1,12}){1,3}",
+            schema_version in 1u32..10,
+            source in "\\PC{1,20}",
+            aggregate_type in "[a-z_]{1,16}",
+            aggregate_id in "\\PC{1,40}",
+            aggregate_version in 1i64..i64::MAX,
+            data in json_value(),
+        ) {
+            let event = Envelope::new(
+                &event_type, schema_version, &source, &aggregate_type, aggregate_id,
+                aggregate_version, &data,
+            ).unwrap();
+            let wire = serde_json::to_vec(&event).unwrap();
+            let back = Envelope::decode(&wire).unwrap();
+            prop_assert_eq!(&back, &event);
+            prop_assert_eq!(back.data, data);
+        }
+
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn decoding_garbage_fails_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Envelope::decode(&bytes);
+        }
+    }
+}

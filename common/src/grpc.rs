@@ -1,6 +1,6 @@
 //! gRPC server bootstrap and the mapping of shared failure kinds to `tonic::Status`.
 
-use std::time::Duration;
+use std::{collections::HashMap, fmt::Display, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -102,6 +102,33 @@ pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
+/// FAILED_PRECONDITION with a `google.rpc.ErrorInfo` detail: a machine-readable `reason` (e.g.
+/// `UNKNOWN_CUSTOMER`) in the service's error `domain` (e.g. `tandem.crm`), plus `metadata`,
+/// so callers can act on the failure without parsing the message.
+pub fn failed_precondition_info<K: Into<String>>(
+    message: impl Into<String>,
+    domain: &str,
+    reason: &str,
+    metadata: impl IntoIterator<Item = (K, String)>,
+) -> Status {
+    let metadata: HashMap<String, String> = metadata
+        .into_iter()
+        .map(|(key, value)| (key.into(), value))
+        .collect();
+    Status::with_error_details(
+        Code::FailedPrecondition,
+        message.into(),
+        ErrorDetails::with_error_info(reason, domain, metadata),
+    )
+}
+
+/// INTERNAL for a failure the caller cannot act on: `error` is logged under `context`, never
+/// returned.
+pub fn internal(context: &str, error: &dyn Display) -> Status {
+    tracing::error!(%error, "{context}");
+    Status::internal("internal error")
+}
+
 /// Maps a database failure: unreachable becomes UNAVAILABLE (clients retry), anything else
 /// INTERNAL. Details are logged, never returned.
 pub fn database_status(error: &sqlx::Error) -> Status {
@@ -151,6 +178,32 @@ mod tests {
         let bad_request = details.bad_request().expect("bad request detail");
         assert_eq!(bad_request.field_violations.len(), 2);
         assert_eq!(bad_request.field_violations[0].field, "customer.email");
+    }
+
+    #[test]
+    fn failed_precondition_info_carries_domain_reason_and_metadata() {
+        let metadata = HashMap::from([("sku".to_owned(), "W-1".to_owned())]);
+        let status = failed_precondition_info("no", "tandem.test", "UNKNOWN_SKU", metadata.clone());
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::FailedPrecondition, "no")
+        );
+        let info = status.get_error_details().error_info().cloned();
+        let (domain, reason, got) = info
+            .map(|i| (i.domain, i.reason, i.metadata))
+            .expect("ErrorInfo detail");
+        assert_eq!(
+            (domain.as_str(), reason.as_str()),
+            ("tandem.test", "UNKNOWN_SKU")
+        );
+        assert_eq!(got, metadata);
+    }
+
+    #[test]
+    fn internal_hides_the_detail() {
+        let status = internal("event encoding failed", &"secret detail");
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
     }
 
     #[test]

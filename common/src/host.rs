@@ -1,7 +1,9 @@
-//! Binds a process's gRPC and admin HTTP listeners and serves both until shutdown.
+//! Binds a process's gRPC and admin HTTP listeners and serves both until shutdown, with the
+//! service's outbox relay alongside when it has one.
 
 use std::{net::SocketAddr, time::Duration};
 
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
@@ -9,6 +11,7 @@ use tonic::service::RoutesBuilder;
 use crate::{
     admin_http::{self, Readiness},
     grpc,
+    outbox::Relay,
     settings::ListenSettings,
     telemetry::InFlight,
 };
@@ -117,6 +120,28 @@ impl Host {
             tracing::warn!(%error, "admin server stopped with an error");
         }
         result
+    }
+
+    /// [`Host::serve`] for a service with an outbox: `relay` runs alongside with its own stop
+    /// token and is stopped only after the gRPC server drained, so the events of the last
+    /// committed calls still go out. It gets at most `grace` to stop; then `pool` is closed.
+    pub async fn serve_with_outbox(
+        self,
+        surface: GrpcSurface,
+        relay: Relay,
+        pool: PgPool,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), HostError> {
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(relay.run(relay_stop.clone()));
+        let served = self.serve(surface, shutdown, grace).await;
+        relay_stop.cancel();
+        if tokio::time::timeout(grace, relay).await.is_err() {
+            tracing::warn!("outbox relay did not stop in time");
+        }
+        pool.close().await;
+        served
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`db`]: PostgreSQL pool creation.
 //! - [`event`]: the event envelope every Kafka message carries.
 //! - [`outbox`]: writing outbox rows and relaying them to Kafka.
+//! - [`paging`]: AIP-158 page sizes and page tokens for List RPCs.
 //! - [`kafka`]: client configuration, topic creation and header helpers.
 //! - [`runtime`]: the Tokio runtime with a bounded exit.
 //! - [`shutdown`]: turning SIGINT/SIGTERM into a cancellation token.
@@ -24,6 +25,7 @@ pub mod host;
 pub mod kafka;
 pub mod metrics_names;
 pub mod outbox;
+pub mod paging;
 pub mod runtime;
 pub mod settings;
 pub mod shutdown;

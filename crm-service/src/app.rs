@@ -101,8 +101,6 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
-        let relay_stop = CancellationToken::new();
-        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
         let surface = GrpcSurface {
             routes: {
                 let mut routes = RoutesBuilder::default();
@@ -122,19 +120,14 @@ impl Application {
             services: &["tandem.crm.v1.CrmService", "tandem.crm.v1.CrmSync"],
             descriptor_sets: &[tandem_proto::crm::v1::FILE_DESCRIPTOR_SET],
         };
-        let served = self
-            .host
-            .serve(surface, shutdown, self.shutdown_grace)
-            .await;
-        // The relay stops after the last RPC committed, so their events still go out.
-        relay_stop.cancel();
-        if tokio::time::timeout(self.shutdown_grace, relay)
+        self.host
+            .serve_with_outbox(
+                surface,
+                self.relay,
+                self.pool,
+                shutdown,
+                self.shutdown_grace,
+            )
             .await
-            .is_err()
-        {
-            tracing::warn!("outbox relay did not stop in time");
-        }
-        self.pool.close().await;
-        served
     }
 }

@@ -1,10 +1,7 @@
 //! The CRM's error type, and its one mapping to `tonic::Status`.
 
-use std::collections::HashMap;
-
 use tandem_common::grpc::{self, FieldViolation};
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Status;
 
 /// The `domain` of every `google.rpc.ErrorInfo` the CRM returns.
 pub const ERROR_DOMAIN: &str = "tandem.crm";
@@ -75,6 +72,12 @@ impl Error {
     }
 }
 
+impl From<FieldViolation> for Error {
+    fn from(violation: FieldViolation) -> Self {
+        Self::Invalid(vec![violation])
+    }
+}
+
 /// `Ok(())` when there are no violations, else `Error::Invalid` with all of them.
 pub fn check(violations: Vec<FieldViolation>) -> Result<()> {
     if violations.is_empty() {
@@ -96,22 +99,9 @@ impl From<Error> for Status {
                 reason,
                 message,
                 metadata,
-            } => {
-                let metadata: HashMap<String, String> = metadata
-                    .into_iter()
-                    .map(|(key, value)| (key.to_owned(), value))
-                    .collect();
-                Status::with_error_details(
-                    Code::FailedPrecondition,
-                    message,
-                    ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
-                )
-            }
+            } => grpc::failed_precondition_info(message, ERROR_DOMAIN, reason, metadata),
             Error::Database(error) => grpc::database_status(&error),
-            Error::Encode(error) => {
-                tracing::error!(%error, "event encoding failed");
-                Status::internal("internal error")
-            }
+            Error::Encode(error) => grpc::internal("event encoding failed", &error),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! - [`catalogue`]: the mirror of ERP products and available stock.
 //! - [`finance`]: the mirror of each customer's ERP finance view.
 //! - [`grpc`]: the `tandem.crm.v1.CrmService` and `tandem.crm.v1.CrmSync` handlers.
-//! - [`paging`], [`validation`], [`mirror`]: page tokens, field rules, apply outcomes.
+//! - [`validation`], [`mirror`]: field rules, apply outcomes.
 //! - [`error`]: the service's error type and its mapping to `tonic::Status`.
 
 pub mod app;
@@ -19,12 +19,15 @@ pub mod finance;
 pub mod grpc;
 pub mod mirror;
 pub mod orders;
-pub mod paging;
 pub mod settings;
 pub mod validation;
 
 pub use app::Application;
 pub use settings::Settings;
+
+/// Page sizes of the CRM's List RPCs.
+pub const PAGE_SIZES: tandem_common::paging::PageSizes =
+    tandem_common::paging::PageSizes::up_to(1_000);
 
 /// `source` of every event the CRM publishes.
 pub const SOURCE: &str = "crm";

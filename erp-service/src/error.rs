@@ -3,8 +3,7 @@
 use std::collections::HashMap;
 
 use tandem_common::grpc::{self, FieldViolation};
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Status;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -111,6 +110,12 @@ impl Error {
     }
 }
 
+impl From<FieldViolation> for Error {
+    fn from(violation: FieldViolation) -> Self {
+        Self::Invalid(vec![violation])
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
@@ -125,20 +130,10 @@ impl From<Error> for Status {
             Error::FailedPrecondition {
                 message,
                 info: Some(info),
-            } => Status::with_error_details(
-                Code::FailedPrecondition,
-                message,
-                ErrorDetails::with_error_info(info.reason, ERROR_DOMAIN, info.metadata),
-            ),
+            } => grpc::failed_precondition_info(message, ERROR_DOMAIN, info.reason, info.metadata),
             Error::Database(error) => grpc::database_status(&error),
-            Error::Encode(error) => {
-                tracing::error!(%error, "event encoding failed");
-                Status::internal("internal error")
-            }
-            Error::Internal(detail) => {
-                tracing::error!(%detail, "internal invariant broken");
-                Status::internal("internal error")
-            }
+            Error::Encode(error) => grpc::internal("event encoding failed", &error),
+            Error::Internal(detail) => grpc::internal("internal invariant broken", &detail),
         }
     }
 }
@@ -146,6 +141,9 @@ impl From<Error> for Status {
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 mod tests {
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
     use super::*;
 
     #[test]

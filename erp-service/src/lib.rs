@@ -19,7 +19,6 @@ pub mod finance;
 pub mod grpc;
 pub mod money;
 pub mod orders;
-pub mod paging;
 pub mod products;
 pub mod republish;
 mod retry;
@@ -29,3 +28,7 @@ pub mod warehouses;
 
 pub use app::Application;
 pub use settings::Settings;
+
+/// Page sizes of the ERP's List RPCs.
+pub const PAGE_SIZES: tandem_common::paging::PageSizes =
+    tandem_common::paging::PageSizes::up_to(500);

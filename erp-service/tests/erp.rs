@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 use erp_service::{Application, Settings};
 use prost_types::FieldMask;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use tandem_common::{CancellationToken, settings::ListenSettings};
+use tandem_common::settings::ListenSettings;
 use tandem_proto::{
     erp::v1::{
         self as pb, SalesOrderStatus as S, erp_service_client::ErpServiceClient,
@@ -15,7 +15,7 @@ use tandem_proto::{
     },
     events::erp::topics,
 };
-use tandem_tests::{Record, TestBroker, TestDatabase, assert_valid_event, read_topic};
+use tandem_tests::{InProcess, Record, TestBroker, TestDatabase, assert_valid_event, read_topic};
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 use uuid::Uuid;
@@ -26,8 +26,7 @@ struct Erp {
     _db: TestDatabase,
     broker: TestBroker,
     pool: sqlx::PgPool,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    service: InProcess,
 }
 
 fn money(amount_minor: i64) -> Option<pb::Money> {
@@ -70,9 +69,7 @@ impl Erp {
         let app = Application::build(settings).await.unwrap();
         let addr = app.grpc_addr();
         let pool = app.pool().clone();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move { app.run_until_stopped(stop).await.unwrap() });
+        let service = InProcess::spawn(|stop| app.run_until_stopped(stop));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -84,14 +81,12 @@ impl Erp {
             _db: db,
             broker,
             pool,
-            shutdown,
-            task,
+            service,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap();
+        self.service.stop().await;
     }
 
     async fn scalar(&self, sql: &str) -> i64 {

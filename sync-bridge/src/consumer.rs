@@ -119,6 +119,9 @@ pub fn consumer(
             settings.session_timeout_ms.to_string(),
         )
         .set("statistics.interval.ms", "5000");
+    if !settings.instance_id.is_empty() {
+        config.set("group.instance.id", &settings.instance_id);
+    }
     config.create_with_context(BridgeContext)
 }
 
@@ -140,6 +143,7 @@ pub struct Bridge {
     consumer: Consumer_,
     applier: Applier,
     batch_max: usize,
+    rejoin_after: Option<Duration>,
 }
 
 impl Bridge {
@@ -147,11 +151,13 @@ impl Bridge {
         consumer: StreamConsumer<BridgeContext>,
         applier: Applier,
         batch_max: usize,
+        rejoin_after: Option<Duration>,
     ) -> Self {
         Self {
             consumer: Arc::new(consumer),
             applier,
             batch_max: batch_max.max(1),
+            rejoin_after,
         }
     }
 
@@ -178,10 +184,14 @@ impl Bridge {
 
         let mut workers: HashMap<(String, i32), Worker> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut unassigned_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => self.housekeeping(&mut workers),
+                _ = tick.tick() => {
+                    let assigned = self.housekeeping(&mut workers);
+                    self.rejoin_if_starved(assigned, &mut unassigned_since)?;
+                }
                 message = self.consumer.recv() => match message {
                     Ok(message) => self.dispatch(message.detach(), &mut workers, &shutdown),
                     Err(error) => {
@@ -263,14 +273,42 @@ impl Bridge {
         }
     }
 
+    /// Leaves and rejoins the group when no partition was assigned for `rejoin_after`.
+    fn rejoin_if_starved(
+        &self,
+        assigned: usize,
+        since: &mut Option<tokio::time::Instant>,
+    ) -> KafkaResult<()> {
+        let Some(limit) = self.rejoin_after else {
+            return Ok(());
+        };
+        if assigned > 0 {
+            *since = None;
+            return Ok(());
+        }
+        let started = *since.get_or_insert_with(tokio::time::Instant::now);
+        if started.elapsed() >= limit {
+            tracing::warn!(
+                ?limit,
+                "no partition assigned; leaving and rejoining the group"
+            );
+            self.consumer.unsubscribe();
+            self.consumer.subscribe(flows::SOURCE_TOPICS)?;
+            *since = None;
+        }
+        Ok(())
+    }
+
     /// Resumes drained partitions, forgets revoked ones, exports the oldest unapplied age.
-    fn housekeeping(&self, workers: &mut HashMap<(String, i32), Worker>) {
+    /// Returns how many partitions are assigned.
+    fn housekeeping(&self, workers: &mut HashMap<(String, i32), Worker>) -> usize {
         let assigned: Option<Vec<(String, i32)>> = self.consumer.assignment().ok().map(|list| {
             list.elements()
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect()
         });
+        let assigned_count = assigned.as_ref().map_or(0, Vec::len);
         if let Some(assigned) = assigned {
             // A revoked partition's worker finishes what it holds (its stores then fail and
             // the new owner re-applies, harmlessly); a later assignment gets a fresh worker.
@@ -295,6 +333,7 @@ impl Bridge {
             }
         }
         metrics::gauge!(m::BRIDGE_OLDEST_UNAPPLIED_SECONDS).set(oldest_ms as f64 / 1_000.0);
+        assigned_count
     }
 }
 

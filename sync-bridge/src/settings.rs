@@ -31,6 +31,15 @@ pub struct Settings {
 pub struct ConsumerSettings {
     /// Consumer group id; every bridge replica uses the same one.
     pub group_id: String,
+    /// Static group membership (`group.instance.id`): a stable name per replica (e.g. the
+    /// pod name of a StatefulSet). A restarted replica then takes its old place at once
+    /// instead of waiting for the group to expire the dead member. Empty: dynamic membership.
+    pub instance_id: String,
+    /// When the consumer has held no partition for this long, it leaves and rejoins the group,
+    /// in milliseconds; 0 turns it off. A guard for the local broker, whose group coordinator
+    /// can leave a member without partitions after crashed members; keep it off with Apache
+    /// Kafka when replicas outnumber partitions (idle replicas would rejoin forever).
+    pub rejoin_after_ms: u64,
     /// `fetch.wait.max.ms`: how long the broker may hold a fetch. Keep it low for the local
     /// broker, which always waits this long; Apache Kafka answers as soon as data arrives.
     pub fetch_wait_max_ms: u32,
@@ -85,6 +94,8 @@ impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
             group_id: "tandem-sync-bridge".to_owned(),
+            instance_id: String::new(),
+            rejoin_after_ms: 0,
             fetch_wait_max_ms: 10,
             commit_interval_ms: 1_000,
             session_timeout_ms: 10_000,

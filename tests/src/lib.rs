@@ -9,6 +9,8 @@
 //! - helpers to wait for readiness, to publish raw records and to read what reached a topic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod postgres;
+
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -124,6 +126,31 @@ impl TestBroker {
         self.port = port;
         self.brokers = format!("127.0.0.1:{port}");
         wait_for_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(20))
+    }
+
+    /// A broker this kit did not start (e.g. librdkafka's in-process mock cluster, or an
+    /// existing Kafka): nothing to kill; `kill` and `restart` do nothing useful.
+    pub fn external(brokers: &str) -> Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("tandem-broker-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let port = brokers
+            .split(',')
+            .next()
+            .and_then(|b| b.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        Ok(Self {
+            brokers: brokers.to_owned(),
+            port,
+            dir,
+            child: None,
+        })
+    }
+
+    /// The broker's process id, when this kit started it and it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the broker with SIGKILL (its sqlite storage survives).
@@ -422,7 +449,53 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// Publishes one raw record (as an integrator or a broken producer would) and waits for the ack.
+/// A producer for tests that publish raw records (as an integrator or a broken producer
+/// would): one client, reused.
+pub struct TestProducer {
+    producer: FutureProducer,
+}
+
+impl TestProducer {
+    pub fn new(brokers: &str) -> Result<Self> {
+        Ok(Self {
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .set("enable.idempotence", "true")
+                .set("message.max.bytes", "2000000")
+                .create()?,
+        })
+    }
+
+    /// Publishes one record and waits for the ack; returns its partition and offset.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(i32, i64)> {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        let mut record: FutureRecord<'_, str, [u8]> =
+            FutureRecord::to(topic).payload(payload).headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        let delivery = self
+            .producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(error, _)| anyhow::anyhow!("producing to {topic}: {error}"))?;
+        Ok((delivery.partition, delivery.offset))
+    }
+}
+
+/// Publishes one raw record with a fresh client and waits for the ack.
 pub async fn produce(
     brokers: &str,
     topic: &str,
@@ -430,27 +503,9 @@ pub async fn produce(
     payload: &[u8],
     headers: &[(&str, &str)],
 ) -> Result<(i32, i64)> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()?;
-    let mut owned = OwnedHeaders::new();
-    for (key, value) in headers {
-        owned = owned.insert(Header {
-            key,
-            value: Some(*value),
-        });
-    }
-    let mut record: FutureRecord<'_, str, [u8]> =
-        FutureRecord::to(topic).payload(payload).headers(owned);
-    if let Some(key) = key {
-        record = record.key(key);
-    }
-    let delivery = producer
-        .send(record, Duration::from_secs(10))
+    TestProducer::new(brokers)?
+        .send(topic, key, payload, headers)
         .await
-        .map_err(|(error, _)| anyhow::anyhow!("producing to {topic}: {error}"))?;
-    Ok((delivery.partition, delivery.offset))
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -474,12 +529,49 @@ pub struct Stack {
     pub erp_db: TestDatabase,
 }
 
+/// How [`Stack::start_with`] builds a stack; the default is what [`Stack::start`] does.
+#[derive(Default)]
+pub struct StackOptions {
+    /// The broker to use; `None` starts a private tansu ([`TestBroker::start`]).
+    pub broker: Option<TestBroker>,
+    /// Database name label prefix; `None` keeps `e2e` (`test_e2e_crm_…`).
+    pub label: Option<String>,
+    /// Extra environment of the CRM, the ERP and the bridge, set after (so over) the defaults.
+    pub crm_env: Vec<(String, String)>,
+    pub erp_env: Vec<(String, String)>,
+    pub bridge_env: Vec<(String, String)>,
+    /// The CRM's and the ERP's databases (empty); `None` creates both on the test server.
+    pub databases: Option<(TestDatabase, TestDatabase)>,
+}
+
 impl Stack {
     /// Starts everything and waits until all three processes are ready.
     pub async fn start() -> Result<Stack> {
-        let broker = TestBroker::start().await?;
-        let crm_db = TestDatabase::create("e2e_crm").await?;
-        let erp_db = TestDatabase::create("e2e_erp").await?;
+        Self::start_with(StackOptions::default()).await
+    }
+
+    /// [`Stack::start`] with a broker, database labels or extra settings of one's own.
+    pub async fn start_with(options: StackOptions) -> Result<Stack> {
+        let StackOptions {
+            broker,
+            label,
+            crm_env,
+            erp_env,
+            bridge_env,
+            databases,
+        } = options;
+        let broker = match broker {
+            Some(broker) => broker,
+            None => TestBroker::start().await?,
+        };
+        let label = label.unwrap_or_else(|| "e2e".to_owned());
+        let (crm_db, erp_db) = match databases {
+            Some(databases) => databases,
+            None => (
+                TestDatabase::create(&format!("{label}_crm")).await?,
+                TestDatabase::create(&format!("{label}_erp")).await?,
+            ),
+        };
         let (crm_grpc, crm_http) = (loopback(free_port()), loopback(free_port()));
         let (erp_grpc, erp_http) = (loopback(free_port()), loopback(free_port()));
         let (bridge_grpc, bridge_http) = (loopback(free_port()), loopback(free_port()));
@@ -497,7 +589,10 @@ impl Stack {
                 ("CRM__HTTP__LISTEN", crm_http.to_string()),
                 ("CRM__DATABASE__URL", crm_db.url.clone()),
                 ("CRM__KAFKA__BROKERS", broker.brokers.clone()),
-            ]),
+            ])
+            .into_iter()
+            .chain(crm_env)
+            .collect(),
         )?;
         let erp = ServiceProcess::spawn(
             "erp-service",
@@ -506,7 +601,10 @@ impl Stack {
                 ("ERP__HTTP__LISTEN", erp_http.to_string()),
                 ("ERP__DATABASE__URL", erp_db.url.clone()),
                 ("ERP__KAFKA__BROKERS", broker.brokers.clone()),
-            ]),
+            ])
+            .into_iter()
+            .chain(erp_env)
+            .collect(),
         )?;
         let bridge = ServiceProcess::spawn(
             "sync-bridge",
@@ -518,7 +616,10 @@ impl Stack {
                 ("BRIDGE__CRM__URL", format!("http://{crm_grpc}")),
                 ("BRIDGE__CONSUMER__GROUP_ID", "e2e-bridge".into()),
                 ("BRIDGE__CONSUMER__RETRY__MAX_MS", "500".into()),
-            ]),
+            ])
+            .into_iter()
+            .chain(bridge_env)
+            .collect(),
         )?;
         for addr in [crm_http, erp_http, bridge_http] {
             wait_ready(addr, Duration::from_secs(30))?;
@@ -550,5 +651,34 @@ impl Stack {
                     .sum()
             })
             .unwrap_or(0.0)
+    }
+}
+
+/// A service built in this process (on port 0, by its own integration tests) and running in a
+/// task until [`InProcess::stop`].
+pub struct InProcess {
+    shutdown: tandem_common::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    /// Runs `run_until_stopped` (an application's, given its shutdown token) in a task.
+    pub fn spawn<F, E>(
+        run_until_stopped: impl FnOnce(tandem_common::CancellationToken) -> F,
+    ) -> InProcess
+    where
+        F: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Debug + Send + 'static,
+    {
+        let shutdown = tandem_common::CancellationToken::new();
+        let run = run_until_stopped(shutdown.clone());
+        let task = tokio::spawn(async move { run.await.unwrap() });
+        InProcess { shutdown, task }
+    }
+
+    /// Cancels the shutdown token and waits until the service stopped; panics if it failed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
     }
 }

@@ -6,13 +6,13 @@ pub mod model;
 pub mod store;
 
 use sqlx::PgPool;
+use tandem_common::paging::Page;
 
 pub use model::{Product, ProductData, StockLevel};
 
 use crate::{
     error::{Error, Result},
     mirror::Applied,
-    paging::Page,
 };
 
 #[derive(Clone)]
@@ -70,11 +70,11 @@ impl Catalogue {
     pub async fn list(
         &self,
         include_inactive: bool,
-        page: &Page,
+        page: &Page<String>,
     ) -> Result<(Vec<Product>, String)> {
         let mut conn = self.pool.acquire().await?;
         let mut products = store::list(&mut conn, include_inactive, page).await?;
-        let next = page.finish(&mut products, |p| p.data.sku.clone());
+        let next = page.finish(&mut products, |p| p.data.sku.clone())?;
         Ok((products, next))
     }
 

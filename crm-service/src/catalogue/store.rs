@@ -4,9 +4,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use tandem_common::paging::Page;
 
 use super::model::{Product, ProductData, StockLevel};
-use crate::{mirror::Applied, paging::Page};
+use crate::mirror::Applied;
 
 type Row = (
     String,
@@ -126,7 +127,7 @@ async fn gated(
 pub async fn list(
     conn: &mut PgConnection,
     include_inactive: bool,
-    page: &Page,
+    page: &Page<String>,
 ) -> Result<Vec<Product>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM catalogue \

@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     outbox::{self, OutboxWaker},
+    paging::Page,
 };
 use tandem_proto::events::{CustomerStatus, aggregates, topics, types};
 use uuid::Uuid;
@@ -19,7 +20,6 @@ pub use model::{
 use crate::{
     REPUBLISH_BATCH, SOURCE,
     error::{Error, Result, check},
-    paging::Page,
 };
 
 /// How often an upsert retries after losing the race to create its customer.
@@ -60,11 +60,11 @@ impl Customers {
     pub async fn list(
         &self,
         filter: &CustomerFilter,
-        page: &Page,
+        page: &Page<Uuid>,
     ) -> Result<(Vec<Customer>, String)> {
         let mut conn = self.pool.acquire().await?;
         let mut customers = store::list(&mut conn, filter, page).await?;
-        let next = page.finish(&mut customers, |c| c.id.to_string());
+        let next = page.finish(&mut customers, |c| c.id)?;
         Ok((customers, next))
     }
 

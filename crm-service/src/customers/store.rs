@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use tandem_common::paging::Page;
 use tandem_proto::events::{CustomerStatus, crm::AddressKind};
 use uuid::Uuid;
 
 use super::model::{Address, Contact, Customer, CustomerFilter, Profile};
-use crate::{finance, paging::Page};
+use crate::finance;
 
 type CustomerRow = (
     Uuid,
@@ -163,9 +164,8 @@ pub async fn update(
 pub async fn list(
     conn: &mut PgConnection,
     filter: &CustomerFilter,
-    page: &Page,
+    page: &Page<Uuid>,
 ) -> Result<Vec<Customer>, sqlx::Error> {
-    let after: Option<Uuid> = page.after.as_deref().and_then(|a| Uuid::parse_str(a).ok());
     let name_pattern = filter
         .display_name_contains
         .as_deref()
@@ -179,7 +179,7 @@ pub async fn list(
            AND ($6::text IS NULL OR external_ref = $6) \
          ORDER BY id LIMIT $5"
     ))
-    .bind(after)
+    .bind(page.after)
     .bind(name_pattern)
     .bind(&filter.email)
     .bind(filter.status.map(CustomerStatus::as_str))

@@ -1,5 +1,6 @@
 //! `tandem.crm.v1.CrmService`: the sales desk's API.
 
+use tandem_common::paging::Page;
 use tandem_proto::crm::v1::{
     self as pb, ArchiveCustomerRequest, CreateCustomerRequest, CreateOrderRequest,
     GetAvailabilityRequest, GetAvailabilityResponse, GetCustomerRequest, GetOrderRequest,
@@ -14,11 +15,11 @@ use super::{
     orders as orders_pb, parse_id, parse_optional_id,
 };
 use crate::{
+    PAGE_SIZES,
     catalogue::{Catalogue, model::AVAILABILITY_SKUS_MAX},
     customers::Customers,
     error::Error,
     orders::{OrderFilter, Orders, model::REASON_MAX},
-    paging::Page,
     validation::optional_text,
 };
 
@@ -77,7 +78,9 @@ impl CrmService for CrmApi {
             request.page_size,
             &request.page_token,
             &filter.fingerprint(),
-        )?;
+            PAGE_SIZES,
+        )
+        .map_err(Error::from)?;
         let (customers, next_page_token) = self.customers.list(&filter, &page).await?;
         Ok(Response::new(ListCustomersResponse {
             customers: customers.iter().map(customers_pb::to_proto).collect(),
@@ -154,7 +157,9 @@ impl CrmService for CrmApi {
             request.page_size,
             &request.page_token,
             &filter.fingerprint(),
-        )?;
+            PAGE_SIZES,
+        )
+        .map_err(Error::from)?;
         let (orders, next_page_token) = self.orders.list(&filter, &page).await?;
         Ok(Response::new(ListOrdersResponse {
             orders: orders.iter().map(orders_pb::to_proto).collect(),
@@ -216,7 +221,13 @@ impl CrmService for CrmApi {
     ) -> Reply<ListProductsResponse> {
         let request = request.into_inner();
         let fingerprint = format!("products|{}", request.include_inactive);
-        let page = Page::parse(request.page_size, &request.page_token, &fingerprint)?;
+        let page = Page::parse(
+            request.page_size,
+            &request.page_token,
+            &fingerprint,
+            PAGE_SIZES,
+        )
+        .map_err(Error::from)?;
         let (products, next_page_token) =
             self.catalogue.list(request.include_inactive, &page).await?;
         Ok(Response::new(ListProductsResponse {

@@ -10,6 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     outbox::{self, OutboxWaker},
+    paging::Page,
 };
 use tandem_proto::events::{
     CustomerStatus,
@@ -27,7 +28,6 @@ use crate::{
     REPUBLISH_BATCH, SOURCE, catalogue, customers,
     error::{Error, Result, check, reasons},
     mirror::Applied,
-    paging::Page,
 };
 
 /// Sales order operations over one database.
@@ -70,10 +70,14 @@ impl Orders {
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn list(&self, filter: &OrderFilter, page: &Page) -> Result<(Vec<Order>, String)> {
+    pub async fn list(
+        &self,
+        filter: &OrderFilter,
+        page: &Page<Uuid>,
+    ) -> Result<(Vec<Order>, String)> {
         let mut conn = self.pool.acquire().await?;
         let mut orders = store::list(&mut conn, filter, page).await?;
-        let next = page.finish(&mut orders, |o| o.id.to_string());
+        let next = page.finish(&mut orders, |o| o.id)?;
         Ok((orders, next))
     }
 

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use tandem_common::paging::Page;
 use tandem_proto::events::crm::OrderStatus;
 use uuid::Uuid;
 
 use super::model::{Fulfilment, FulfilmentStatus, FulfilmentUpdate, Line, Order, OrderFilter};
-use crate::paging::Page;
 
 type OrderRow = (
     Uuid,
@@ -284,9 +284,8 @@ pub async fn apply_fulfilment(
 pub async fn list(
     conn: &mut PgConnection,
     filter: &OrderFilter,
-    page: &Page,
+    page: &Page<Uuid>,
 ) -> Result<Vec<Order>, sqlx::Error> {
-    let after: Option<Uuid> = page.after.as_deref().and_then(|a| Uuid::parse_str(a).ok());
     let rows: Vec<OrderRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM orders \
          WHERE ($1::uuid IS NULL OR id > $1) \
@@ -294,7 +293,7 @@ pub async fn list(
            AND ($3::text IS NULL OR status = $3) \
          ORDER BY id LIMIT $4"
     ))
-    .bind(after)
+    .bind(page.after)
     .bind(filter.customer_id)
     .bind(filter.status.map(OrderStatus::as_str))
     .bind(page.fetch_limit())

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use crm_service::{Application, Settings};
-use tandem_common::{CancellationToken, settings::ListenSettings};
+use tandem_common::settings::ListenSettings;
 use tandem_proto::crm::v1::{
     self as pb, ApplyProductRequest, ApplyStockLevelsRequest, CreateCustomerRequest, ProductData,
     StockLevel, crm_service_client::CrmServiceClient, crm_sync_client::CrmSyncClient,
 };
-use tandem_tests::{Record, TestBroker, TestDatabase, assert_valid_event, read_topic};
+use tandem_tests::{InProcess, Record, TestBroker, TestDatabase, assert_valid_event, read_topic};
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -20,8 +20,7 @@ pub struct Crm {
     pub db: TestDatabase,
     pub broker: TestBroker,
     pub pool: sqlx::PgPool,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    service: InProcess,
 }
 
 impl Crm {
@@ -39,9 +38,7 @@ impl Crm {
         let app = Application::build(settings).await.unwrap();
         let addr = app.grpc_addr();
         let pool = app.pool().clone();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move { app.run_until_stopped(stop).await.unwrap() });
+        let service = InProcess::spawn(|stop| app.run_until_stopped(stop));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -53,14 +50,12 @@ impl Crm {
             db,
             broker,
             pool,
-            shutdown,
-            task,
+            service,
         }
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap();
+        self.service.stop().await;
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -9,9 +9,11 @@ use sqlx::PgPool;
 use tandem_proto::events::CustomerStatus;
 use uuid::Uuid;
 
+use tandem_common::paging::Page;
+
 use crate::{
+    PAGE_SIZES,
     error::{Error, Result},
-    paging,
 };
 
 /// The most addresses a mirrored profile may carry.
@@ -97,11 +99,11 @@ impl Customers {
     /// Customers ordered by id, a page at a time.
     #[tracing::instrument(skip(self))]
     pub async fn list(&self, page_size: i32, page_token: &str) -> Result<(Vec<Customer>, String)> {
-        let size = paging::page_size(page_size)?;
-        let after: Option<Uuid> = paging::decode(page_token)?;
+        let page = Page::parse(page_size, page_token, "customers", PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let rows = store::list(&mut conn, after, size + 1).await?;
-        paging::page(rows, size, |c| c.profile.id)
+        let mut rows = store::list(&mut conn, page.after, page.fetch_limit()).await?;
+        let next = page.finish(&mut rows, |c| c.profile.id)?;
+        Ok((rows, next))
     }
 
     #[tracing::instrument(skip(self))]

@@ -16,6 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     outbox::{self, OutboxWaker},
+    paging::Page,
 };
 use tandem_proto::events::erp::{aggregates, topics, types};
 use uuid::Uuid;
@@ -24,9 +25,9 @@ pub use model::{NewLine, NewOrder, Order, OrderStatus, ReservationState, can_tra
 pub use store::OrderFilter;
 
 use crate::{
+    PAGE_SIZES,
     error::{Error, Result, reasons},
     finance::{self, CreditDecision, FinanceDefaults, credit_check, due_date},
-    paging,
     products::SOURCE,
     retry::retrying,
     stock::{
@@ -74,11 +75,15 @@ impl Orders {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Order>, String)> {
-        let size = paging::page_size(page_size)?;
-        let after: Option<Uuid> = paging::decode(page_token)?;
+        let filters = format!(
+            "sales_orders|{:?}|{:?}|{:?}",
+            filter.status, filter.customer_id, filter.crm_order_id
+        );
+        let page = Page::parse(page_size, page_token, &filters, PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let rows = store::list(&mut conn, after, filter, size + 1).await?;
-        paging::page(rows, size, |o| o.id)
+        let mut rows = store::list(&mut conn, page.after, filter, page.fetch_limit()).await?;
+        let next = page.finish(&mut rows, |o| o.id)?;
+        Ok((rows, next))
     }
 
     /// Accepts a CRM order once: credit check, then reservation of every line or none.

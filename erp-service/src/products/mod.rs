@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     outbox::{self, OutboxWaker},
+    paging::Page,
 };
 use tandem_proto::events::erp::{aggregates, topics, types};
 use uuid::Uuid;
@@ -15,8 +16,8 @@ use uuid::Uuid;
 pub use model::{Product, ProductFields, ProductPatch, is_sku};
 
 use crate::{
+    PAGE_SIZES,
     error::{Error, Result},
-    paging,
 };
 
 pub(crate) const SOURCE: &str = "erp";
@@ -82,18 +83,19 @@ impl Products {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Product>, String)> {
-        let size = paging::page_size(page_size)?;
-        let after: Option<String> = paging::decode(page_token)?;
+        let filters = format!("products|{:?}|{:?}", filter.active, filter.sku_prefix);
+        let page: Page<String> = Page::parse(page_size, page_token, &filters, PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let rows = store::list(
+        let mut rows = store::list(
             &mut conn,
-            after.as_deref(),
+            page.after.as_deref(),
             filter.active,
             &filter.sku_prefix,
-            size + 1,
+            page.fetch_limit(),
         )
         .await?;
-        paging::page(rows, size, |p| p.sku.clone())
+        let next = page.finish(&mut rows, |p| p.sku.clone())?;
+        Ok((rows, next))
     }
 
     /// Applies `patch` to the product `key` (id or sku). With `expected_version`, fails with

@@ -16,6 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     outbox::{self, OutboxWaker},
+    paging::Page,
 };
 use tandem_proto::events::erp::{StockChangedV1, WarehouseStockV1, aggregates, topics, types};
 use uuid::Uuid;
@@ -24,8 +25,9 @@ pub use model::{AdjustmentReason, Level, Movement, MovementReason, NewMovement};
 pub use plan::Availability;
 
 use crate::{
+    PAGE_SIZES,
     error::{Error, Result, reasons},
-    orders, paging,
+    orders,
     products::SOURCE,
     retry::retrying,
     warehouses,
@@ -566,11 +568,20 @@ impl Stock {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Level>, String)> {
-        let size = paging::page_size(page_size)?;
-        let after: Option<(String, String)> = paging::decode(page_token)?;
+        let filters = format!("stock_levels|{sku:?}|{warehouse:?}");
+        let page: Page<(String, String)> =
+            Page::parse(page_size, page_token, &filters, PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let rows = store::list_levels(&mut conn, after.as_ref(), sku, warehouse, size + 1).await?;
-        paging::page(rows, size, |l| (l.sku.clone(), l.warehouse.clone()))
+        let mut rows = store::list_levels(
+            &mut conn,
+            page.after.as_ref(),
+            sku,
+            warehouse,
+            page.fetch_limit(),
+        )
+        .await?;
+        let next = page.finish(&mut rows, |l| (l.sku.clone(), l.warehouse.clone()))?;
+        Ok((rows, next))
     }
 
     #[tracing::instrument(skip(self))]
@@ -582,12 +593,20 @@ impl Stock {
         page_size: i32,
         page_token: &str,
     ) -> Result<(Vec<Movement>, String)> {
-        let size = paging::page_size(page_size)?;
-        let after: Option<i64> = paging::decode(page_token)?;
+        let filters = format!("stock_movements|{sku:?}|{warehouse:?}|{order_id:?}");
+        let page: Page<i64> = Page::parse(page_size, page_token, &filters, PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let rows =
-            store::list_movements(&mut conn, after, sku, warehouse, order_id, size + 1).await?;
-        paging::page(rows, size, |m| m.id)
+        let mut rows = store::list_movements(
+            &mut conn,
+            page.after,
+            sku,
+            warehouse,
+            order_id,
+            page.fetch_limit(),
+        )
+        .await?;
+        let next = page.finish(&mut rows, |m| m.id)?;
+        Ok((rows, next))
     }
 }
 

@@ -4,11 +4,11 @@ pub mod store;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tandem_common::grpc::FieldViolation;
+use tandem_common::{grpc::FieldViolation, paging::Page};
 
 use crate::{
+    PAGE_SIZES,
     error::{Error, Result},
-    paging,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,11 +72,11 @@ impl Warehouses {
 
     #[tracing::instrument(skip(self))]
     pub async fn list(&self, page_size: i32, page_token: &str) -> Result<(Vec<Warehouse>, String)> {
-        let size = paging::page_size(page_size)?;
-        let after: Option<String> = paging::decode(page_token)?;
+        let page: Page<String> = Page::parse(page_size, page_token, "warehouses", PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let rows = store::list(&mut conn, after.as_deref(), size + 1).await?;
-        paging::page(rows, size, |w| w.code.clone())
+        let mut rows = store::list(&mut conn, page.after.as_deref(), page.fetch_limit()).await?;
+        let next = page.finish(&mut rows, |w| w.code.clone())?;
+        Ok((rows, next))
     }
 }
 

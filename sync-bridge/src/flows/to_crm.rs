@@ -315,3 +315,39 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+    use tandem_proto::events::types;
+
+    use super::*;
+
+    proptest! {
+        /// A batch of stock events becomes one level per sku: the one with the newest version.
+        #[test]
+        fn stock_batches_keep_the_newest_level_of_each_sku(
+            events in prop::collection::vec(("[A-C]", 1i64..50, 0i64..1_000), 1..40)
+        ) {
+            let envelopes: Vec<Envelope> = events
+                .iter()
+                .map(|(sku, version, available)| {
+                    Envelope::new(types::ERP_STOCK_CHANGED, 1, "erp", "stock", sku.clone(), *version,
+                        &json!({"sku": sku, "on_hand": available, "reserved": 0,
+                                "available": available, "warehouses": []})).unwrap()
+                })
+                .collect();
+            let request = stock_request(&envelopes).unwrap();
+            let mut skus: Vec<&str> = events.iter().map(|(s, _, _)| s.as_str()).collect();
+            skus.sort();
+            skus.dedup();
+            prop_assert_eq!(request.levels.len(), skus.len());
+            for level in &request.levels {
+                let newest = events.iter().filter(|(s, _, _)| *s == level.sku).map(|(_, v, _)| *v).max();
+                prop_assert_eq!(Some(level.source_version), newest);
+                prop_assert!(events.iter().any(|(s, v, a)| *s == level.sku && *v == level.source_version && *a == level.available));
+            }
+        }
+    }
+}

@@ -316,3 +316,52 @@ mod tests {
         assert_eq!(request.reason, "changed mind");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use tandem_proto::events::{crm::CustomerUpsertedV1, types};
+
+    use super::*;
+
+    fn optional() -> impl Strategy<Value = Option<String>> {
+        prop::option::of("\\PC{1,30}")
+    }
+
+    proptest! {
+        /// Every owned profile field reaches the ERP request unchanged, at the event's version.
+        #[test]
+        fn customer_events_map_field_by_field(
+            display_name in "\\PC{1,60}",
+            email in "[a-z]{1,10}@[a-z]{1,10}\\.[a-z]{2,4}",
+            phone in optional(),
+            tax_id in optional(),
+            external_ref in optional(),
+            archived in any::<bool>(),
+            version in 1i64..1_000_000,
+        ) {
+            let id = "0190c5f0-0000-7000-8000-000000000001";
+            let data = CustomerUpsertedV1 {
+                customer_id: id.to_owned(),
+                display_name: display_name.clone(),
+                email: email.clone(),
+                phone: phone.clone(),
+                tax_id: tax_id.clone(),
+                status: if archived { CustomerStatus::Archived } else { CustomerStatus::Active },
+                external_ref: external_ref.clone(),
+                contacts: vec![],
+                addresses: vec![],
+            };
+            let envelope = Envelope::new(types::CRM_CUSTOMER_UPSERTED, 1, "crm", "customer", id, version, &data).unwrap();
+            let request = customer_request(&envelope).unwrap();
+            prop_assert_eq!(request.source_version, version);
+            let profile = request.customer.unwrap();
+            prop_assert_eq!(profile.status() == erp::CustomerStatus::Archived, archived);
+            prop_assert_eq!(profile.display_name, display_name);
+            prop_assert_eq!(profile.email, email);
+            prop_assert_eq!(profile.phone, phone.unwrap_or_default());
+            prop_assert_eq!(profile.tax_id, tax_id.unwrap_or_default());
+            prop_assert_eq!(profile.external_ref, external_ref.unwrap_or_default());
+        }
+    }
+}

@@ -5,8 +5,8 @@
 //! are printed: operations, kills, restarts, lost, duplicated, seconds to converge.
 //!
 //! `make test` runs a short version; `make chaos` the long one (`CHAOS_OPS`, `CHAOS_KILLS`,
-//! `CHAOS_SEED`, `CHAOS_CONTINUOUS` set the size, the faults and the seed; a failing run
-//! repeats with its seed).
+//! `CHAOS_SEED`, `CHAOS_CONTINUOUS`, `CHAOS_KILL_BRIDGE` set the size, the faults and the
+//! seed; a failing run repeats with its seed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -395,12 +395,17 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     // The fault schedule: kill one part at a time with SIGKILL, then bring it back. At least
     // `kills` faults; with CHAOS_CONTINUOUS=1 faults go on until the workload ends.
     let continuous = std::env::var("CHAOS_CONTINUOUS").is_ok_and(|v| v == "1");
+    // Killing the bridge (a consumer-group member) is opt-in: the local broker, tansu, can
+    // leave a group without any assignment after members are SIGKILLed under load (found by
+    // this suite; see README, consumer.instance_id), so `make test` kills only the others and
+    // `make chaos` kills the bridge too.
+    let kill_bridge = std::env::var("CHAOS_KILL_BRIDGE").is_ok_and(|v| v == "1");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut restarts = 0;
     let mut faults = Vec::new();
     while faults.len() < kills || (continuous && workers.iter().any(|w| !w.is_finished())) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
-        let target = rng.random_range(0..5);
+        let target = rng.random_range(if kill_bridge { 0 } else { 1 }..5);
         let down = Duration::from_millis(rng.random_range(200..1_500));
         match target {
             0 => stack.bridge.kill(),
@@ -502,22 +507,11 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     let unexpected: Vec<String> = dead
         .iter()
         .filter(|r| r.raw != b"{not json")
+        // A random count below what is reserved is refused by the ERP, as it should be.
+        .filter(|r| r.header("dlq.error_code") != Some("COUNT_BELOW_RESERVED"))
         .map(|r| format!("{:?} {:?}", r.header("dlq.reason"), r.header("dlq.detail")))
         .collect();
 
-    let mut positions: Vec<(String, String, String)> = dead
-        .iter()
-        .map(|r| {
-            let h = |name| r.header(name).unwrap_or_default().to_owned();
-            (
-                h("dlq.source_topic"),
-                h("dlq.source_partition"),
-                h("dlq.source_offset"),
-            )
-        })
-        .collect();
-    positions.sort();
-    positions.dedup();
     println!(
         "chaos figures: operations {}, faults {} ({}), restarts {restarts}, workload {:.1}s, \
          lost {lost}, duplicated {duplicated}, seconds to converge {seconds_to_converge:.1}, \
@@ -544,5 +538,15 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     // A bridge killed between a dead-letter publish and its offset commit publishes that dead
     // letter again on restart (at-least-once, like every other effect of the bridge): what
     // counts is that every bad message is there.
-    assert_eq!(positions.len(), bad, "every bad message dead-lettered");
+    let bad_positions = dead
+        .iter()
+        .filter(|r| r.raw == b"{not json")
+        .map(|r| {
+            (
+                r.header("dlq.source_partition"),
+                r.header("dlq.source_offset"),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(bad_positions.len(), bad, "every bad message dead-lettered");
 }

@@ -1,0 +1,428 @@
+//! `make bench`: measures Tandem on the real stack against baselines taken in the same run,
+//! then writes `BENCHMARKS.md` and `bench-results.json` (issue 7).
+//!
+//! Environment: `BENCH_SCALE` (default 1.0) multiplies every phase's duration except the
+//! 60 s sustained-throughput window; `BENCH_QUICK=1` is `BENCH_SCALE=0.2` with a 15 s window,
+//! for a smoke run (its report says so). `BENCH_SKIP_MOCK=1` skips the mock-cluster stack.
+//! `BENCH_OUT` is the directory for the report (default: the workspace root).
+//! `BENCH_RENDER=path/to/bench-results.json` only renders the report again from saved results.
+
+mod baselines;
+mod bridge;
+mod load;
+mod procstat;
+mod report;
+mod stats;
+mod system;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use rdkafka::mocking::MockCluster;
+use tandem_proto::events::{erp, integration, topics};
+use tandem_tests::TestBroker;
+
+use crate::{
+    report::{Machine, ReadyTimes, Results, RunConfig},
+    system::{System, Which},
+};
+
+const CLIENTS: usize = 8;
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+struct Plan {
+    scale: f64,
+    quick: bool,
+    window: Duration,
+    skip_mock: bool,
+}
+
+impl Plan {
+    fn from_env() -> Self {
+        let quick = env_flag("BENCH_QUICK");
+        let scale = std::env::var("BENCH_SCALE")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| *v > 0.0)
+            .unwrap_or(if quick { 0.2 } else { 1.0 });
+        Self {
+            scale,
+            quick,
+            window: Duration::from_secs(if quick { 15 } else { 60 }),
+            skip_mock: env_flag("BENCH_SKIP_MOCK"),
+        }
+    }
+
+    /// A phase's duration: `seconds` scaled, at least 3 s.
+    fn secs(&self, seconds: f64) -> Duration {
+        Duration::from_secs_f64((seconds * self.scale).max(3.0))
+    }
+}
+
+/// Runs one phase; a failure is recorded and the run goes on.
+async fn phase<T>(
+    errors: &mut Vec<String>,
+    name: &str,
+    run: impl Future<Output = Result<T>>,
+) -> Option<T> {
+    eprintln!("[bench] {name}");
+    let started = Instant::now();
+    match run.await {
+        Ok(value) => {
+            eprintln!("[bench]   done in {:.1} s", started.elapsed().as_secs_f64());
+            Some(value)
+        }
+        Err(error) => {
+            eprintln!("[bench]   FAILED: {error:#}");
+            errors.push(format!("{name}: {error:#}"));
+            None
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    // Ctrl-C or SIGTERM drops the run, and with it every process and broker it started.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = run() => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; stopped everything this run started"),
+        _ = terminate.recv() => anyhow::bail!("terminated; stopped everything this run started"),
+    }
+}
+
+async fn run() -> Result<()> {
+    let out = std::env::var_os("BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    if let Some(json) = std::env::var_os("BENCH_RENDER") {
+        return report::rerender(std::path::Path::new(&json), &out);
+    }
+    let plan = Plan::from_env();
+    let run_started = Instant::now();
+    let mut results = Results {
+        machine: Machine::detect(),
+        config: RunConfig {
+            scale: plan.scale,
+            quick: plan.quick,
+            clients: CLIENTS,
+            sustained_window_seconds: plan.window.as_secs_f64(),
+            started_at: tandem_common_now(),
+        },
+        ..Results::default()
+    };
+    let mut errors = Vec::new();
+
+    // ---- Baselines that need no stack.
+    let warmup = Duration::from_secs(1);
+    results.hello = phase(
+        &mut errors,
+        "baseline: tonic hello-world, 8 clients",
+        baselines::hello_world(CLIENTS, warmup, plan.secs(10.0)),
+    )
+    .await;
+    results.pgbench = phase(
+        &mut errors,
+        "baseline: pgbench customer write, 8 clients",
+        async {
+            let db = tandem_tests::TestDatabase::create("bench_pgbench").await?;
+            baselines::apply_crm_schema(&db.url).await?;
+            baselines::pgbench(&db.url, CLIENTS, plan.secs(10.0)).await
+        },
+    )
+    .await;
+
+    // ---- The stack on a private tansu broker.
+    let started = Instant::now();
+    let Some((mut system, ready)) = phase(
+        &mut errors,
+        "start the stack (private tansu broker, fresh databases)",
+        System::start(None, "bench", true),
+    )
+    .await
+    else {
+        results.errors = errors;
+        report::write(&out, &results)?;
+        anyhow::bail!("the stack did not start; see the report");
+    };
+    results.stack_start_seconds = Some(ready.as_secs_f64());
+    let brokers = system.stack.broker.brokers.clone();
+    if phase(
+        &mut errors,
+        "prepare: warehouse, 500 products, 200 customers",
+        system.prepare(500, 200),
+    )
+    .await
+    .is_none()
+    {
+        results.errors = errors;
+        report::write(&out, &results)?;
+        anyhow::bail!("preparing the stack failed; see the report");
+    }
+
+    let mut ready_times: BTreeMap<String, ReadyTimes> = BTreeMap::new();
+    for (which, name) in [
+        (Which::Crm, "crm-service"),
+        (Which::Erp, "erp-service"),
+        (Which::Bridge, "sync-bridge"),
+    ] {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let measured = if which == Which::Bridge {
+                phase(
+                    &mut errors,
+                    "start to ready: sync-bridge (own group)",
+                    system.bridge_start_to_ready(),
+                )
+                .await
+            } else {
+                phase(
+                    &mut errors,
+                    &format!("start to ready: {name}"),
+                    system.restart_to_ready(which),
+                )
+                .await
+            };
+            if let Some(d) = measured {
+                runs.push(d.as_secs_f64() * 1000.0);
+            }
+        }
+        ready_times.insert(name.to_owned(), ReadyTimes::from_runs(runs));
+    }
+    results.ready_ms = ready_times;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    results.usage_idle = procstat::sample(&system.targets(), plan.secs(5.0)).await;
+
+    results.hop_tansu_200 = phase(
+        &mut errors,
+        "baseline: raw hop via tansu at 200/s",
+        baselines::kafka_hop(&brokers, None, 200.0, plan.secs(10.0)),
+    )
+    .await;
+    results.hop_tansu_1000 = phase(
+        &mut errors,
+        "baseline: raw hop via tansu at 1000/s",
+        baselines::kafka_hop(&brokers, None, 1000.0, plan.secs(10.0)),
+    )
+    .await;
+
+    results.rpc_read = phase(
+        &mut errors,
+        "CRM GetCustomer, 8 clients",
+        system.rpc_read(CLIENTS, warmup, plan.secs(10.0)),
+    )
+    .await;
+    results.rpc_write = phase(
+        &mut errors,
+        "CRM CreateCustomer, 8 clients",
+        system.rpc_write(CLIENTS, warmup, plan.secs(10.0)),
+    )
+    .await;
+    let _ = phase(
+        &mut errors,
+        "settle",
+        system.wait_settled(0, Duration::from_secs(120)),
+    )
+    .await;
+
+    results.e2e_customers_200 = phase(
+        &mut errors,
+        "e2e CRM -> ERP at 200/s",
+        system.e2e_customers(200.0, plan.secs(15.0)),
+    )
+    .await;
+    results.e2e_stock_200 = phase(
+        &mut errors,
+        "e2e ERP stock -> CRM at 200/s",
+        system.e2e_stock(200.0, plan.secs(15.0)),
+    )
+    .await;
+    {
+        let targets = system.targets();
+        let window = plan.secs(15.0);
+        let (e2e, usage) = tokio::join!(
+            phase(
+                &mut errors,
+                "e2e CRM -> ERP at 1000/s (and resources under load)",
+                system.e2e_customers(1000.0, window)
+            ),
+            procstat::sample(&targets, window),
+        );
+        results.e2e_customers_1000 = e2e;
+        results.usage_load = usage;
+    }
+    results.e2e_stock_1000 = phase(
+        &mut errors,
+        "e2e ERP stock -> CRM at 1000/s",
+        system.e2e_stock(1000.0, plan.secs(15.0)),
+    )
+    .await;
+    let _ = phase(
+        &mut errors,
+        "settle",
+        system.wait_settled(0, Duration::from_secs(120)),
+    )
+    .await;
+
+    // ---- Bridge throughput and recovery, with events injected into crm.customers.
+    {
+        let backlog = if plan.quick { 5_000 } else { 15_000 };
+        results.capacity = phase(
+            &mut errors,
+            "bridge capacity (drain a backlog)",
+            bridge::capacity(&system, backlog),
+        )
+        .await;
+        let capacity = results
+            .capacity
+            .map(|c| c.bridge_drain_per_second)
+            .unwrap_or(1000.0);
+        let mut rate = ((capacity * 0.85) / 100.0).floor().clamp(2.0, 60.0) * 100.0;
+        for _ in 0..2 {
+            let targets = system.targets();
+            let name = format!("sustained bridge throughput at {rate}/s");
+            let (attempt, usage) = tokio::join!(
+                phase(
+                    &mut errors,
+                    &name,
+                    bridge::sustained(&system, rate, plan.window)
+                ),
+                procstat::sample(&targets, plan.window),
+            );
+            let flat = attempt.as_ref().is_some_and(|a| a.flat);
+            if let Some(attempt) = attempt {
+                results.sustained.push(attempt);
+            }
+            if flat {
+                results.usage_sustained = usage;
+                break;
+            }
+            rate = ((rate * 0.75) / 100.0).floor().max(1.0) * 100.0;
+        }
+    }
+    results.recovery = phase(
+        &mut errors,
+        "recovery: bridge stopped 5 s at 1000/s",
+        bridge::recovery(&mut system, 1000.0, Duration::from_secs(5), plan.secs(15.0)),
+    )
+    .await;
+    drop(system);
+    eprintln!(
+        "[bench] tansu stack done after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // ---- librdkafka's in-process mock cluster: the same latency figures with a ~ms floor.
+    if !plan.skip_mock {
+        match MockCluster::new(1) {
+            Ok(cluster) => {
+                let bootstrap = cluster.bootstrap_servers();
+                // The mock cluster has no CreateTopics: create every topic up front.
+                let mut created = Ok(());
+                let names = [
+                    topics::CRM_CUSTOMERS,
+                    topics::CRM_ORDERS,
+                    topics::DEAD_LETTER,
+                    "bench.hop.200",
+                    "bench.hop.1000",
+                ];
+                for topic in names.iter().chain(erp::TOPICS).chain(integration::TOPICS) {
+                    if let Err(error) = cluster.create_topic(topic, 3, 1) {
+                        created = Err(format!("creating {topic} on the mock cluster: {error}"));
+                    }
+                }
+                if let Err(error) = created {
+                    errors.push(error);
+                }
+                results.hop_mock_200 = phase(
+                    &mut errors,
+                    "baseline: raw hop via mock cluster at 200/s",
+                    baselines::kafka_hop(&bootstrap, Some("bench.hop.200"), 200.0, plan.secs(10.0)),
+                )
+                .await;
+                results.hop_mock_1000 = phase(
+                    &mut errors,
+                    "baseline: raw hop via mock cluster at 1000/s",
+                    baselines::kafka_hop(
+                        &bootstrap,
+                        Some("bench.hop.1000"),
+                        1000.0,
+                        plan.secs(10.0),
+                    ),
+                )
+                .await;
+                let broker = TestBroker::external(&bootstrap)?;
+                if let Some((mut mock, _)) = phase(
+                    &mut errors,
+                    "start the stack on the mock cluster",
+                    System::start(Some(broker), "benchmock", false),
+                )
+                .await
+                    && phase(&mut errors, "prepare (mock)", mock.prepare(500, 50))
+                        .await
+                        .is_some()
+                {
+                    results.mock_e2e_customers_200 = phase(
+                        &mut errors,
+                        "mock: e2e CRM -> ERP at 200/s",
+                        mock.e2e_customers(200.0, plan.secs(10.0)),
+                    )
+                    .await;
+                    results.mock_e2e_stock_200 = phase(
+                        &mut errors,
+                        "mock: e2e ERP stock -> CRM at 200/s",
+                        mock.e2e_stock(200.0, plan.secs(10.0)),
+                    )
+                    .await;
+                    results.mock_e2e_customers_1000 = phase(
+                        &mut errors,
+                        "mock: e2e CRM -> ERP at 1000/s",
+                        mock.e2e_customers(1000.0, plan.secs(10.0)),
+                    )
+                    .await;
+                    results.mock_e2e_stock_1000 = phase(
+                        &mut errors,
+                        "mock: e2e ERP stock -> CRM at 1000/s",
+                        mock.e2e_stock(1000.0, plan.secs(10.0)),
+                    )
+                    .await;
+                }
+                drop(cluster);
+            }
+            Err(error) => errors.push(format!("mock cluster: {error}")),
+        }
+    }
+
+    results.duration_seconds = run_started.elapsed().as_secs_f64();
+    results.errors = errors;
+    report::write(&out, &results).context("writing the report")?;
+    eprintln!(
+        "[bench] wrote {} and {} in {:.0} s",
+        out.join("BENCHMARKS.md").display(),
+        out.join("bench-results.json").display(),
+        results.duration_seconds
+    );
+    Ok(())
+}
+
+fn tandem_common_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{now}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| now.to_string())
+}

@@ -33,6 +33,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// Counts one repair: done, or failed with what was being repaired.
+    fn record<T>(&mut self, result: Result<T, Status>, what: String) {
+        match result {
+            Ok(_) => self.repaired += 1,
+            Err(status) => self.repair_failures.push(format!("{what}: {status}")),
+        }
+    }
+
     /// Drift counts per kind.
     pub fn counts(&self) -> BTreeMap<&'static str, usize> {
         let mut counts = BTreeMap::new();
@@ -244,17 +252,14 @@ pub async fn reconcile(
             });
             if repair {
                 let request = customer_from_crm(owner.clone(), true);
-                match flows
-                    .erp
-                    .clone()
-                    .apply_customer(flows.request(request))
-                    .await
-                {
-                    Ok(_) => report.repaired += 1,
-                    Err(status) => report
-                        .repair_failures
-                        .push(format!("customer {}: {status}", owner.id)),
-                }
+                report.record(
+                    flows
+                        .erp
+                        .clone()
+                        .apply_customer(flows.request(request))
+                        .await,
+                    format!("customer {}", owner.id),
+                )
             }
         }
         let Some(finance) = mirror
@@ -295,17 +300,14 @@ pub async fn reconcile(
                     event_id: String::new(),
                     repair: true,
                 };
-                match flows
-                    .crm_sync
-                    .clone()
-                    .apply_customer_finance(flows.request(request))
-                    .await
-                {
-                    Ok(_) => report.repaired += 1,
-                    Err(status) => report
-                        .repair_failures
-                        .push(format!("finance {}: {status}", owner.id)),
-                }
+                report.record(
+                    flows
+                        .crm_sync
+                        .clone()
+                        .apply_customer_finance(flows.request(request))
+                        .await,
+                    format!("finance {}", owner.id),
+                )
             }
         }
     }
@@ -414,17 +416,14 @@ async fn reconcile_catalogue(
                     event_id: String::new(),
                     repair: true,
                 };
-                match flows
-                    .crm_sync
-                    .clone()
-                    .apply_product(flows.request(request))
-                    .await
-                {
-                    Ok(_) => report.repaired += 1,
-                    Err(status) => report
-                        .repair_failures
-                        .push(format!("product {}: {status}", owner.sku)),
-                }
+                report.record(
+                    flows
+                        .crm_sync
+                        .clone()
+                        .apply_product(flows.request(request))
+                        .await,
+                    format!("product {}", owner.sku),
+                )
             }
         }
     }
@@ -453,17 +452,14 @@ async fn reconcile_catalogue(
                 event_id: String::new(),
                 repair: true,
             };
-            match flows
-                .crm_sync
-                .clone()
-                .apply_stock_levels(flows.request(request))
-                .await
-            {
-                Ok(_) => report.repaired += 1,
-                Err(status) => report
-                    .repair_failures
-                    .push(format!("stock {sku}: {status}")),
-            }
+            report.record(
+                flows
+                    .crm_sync
+                    .clone()
+                    .apply_stock_levels(flows.request(request))
+                    .await,
+                format!("stock {sku}"),
+            )
         }
     }
     Ok(())
@@ -566,17 +562,14 @@ async fn reconcile_orders(
                 event_id: String::new(),
                 repair: true,
             };
-            match flows
-                .crm_sync
-                .clone()
-                .apply_order_status(flows.request(request))
-                .await
-            {
-                Ok(_) => report.repaired += 1,
-                Err(status) => report
-                    .repair_failures
-                    .push(format!("order {}: {status}", owner.crm_order_id)),
-            }
+            report.record(
+                flows
+                    .crm_sync
+                    .clone()
+                    .apply_order_status(flows.request(request))
+                    .await,
+                format!("order {}", owner.crm_order_id),
+            )
         }
     }
     Ok(())

@@ -81,8 +81,7 @@ impl Application {
                 settings.consumer.dependency_attempts,
             ),
             settings.consumer.batch_max,
-            (settings.consumer.rejoin_after_ms > 0)
-                .then(|| Duration::from_millis(settings.consumer.rejoin_after_ms)),
+            settings.consumer.assignment,
         );
         let host = Host::bind(&settings.grpc, &settings.http, Readiness::new(None)).await?;
         Ok(Self {

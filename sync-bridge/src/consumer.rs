@@ -6,6 +6,10 @@
 //! waits for a target to come back; a partition whose worker falls behind is paused, and
 //! resumed once its queue drains.
 //!
+//! Partitions come from the consumer group (`consumer.assignment = group`) or, for a single
+//! replica, from the bridge itself (`all`: every partition of the source topics, from the
+//! group's committed offsets).
+//!
 //! Offsets are stored (`enable.auto.offset.store=false`) only after an event's effect is
 //! applied or the event is dead-lettered; librdkafka commits stored offsets every
 //! `commit_interval_ms`, on rebalance and at shutdown. A crash therefore re-delivers at most
@@ -21,7 +25,7 @@ use std::{
 };
 
 use rdkafka::{
-    ClientContext, Message, Statistics, TopicPartitionList,
+    ClientContext, Message, Offset, Statistics, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaResult,
     message::OwnedMessage,
@@ -39,13 +43,15 @@ use tokio::sync::mpsc;
 use crate::{
     apply::{Applier, Handled},
     flows,
-    settings::ConsumerSettings,
+    settings::{Assignment, ConsumerSettings},
 };
 
 /// A partition's worker may hold this many received events before the partition is paused.
 const PAUSE_AT: usize = 2_000;
 /// A paused partition resumes once its worker holds fewer than this.
 const RESUME_BELOW: usize = 500;
+/// Longest wait for topic metadata when self-assigning partitions.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Logs rebalances and failed commits; exports consumer lag from librdkafka's statistics.
 pub struct BridgeContext;
@@ -143,7 +149,7 @@ pub struct Bridge {
     consumer: Consumer_,
     applier: Applier,
     batch_max: usize,
-    rejoin_after: Option<Duration>,
+    assignment: Assignment,
 }
 
 impl Bridge {
@@ -151,13 +157,13 @@ impl Bridge {
         consumer: StreamConsumer<BridgeContext>,
         applier: Applier,
         batch_max: usize,
-        rejoin_after: Option<Duration>,
+        assignment: Assignment,
     ) -> Self {
         Self {
             consumer: Arc::new(consumer),
             applier,
             batch_max: batch_max.max(1),
-            rejoin_after,
+            assignment,
         }
     }
 
@@ -179,19 +185,22 @@ impl Bridge {
                 return Ok(());
             }
         }
-        self.consumer.subscribe(flows::SOURCE_TOPICS)?;
-        tracing::info!(topics = ?flows::SOURCE_TOPICS, "bridge consuming");
+        match self.assignment {
+            Assignment::Group => self.consumer.subscribe(flows::SOURCE_TOPICS)?,
+            Assignment::All => {
+                if !self.assign_all(&mut backoff, &shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+        tracing::info!(topics = ?flows::SOURCE_TOPICS, assignment = ?self.assignment, "bridge consuming");
 
         let mut workers: HashMap<(String, i32), Worker> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
-        let mut unassigned_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    let assigned = self.housekeeping(&mut workers);
-                    self.rejoin_if_starved(assigned, &mut unassigned_since)?;
-                }
+                _ = tick.tick() => self.housekeeping(&mut workers),
                 message = self.consumer.recv() => match message {
                     Ok(message) => self.dispatch(message.detach(), &mut workers, &shutdown),
                     Err(error) => {
@@ -273,42 +282,39 @@ impl Bridge {
         }
     }
 
-    /// Leaves and rejoins the group when no partition was assigned for `rejoin_after`.
-    fn rejoin_if_starved(
-        &self,
-        assigned: usize,
-        since: &mut Option<tokio::time::Instant>,
-    ) -> KafkaResult<()> {
-        let Some(limit) = self.rejoin_after else {
-            return Ok(());
-        };
-        if assigned > 0 {
-            *since = None;
-            return Ok(());
+    /// Takes every partition of the source topics (`consumer.assignment = all`), starting
+    /// from the group's committed offsets. Returns false if shutdown came first.
+    async fn assign_all(&self, backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+        loop {
+            let consumer = self.consumer.clone();
+            let listed = tokio::task::spawn_blocking(move || all_partitions(&consumer)).await;
+            let error = match listed {
+                Ok(Ok(list)) => match self.consumer.assign(&list) {
+                    Ok(()) => {
+                        tracing::info!(partitions = %describe(&list), "partitions self-assigned");
+                        return true;
+                    }
+                    Err(error) => error.to_string(),
+                },
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => error.to_string(),
+            };
+            let delay = backoff.next_delay();
+            tracing::warn!(%error, ?delay, "cannot assign the source partitions, retrying");
+            if sleep_or_cancel(delay, shutdown).await {
+                return false;
+            }
         }
-        let started = *since.get_or_insert_with(tokio::time::Instant::now);
-        if started.elapsed() >= limit {
-            tracing::warn!(
-                ?limit,
-                "no partition assigned; leaving and rejoining the group"
-            );
-            self.consumer.unsubscribe();
-            self.consumer.subscribe(flows::SOURCE_TOPICS)?;
-            *since = None;
-        }
-        Ok(())
     }
 
     /// Resumes drained partitions, forgets revoked ones, exports the oldest unapplied age.
-    /// Returns how many partitions are assigned.
-    fn housekeeping(&self, workers: &mut HashMap<(String, i32), Worker>) -> usize {
+    fn housekeeping(&self, workers: &mut HashMap<(String, i32), Worker>) {
         let assigned: Option<Vec<(String, i32)>> = self.consumer.assignment().ok().map(|list| {
             list.elements()
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect()
         });
-        let assigned_count = assigned.as_ref().map_or(0, Vec::len);
         if let Some(assigned) = assigned {
             // A revoked partition's worker finishes what it holds (its stores then fail and
             // the new owner re-applies, harmlessly); a later assignment gets a fresh worker.
@@ -333,7 +339,6 @@ impl Bridge {
             }
         }
         metrics::gauge!(m::BRIDGE_OLDEST_UNAPPLIED_SECONDS).set(oldest_ms as f64 / 1_000.0);
-        assigned_count
     }
 }
 
@@ -392,6 +397,24 @@ fn spawn_worker(
         paused: false,
         task,
     }
+}
+
+/// Every partition of the source topics, each to start from the group's committed offset
+/// (`auto.offset.reset` applies where there is none).
+fn all_partitions(consumer: &Consumer_) -> KafkaResult<TopicPartitionList> {
+    let mut list = TopicPartitionList::new();
+    for topic in flows::SOURCE_TOPICS {
+        let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+        for found in metadata.topics() {
+            if let Some(error) = found.error() {
+                return Err(KafkaError::MetadataFetch(error.into()));
+            }
+            for partition in found.partitions() {
+                list.add_partition_offset(found.name(), partition.id(), Offset::Stored)?;
+            }
+        }
+    }
+    Ok(list)
 }
 
 fn store(consumer: &Consumer_, message: &OwnedMessage) {

@@ -35,11 +35,15 @@ pub struct ConsumerSettings {
     /// pod name of a StatefulSet). A restarted replica then takes its old place at once
     /// instead of waiting for the group to expire the dead member. Empty: dynamic membership.
     pub instance_id: String,
-    /// When the consumer has held no partition for this long, it leaves and rejoins the group,
-    /// in milliseconds; 0 turns it off. A guard for the local broker, whose group coordinator
-    /// can leave a member without partitions after crashed members; keep it off with Apache
-    /// Kafka when replicas outnumber partitions (idle replicas would rejoin forever).
-    pub rejoin_after_ms: u64,
+    /// How partitions are shared out: `group` (the broker's group coordinator balances them
+    /// over the replicas) or `all` (this process assigns itself every partition of the
+    /// source topics and resumes from the group's committed offsets). `all` is for a single
+    /// replica only: two replicas in `all` mode would apply every event twice (harmlessly for
+    /// version-gated flows, but twice the load). It needs no group coordination, so a
+    /// replica killed with SIGKILL resumes at once even with a broker that never expires
+    /// crashed members (the local one). Partitions added to a topic later are picked up at
+    /// the next start.
+    pub assignment: Assignment,
     /// `fetch.wait.max.ms`: how long the broker may hold a fetch. Keep it low for the local
     /// broker, which always waits this long; Apache Kafka answers as soon as data arrives.
     pub fetch_wait_max_ms: u32,
@@ -58,6 +62,14 @@ pub struct ConsumerSettings {
     pub dependency_attempts: u32,
     /// Most events of a batching flow (stock levels) applied in one call.
     pub batch_max: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Assignment {
+    #[default]
+    Group,
+    All,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,7 +107,7 @@ impl Default for ConsumerSettings {
         Self {
             group_id: "tandem-sync-bridge".to_owned(),
             instance_id: String::new(),
-            rejoin_after_ms: 0,
+            assignment: Assignment::Group,
             fetch_wait_max_ms: 10,
             commit_interval_ms: 1_000,
             session_timeout_ms: 10_000,

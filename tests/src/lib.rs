@@ -331,6 +331,34 @@ pub async fn read_topic(
     }
 }
 
+/// How many records `topics` hold in all (the sum of each partition's high minus low
+/// watermark).
+pub async fn topic_records(brokers: &str, topics: &[&str]) -> Result<i64> {
+    let brokers = brokers.to_owned();
+    let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        let mut total = 0;
+        for topic in &topics {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            for found in metadata.topics() {
+                for partition in found.partitions() {
+                    let (low, high) = consumer.fetch_watermarks(
+                        topic,
+                        partition.id(),
+                        Duration::from_secs(10),
+                    )?;
+                    total += high - low;
+                }
+            }
+        }
+        Ok(total)
+    })
+    .await?
+}
+
 /// Fails the test unless `event` (a whole envelope) matches the envelope schema and the JSON
 /// Schema of its type in `proto/schemas/`.
 pub fn assert_valid_event(event: &serde_json::Value) {

@@ -1,5 +1,6 @@
 //! The bridge on the real stack: duplicates, versions out of order, poison messages and
-//! unknown types between good events, and an ERP outage in the middle of the flow.
+//! unknown types between good events, an ERP outage in the middle of the flow, and a
+//! self-assigned bridge killed and restarted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -9,7 +10,7 @@ use tandem_proto::{
     erp::v1::{self as erp, erp_service_client::ErpServiceClient},
     events::topics,
 };
-use tandem_tests::{Stack, eventually, produce, read_topic};
+use tandem_tests::{Stack, StackOptions, eventually, produce, read_topic};
 use tonic::Code;
 
 mod support;
@@ -212,6 +213,57 @@ async fn an_erp_outage_delays_but_loses_nothing() {
             "tandem_bridge_events_dead_lettered_total"
         ),
         0.0
+    );
+}
+
+/// `consumer.assignment = all`: the bridge takes every partition itself and commits its
+/// offsets for the group, so after a SIGKILL it resumes where it committed (nothing already
+/// applied comes back) and needs no group coordinator to get its partitions again.
+#[tokio::test]
+async fn a_self_assigned_bridge_resumes_from_its_committed_offsets_after_a_kill() {
+    let mut stack = Stack::start_with(StackOptions {
+        bridge_env: vec![
+            ("BRIDGE__CONSUMER__ASSIGNMENT".into(), "all".into()),
+            ("BRIDGE__CONSUMER__COMMIT_INTERVAL_MS".into(), "100".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let handled = |stack: &Stack| {
+        ["applied", "unchanged"]
+            .iter()
+            .map(|outcome| {
+                Stack::metric(
+                    stack.bridge_http,
+                    &format!(
+                        "tandem_bridge_events_applied_total{{type=\"crm.customer.upserted\",outcome=\"{outcome}\"}}"
+                    ),
+                )
+            })
+            .sum::<f64>()
+    };
+    let before: Vec<String> = (0..3).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    for id in &before {
+        publish(&stack, id, &customer_event(id, 1, "Before")).await;
+    }
+    for id in &before {
+        mirrored(&stack, id, 1).await;
+    }
+    assert_eq!(handled(&stack), 3.0);
+    // Well past the commit interval, so the three offsets are committed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    stack.bridge.kill();
+    stack.bridge.start().unwrap();
+    tandem_tests::wait_ready(stack.bridge_http, Duration::from_secs(20)).unwrap();
+    let after = uuid::Uuid::now_v7().to_string();
+    publish(&stack, &after, &customer_event(&after, 1, "After")).await;
+    assert_eq!(name_of(&mirrored(&stack, &after, 1).await), "After");
+    assert_eq!(
+        handled(&stack),
+        1.0,
+        "the restarted bridge handled only the new event, none of the committed ones"
     );
 }
 

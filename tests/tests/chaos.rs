@@ -5,7 +5,7 @@
 //! are printed: operations, kills, restarts, lost, duplicated, seconds to converge.
 //!
 //! `make test` runs a short version; `make chaos` the long one (`CHAOS_OPS`, `CHAOS_KILLS`,
-//! `CHAOS_SEED`, `CHAOS_CONTINUOUS`, `CHAOS_KILL_BRIDGE` set the size, the faults and the
+//! `CHAOS_SEED`, `CHAOS_CONTINUOUS` set the size, the faults and the
 //! seed; a failing run repeats with its seed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -331,8 +331,8 @@ async fn count(db: &TestDatabase, sql: &str) -> i64 {
 #[tokio::test]
 async fn the_guarantees_hold_through_kills_and_restarts() {
     let seed = env_number("CHAOS_SEED", 42) as u64;
-    let ops = env_number("CHAOS_OPS", 600);
-    let kills = env_number("CHAOS_KILLS", 6);
+    let ops = env_number("CHAOS_OPS", 1_500);
+    let kills = env_number("CHAOS_KILLS", 8);
     println!("chaos: seed {seed}, {ops} operations, {kills} faults");
 
     let pg = TestPostgres::start().unwrap();
@@ -351,16 +351,10 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     let mut stack = Stack::start_with(StackOptions {
         databases: Some(databases),
         label: Some("chaos".into()),
-        // Static membership: a bridge killed with SIGKILL and restarted takes its old place in
-        // the group at once; the local broker never expires the dead member, which would keep
-        // its partitions (see README, consumer.instance_id).
-        bridge_env: vec![
-            (
-                "BRIDGE__CONSUMER__INSTANCE_ID".into(),
-                "chaos-bridge-0".into(),
-            ),
-            ("BRIDGE__CONSUMER__REJOIN_AFTER_MS".into(), "8000".into()),
-        ],
+        // One bridge that takes every partition itself: the local broker never expires a
+        // group member killed with SIGKILL, which would keep its partitions (README,
+        // consumer.assignment).
+        bridge_env: vec![("BRIDGE__CONSUMER__ASSIGNMENT".into(), "all".into())],
         ..StackOptions::default()
     })
     .await
@@ -395,17 +389,12 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     // The fault schedule: kill one part at a time with SIGKILL, then bring it back. At least
     // `kills` faults; with CHAOS_CONTINUOUS=1 faults go on until the workload ends.
     let continuous = std::env::var("CHAOS_CONTINUOUS").is_ok_and(|v| v == "1");
-    // Killing the bridge (a consumer-group member) is opt-in: the local broker, tansu, can
-    // leave a group without any assignment after members are SIGKILLed under load (found by
-    // this suite; see README, consumer.instance_id), so `make test` kills only the others and
-    // `make chaos` kills the bridge too.
-    let kill_bridge = std::env::var("CHAOS_KILL_BRIDGE").is_ok_and(|v| v == "1");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut restarts = 0;
     let mut faults = Vec::new();
     while faults.len() < kills || (continuous && workers.iter().any(|w| !w.is_finished())) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
-        let target = rng.random_range(if kill_bridge { 0 } else { 1 }..5);
+        let target = rng.random_range(0..5);
         let down = Duration::from_millis(rng.random_range(200..1_500));
         match target {
             0 => stack.bridge.kill(),
@@ -512,10 +501,28 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
         .map(|r| format!("{:?} {:?}", r.header("dlq.reason"), r.header("dlq.detail")))
         .collect();
 
+    // Every event that went through the broker: the services' change events and the
+    // integrators' messages the bridge consumed.
+    let events = tandem_tests::topic_records(
+        &stack.broker.brokers,
+        &[
+            topics::CRM_CUSTOMERS,
+            topics::CRM_ORDERS,
+            topics::ERP_PRODUCTS,
+            topics::ERP_STOCK,
+            topics::ERP_ORDERS,
+            topics::ERP_CUSTOMERS,
+            topics::INTEGRATION_CUSTOMERS,
+            topics::INTEGRATION_ORDERS,
+            topics::INTEGRATION_STOCK,
+        ],
+    )
+    .await
+    .unwrap();
     println!(
-        "chaos figures: operations {}, faults {} ({}), restarts {restarts}, workload {:.1}s, \
-         lost {lost}, duplicated {duplicated}, seconds to converge {seconds_to_converge:.1}, \
-         orders {submitted}, dead letters {} (bad on purpose {bad})",
+        "chaos figures: operations {}, events {events}, faults {} ({}), restarts {restarts}, \
+         workload {:.1}s, lost {lost}, duplicated {duplicated}, seconds to converge \
+         {seconds_to_converge:.1}, orders {submitted}, dead letters {} (bad on purpose {bad})",
         counters.operations.load(Ordering::SeqCst),
         faults.len(),
         faults.join(" "),

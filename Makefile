@@ -9,7 +9,7 @@ test: ## Everything CI runs: unit, integration and end-to-end tests on real part
 
 lint: ## rustfmt check + clippy with warnings as errors
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked --features tandem-common/failpoints -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -16,7 +16,10 @@ psql "$TANDEM_TEST_DATABASE_URL" -Atqc \
   "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE datname LIKE 'test\_%'" \
   | psql "$TANDEM_TEST_DATABASE_URL" -q >/dev/null
 
+# The test build has the crash points of the fault-injection tests (tests/tests/failpoints.rs);
+# release builds leave them out.
+features=tandem-common/failpoints
 log "building"
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --locked --features "$features"
 log "testing"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --features "$features" "$@"

@@ -15,11 +15,13 @@
 //! - [`runtime`]: the Tokio runtime with a bounded exit.
 //! - [`shutdown`]: turning SIGINT/SIGTERM into a cancellation token.
 //! - [`backoff`]: capped exponential backoff with jitter.
+//! - [`failpoint`]: crash points for the fault-injection tests (feature `failpoints`).
 
 pub mod admin_http;
 pub mod backoff;
 pub mod db;
 pub mod event;
+pub mod failpoint;
 pub mod grpc;
 pub mod host;
 pub mod kafka;

@@ -340,6 +340,7 @@ impl Relay {
         }
 
         if !acked.is_empty() {
+            crate::failpoint::crash_point("relay-after-ack-before-mark", &acked[0].topic);
             let ids: Vec<i64> = acked.iter().map(|row| row.id).collect();
             sqlx::query("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)")
                 .bind(&ids)

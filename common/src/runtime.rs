@@ -9,6 +9,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// Runs `main` on a multi-threaded runtime and returns its output; the process never hangs
 /// on exit waiting for blocking tasks.
 pub fn block_on<F: Future>(main: F) -> std::io::Result<F::Output> {
+    crate::failpoint::init_from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

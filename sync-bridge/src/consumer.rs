@@ -383,7 +383,13 @@ fn spawn_worker(
                 head.store(0, Ordering::SeqCst);
                 depth.fetch_sub(batch.len(), Ordering::SeqCst);
                 match (handled, batch.last()) {
-                    (Handled::Done, Some(last)) => store(&consumer, last),
+                    (Handled::Done, Some(last)) => {
+                        tandem_common::failpoint::crash_point(
+                            "bridge-after-apply-before-offset",
+                            last.topic(),
+                        );
+                        store(&consumer, last);
+                    }
                     (Handled::Done, None) => {}
                     (Handled::Interrupted, _) => break,
                 }

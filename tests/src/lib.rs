@@ -431,6 +431,33 @@ impl ServiceProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Sets (`Some`) or removes (`None`) an environment variable for the next [`start`].
+    ///
+    /// [`start`]: ServiceProcess::start
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.envs.retain(|(k, _)| k != name);
+        if let Some(value) = value {
+            self.envs.push((name.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself (a crash point, say); returns
+    /// its exit status, or `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        while let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(Some(status));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(None)
+    }
+
     /// SIGKILL, like a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

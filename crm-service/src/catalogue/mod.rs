@@ -60,6 +60,7 @@ impl Catalogue {
         let mut tx = self.pool.begin().await?;
         for i in order {
             outcomes[i] = store::apply_stock(&mut tx, &levels[i], repair).await?;
+            tandem_common::failpoint::crash_point("crm-stock-mid-batch", "");
         }
         tx.commit().await?;
         Ok(outcomes)

@@ -11,6 +11,7 @@
 //! - [`republish`]: the snapshot of everything the ERP publishes, for an initial load.
 //! - [`grpc`]: the `tandem.erp.v1.ErpService` and `tandem.erp.v1.ErpSync` handlers.
 //! - [`error`]: the service's error type and its mapping to `tonic::Status`.
+//! - [`text`]: the NUL characters PostgreSQL cannot store, refused by field.
 
 pub mod app;
 pub mod customers;
@@ -24,6 +25,7 @@ pub mod republish;
 mod retry;
 pub mod settings;
 pub mod stock;
+pub mod text;
 pub mod warehouses;
 
 pub use app::Application;

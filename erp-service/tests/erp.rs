@@ -4,41 +4,24 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use erp_service::{Application, Settings};
-use prost_types::FieldMask;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use tandem_common::settings::ListenSettings;
 use tandem_proto::{
-    erp::v1::{
-        self as pb, SalesOrderStatus as S, erp_service_client::ErpServiceClient,
-        erp_sync_client::ErpSyncClient,
-    },
+    erp::v1::{self as pb, SalesOrderStatus as S},
     events::erp::topics,
 };
-use tandem_tests::{InProcess, Record, TestBroker, TestDatabase, assert_valid_event, read_topic};
-use tonic::{Code, Status, transport::Channel};
+use tandem_tests::{Record, assert_valid_event, read_topic};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-struct Erp {
-    api: ErpServiceClient<Channel>,
-    sync: ErpSyncClient<Channel>,
-    _db: TestDatabase,
-    broker: TestBroker,
-    pool: sqlx::PgPool,
-    service: InProcess,
-}
+mod support;
+
+use support::{Erp, mask};
 
 fn money(amount_minor: i64) -> Option<pb::Money> {
     Some(pb::Money {
         currency_code: "EUR".into(),
         amount_minor,
-    })
-}
-
-fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
     })
 }
 
@@ -53,42 +36,7 @@ fn reason_of(status: &Status) -> String {
         .unwrap_or_default()
 }
 
-impl Erp {
-    async fn start() -> Erp {
-        let db = TestDatabase::create("erp").await.unwrap();
-        let broker = TestBroker::start().await.unwrap();
-        let mut settings = Settings {
-            grpc: ListenSettings::loopback(0),
-            http: ListenSettings::loopback(0),
-            ..Settings::default()
-        };
-        settings.database.url = db.url.clone();
-        settings.database.max_connections = 20;
-        settings.kafka.brokers = broker.brokers.clone();
-        settings.outbox.poll_interval_ms = 100;
-        let app = Application::build(settings).await.unwrap();
-        let addr = app.grpc_addr();
-        let pool = app.pool().clone();
-        let service = InProcess::spawn(|stop| app.run_until_stopped(stop));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        Erp {
-            api: ErpServiceClient::new(channel.clone()),
-            sync: ErpSyncClient::new(channel),
-            _db: db,
-            broker,
-            pool,
-            service,
-        }
-    }
-
-    async fn stop(self) {
-        self.service.stop().await;
-    }
-
+impl support::Erp {
     async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }

@@ -9,6 +9,7 @@
 //! - helpers to wait for readiness, to publish raw records and to read what reached a topic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bad_requests;
 pub mod postgres;
 
 use std::{

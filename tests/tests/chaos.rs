@@ -74,6 +74,38 @@ where
     None
 }
 
+/// Crash points armed in each process (see `tandem_common::failpoint`): each fires once after
+/// a seeded number of passes, so a process also dies at the dangerous instants themselves
+/// (after the broker's ack before the outbox mark, after the effect before the offset, in the
+/// middle of a stock batch), not only wherever a SIGKILL happens to land.
+fn crash_points(process: &str, rng: &mut StdRng) -> String {
+    let mut once = |name: &str, passes: std::ops::Range<u32>| {
+        format!("{name}={}*off->1*return", rng.random_range(passes))
+    };
+    match process {
+        "crm-service" => format!(
+            "{};{}",
+            once("relay-after-ack-before-mark", 100..600),
+            once("crm-stock-mid-batch", 20..200)
+        ),
+        "erp-service" => once("relay-after-ack-before-mark", 100..600),
+        _ => once("bridge-after-apply-before-offset", 200..1_500),
+    }
+}
+
+/// Restarts, with fresh crash points, every process that aborted at one; returns their names.
+fn revive_crashed(stack: &mut Stack, rng: &mut StdRng) -> Vec<String> {
+    let mut revived = Vec::new();
+    for process in [&mut stack.crm, &mut stack.erp, &mut stack.bridge] {
+        if process.wait_exit(Duration::ZERO).unwrap().is_some() {
+            process.set_env("FAILPOINTS", Some(&crash_points(&process.name, rng)));
+            process.start().unwrap();
+            revived.push(process.name.clone());
+        }
+    }
+    revived
+}
+
 struct Counters {
     operations: AtomicUsize,
     bad_published: AtomicUsize,
@@ -359,6 +391,16 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     })
     .await
     .unwrap();
+    // The set-up above runs without crash points; the workload with them.
+    let mut rng = StdRng::seed_from_u64(seed);
+    for process in [&mut stack.crm, &mut stack.erp, &mut stack.bridge] {
+        process.kill();
+        process.set_env("FAILPOINTS", Some(&crash_points(&process.name, &mut rng)));
+        process.start().unwrap();
+    }
+    for http in [stack.crm_http, stack.erp_http, stack.bridge_http] {
+        tandem_tests::wait_ready(http, WAIT).unwrap();
+    }
     let (crm, mut erp) = clients(&stack).await;
     for sku in SKUS {
         stock_product(&mut erp, sku, 1_000, 200).await;
@@ -389,11 +431,14 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     // The fault schedule: kill one part at a time with SIGKILL, then bring it back. At least
     // `kills` faults; with CHAOS_CONTINUOUS=1 faults go on until the workload ends.
     let continuous = std::env::var("CHAOS_CONTINUOUS").is_ok_and(|v| v == "1");
-    let mut rng = StdRng::seed_from_u64(seed);
     let mut restarts = 0;
     let mut faults = Vec::new();
+    let mut crash_point_aborts: Vec<String> = Vec::new();
     while faults.len() < kills || (continuous && workers.iter().any(|w| !w.is_finished())) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
+        let revived = revive_crashed(&mut stack, &mut rng);
+        restarts += revived.len();
+        crash_point_aborts.extend(revived);
         let target = rng.random_range(0..5);
         let down = Duration::from_millis(rng.random_range(200..1_500));
         match target {
@@ -414,10 +459,27 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
         restarts += 1;
         faults.push(["bridge", "crm", "erp", "broker", "postgres"][target]);
     }
+    // The SIGKILLs are over; crash points still fire until the workload ends.
+    while workers.iter().any(|w| !w.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let revived = revive_crashed(&mut stack, &mut rng);
+        restarts += revived.len();
+        crash_point_aborts.extend(revived);
+    }
     for worker in workers {
         worker.await.unwrap();
     }
     let workload = started.elapsed();
+    // Settling happens without crash points (one last SIGKILL each to disarm them).
+    for process in [&mut stack.crm, &mut stack.erp, &mut stack.bridge] {
+        if process.wait_exit(Duration::ZERO).unwrap().is_some() {
+            crash_point_aborts.push(process.name.clone());
+        }
+        process.kill();
+        process.set_env("FAILPOINTS", None);
+        process.start().unwrap();
+        restarts += 1;
+    }
 
     // Settle: every outbox drained and reconcile finds nothing.
     let settling = Instant::now();
@@ -520,12 +582,15 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     .await
     .unwrap();
     println!(
-        "chaos figures: operations {}, events {events}, faults {} ({}), restarts {restarts}, \
+        "chaos figures: operations {}, events {events}, faults {} ({}), crash-point aborts \
+         {} ({}), restarts {restarts}, \
          workload {:.1}s, lost {lost}, duplicated {duplicated}, seconds to converge \
          {seconds_to_converge:.1}, orders {submitted}, dead letters {} (bad on purpose {bad})",
         counters.operations.load(Ordering::SeqCst),
         faults.len(),
         faults.join(" "),
+        crash_point_aborts.len(),
+        crash_point_aborts.join(" "),
         workload.as_secs_f64(),
         dead.len(),
     );

@@ -4,7 +4,7 @@ use prost_types::FieldMask;
 use tandem_common::grpc::{FieldViolation, timestamp};
 use tandem_proto::{crm::v1 as pb, events::CustomerStatus, events::crm::AddressKind};
 
-use super::{money, optional};
+use super::{known, money, optional};
 use crate::{
     customers::{
         Address, Contact, Customer, CustomerFilter, IntegrationUpsert, Profile, ProfilePatch,
@@ -14,7 +14,7 @@ use crate::{
 
 /// The profile of a new customer (always ACTIVE).
 pub fn new_profile(customer: pb::Customer) -> Result<Profile, Error> {
-    let status = match customer.status() {
+    let status = match known("status", customer.status)? {
         pb::CustomerStatus::Unspecified | pb::CustomerStatus::Active => CustomerStatus::Active,
         pb::CustomerStatus::Archived => {
             return Err(Error::invalid("status", "a new customer is ACTIVE"));
@@ -151,7 +151,7 @@ pub fn integration_upsert(
     source: &str,
     source_version: i64,
 ) -> Result<IntegrationUpsert, Error> {
-    let status = match customer.status() {
+    let status = match known("status", customer.status)? {
         pb::CustomerStatus::Unspecified => None,
         pb::CustomerStatus::Active => Some(CustomerStatus::Active),
         pb::CustomerStatus::Archived => Some(CustomerStatus::Archived),

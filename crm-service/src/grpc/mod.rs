@@ -29,6 +29,12 @@ fn parse_optional_id(field: &str, id: &str) -> Result<Option<Uuid>, Error> {
     }
 }
 
+/// An enum field's value, refused when unknown: proto3 enums are open, and prost's getters
+/// would silently read an unknown value as the default (e.g. "any status").
+fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Error> {
+    E::try_from(value).map_err(|_| Error::invalid(field, format!("unknown value {value}")))
+}
+
 /// Optimistic concurrency: a version of 0 (unset) means "unconditional".
 fn expected_version(version: i64) -> Option<i64> {
     (version != 0).then_some(version)

@@ -1,6 +1,6 @@
 //! `tandem.crm.v1.CrmService`: the sales desk's API.
 
-use tandem_common::paging::Page;
+use tandem_common::{grpc::FieldViolation, paging::Page};
 use tandem_proto::crm::v1::{
     self as pb, ArchiveCustomerRequest, CreateCustomerRequest, CreateOrderRequest,
     GetAvailabilityRequest, GetAvailabilityResponse, GetCustomerRequest, GetOrderRequest,
@@ -11,16 +11,16 @@ use tandem_proto::crm::v1::{
 use tonic::{Request, Response, Status};
 
 use super::{
-    catalogue as catalogue_pb, customers as customers_pb, expected_version, optional,
+    catalogue as catalogue_pb, customers as customers_pb, expected_version, known, optional,
     orders as orders_pb, parse_id, parse_optional_id,
 };
 use crate::{
     PAGE_SIZES,
     catalogue::{Catalogue, model::AVAILABILITY_SKUS_MAX},
     customers::Customers,
-    error::Error,
+    error::{Error, check},
     orders::{OrderFilter, Orders, model::REASON_MAX},
-    validation::optional_text,
+    validation::{optional_text, sku_problem},
 };
 
 pub struct CrmApi {
@@ -73,6 +73,19 @@ impl CrmService for CrmApi {
         request: Request<ListCustomersRequest>,
     ) -> Reply<ListCustomersResponse> {
         let request = request.into_inner();
+        known::<pb::CustomerStatus>("status", request.status)?;
+        // No stored text has control characters; a NUL would not even reach the database.
+        check(
+            [
+                ("display_name_contains", &request.display_name_contains),
+                ("email", &request.email),
+                ("external_ref", &request.external_ref),
+            ]
+            .into_iter()
+            .filter(|(_, value)| value.chars().any(char::is_control))
+            .map(|(field, _)| FieldViolation::new(field, "must not contain control characters"))
+            .collect(),
+        )?;
         let filter = customers_pb::filter_from(&request);
         let page = Page::parse(
             request.page_size,
@@ -151,7 +164,7 @@ impl CrmService for CrmApi {
         let request = request.into_inner();
         let filter = OrderFilter {
             customer_id: parse_optional_id("customer_id", &request.customer_id)?,
-            status: orders_pb::status_from(request.status()),
+            status: orders_pb::status_from(known("status", request.status)?),
         };
         let page = Page::parse(
             request.page_size,
@@ -248,6 +261,16 @@ impl CrmService for CrmApi {
             )
             .into());
         }
+        // A malformed sku is a bad request, not an unknown product.
+        check(
+            skus.iter()
+                .enumerate()
+                .filter_map(|(i, sku)| {
+                    sku_problem(sku)
+                        .map(|problem| FieldViolation::new(format!("skus[{i}]"), problem))
+                })
+                .collect(),
+        )?;
         let products = self.catalogue.availability(&skus).await?;
         Ok(Response::new(GetAvailabilityResponse {
             availability: products.iter().map(catalogue_pb::availability).collect(),

@@ -191,7 +191,17 @@ impl CrmSync for SyncApi {
                     Ok(upsert)
                 })
                 .map_err(|e| e.prefixed("customer."));
-        let upsert = match (upsert, source_version(request.source_version)) {
+        let mut top_level = match source_version(request.source_version) {
+            Err(Error::Invalid(violations)) => violations,
+            _ => Vec::new(),
+        };
+        if request.source.chars().any(char::is_control) {
+            top_level.push(tandem_common::grpc::FieldViolation::new(
+                "source",
+                "must not contain control characters",
+            ));
+        }
+        let upsert = match (upsert, check(top_level)) {
             (Ok(upsert), Ok(_)) => upsert,
             (Err(Error::Invalid(mut violations)), Err(Error::Invalid(more))) => {
                 violations.extend(more);

@@ -188,6 +188,7 @@ impl Finances {
         if length == 0 || length > 200 {
             violations.push(FieldViolation::new("reference", "1..=200 characters"));
         }
+        violations.extend(crate::text::nul_violation("reference", reference));
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }

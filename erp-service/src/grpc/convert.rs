@@ -10,13 +10,30 @@ use crate::{
     error::Error,
     finance::{FinanceView, TermsPatch},
     orders::{NewLine, NewOrder, Order, OrderStatus, ReservationState},
-    products::{Product, ProductFields, ProductPatch},
+    products::{Product, ProductFields, ProductPatch, is_sku},
     stock::{AdjustmentReason, Level, Movement, MovementReason},
+    text,
     warehouses::Warehouse,
 };
 
 pub fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(id).map_err(|_| Error::invalid(field, "must be a UUID"))
+}
+
+/// A product is named by its id or its sku; anything else names none (a bad request, not an
+/// unknown product).
+pub fn product_key(field: &str, key: &str) -> Result<(), Error> {
+    if Uuid::parse_str(key).is_ok() || is_sku(key) {
+        Ok(())
+    } else {
+        Err(Error::invalid(field, "an id or a sku"))
+    }
+}
+
+/// An enum field's value, refused when unknown: proto3 enums are open, and prost's getters
+/// would silently read an unknown value as the default (e.g. "any status").
+pub fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Error> {
+    E::try_from(value).map_err(|_| Error::invalid(field, format!("unknown value {value}")))
 }
 
 fn money(currency: &str, amount_minor: i64) -> Option<pb::Money> {
@@ -274,6 +291,19 @@ fn addresses(addresses: &[pb::Address], violations: &mut Vec<FieldViolation>) ->
                     return None;
                 }
             };
+            for (name, value) in [
+                ("line1", &a.line1),
+                ("line2", &a.line2),
+                ("city", &a.city),
+                ("postal_code", &a.postal_code),
+                ("region", &a.region),
+                ("country_code", &a.country_code),
+            ] {
+                violations.extend(text::nul_violation(
+                    format!("customer.addresses[{i}].{name}"),
+                    value,
+                ));
+            }
             Some(Address {
                 kind,
                 line1: a.line1.clone(),
@@ -308,6 +338,13 @@ pub fn profile(customer: Option<&pb::CustomerProfile>) -> Result<Profile, Error>
             None
         }
     };
+    violations.extend(text::nul_violations(&[
+        ("customer.display_name", &customer.display_name),
+        ("customer.email", &customer.email),
+        ("customer.phone", &customer.phone),
+        ("customer.tax_id", &customer.tax_id),
+        ("customer.external_ref", &customer.external_ref),
+    ]));
     let addresses = addresses(&customer.addresses, &mut violations);
     match (id, status) {
         (Some(id), Some(status)) if violations.is_empty() => Ok(Profile {

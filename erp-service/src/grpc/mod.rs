@@ -6,7 +6,7 @@ mod convert;
 use tandem_proto::erp::v1::{self as pb, erp_service_server::ErpService, erp_sync_server::ErpSync};
 use tonic::{Request, Response, Status};
 
-use convert::parse_id;
+use convert::{known, parse_id};
 
 use crate::{
     customers::Customers,
@@ -16,6 +16,7 @@ use crate::{
     products::{ProductFilter, Products},
     republish::Republisher,
     stock::{AdjustmentReason, Count, MovementOutcome, Stock, StockRequest},
+    text,
     warehouses::Warehouses,
 };
 
@@ -62,9 +63,7 @@ impl ErpService for ErpApi {
 
     async fn get_product(&self, request: Request<pb::GetProductRequest>) -> Reply<pb::Product> {
         let id = &request.get_ref().id;
-        if id.is_empty() {
-            return Err(Error::invalid("id", "an id or a sku").into());
-        }
+        convert::product_key("id", id)?;
         Ok(Response::new(convert::product(
             &self.products.get(id).await?,
         )))
@@ -75,6 +74,7 @@ impl ErpService for ErpApi {
         request: Request<pb::ListProductsRequest>,
     ) -> Reply<pb::ListProductsResponse> {
         let request = request.into_inner();
+        text::check_no_nul(&[("sku_prefix", &request.sku_prefix)])?;
         let filter = ProductFilter {
             active: request.active,
             sku_prefix: request.sku_prefix,
@@ -97,14 +97,15 @@ impl ErpService for ErpApi {
         let product = request
             .product
             .ok_or_else(|| Error::invalid("product", "required"))?;
-        let key = if product.id.is_empty() {
-            product.sku.clone()
+        let (field, key) = if product.id.is_empty() {
+            ("product.sku", product.sku.clone())
         } else {
-            product.id.clone()
+            ("product.id", product.id.clone())
         };
         if key.is_empty() {
             return Err(Error::invalid("product.id", "an id or a sku").into());
         }
+        convert::product_key(field, &key)?;
         let patch = convert::product_patch(&product, request.update_mask.as_ref())?;
         let expected = (product.version != 0).then_some(product.version);
         let updated = self.products.update(&key, patch, expected).await?;
@@ -214,6 +215,7 @@ impl ErpService for ErpApi {
         request: Request<pb::ListStockLevelsRequest>,
     ) -> Reply<pb::ListStockLevelsResponse> {
         let request = request.into_inner();
+        text::check_no_nul(&[("sku", &request.sku), ("warehouse", &request.warehouse)])?;
         let (levels, next_page_token) = self
             .stock
             .levels(
@@ -234,6 +236,7 @@ impl ErpService for ErpApi {
         request: Request<pb::ListStockMovementsRequest>,
     ) -> Reply<pb::ListStockMovementsResponse> {
         let request = request.into_inner();
+        text::check_no_nul(&[("sku", &request.sku), ("warehouse", &request.warehouse)])?;
         let order_id = match request.order_id.as_str() {
             "" => None,
             id => Some(parse_id("order_id", id)?),
@@ -326,8 +329,9 @@ impl ErpService for ErpApi {
         request: Request<pb::ListSalesOrdersRequest>,
     ) -> Reply<pb::ListSalesOrdersResponse> {
         let request = request.into_inner();
+        text::check_no_nul(&[("crm_order_id", &request.crm_order_id)])?;
         let filter = OrderFilter {
-            status: convert::status_filter(request.status()),
+            status: convert::status_filter(known("status", request.status)?),
             customer_id: match request.customer_id.as_str() {
                 "" => None,
                 id => Some(parse_id("customer_id", id)?),

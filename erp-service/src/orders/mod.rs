@@ -251,6 +251,10 @@ impl Orders {
         if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
             return Err(Error::invalid("reason", "at most 500 characters"));
         }
+        crate::text::check_no_nul(&[
+            ("crm_order_id", crm_order_id),
+            ("reason", reason.as_deref().unwrap_or_default()),
+        ])?;
         retrying("cancel order", || {
             self.cancel_once(crm_order_id, reason.as_deref())
         })

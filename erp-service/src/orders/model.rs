@@ -159,6 +159,10 @@ impl NewOrder {
         if id_length == 0 || id_length > 128 {
             violations.push(FieldViolation::new("crm_order_id", "1..=128 characters"));
         }
+        violations.extend(crate::text::nul_violation(
+            "crm_order_id",
+            &self.crm_order_id,
+        ));
         if !is_currency(&self.currency) {
             violations.push(FieldViolation::new(
                 "currency_code",

@@ -71,6 +71,14 @@ impl ProductFields {
                 "at most 2000 characters",
             ));
         }
+        violations.extend(crate::text::nul_violation(
+            format!("{prefix}display_name"),
+            &self.display_name,
+        ));
+        violations.extend(crate::text::nul_violation(
+            format!("{prefix}description"),
+            &self.description,
+        ));
         if self.unit_price_minor < 0 {
             violations.push(FieldViolation::new(
                 format!("{prefix}unit_price.amount_minor"),

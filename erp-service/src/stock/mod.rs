@@ -30,7 +30,7 @@ use crate::{
     orders,
     products::SOURCE,
     retry::retrying,
-    warehouses,
+    text, warehouses,
 };
 
 /// The stock locks and levels one transaction holds, and the skus it changed.
@@ -298,10 +298,10 @@ impl Count {
         let mut violations = Vec::new();
         if self.sku.is_empty() {
             violations.push(FieldViolation::new("sku", "required"));
+        } else if !crate::products::is_sku(&self.sku) {
+            violations.push(FieldViolation::new("sku", "not a valid sku"));
         }
-        if self.warehouse.is_empty() {
-            violations.push(FieldViolation::new("warehouse", "required"));
-        }
+        violations.extend(warehouses::code_violation("warehouse", &self.warehouse));
         if self.counted_quantity < 0 {
             violations.push(FieldViolation::new(
                 "counted_quantity",
@@ -315,6 +315,10 @@ impl Count {
         if self.source.chars().count() > 100 {
             violations.push(FieldViolation::new("source", "at most 100 characters"));
         }
+        violations.extend(text::nul_violations(&[
+            ("event_id", &self.event_id),
+            ("source", &self.source),
+        ]));
         if violations.is_empty() {
             Ok(())
         } else {
@@ -554,6 +558,13 @@ impl Stock {
 
     #[tracing::instrument(skip(self))]
     pub async fn level(&self, sku: &str, warehouse: &str) -> Result<Level> {
+        let violations: Vec<_> = crate::products::model::sku_violation("sku", sku)
+            .into_iter()
+            .chain(warehouses::code_violation("warehouse", warehouse))
+            .collect();
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations));
+        }
         let mut conn = self.pool.acquire().await?;
         store::get_level(&mut conn, sku, warehouse)
             .await?
@@ -632,14 +643,16 @@ fn validate(sku: &str, request: &StockRequest, reference: Option<&str>) -> Resul
     if reference.is_some_and(|r| r.chars().count() > 200) {
         violations.push(FieldViolation::new("reference", "at most 200 characters"));
     }
+    violations.extend(text::nul_violation(
+        "reference",
+        reference.unwrap_or_default(),
+    ));
     match request {
         StockRequest::Receive {
             warehouse,
             quantity,
         } => {
-            if warehouse.is_empty() {
-                violations.push(FieldViolation::new("warehouse", "required"));
-            }
+            violations.extend(warehouses::code_violation("warehouse", warehouse));
             if *quantity <= 0 {
                 violations.push(FieldViolation::new("quantity", "must be positive"));
             }
@@ -647,19 +660,15 @@ fn validate(sku: &str, request: &StockRequest, reference: Option<&str>) -> Resul
         StockRequest::Adjust {
             warehouse, delta, ..
         } => {
-            if warehouse.is_empty() {
-                violations.push(FieldViolation::new("warehouse", "required"));
-            }
+            violations.extend(warehouses::code_violation("warehouse", warehouse));
             if *delta == 0 {
                 violations.push(FieldViolation::new("quantity_delta", "must not be zero"));
             }
         }
         StockRequest::Transfer { from, to, quantity } => {
-            if from.is_empty() {
-                violations.push(FieldViolation::new("from_warehouse", "required"));
-            }
-            if to.is_empty() {
-                violations.push(FieldViolation::new("to_warehouse", "required"));
+            violations.extend(warehouses::code_violation("from_warehouse", from));
+            if let Some(violation) = warehouses::code_violation("to_warehouse", to) {
+                violations.push(violation);
             } else if from == to {
                 violations.push(FieldViolation::new(
                     "to_warehouse",

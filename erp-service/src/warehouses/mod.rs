@@ -28,6 +28,21 @@ pub fn is_code(code: &str) -> bool {
         && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
 }
 
+/// The problem with `code` as a reference to a warehouse: missing, or a code no warehouse can
+/// have (a bad request, not an unknown warehouse).
+pub fn code_violation(field: &str, code: &str) -> Option<FieldViolation> {
+    if code.is_empty() {
+        Some(FieldViolation::new(field, "required"))
+    } else if !is_code(code) {
+        Some(FieldViolation::new(
+            field,
+            "1..=32 of A-Z 0-9 _ -, starting with a letter or digit",
+        ))
+    } else {
+        None
+    }
+}
+
 #[derive(Clone)]
 pub struct Warehouses {
     pool: PgPool,
@@ -55,6 +70,10 @@ impl Warehouses {
                 "1..=200 characters",
             ));
         }
+        violations.extend(crate::text::nul_violation(
+            "warehouse.display_name",
+            display_name,
+        ));
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }

@@ -96,48 +96,44 @@ pub struct Capacity {
     pub produce_per_second: f64,
 }
 
-pub async fn capacity(system: &System, backlog: u64) -> Result<Capacity> {
-    // A burst well above what the bridge applies (and within what the broker takes) builds the
-    // backlog while the bridge runs; stopping and restarting it here would also measure the
-    // consumer group's rebalance.
-    const BURST_RATE: f64 = 5_000.0;
+pub async fn capacity(system: &mut System, backlog: u64) -> Result<Capacity> {
+    // The backlog is built while the bridge is stopped, at a rate the local broker takes (an
+    // open-loop burst of 5,000/s made tansu stop answering), then the bridge is started and
+    // drains it. The bridge runs with `consumer.assignment = all`, so its restart involves no
+    // group coordination.
+    const INGEST_RATE: f64 = 2_000.0;
     let injector = Injector::new(&system.stack.broker.brokers)?;
     let base = system.erp_customers().await?;
-    let burst_started = Instant::now();
-    let burst = tokio::spawn({
-        let injector = injector.clone();
-        async move {
-            injector
-                .run(
-                    BURST_RATE,
-                    Duration::from_secs_f64(backlog as f64 / BURST_RATE),
-                )
-                .await
-        }
-    });
+    system
+        .stack
+        .bridge
+        .terminate(Duration::from_secs(20))
+        .context("stopping the bridge")?;
+    let offered = injector
+        .run(
+            INGEST_RATE,
+            Duration::from_secs_f64(backlog as f64 / INGEST_RATE),
+        )
+        .await;
+    let produce_per_second = offered.ok as f64 / offered.seconds.max(0.001);
+    let produced = injector.acked.load(Ordering::Relaxed);
+    let target = produced as f64;
+    let restarted = Instant::now();
+    system.stack.bridge.start()?;
     let (mut t10, mut t90) = (None, None);
-    let deadline = burst_started + Duration::from_secs(120);
+    let deadline = restarted + Duration::from_secs(120);
     while Instant::now() < deadline {
         let applied = (system.erp_customers().await? - base) as f64;
-        let now = burst_started.elapsed().as_secs_f64();
-        let produced = injector.acked.load(Ordering::Relaxed) as f64;
-        let target = if burst.is_finished() {
-            produced
-        } else {
-            backlog as f64
-        };
+        let now = restarted.elapsed().as_secs_f64();
         if t10.is_none() && applied >= 0.1 * target {
             t10 = Some((now, applied));
         }
-        if burst.is_finished() && applied >= 0.9 * target {
+        if applied >= 0.9 * target {
             t90 = Some((now, applied));
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let offered = burst.await.unwrap_or_default();
-    let produced = injector.acked.load(Ordering::Relaxed);
-    let produce_per_second = offered.ok as f64 / offered.seconds.max(0.001);
     let bridge_drain_per_second = match (t10, t90) {
         (Some((a, na)), Some((b, nb))) if b > a => (nb - na) / (b - a),
         _ => 0.0,

@@ -274,11 +274,11 @@ async fn run() -> Result<()> {
 
     // ---- Bridge throughput and recovery, with events injected into crm.customers.
     {
-        let backlog = if plan.quick { 5_000 } else { 15_000 };
+        let backlog = if plan.quick { 5_000 } else { 30_000 };
         results.capacity = phase(
             &mut errors,
             "bridge capacity (drain a backlog)",
-            bridge::capacity(&system, backlog),
+            bridge::capacity(&mut system, backlog),
         )
         .await;
         let capacity = results

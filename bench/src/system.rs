@@ -77,7 +77,13 @@ impl System {
             label: Some(label.to_owned()),
             crm_env: flag("CRM"),
             erp_env: flag("ERP"),
-            bridge_env: flag("BRIDGE"),
+            // One bridge that takes every partition itself: the bench stops and restarts it,
+            // and the local broker's group coordination would add seconds to each restart.
+            bridge_env: [
+                flag("BRIDGE"),
+                vec![("BRIDGE__CONSUMER__ASSIGNMENT".to_owned(), "all".to_owned())],
+            ]
+            .concat(),
             ..StackOptions::default()
         })
         .await

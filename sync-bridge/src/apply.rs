@@ -133,7 +133,7 @@ impl Applier {
         let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
         let mut backoff = Backoff::new(self.retry);
         loop {
-            match self.flows.apply_stock_batch(&envelopes).await {
+            match self.flows.apply_batch(&envelopes).await {
                 Ok(outcomes) => {
                     for (envelope, outcome) in envelopes.iter().zip(outcomes) {
                         record_applied(envelope, outcome);

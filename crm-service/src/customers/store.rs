@@ -83,7 +83,7 @@ pub async fn insert(
     .fetch_one(&mut *conn)
     .await?;
     let mut customer = from_row(row)?;
-    replace_lists(conn, id, profile).await?;
+    insert_lists(conn, id, profile).await?;
     customer.profile.contacts = profile.contacts.clone();
     customer.profile.addresses = profile.addresses.clone();
     Ok(customer)
@@ -368,6 +368,15 @@ async fn replace_lists(
         .bind(id)
         .execute(&mut *conn)
         .await?;
+    insert_lists(conn, id, profile).await
+}
+
+/// Writes the contacts and addresses of `profile` for a customer that has none.
+async fn insert_lists(
+    conn: &mut PgConnection,
+    id: Uuid,
+    profile: &Profile,
+) -> Result<(), sqlx::Error> {
     if !profile.contacts.is_empty() {
         let contacts = &profile.contacts;
         sqlx::query(

@@ -96,6 +96,26 @@ impl Customers {
             .map_err(Error::from)
     }
 
+    /// Applies several profiles in one transaction, each gated by its own version, in the
+    /// order given; one outcome per profile. Rows are locked in the order given: the bridge
+    /// sends one partition's customers, and a customer is always in the same partition.
+    #[tracing::instrument(skip_all, fields(customers = batch.len()))]
+    pub async fn apply_many(&self, batch: &[(Profile, i64, bool)]) -> Result<Vec<Applied>> {
+        if let Some(i) = batch.iter().position(|(_, version, _)| *version <= 0) {
+            return Err(Error::invalid(
+                &format!("customers[{i}].source_version"),
+                "must be positive",
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (profile, version, repair) in batch {
+            outcomes.push(store::apply(&mut tx, profile, *version, *repair).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
     /// Customers ordered by id, a page at a time.
     #[tracing::instrument(skip(self))]
     pub async fn list(&self, page_size: i32, page_token: &str) -> Result<(Vec<Customer>, String)> {

@@ -34,6 +34,9 @@ pub struct ErpApi {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Most customers in one `ApplyCustomers` call.
+const APPLY_CUSTOMERS_MAX: usize = 1_000;
+
 fn reference(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
@@ -390,6 +393,48 @@ impl ErpSync for ErpApi {
         Ok(Response::new(pb::ApplyCustomerResponse {
             applied: applied.changed,
             current_version: applied.current_version,
+        }))
+    }
+
+    async fn apply_customers(
+        &self,
+        request: Request<pb::ApplyCustomersRequest>,
+    ) -> Reply<pb::ApplyCustomersResponse> {
+        let customers = request.into_inner().customers;
+        if customers.is_empty() || customers.len() > APPLY_CUSTOMERS_MAX {
+            return Err(Error::invalid(
+                "customers",
+                format!("1..={APPLY_CUSTOMERS_MAX} customers"),
+            )
+            .into());
+        }
+        let mut batch = Vec::with_capacity(customers.len());
+        let mut violations = Vec::new();
+        for (i, customer) in customers.iter().enumerate() {
+            match convert::profile(customer.customer.as_ref()) {
+                Ok(profile) => batch.push((profile, customer.source_version, customer.repair)),
+                Err(Error::Invalid(found)) => {
+                    violations.extend(found.into_iter().map(|mut violation| {
+                        violation.field = format!("customers[{i}].{}", violation.field);
+                        violation
+                    }));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations).into());
+        }
+        tracing::debug!(customers = batch.len(), "applying customers");
+        let outcomes = self.customers.apply_many(&batch).await?;
+        Ok(Response::new(pb::ApplyCustomersResponse {
+            results: outcomes
+                .into_iter()
+                .map(|applied| pb::ApplyCustomerResponse {
+                    applied: applied.changed,
+                    current_version: applied.current_version,
+                })
+                .collect(),
         }))
     }
 

@@ -3,7 +3,7 @@
 //!
 //! | source topic | event types | target RPC |
 //! |---|---|---|
-//! | `crm.customers` | `crm.customer.upserted`, `crm.customer.archived` | `ErpSync.ApplyCustomer` |
+//! | `crm.customers` | `crm.customer.upserted`, `crm.customer.archived` | `ErpSync.ApplyCustomers` (batched) |
 //! | `crm.orders` | `crm.order.submitted` | `ErpSync.AcceptOrder` (heals a missing customer) |
 //! | `crm.orders` | `crm.order.cancel_requested` | `ErpSync.CancelOrder` |
 //! | `erp.products` | `erp.product.upserted` | `CrmSync.ApplyProduct` |
@@ -196,7 +196,7 @@ pub fn check_topic(topic: &str, envelope: &Envelope) -> Result<(), FlowError> {
 
 /// Whether events of `topic` are applied in batches (the target RPC takes many at once).
 pub fn batches(topic: &str) -> bool {
-    topic == topics::ERP_STOCK
+    topic == topics::ERP_STOCK || topic == topics::CRM_CUSTOMERS
 }
 
 /// The bridge's clients of the services it applies to.
@@ -256,12 +256,26 @@ impl Flows {
         }
     }
 
-    /// Applies several `erp.stock.changed` events in one call; one outcome per event.
-    pub async fn apply_stock_batch(
-        &self,
-        envelopes: &[Envelope],
-    ) -> Result<Vec<Outcome>, FlowError> {
-        to_crm::apply_stock(self, envelopes).await
+    /// Applies consecutive events of a batching topic in one call; one outcome per event.
+    /// A batch that no single call applies (another type or schema version among them) is
+    /// refused as permanent, so the caller applies its events one by one.
+    pub async fn apply_batch(&self, envelopes: &[Envelope]) -> Result<Vec<Outcome>, FlowError> {
+        let all_of = |wanted: &[&str]| {
+            envelopes
+                .iter()
+                .all(|e| e.schema_version == 1 && wanted.contains(&e.event_type.as_str()))
+        };
+        if all_of(&[types::ERP_STOCK_CHANGED]) {
+            to_crm::apply_stock(self, envelopes).await
+        } else if all_of(&[types::CRM_CUSTOMER_UPSERTED, types::CRM_CUSTOMER_ARCHIVED]) {
+            to_erp::apply_customers(self, envelopes).await
+        } else {
+            Err(permanent(
+                Reason::UnknownType,
+                "type",
+                "the batch holds events no single call applies",
+            ))
+        }
     }
 
     /// A request with the call deadline and the current trace context.

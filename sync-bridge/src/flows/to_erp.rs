@@ -1,5 +1,7 @@
 //! CRM -> ERP: customer profiles, submitted orders, cancellation requests.
 
+use std::collections::BTreeMap;
+
 use tandem_common::event::Envelope;
 use tandem_proto::{
     crm::v1 as crm,
@@ -40,6 +42,24 @@ pub fn customer_request(envelope: &Envelope) -> Result<erp::ApplyCustomerRequest
         source_version: envelope.aggregate_version,
         event_id: envelope.id.to_string(),
         repair: false,
+    })
+}
+
+/// Several `crm.customer.*` v1 -> one `ErpSync.ApplyCustomers`: one apply per customer, the
+/// newest version of each.
+pub fn customers_request(envelopes: &[Envelope]) -> Result<erp::ApplyCustomersRequest, FlowError> {
+    let mut newest: BTreeMap<String, erp::ApplyCustomerRequest> = BTreeMap::new();
+    for envelope in envelopes {
+        let request = customer_request(envelope)?;
+        match newest.get(&envelope.aggregate_id) {
+            Some(kept) if kept.source_version >= request.source_version => {}
+            _ => {
+                newest.insert(envelope.aggregate_id.clone(), request);
+            }
+        }
+    }
+    Ok(erp::ApplyCustomersRequest {
+        customers: newest.into_values().collect(),
     })
 }
 
@@ -154,6 +174,51 @@ pub(super) async fn apply_customer(
     Ok(Outcome::changed(response.get_ref().applied))
 }
 
+/// One call for all of `envelopes`; an outcome per envelope, `Applied` for the one whose
+/// version was written.
+pub(super) async fn apply_customers(
+    flows: &Flows,
+    envelopes: &[Envelope],
+) -> Result<Vec<Outcome>, FlowError> {
+    let request = customers_request(envelopes)?;
+    let sent: Vec<(String, i64)> = request
+        .customers
+        .iter()
+        .map(|c| {
+            let id = c
+                .customer
+                .as_ref()
+                .map(|p| p.id.clone())
+                .unwrap_or_default();
+            (id, c.source_version)
+        })
+        .collect();
+    let response = flows
+        .erp
+        .clone()
+        .apply_customers(flows.request(request))
+        .await
+        .map_err(classify)?
+        .into_inner();
+    let written: BTreeMap<&str, (i64, bool)> = sent
+        .iter()
+        .zip(response.results)
+        .map(|((id, version), result)| (id.as_str(), (*version, result.applied)))
+        .collect();
+    Ok(envelopes
+        .iter()
+        .map(|envelope| {
+            let applied =
+                written
+                    .get(envelope.aggregate_id.as_str())
+                    .is_some_and(|(version, applied)| {
+                        *applied && *version == envelope.aggregate_version
+                    });
+            Outcome::changed(applied)
+        })
+        .collect())
+}
+
 /// Accepts the order; when the ERP does not know its customer yet, fetches the customer from
 /// the CRM (its owner), applies it, and tries once more.
 pub(super) async fn accept_order(
@@ -248,6 +313,48 @@ mod tests {
             "addresses": [{"kind": "SHIPPING", "line1": "1 Loop", "line2": null, "city": "London",
                            "postal_code": "N1", "region": null, "country_code": "GB"}]
         })
+    }
+
+    #[test]
+    fn a_batch_of_customer_events_applies_the_newest_version_of_each_customer_once() {
+        let other = "0190c5f0-0000-7000-8000-000000000002";
+        let at = |id: &str, version: i64, name: &str| {
+            let mut data = customer();
+            data["customer_id"] = json!(id);
+            data["display_name"] = json!(name);
+            Envelope::new(
+                types::CRM_CUSTOMER_UPSERTED,
+                1,
+                "crm",
+                "customer",
+                id,
+                version,
+                &data,
+            )
+            .unwrap()
+        };
+        let batch = [
+            at(ID, 5, "Five"),
+            at(other, 1, "Other"),
+            at(ID, 7, "Seven"),
+            at(ID, 6, "Six"),
+        ];
+        let request = customers_request(&batch).unwrap();
+        let sent: Vec<(String, i64, String)> = request
+            .customers
+            .iter()
+            .map(|c| {
+                let p = c.customer.as_ref().unwrap();
+                (p.id.clone(), c.source_version, p.display_name.clone())
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                (ID.to_owned(), 7, "Seven".to_owned()),
+                (other.to_owned(), 1, "Other".to_owned())
+            ]
+        );
     }
 
     #[test]

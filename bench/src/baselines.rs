@@ -124,11 +124,41 @@ pub struct PgBench {
 /// replacements, the outbox row with a real-sized envelope, in one transaction.
 const CUSTOMER_WRITE: &str = r#"BEGIN;
 INSERT INTO customers (id, display_name, email, phone, tax_id, status, external_ref, version) VALUES (gen_random_uuid(), 'Bench Customer ' || :client_id, 'bench@example.com', NULL, NULL, 'ACTIVE', NULL, 1) RETURNING id AS cid, display_name, email, phone, tax_id, status, external_ref, version, create_time, update_time \gset
-DELETE FROM customer_contacts WHERE customer_id = :cid;
-DELETE FROM customer_addresses WHERE customer_id = :cid;
 INSERT INTO outbox (event_id, topic, kafka_key, payload, traceparent) VALUES (gen_random_uuid(), 'crm.customers', :cid, '{"id": "0193a0c4-0000-7000-8000-000000000001","type": "crm.customer.upserted","schema_version": 1,"source": "crm","aggregate_type": "customer","aggregate_id": "0193a0c4-0000-7000-8000-000000000002","aggregate_version": 1,"occurred_at": "2026-11-26T10:00:00.000000Z","data": {"customer_id": "0193a0c4-0000-7000-8000-000000000002","display_name": "Bench Customer","email": "bench@example.com","phone": null,"tax_id": null,"status": "ACTIVE","external_ref": null,"contacts": [],"addresses": []}}', NULL);
 END;
 "#;
+
+/// GetCustomer's SQL for one of the customers [`seed_customers`] wrote: the row, its
+/// contacts, its addresses, its finance view.
+const CUSTOMER_READ: &str = r#"\set n random(1, 1000)
+SELECT id, display_name, email, phone, tax_id, status, external_ref, version, create_time, update_time FROM customers WHERE id = ('00000000-0000-7000-8000-' || lpad(:n::text, 12, '0'))::uuid;
+SELECT c.id, COALESCE((SELECT json_agg(json_build_array(name, email, phone, role) ORDER BY position) FROM customer_contacts WHERE customer_id = c.id), '[]')::text, COALESCE((SELECT json_agg(json_build_array(kind, line1, line2, city, postal_code, region, country_code) ORDER BY position) FROM customer_addresses WHERE customer_id = c.id), '[]')::text, f.currency, f.credit_limit_minor, f.open_balance_minor, f.payment_terms, f.credit_hold, f.source_version, f.update_time FROM unnest(ARRAY[('00000000-0000-7000-8000-' || lpad(:n::text, 12, '0'))::uuid]) AS c(id) LEFT JOIN customer_finance f ON f.customer_id = c.id;
+"#;
+
+/// Which of CreateCustomer's and GetCustomer's SQL pgbench runs.
+#[derive(Debug, Clone, Copy)]
+pub enum PgScript {
+    CustomerWrite,
+    CustomerRead,
+}
+
+/// 1,000 customers with ids pgbench can compute (`00000000-0000-7000-8000-00000000000n`).
+pub async fn seed_customers(url: &str) -> Result<()> {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .context("connecting to the pgbench database")?;
+    sqlx::query(
+        "INSERT INTO customers (id, display_name, email, status, version) \
+         SELECT ('00000000-0000-7000-8000-' || lpad(n::text, 12, '0'))::uuid, \
+                'Seeded ' || n, 'seeded@example.com', 'ACTIVE', 1 \
+         FROM generate_series(1, 1000) AS n ON CONFLICT DO NOTHING",
+    )
+    .execute(&pool)
+    .await
+    .context("seeding customers for pgbench")?;
+    pool.close().await;
+    Ok(())
+}
 
 /// Applies the CRM's migrations (read from `crm-service/migrations/`) to `url`.
 pub async fn apply_crm_schema(url: &str) -> Result<()> {
@@ -154,16 +184,25 @@ pub async fn apply_crm_schema(url: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs pgbench with the customer write at `clients` connections (prepared statements, like
-/// sqlx) for `duration`, and reads the per-transaction log for percentiles.
-pub async fn pgbench(url: &str, clients: usize, duration: Duration) -> Result<PgBench> {
+/// Runs pgbench with `script` at `clients` connections (prepared statements, like sqlx) for
+/// `duration`, and reads the per-transaction log for percentiles.
+pub async fn pgbench(
+    url: &str,
+    script: PgScript,
+    clients: usize,
+    duration: Duration,
+) -> Result<PgBench> {
     let bin =
         std::env::var("PGBENCH").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pgbench".into());
     let dir =
         std::env::temp_dir().join(format!("tandem-pgbench-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir)?;
-    let script = dir.join("customer_write.sql");
-    std::fs::write(&script, CUSTOMER_WRITE)?;
+    let (name, sql) = match script {
+        PgScript::CustomerWrite => ("customer_write.sql", CUSTOMER_WRITE),
+        PgScript::CustomerRead => ("customer_read.sql", CUSTOMER_READ),
+    };
+    let script = dir.join(name);
+    std::fs::write(&script, sql)?;
     let seconds = duration.as_secs().max(1);
     let jobs = clients.clamp(1, 2);
     let mut command = std::process::Command::new(&bin);

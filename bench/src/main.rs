@@ -6,6 +6,8 @@
 //! for a smoke run (its report says so). `BENCH_SKIP_MOCK=1` skips the mock-cluster stack.
 //! `BENCH_OUT` is the directory for the report (default: the workspace root).
 //! `BENCH_RENDER=path/to/bench-results.json` only renders the report again from saved results.
+//! `BENCH_ONLY=rpc` runs only the baselines and the CRM RPC phases (20 s each, printing the
+//! services' pids) and writes no report: for profiling with `perf record -p`.
 
 mod baselines;
 mod bridge;
@@ -27,6 +29,7 @@ use tandem_proto::events::{erp, integration, topics};
 use tandem_tests::TestBroker;
 
 use crate::{
+    baselines::PgScript,
     report::{Machine, ReadyTimes, Results, RunConfig},
     system::{System, Which},
 };
@@ -129,16 +132,27 @@ async fn run() -> Result<()> {
         baselines::hello_world(CLIENTS, warmup, plan.secs(10.0)),
     )
     .await;
-    results.pgbench = phase(
-        &mut errors,
-        "baseline: pgbench customer write, 8 clients",
-        async {
-            let db = tandem_tests::TestDatabase::create("bench_pgbench").await?;
-            baselines::apply_crm_schema(&db.url).await?;
-            baselines::pgbench(&db.url, CLIENTS, plan.secs(10.0)).await
-        },
-    )
+    let pgbench_db = phase(&mut errors, "baseline: pgbench database", async {
+        let db = tandem_tests::TestDatabase::create("bench_pgbench").await?;
+        baselines::apply_crm_schema(&db.url).await?;
+        baselines::seed_customers(&db.url).await?;
+        Ok(db)
+    })
     .await;
+    if let Some(db) = &pgbench_db {
+        results.pgbench = phase(
+            &mut errors,
+            "baseline: pgbench customer write, 8 clients",
+            baselines::pgbench(&db.url, PgScript::CustomerWrite, CLIENTS, plan.secs(10.0)),
+        )
+        .await;
+        results.pgbench_read = phase(
+            &mut errors,
+            "baseline: pgbench customer read, 8 clients",
+            baselines::pgbench(&db.url, PgScript::CustomerRead, CLIENTS, plan.secs(10.0)),
+        )
+        .await;
+    }
 
     // ---- The stack on a private tansu broker.
     let started = Instant::now();
@@ -166,6 +180,23 @@ async fn run() -> Result<()> {
         results.errors = errors;
         report::write(&out, &results)?;
         anyhow::bail!("preparing the stack failed; see the report");
+    }
+
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "rpc") {
+        // For profiling: only the RPC phases, long enough to attach `perf` to the CRM.
+        eprintln!("[bench] hello-world: {:?}", results.hello);
+        eprintln!("[bench] pgbench write: {:?}", results.pgbench);
+        eprintln!("[bench] pgbench read: {:?}", results.pgbench_read);
+        eprintln!(
+            "[bench] BENCH_ONLY=rpc: crm-service pid {:?}, erp-service pid {:?}",
+            system.stack.crm.pid(),
+            system.stack.erp.pid()
+        );
+        let read = system.rpc_read(CLIENTS, warmup, plan.secs(20.0)).await?;
+        eprintln!("[bench] GetCustomer: {read:?}");
+        let write = system.rpc_write(CLIENTS, warmup, plan.secs(20.0)).await?;
+        eprintln!("[bench] CreateCustomer: {write:?}");
+        return Ok(());
     }
 
     let mut ready_times: BTreeMap<String, ReadyTimes> = BTreeMap::new();

@@ -290,66 +290,97 @@ async fn complete_one(
     Ok(customers.pop())
 }
 
-/// Loads the contacts, addresses and finance view of `customers`.
+/// Loads the contacts, addresses and finance view of `customers`, in one query: the lists as
+/// JSON arrays (in position order), the finance view joined.
 async fn complete(conn: &mut PgConnection, customers: &mut [Customer]) -> Result<(), sqlx::Error> {
     if customers.is_empty() {
         return Ok(());
     }
     let ids: Vec<Uuid> = customers.iter().map(|c| c.id).collect();
-    type ContactRow = (Uuid, String, Option<String>, Option<String>, Option<String>);
-    let contacts: Vec<ContactRow> = sqlx::query_as(
-        "SELECT customer_id, name, email, phone, role FROM customer_contacts \
-             WHERE customer_id = ANY($1) ORDER BY customer_id, position",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut contacts_by: HashMap<Uuid, Vec<Contact>> = HashMap::new();
-    for (id, name, email, phone, role) in contacts {
-        contacts_by.entry(id).or_default().push(Contact {
-            name,
-            email,
-            phone,
-            role,
-        });
-    }
-    type AddressRow = (
+    type Row = (
         Uuid,
         String,
         String,
         Option<String>,
-        String,
+        Option<i64>,
+        Option<i64>,
         Option<String>,
-        Option<String>,
-        String,
+        Option<bool>,
+        Option<i64>,
+        Option<DateTime<Utc>>,
     );
-    let addresses: Vec<AddressRow> = sqlx::query_as(
-        "SELECT customer_id, kind, line1, line2, city, postal_code, region, country_code \
-         FROM customer_addresses WHERE customer_id = ANY($1) ORDER BY customer_id, position",
-    )
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT c.id, \
+             COALESCE((SELECT json_agg(json_build_array(name, email, phone, role) ORDER BY position) \
+                       FROM customer_contacts WHERE customer_id = c.id), '[]')::text, \
+             COALESCE((SELECT json_agg(json_build_array(kind, line1, line2, city, postal_code, \
+                                                        region, country_code) ORDER BY position) \
+                       FROM customer_addresses WHERE customer_id = c.id), '[]')::text, \
+             {} \
+         FROM unnest($1::uuid[]) AS c(id) LEFT JOIN customer_finance f ON f.customer_id = c.id",
+        finance::store::JOINED_COLUMNS
+    ))
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
-    let mut addresses_by: HashMap<Uuid, Vec<Address>> = HashMap::new();
-    for (id, kind, line1, line2, city, postal_code, region, country_code) in addresses {
-        let kind = AddressKind::parse(&kind).ok_or_else(|| {
-            sqlx::Error::Decode(format!("address of {id} has unknown kind {kind:?}").into())
-        })?;
-        addresses_by.entry(id).or_default().push(Address {
-            kind,
-            line1,
-            line2,
-            city,
-            postal_code,
-            region,
-            country_code,
-        });
+    type Loaded = (Vec<Contact>, Vec<Address>, Option<finance::Finance>);
+    let mut loaded: HashMap<Uuid, Loaded> = HashMap::with_capacity(rows.len());
+    for (id, contacts, addresses, currency, limit, balance, terms, hold, version, updated) in rows {
+        let decode = |what: &str, error: serde_json::Error| {
+            sqlx::Error::Decode(format!("{what} of customer {id}: {error}").into())
+        };
+        type ContactJson = (String, Option<String>, Option<String>, Option<String>);
+        let contacts: Vec<ContactJson> =
+            serde_json::from_str(&contacts).map_err(|e| decode("contacts", e))?;
+        type AddressJson = (
+            AddressKind,
+            String,
+            Option<String>,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+        );
+        let addresses: Vec<AddressJson> =
+            serde_json::from_str(&addresses).map_err(|e| decode("addresses", e))?;
+        let finance =
+            finance::store::from_joined((currency, limit, balance, terms, hold, version, updated));
+        loaded.insert(
+            id,
+            (
+                contacts
+                    .into_iter()
+                    .map(|(name, email, phone, role)| Contact {
+                        name,
+                        email,
+                        phone,
+                        role,
+                    })
+                    .collect(),
+                addresses
+                    .into_iter()
+                    .map(
+                        |(kind, line1, line2, city, postal_code, region, country_code)| Address {
+                            kind,
+                            line1,
+                            line2,
+                            city,
+                            postal_code,
+                            region,
+                            country_code,
+                        },
+                    )
+                    .collect(),
+                finance,
+            ),
+        );
     }
-    let mut finances = finance::store::get_many(conn, &ids).await?;
     for customer in customers {
-        customer.profile.contacts = contacts_by.remove(&customer.id).unwrap_or_default();
-        customer.profile.addresses = addresses_by.remove(&customer.id).unwrap_or_default();
-        customer.finance = finances.remove(&customer.id);
+        if let Some((contacts, addresses, finance)) = loaded.remove(&customer.id) {
+            customer.profile.contacts = contacts;
+            customer.profile.addresses = addresses;
+            customer.finance = finance;
+        }
     }
     Ok(())
 }

@@ -1,7 +1,5 @@
 //! SQL for the customer finance mirror.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -62,49 +60,34 @@ pub async fn apply(
     }
 }
 
-type Row = (
-    Uuid,
-    String,
-    i64,
-    i64,
+/// The finance view's columns for a query of another module that joins
+/// `LEFT JOIN customer_finance f ON f.customer_id = …`; [`from_joined`] reads them back.
+pub const JOINED_COLUMNS: &str = "f.currency, f.credit_limit_minor, f.open_balance_minor, \
+                                  f.payment_terms, f.credit_hold, f.source_version, f.update_time";
+
+/// [`JOINED_COLUMNS`] as decoded: all `None` when the ERP reported no finance yet.
+pub type JoinedRow = (
     Option<String>,
-    bool,
-    i64,
-    DateTime<Utc>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<bool>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
 );
 
-/// The finance views of `customer_ids` that the ERP reported.
-pub async fn get_many(
-    conn: &mut PgConnection,
-    customer_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Finance>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT customer_id, currency, credit_limit_minor, open_balance_minor, payment_terms, \
-                credit_hold, source_version, update_time \
-         FROM customer_finance WHERE customer_id = ANY($1)",
-    )
-    .bind(customer_ids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, currency, limit, balance, payment_terms, credit_hold, version, updated)| {
-                (
-                    id,
-                    Finance {
-                        data: FinanceData {
-                            currency,
-                            credit_limit_minor: limit,
-                            open_balance_minor: balance,
-                            payment_terms,
-                            credit_hold,
-                        },
-                        source_version: version,
-                        update_time: updated,
-                    },
-                )
-            },
-        )
-        .collect())
+/// The finance view from [`JOINED_COLUMNS`], if the customer has one.
+pub fn from_joined(row: JoinedRow) -> Option<Finance> {
+    let (currency, limit, balance, payment_terms, credit_hold, version, updated) = row;
+    Some(Finance {
+        data: FinanceData {
+            currency: currency?,
+            credit_limit_minor: limit?,
+            open_balance_minor: balance?,
+            payment_terms,
+            credit_hold: credit_hold?,
+        },
+        source_version: version?,
+        update_time: updated?,
+    })
 }

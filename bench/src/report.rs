@@ -115,7 +115,7 @@ pub struct Results {
 }
 
 /// One line of the summary: a figure, its same-run baseline, the ratio, the target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figure {
     pub name: String,
     pub value: Option<f64>,
@@ -134,6 +134,39 @@ pub struct Figure {
 struct Document<'a> {
     figures: &'a [Figure],
     results: &'a Results,
+    /// The figures of the report this one replaced: the "before" of a change.
+    previous: Option<&'a Previous>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Previous {
+    pub started_at: String,
+    pub figures: Vec<Figure>,
+}
+
+/// What an earlier `bench-results.json` holds that the next report needs.
+#[derive(Deserialize)]
+struct Saved {
+    results: Results,
+    #[serde(default)]
+    figures: Vec<Figure>,
+    #[serde(default)]
+    previous: Option<Previous>,
+}
+
+/// The "before" of this report: the report in `dir` it replaces, or, when `results` are that
+/// report's own (a re-render), the one that report replaced.
+fn previous(dir: &Path, results: &Results) -> Option<Previous> {
+    let text = std::fs::read_to_string(dir.join("bench-results.json")).ok()?;
+    let saved: Saved = serde_json::from_str(&text).ok()?;
+    if saved.results.config.started_at == results.config.started_at {
+        saved.previous
+    } else {
+        Some(Previous {
+            started_at: saved.results.config.started_at,
+            figures: saved.figures,
+        })
+    }
 }
 
 struct Builder(Vec<Figure>);
@@ -422,10 +455,6 @@ pub fn figures(r: &Results) -> Vec<Figure> {
 
 /// Renders the report again from a `bench-results.json` (after a change to the report's text).
 pub fn rerender(json: &Path, dir: &Path) -> Result<()> {
-    #[derive(Deserialize)]
-    struct Saved {
-        results: Results,
-    }
     let text =
         std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
     let saved: Saved = serde_json::from_str(&text).context("parsing bench-results.json")?;
@@ -434,14 +463,19 @@ pub fn rerender(json: &Path, dir: &Path) -> Result<()> {
 
 pub fn write(dir: &Path, results: &Results) -> Result<()> {
     let figures = figures(results);
+    let previous = previous(dir, results);
     let json = serde_json::to_string_pretty(&Document {
         figures: &figures,
         results,
+        previous: previous.as_ref(),
     })?;
     std::fs::write(dir.join("bench-results.json"), json + "\n")
         .context("writing bench-results.json")?;
-    std::fs::write(dir.join("BENCHMARKS.md"), markdown(results, &figures))
-        .context("writing BENCHMARKS.md")?;
+    std::fs::write(
+        dir.join("BENCHMARKS.md"),
+        markdown(results, &figures, previous.as_ref()),
+    )
+    .context("writing BENCHMARKS.md")?;
     Ok(())
 }
 
@@ -479,7 +513,7 @@ fn e2e_row(out: &mut String, name: &str, e: &Option<E2e>, hop: &Option<Hop>) {
     );
 }
 
-fn markdown(r: &Results, figures: &[Figure]) -> String {
+fn markdown(r: &Results, figures: &[Figure], previous: Option<&Previous>) -> String {
     let mut o = String::new();
     let m = &r.machine;
     let _ = writeln!(o, "# Benchmarks\n");
@@ -529,6 +563,9 @@ fn markdown(r: &Results, figures: &[Figure]) -> String {
                 None => "",
             }
         );
+    }
+    if let Some(previous) = previous {
+        before_and_after(&mut o, figures, previous);
     }
     let missed: Vec<&Figure> = figures.iter().filter(|f| f.pass == Some(false)).collect();
     if !missed.is_empty() {
@@ -808,6 +845,8 @@ fn markdown(r: &Results, figures: &[Figure]) -> String {
 
     let _ = writeln!(o, "\n## Method\n");
     let _ = writeln!(o, "{METHOD}");
+    let _ = writeln!(o, "\n## Optimisations\n");
+    let _ = writeln!(o, "{OPTIMISATIONS}");
     let _ = writeln!(o, "\n## Next optimisations\n");
     let _ = writeln!(o, "{NEXT}");
     if !r.errors.is_empty() {
@@ -827,9 +866,9 @@ tansu broker on a free loopback port, two fresh databases, the three release bin
 one HTTP/2 connection each, 1 s warm-up excluded); open loop at a fixed arrival rate for everything else (latency \
 counted from the scheduled start, so a stall is not hidden by the generator waiting).
 - Baselines in the same run: tonic's hello-world Greeter served in-process on a 2-thread runtime of its own; \
-pgbench (`-M prepared`, 8 clients, 2 threads) running CreateCustomer's SQL (customer row, the two list \
-replacements, the outbox row with a real-sized envelope) in one transaction on a throw-away database with the CRM's \
-migrations; a raw produce -> consume hop with the outbox relay's producer settings (idempotent, acks=all, linger 2 ms) \
+pgbench (`-M prepared`, 8 clients, 2 threads) running CreateCustomer's SQL (customer row and the outbox row with a \
+real-sized envelope, in one transaction) and, separately, GetCustomer's two queries, on a throw-away database with \
+the CRM's migrations; a raw produce -> consume hop with the outbox relay's producer settings (idempotent, acks=all, linger 2 ms) \
 and the bridge's consumer settings (fetch.wait.max.ms 10), ~600-byte payloads, on the same broker at the same rate; \
 the same hop and the same e2e figures against librdkafka's in-process mock cluster (`rdkafka::mocking`), to which the \
 three services connect over loopback.
@@ -838,33 +877,77 @@ produced straight into `crm.customers`, as the CRM's relay would publish them.
 - Resources from /proc/PID/stat (utime + stime) and /proc/PID/status (VmRSS), sampled every 500 ms.
 - `BENCH_QUICK=1` (or `BENCH_SCALE=0.2`) shortens every phase for a smoke run; the report then says so.";
 
+const OPTIMISATIONS: &str = "\
+Profiled first (`BENCH_ONLY=rpc make bench`-style runs with `perf record -g -p <crm pid>` and `perf record -a`, \
+release binaries with line tables), then changed, each keeping every guarantee (the whole `make test`, chaos and \
+crash-point suites included):
+1. Bridge apply path, the sustained-throughput limit: `crm.customers` events were applied one \
+`ErpSync.ApplyCustomer` call and one ERP transaction at a time per partition. Now a partition's waiting events go \
+in one `ErpSync.ApplyCustomers` call (one transaction, the newest version of each customer once, each row still \
+version-gated), like stock levels to the CRM already were.
+2. CRM reads: GetCustomer made four queries (customer, contacts, addresses, finance); the profile showed the CRM \
+mostly waiting and switching tasks per round trip. Now two: the row, then the lists as JSON arrays and the finance \
+view joined in one query (also for ListCustomers and updates).
+3. CRM writes: CreateCustomer deleted the (never existing) contacts and addresses of a new customer; now it does not: \
+insert, outbox insert, commit. pgbench's script was changed alike, so the baseline is still the same SQL.
+4. Telemetry: the OpenTelemetry layer received every span and event of every level (sqlx, h2, hyper at TRACE \
+included), about a tenth of the CRM's CPU in the profile; it now sees only what the log filter selects.
+5. The bench itself: the backlog for the bridge's drain rate is produced with the bridge stopped at 2,000/s (an \
+open-loop 5,000/s burst made the local broker stop answering), and the bench's bridge takes its partitions itself \
+(`consumer.assignment = all`), so its restarts involve no group coordination.";
+
 const NEXT: &str = "\
-Not done in this task (the services are being refactored concurrently); in order of expected gain:
-1. Bridge apply path: customer events are applied one `ErpSync.ApplyCustomer` call (and one ERP transaction) at a \
-time per partition, with 3 partitions. Batch them like stock levels already are (`ApplyCustomers` with up to N \
-events, version-gated per row in one statement), or pipeline several keys of one partition concurrently while \
-keeping per-key order. The drain rate against the raw consumer rate above shows the headroom.
-2. Outbox relay: one cycle is select unpublished rows, produce them and wait for every ack (linger 2 ms plus the \
+In order of expected gain:
+1. Outbox relay: one cycle is select unpublished rows, produce them and wait for every ack (linger 2 ms plus the \
 broker's write), then one `UPDATE ... WHERE id = ANY($1)`; a commit that lands during a cycle waits for the next. \
 Pipelining cycles (select the next batch while the previous one awaits its acks, marking in order) would take the \
-ack wait off the latency of later commits; profile the relay first (its `tandem_outbox_publish_lag_seconds`).
-3. Broker floor on local runs: tansu holds every fetch for fetch.wait.max.ms (10 ms by default), which is most of \
-the local p50; 1-5 ms halves it at the cost of more idle fetches. Production Kafka answers as soon as data arrives, \
-as the mock-cluster figures show.
-4. CRM writes: CreateCustomer makes four statements (insert, two list deletes that cannot match on a new \
-customer, outbox insert); skipping the deletes on create and using prepared statements throughout brings it \
-closer to pgbench.
-6. Seen while building this bench (not measured here, worth an issue): restarting the stack's bridge three times \
-within a second (SIGTERM, start) on tansu left it with partitions 0 and 1 of every topic only, for minutes: range \
-assignment counted a second member that had already left. The bench now times the bridge's start with a bridge in \
-a consumer group of its own; the recovery phase restarts the real one once, after a 5 s outage.
-5. CRM reads: GetCustomer makes four queries (customer, contacts, addresses, finance); one query with \
-`LEFT JOIN LATERAL` / `json_agg` would make it one round trip.";
+ack wait off the latency of later commits.
+2. Broker floor on local runs: tansu holds every fetch for fetch.wait.max.ms (10 ms by default), which is most of \
+the local p50, and its idle fetches cost it a quarter of a core (seen in `perf record -a` while only reads ran); \
+production Kafka answers as soon as data arrives, as the mock-cluster figures show.
+3. Per-call overhead of the services: in the CRM's profile under load, a third of its CPU is the kernel switching \
+tasks and waking sockets (one wake-up per PostgreSQL round trip and per HTTP/2 frame), then allocation and tracing. \
+Fewer round trips (a single statement for GetCustomer, the customer and outbox inserts as one CTE) and a \
+current-thread runtime per core are the next steps.";
 
 /// `a / b` with two decimals, or "n/a".
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
         _ => "n/a".to_owned(),
+    }
+}
+
+/// Each figure of this report beside the same figure of the report it replaced; ratios to
+/// the same-run baselines are what compare across runs on a shared machine.
+fn before_and_after(o: &mut String, figures: &[Figure], previous: &Previous) {
+    let _ = writeln!(
+        o,
+        "\n## Before and after\n\nThe same figures in the report this one replaced (run of {}); the \
+         optimisations between the two are listed under \"Optimisations\" below. Compare the ratios: the \
+         machine's load differs between runs.\n",
+        previous.started_at
+    );
+    let _ = writeln!(
+        o,
+        "| figure | before | before ratio | after | after ratio |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    for f in figures {
+        let Some(before) = previous.figures.iter().find(|b| b.name == f.name) else {
+            continue;
+        };
+        let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "| {} | {} {} | {} | {} {} | {} |",
+            f.name,
+            num(before.value),
+            before.unit,
+            ratio(before.ratio),
+            num(f.value),
+            f.unit,
+            ratio(f.ratio),
+        );
     }
 }

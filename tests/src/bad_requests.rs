@@ -141,3 +141,30 @@ pub fn with<T>(mut base: T, edit: impl FnOnce(&mut T)) -> T {
 pub fn too_long(chars: usize) -> String {
     "x".repeat(chars)
 }
+
+/// Runs the table `rows` against a service whose database `pool` holds (at least) `tables`,
+/// and fails unless every row was refused as it must be and no table changed.
+pub async fn assert_all_refused_writing_nothing(
+    pool: &sqlx::PgPool,
+    tables: &[&str],
+    rows: Vec<Row>,
+) {
+    let before = snapshot(pool).await;
+    assert!(
+        tables
+            .iter()
+            .all(|table| before.contains_key(&format!("public.{table}"))),
+        "the snapshot sees every table: {:?}",
+        before.keys()
+    );
+    let count = rows.len();
+    let failures = run(rows).await;
+    let after = snapshot(pool).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {count} bad requests were not refused as they must be:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_unchanged(&before, &after);
+}

@@ -24,6 +24,20 @@ pub mod topics {
 
     /// Events the bridge could never apply, with the reason in headers.
     pub const DEAD_LETTER: &str = "tandem.dead-letter";
+
+    /// Every topic of change events: the services' and the integrators'. The bridge consumes
+    /// them all.
+    pub const CHANGE_EVENTS: &[&str] = &[
+        CRM_CUSTOMERS,
+        CRM_ORDERS,
+        ERP_PRODUCTS,
+        ERP_STOCK,
+        ERP_ORDERS,
+        ERP_CUSTOMERS,
+        INTEGRATION_CUSTOMERS,
+        INTEGRATION_ORDERS,
+        INTEGRATION_STOCK,
+    ];
 }
 
 /// Event type names (`type` in the envelope).

@@ -36,17 +36,7 @@ use tonic::{Code, Request, transport::Channel};
 use tonic_types::StatusExt;
 
 /// Topics the bridge consumes.
-pub const SOURCE_TOPICS: &[&str] = &[
-    topics::CRM_CUSTOMERS,
-    topics::CRM_ORDERS,
-    topics::ERP_PRODUCTS,
-    topics::ERP_STOCK,
-    topics::ERP_ORDERS,
-    topics::ERP_CUSTOMERS,
-    topics::INTEGRATION_CUSTOMERS,
-    topics::INTEGRATION_ORDERS,
-    topics::INTEGRATION_STOCK,
-];
+pub const SOURCE_TOPICS: &[&str] = topics::CHANGE_EVENTS;
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -312,6 +312,7 @@ pub async fn kafka_hop(
     topic: Option<&str>,
     rate: f64,
     duration: Duration,
+    fetch_wait_max_ms: u32,
 ) -> Result<Hop> {
     let topic = match topic {
         Some(topic) => topic.to_owned(),
@@ -331,7 +332,7 @@ pub async fn kafka_hop(
     let consumer = bridge_like_consumer(
         brokers,
         &format!("bench-hop-{}", uuid::Uuid::now_v7().simple()),
-        10,
+        fetch_wait_max_ms,
     )?;
     consumer.subscribe(&[&topic]).context("subscribing")?;
     let origin = Instant::now();

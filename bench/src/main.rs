@@ -35,6 +35,13 @@ use crate::{
 };
 
 const CLIENTS: usize = 8;
+/// `fetch.wait.max.ms` of the bridge and of the hop's consumer on tansu: the bridge's default.
+/// tansu holds every fetch this long, so it is most of the local latency floor.
+const TANSU_FETCH_WAIT_MS: u32 = 10;
+/// The same on the mock cluster, which also holds a fetch for the whole wait when no data is
+/// there (its hop p50 was 7.4 ms at 10 ms); Apache Kafka answers as soon as data arrives, which
+/// 1 ms approximates.
+const MOCK_FETCH_WAIT_MS: u32 = 1;
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
@@ -159,7 +166,7 @@ async fn run() -> Result<()> {
     let Some((mut system, ready)) = phase(
         &mut errors,
         "start the stack (private tansu broker, fresh databases)",
-        System::start(None, "bench", true),
+        System::start(None, "bench", true, TANSU_FETCH_WAIT_MS),
     )
     .await
     else {
@@ -235,13 +242,13 @@ async fn run() -> Result<()> {
     results.hop_tansu_200 = phase(
         &mut errors,
         "baseline: raw hop via tansu at 200/s",
-        baselines::kafka_hop(&brokers, None, 200.0, plan.secs(10.0)),
+        baselines::kafka_hop(&brokers, None, 200.0, plan.secs(10.0), TANSU_FETCH_WAIT_MS),
     )
     .await;
     results.hop_tansu_1000 = phase(
         &mut errors,
         "baseline: raw hop via tansu at 1000/s",
-        baselines::kafka_hop(&brokers, None, 1000.0, plan.secs(10.0)),
+        baselines::kafka_hop(&brokers, None, 1000.0, plan.secs(10.0), TANSU_FETCH_WAIT_MS),
     )
     .await;
 
@@ -334,7 +341,13 @@ async fn run() -> Result<()> {
                 results.hop_mock_200 = phase(
                     &mut errors,
                     "baseline: raw hop via mock cluster at 200/s",
-                    baselines::kafka_hop(&bootstrap, Some("bench.hop.200"), 200.0, plan.secs(10.0)),
+                    baselines::kafka_hop(
+                        &bootstrap,
+                        Some("bench.hop.200"),
+                        200.0,
+                        plan.secs(10.0),
+                        MOCK_FETCH_WAIT_MS,
+                    ),
                 )
                 .await;
                 results.hop_mock_1000 = phase(
@@ -345,6 +358,7 @@ async fn run() -> Result<()> {
                         Some("bench.hop.1000"),
                         1000.0,
                         plan.secs(10.0),
+                        MOCK_FETCH_WAIT_MS,
                     ),
                 )
                 .await;
@@ -352,7 +366,7 @@ async fn run() -> Result<()> {
                 if let Some((mut mock, _)) = phase(
                     &mut errors,
                     "start the stack on the mock cluster",
-                    System::start(Some(broker), "benchmock", false),
+                    System::start(Some(broker), "benchmock", false, MOCK_FETCH_WAIT_MS),
                 )
                 .await
                     && phase(&mut errors, "prepare (mock)", mock.prepare(500, 50))

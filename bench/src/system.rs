@@ -60,6 +60,7 @@ impl System {
         broker: Option<TestBroker>,
         label: &str,
         create_topics: bool,
+        fetch_wait_max_ms: u32,
     ) -> Result<(Self, Duration)> {
         let started = Instant::now();
         let flag = |prefix: &str| -> Vec<(String, String)> {
@@ -81,7 +82,13 @@ impl System {
             // and the local broker's group coordination would add seconds to each restart.
             bridge_env: [
                 flag("BRIDGE"),
-                vec![("BRIDGE__CONSUMER__ASSIGNMENT".to_owned(), "all".to_owned())],
+                vec![
+                    ("BRIDGE__CONSUMER__ASSIGNMENT".to_owned(), "all".to_owned()),
+                    (
+                        "BRIDGE__CONSUMER__FETCH_WAIT_MAX_MS".to_owned(),
+                        fetch_wait_max_ms.to_string(),
+                    ),
+                ],
             ]
             .concat(),
             ..StackOptions::default()

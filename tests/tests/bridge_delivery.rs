@@ -267,6 +267,62 @@ async fn a_self_assigned_bridge_resumes_from_its_committed_offsets_after_a_kill(
     );
 }
 
+/// A backlog of one partition well past the pause threshold (2,000 received events): the
+/// partition is paused while its worker catches up, resumed, and every event is applied.
+#[tokio::test]
+async fn a_backlog_past_the_pause_threshold_drains_completely() {
+    const EVENTS: usize = 5_000;
+    let mut stack = Stack::start_with(StackOptions {
+        bridge_env: vec![("BRIDGE__CONSUMER__ASSIGNMENT".into(), "all".into())],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    stack.bridge.kill();
+    let producer = tandem_tests::TestProducer::new(&stack.broker.brokers).unwrap();
+    let events: Vec<Value> = (0..EVENTS)
+        .map(|n| {
+            let id = uuid::Uuid::now_v7().to_string();
+            customer_event(&id, 1, &format!("Backlog {n}"))
+        })
+        .collect();
+    let payloads: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+    for chunk in payloads.chunks(500) {
+        // One key: every event in the same partition.
+        futures::future::try_join_all(
+            chunk
+                .iter()
+                .map(|p| producer.send(topics::CRM_CUSTOMERS, Some("one-partition"), p, &[])),
+        )
+        .await
+        .unwrap();
+    }
+    stack.bridge.start().unwrap();
+    tandem_tests::wait_ready(stack.bridge_http, Duration::from_secs(20)).unwrap();
+    let db = stack.erp_db.connect().await.unwrap();
+    let db = tokio::sync::Mutex::new(db);
+    let applied = eventually(
+        Duration::from_secs(120),
+        "the whole backlog applied",
+        || async {
+            let mut db = db.lock().await;
+            let count: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
+                .fetch_one(&mut *db)
+                .await
+                .unwrap();
+            (count >= EVENTS as i64).then_some(count)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied, EVENTS as i64);
+    let log = stack.bridge.output();
+    assert!(
+        log.contains("partition paused") && log.contains("partition resumed"),
+        "the backlog went through a pause and a resume"
+    );
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_published_and_replayed_with_a_loop_guard() {
     let stack = Stack::start().await.unwrap();

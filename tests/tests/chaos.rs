@@ -5,7 +5,7 @@
 //! are printed: operations, kills, restarts, lost, duplicated, seconds to converge.
 //!
 //! `make test` runs a short version; `make chaos` the long one (`CHAOS_OPS`, `CHAOS_KILLS`,
-//! `CHAOS_SEED`, `CHAOS_CONTINUOUS` set the size, the faults and the
+//! `CHAOS_SEED`, `CHAOS_CONTINUOUS`, `CHAOS_FAULT_GAP_MS` set the size, the faults and the
 //! seed; a failing run repeats with its seed).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -431,11 +431,15 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     // The fault schedule: kill one part at a time with SIGKILL, then bring it back. At least
     // `kills` faults; with CHAOS_CONTINUOUS=1 faults go on until the workload ends.
     let continuous = std::env::var("CHAOS_CONTINUOUS").is_ok_and(|v| v == "1");
+    // Milliseconds between one fault's end and the next; the long run spaces them out so the
+    // workload makes progress between faults (`CHAOS_FAULT_GAP_MS`, default 300..1500).
+    let gap_from = env_number("CHAOS_FAULT_GAP_MS", 300) as u64;
+    let gap = gap_from..gap_from * 5;
     let mut restarts = 0;
     let mut faults = Vec::new();
     let mut crash_point_aborts: Vec<String> = Vec::new();
     while faults.len() < kills || (continuous && workers.iter().any(|w| !w.is_finished())) {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(gap.clone()))).await;
         let revived = revive_crashed(&mut stack, &mut rng);
         restarts += revived.len();
         crash_point_aborts.extend(revived);

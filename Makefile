@@ -34,7 +34,7 @@ bench: ## Benchmarks with same-run baselines; writes BENCHMARKS.md and bench-res
 	  TANDEM_TEST_DATABASE_URL=$$url TANSU_BIN=$$TANSU_BIN exec cargo run --release --locked -p tandem-bench'
 
 chaos: ## The long fault-injection run: kills and restarts during a seeded workload, then the invariants
-	CHAOS_OPS=$${CHAOS_OPS:-20000} CHAOS_KILLS=$${CHAOS_KILLS:-25} CHAOS_CONTINUOUS=1 \
+	CHAOS_OPS=$${CHAOS_OPS:-40000} CHAOS_KILLS=$${CHAOS_KILLS:-25} CHAOS_CONTINUOUS=1 \
 	  CHAOS_FAULT_GAP_MS=$${CHAOS_FAULT_GAP_MS:-3000} \
 	  scripts/test.sh -p tandem-tests --test chaos -- --nocapture
 

@@ -347,19 +347,6 @@ fn reconcile(stack: &Stack) -> (bool, String) {
     )
 }
 
-/// Runs `sql` (a count) on `db`.
-async fn count(db: &TestDatabase, sql: &str) -> i64 {
-    for _ in 0..50 {
-        if let Ok(mut conn) = db.connect().await
-            && let Ok(n) = sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await
-        {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("cannot run {sql}");
-}
-
 #[tokio::test]
 async fn the_guarantees_hold_through_kills_and_restarts() {
     let seed = env_number("CHAOS_SEED", 42) as u64;

@@ -38,14 +38,6 @@ fn restart_disarmed(process: &mut ServiceProcess, http: std::net::SocketAddr) {
     wait_ready(http, WAIT).unwrap();
 }
 
-async fn count(db: &tandem_tests::TestDatabase, sql: &str) -> i64 {
-    use sqlx::Connection;
-    let mut conn = db.connect().await.unwrap();
-    let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
-    n
-}
-
 fn handled(stack: &Stack, event_type: &str, outcome: &str) -> f64 {
     Stack::metric(
         stack.bridge_http,

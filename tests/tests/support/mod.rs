@@ -8,7 +8,7 @@ use tandem_proto::{
     crm::v1::{self as crm, crm_service_client::CrmServiceClient},
     erp::v1::{self as erp, erp_service_client::ErpServiceClient},
 };
-use tandem_tests::{Stack, eventually};
+use tandem_tests::{Stack, TestDatabase, eventually};
 use tonic::transport::Channel;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -247,4 +247,17 @@ pub async fn set_credit(erp: &mut ErpServiceClient<Channel>, id: &str) {
     })
     .await
     .unwrap();
+}
+
+/// Runs `sql` (a count) on `db`, retrying for up to 10 s while the database is down.
+pub async fn count(db: &TestDatabase, sql: &str) -> i64 {
+    for _ in 0..50 {
+        if let Ok(mut conn) = db.connect().await
+            && let Ok(n) = sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await
+        {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("cannot run {sql}");
 }

@@ -19,6 +19,11 @@ use support::*;
 
 const FAILPOINTS: &str = "FAILPOINTS";
 
+/// The tests of this file run one at a time: each aborts and restarts processes of its own
+/// stack, and three stacks starting and crashing at once on 2 cores made a start miss its
+/// readiness deadline now and then.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits for `process` to abort at its crash point; fails if it is still running.
 fn crashed(process: &mut ServiceProcess) {
     let status = process.wait_exit(WAIT).unwrap();
@@ -51,6 +56,7 @@ fn handled(stack: &Stack, event_type: &str, outcome: &str) -> f64 {
 /// restart the row is published again, and the duplicate changes nothing in the ERP.
 #[tokio::test]
 async fn relay_crash_after_the_ack_before_the_mark_publishes_again_and_applies_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut stack = Stack::start_with(StackOptions {
         crm_env: vec![(
             FAILPOINTS.into(),
@@ -126,6 +132,7 @@ async fn relay_crash_after_the_ack_before_the_mark_publishes_again_and_applies_o
 /// the order event comes again after restart and reserves nothing more.
 #[tokio::test]
 async fn bridge_crash_after_the_effect_before_the_offset_reserves_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut stack = Stack::start_with(StackOptions {
         bridge_env: vec![
             ("BRIDGE__CONSUMER__ASSIGNMENT".into(), "all".into()),
@@ -190,6 +197,7 @@ async fn bridge_crash_after_the_effect_before_the_offset_reserves_once() {
 /// bridge does after a transient failure) applies whole; through the bridge likewise.
 #[tokio::test]
 async fn crm_crash_in_the_middle_of_a_stock_batch_keeps_none_of_it_then_applies_it_all() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut stack = Stack::start().await.unwrap();
     let (crm, mut erp) = clients(&stack).await;
     let skus = ["MB-1", "MB-2", "MB-3"];

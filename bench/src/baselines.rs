@@ -292,7 +292,7 @@ pub fn bridge_like_consumer(
     config.create().context("creating a consumer")
 }
 
-/// The outbox relay's producer settings (idempotent, acks=all, linger 2 ms).
+/// The outbox relay's producer settings (acks=all, one request in flight, linger 2 ms).
 pub fn relay_like_producer(brokers: &str) -> Result<FutureProducer> {
     KafkaSettings {
         brokers: brokers.to_owned(),

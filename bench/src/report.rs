@@ -888,7 +888,7 @@ counted from the scheduled start, so a stall is not hidden by the generator wait
 - Baselines in the same run: tonic's hello-world Greeter served in-process on a 2-thread runtime of its own; \
 pgbench (`-M prepared`, 8 clients, 2 threads) running CreateCustomer's SQL (customer row and the outbox row with a \
 real-sized envelope, in one transaction) and, separately, GetCustomer's two queries, on a throw-away database with \
-the CRM's migrations; a raw produce -> consume hop with the outbox relay's producer settings (idempotent, acks=all, linger 2 ms) \
+the CRM's migrations; a raw produce -> consume hop with the outbox relay's producer settings (acks=all, one request in flight, linger 2 ms) \
 and the bridge's consumer settings (fetch.wait.max.ms 10 on tansu, the bridge's default; 1 on the mock cluster, which \
 also holds an empty fetch for the whole wait, so 1 ms approximates a Kafka broker answering when data arrives), ~600-byte \
 payloads, on the same broker at the same rate; \

@@ -31,6 +31,14 @@ pub struct KafkaSettings {
     /// Producer `message.timeout.ms`: how long to keep retrying one message before reporting
     /// it failed (the outbox then retries it later).
     pub message_timeout_ms: u32,
+    /// Producer `enable.idempotence`. Off by default: the producer then keeps each partition's
+    /// order across retries with one request in flight per connection, and the duplicates a
+    /// retry can leave are harmless (every consumer is version-gated, and the outbox relay is
+    /// at-least-once anyway: a crash between the broker's ack and the outbox mark publishes
+    /// again). On, up to five requests fly at once and the broker drops retried duplicates;
+    /// the local broker's bookkeeping of idempotent producers does not survive its own
+    /// SIGKILL (docs/runbook.md, "Local broker"), so turn it on only against Apache Kafka.
+    pub idempotence: bool,
     /// Extra librdkafka properties for every client, e.g. `security.protocol`. Underscores
     /// stand for dots, so `CRM__KAFKA__CLIENT__SECURITY_PROTOCOL=SSL` sets `security.protocol`
     /// (librdkafka property names never contain underscores).
@@ -46,6 +54,7 @@ impl Default for KafkaSettings {
             topic_replication: 1,
             linger_ms: 2,
             message_timeout_ms: 10_000,
+            idempotence: false,
             client: BTreeMap::new(),
         }
     }
@@ -79,11 +88,18 @@ impl KafkaSettings {
         config
     }
 
-    /// An idempotent producer (acks=all, ordered retries) with a small linger.
+    /// A producer with acks=all, retries that keep each partition's order, and a small linger
+    /// (see [`KafkaSettings::idempotence`]).
     pub fn producer_config(&self) -> ClientConfig {
         let mut config = self.client_config();
+        if self.idempotence {
+            config.set("enable.idempotence", "true");
+        } else {
+            config
+                .set("enable.idempotence", "false")
+                .set("max.in.flight.requests.per.connection", "1");
+        }
         config
-            .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", self.linger_ms.to_string())
             .set("message.timeout.ms", self.message_timeout_ms.to_string());
@@ -164,7 +180,27 @@ mod tests {
         let config = settings.producer_config();
         assert_eq!(config.get("security.protocol"), Some("SSL"));
         assert_eq!(config.get("socket.timeout.ms"), Some("500"));
-        assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+    }
+
+    #[test]
+    fn producers_keep_partition_order_with_or_without_idempotence() {
+        let ordered = KafkaSettings::default().producer_config();
+        assert_eq!(ordered.get("enable.idempotence"), Some("false"));
+        assert_eq!(
+            ordered.get("max.in.flight.requests.per.connection"),
+            Some("1")
+        );
+        assert_eq!(ordered.get("acks"), Some("all"));
+        let idempotent = KafkaSettings {
+            idempotence: true,
+            ..KafkaSettings::default()
+        }
+        .producer_config();
+        assert_eq!(idempotent.get("enable.idempotence"), Some("true"));
+        assert_eq!(
+            idempotent.get("max.in.flight.requests.per.connection"),
+            None
+        );
     }
 }

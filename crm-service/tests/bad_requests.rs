@@ -1059,6 +1059,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     assert_all_refused_writing_nothing(
         &crm.pool,
         &["customers", "orders", "catalogue", "outbox"],
+        include_str!("../../proto/tandem/crm/v1/crm.proto"),
         rows,
     )
     .await;

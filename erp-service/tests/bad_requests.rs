@@ -221,6 +221,25 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         reason,
         event_id: Uuid::now_v7().to_string(),
     };
+    // ApplyCustomers: a batch of the seeded customer's next version made bad in one place, and
+    // valid profiles of customers the ERP does not have yet (written only if a batch with a
+    // bad entry were partly applied).
+    let bad_one = |edit: fn(&mut pb::CustomerProfile)| pb::ApplyCustomersRequest {
+        customers: vec![apply_customer(edit)],
+    };
+    let newcomer = |n: usize| pb::ApplyCustomerRequest {
+        customer: Some(pb::CustomerProfile {
+            id: Uuid::now_v7().to_string(),
+            display_name: format!("Newcomer {n}"),
+            email: format!("newcomer{n}@example.com"),
+            status: pb::CustomerStatus::Active as i32,
+            ..pb::CustomerProfile::default()
+        }),
+        source_version: 1,
+        event_id: Uuid::now_v7().to_string(),
+        repair: false,
+    };
+    let batch = |customers: Vec<pb::ApplyCustomerRequest>| pb::ApplyCustomersRequest { customers };
 
     let rows = vec![
         // ---- ErpService.CreateProduct
@@ -943,6 +962,163 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "source_version",
             sync.apply_customer(with(apply_customer(|_| {}), |r| r.source_version = 0)),
         ),
+        row!(
+            "ApplyCustomer with a NUL character in the phone number",
+            "customer.phone",
+            sync.apply_customer(apply_customer(|c| c.phone = "+49\0".into())),
+        ),
+        row!(
+            "ApplyCustomer with a NUL character in the tax id",
+            "customer.tax_id",
+            sync.apply_customer(apply_customer(|c| c.tax_id = "DE\0 1".into())),
+        ),
+        row!(
+            "ApplyCustomer with a NUL character in the external ref",
+            "customer.external_ref",
+            sync.apply_customer(apply_customer(|c| c.external_ref = "web:\0".into())),
+        ),
+        // ---- ErpSync.ApplyCustomers (the bridge's batch of crm.customers events)
+        row!(
+            "ApplyCustomers without customers",
+            "customers",
+            sync.apply_customers(pb::ApplyCustomersRequest::default()),
+        ),
+        row!(
+            "ApplyCustomers with 1001 customers",
+            "customers",
+            sync.apply_customers(batch((0..1001).map(newcomer).collect())),
+        ),
+        row!(
+            "ApplyCustomers with an entry without a customer",
+            "customers[0].customer",
+            sync.apply_customers(batch(vec![with(apply_customer(|_| {}), |r| {
+                r.customer = None;
+            })])),
+        ),
+        row!(
+            "ApplyCustomers with a customer without an id",
+            "customers[0].customer.id",
+            sync.apply_customers(bad_one(|c| c.id.clear())),
+        ),
+        row!(
+            "ApplyCustomers with a malformed id after a valid newcomer",
+            "customers[1].customer.id",
+            sync.apply_customers(batch(vec![
+                newcomer(1),
+                apply_customer(|c| c.id = "ada".into()),
+            ])),
+        ),
+        row!(
+            "ApplyCustomers with a customer without a display name",
+            "customers[0].customer.display_name",
+            sync.apply_customers(bad_one(|c| c.display_name = " ".into())),
+        ),
+        row!(
+            "ApplyCustomers with a customer without an e-mail address",
+            "customers[0].customer.email",
+            sync.apply_customers(bad_one(|c| c.email.clear())),
+        ),
+        row!(
+            "ApplyCustomers with a NUL character in a display name",
+            "customers[0].customer.display_name",
+            sync.apply_customers(bad_one(|c| c.display_name = "A\0da".into())),
+        ),
+        row!(
+            "ApplyCustomers with a NUL character in an e-mail address",
+            "customers[0].customer.email",
+            sync.apply_customers(bad_one(|c| c.email = "\0@example.com".into())),
+        ),
+        row!(
+            "ApplyCustomers with a NUL character in a phone number",
+            "customers[0].customer.phone",
+            sync.apply_customers(bad_one(|c| c.phone = "\0".into())),
+        ),
+        row!(
+            "ApplyCustomers with a NUL character in a tax id",
+            "customers[0].customer.tax_id",
+            sync.apply_customers(bad_one(|c| c.tax_id = "DE\0".into())),
+        ),
+        row!(
+            "ApplyCustomers with a NUL character in an external ref",
+            "customers[0].customer.external_ref",
+            sync.apply_customers(bad_one(|c| c.external_ref = "\0".into())),
+        ),
+        row!(
+            "ApplyCustomers with a NUL character in an address's city",
+            "customers[0].customer.addresses[0].city",
+            sync.apply_customers(bad_one(|c| {
+                c.addresses = vec![pb::Address {
+                    city: "Ber\0lin".into(),
+                    ..address(1)
+                }];
+            })),
+        ),
+        row!(
+            "ApplyCustomers with a customer without a status",
+            "customers[0].customer.status",
+            sync.apply_customers(bad_one(|c| {
+                c.status = pb::CustomerStatus::Unspecified as i32;
+            })),
+        ),
+        row!(
+            "ApplyCustomers with an unknown status value",
+            "customers[0].customer.status",
+            sync.apply_customers(bad_one(|c| c.status = UNKNOWN_ENUM)),
+        ),
+        row!(
+            "ApplyCustomers with an address of no kind",
+            "customers[0].customer.addresses[0].kind",
+            sync.apply_customers(bad_one(|c| c.addresses = vec![address(0)])),
+        ),
+        row!(
+            "ApplyCustomers with an address of an unknown kind value",
+            "customers[0].customer.addresses[1].kind",
+            sync.apply_customers(bad_one(|c| {
+                c.addresses = vec![address(2), address(UNKNOWN_ENUM)];
+            })),
+        ),
+        row!(
+            "ApplyCustomers with a customer of 101 addresses",
+            "customers[0].customer.addresses",
+            sync.apply_customers(bad_one(|c| c.addresses = vec![address(1); 101])),
+        ),
+        row!(
+            "ApplyCustomers with a zero source version",
+            "customers[0].source_version",
+            sync.apply_customers(batch(vec![with(apply_customer(|_| {}), |r| {
+                r.source_version = 0;
+            })])),
+        ),
+        row!(
+            "ApplyCustomers with a negative source version after two valid customers",
+            "customers[2].source_version",
+            sync.apply_customers(batch(vec![
+                newcomer(2),
+                apply_customer(|_| {}),
+                with(newcomer(3), |r| r.source_version = -1),
+            ])),
+        ),
+        row!(
+            "ApplyCustomers with a zero source version after a customer without an e-mail",
+            "customers[1].source_version",
+            sync.apply_customers(batch(vec![
+                apply_customer(|c| c.email.clear()),
+                with(newcomer(4), |r| r.source_version = 0),
+            ])),
+        ),
+        row!(
+            "ApplyCustomers with three bad customers, the last one named too",
+            "customers[2].customer.display_name",
+            sync.apply_customers(batch(vec![
+                apply_customer(|c| c.id.clear()),
+                with(newcomer(5), |r| r.customer = None),
+                with(newcomer(6), |r| {
+                    if let Some(c) = r.customer.as_mut() {
+                        c.display_name.clear();
+                    }
+                }),
+            ])),
+        ),
         // ---- ErpSync.AcceptOrder
         row!(
             "AcceptOrder without a CRM order id",
@@ -1103,12 +1279,14 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     assert_all_refused_writing_nothing(
         &erp.pool,
         &[
+            "customers",
             "products",
             "stock_levels",
             "stock_ledger",
             "sales_orders",
             "outbox",
         ],
+        include_str!("../../proto/tandem/erp/v1/erp.proto"),
         rows,
     )
     .await;

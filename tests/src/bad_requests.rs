@@ -8,25 +8,46 @@ use std::{collections::BTreeMap, future::Future, pin::Pin};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-/// One bad request: what it is, the field it must be refused for, and the call itself (a
-/// future: nothing is sent until the table runs it).
+/// One bad request: the RPC it calls (`Service.Method`), what it is, the field it must be
+/// refused for, and the call itself (a future: nothing is sent until the table runs it).
 pub struct Row {
+    pub rpc: String,
     pub name: &'static str,
     pub field: &'static str,
     pub call: Pin<Box<dyn Future<Output = Result<(), Status>> + Send>>,
 }
 
 impl Row {
-    pub fn new<T, F>(name: &'static str, field: &'static str, call: F) -> Row
+    pub fn new<T, F>(rpc: String, name: &'static str, field: &'static str, call: F) -> Row
     where
         F: Future<Output = Result<tonic::Response<T>, Status>> + Send + 'static,
     {
         Row {
+            rpc,
             name,
             field,
             call: Box::pin(async move { call.await.map(|_| ()) }),
         }
     }
+}
+
+/// `Service.Method` of a call of `method` (snake case, as generated) on `client` (a generated
+/// `…Client<…>`, whose type names the service).
+pub fn rpc_name<C>(_client: &C, method: &str) -> String {
+    let client = std::any::type_name::<C>();
+    let client = client.split('<').next().unwrap_or(client);
+    let client = client.rsplit("::").next().unwrap_or(client);
+    let service = client.strip_suffix("Client").unwrap_or(client);
+    let method: String = method
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect();
+    format!("{service}.{method}")
 }
 
 /// `row!(name, field, client.method(request))`: the call on a clone of the client, sent only
@@ -36,14 +57,22 @@ macro_rules! row {
     ($name:expr, $field:expr, $client:ident . $method:ident ( $request:expr ) $(,)?) => {{
         let mut client = $client.clone();
         let request = $request;
-        $crate::bad_requests::Row::new($name, $field, async move { client.$method(request).await })
+        $crate::bad_requests::Row::new(
+            $crate::bad_requests::rpc_name(&client, stringify!($method)),
+            $name,
+            $field,
+            async move { client.$method(request).await },
+        )
     }};
 }
 
 /// Runs every row; returns one line per row that was not refused as it must be.
 pub async fn run(rows: Vec<Row>) -> Vec<String> {
     let mut failures = Vec::new();
-    for Row { name, field, call } in rows {
+    for Row {
+        name, field, call, ..
+    } in rows
+    {
         let problem = match call.await {
             Ok(()) => Some("accepted".to_owned()),
             Err(status) if status.code() != Code::InvalidArgument => {
@@ -142,13 +171,129 @@ pub fn too_long(chars: usize) -> String {
     "x".repeat(chars)
 }
 
+/// `text` without its `//` comments.
+fn strip_comments(text: &str) -> String {
+    text.lines()
+        .map(|line| line.split_once("//").map_or(line, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The body of every block `keyword NAME { … }` of `text`: (NAME, body), nested braces
+/// included in the body.
+fn blocks<'a>(text: &'a str, keyword: &str) -> Vec<(&'a str, &'a str)> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    let opener = format!("{keyword} ");
+    while let Some(at) = rest.find(&opener) {
+        let preceded_by_word = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let after = &rest[at + opener.len()..];
+        let Some(open) = after.find('{') else { break };
+        let name = after[..open].trim();
+        let mut depth = 0;
+        let mut close = None;
+        for (i, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(open + i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let close = close.expect("unbalanced braces in the .proto file");
+        if !preceded_by_word && !name.is_empty() && !name.contains(char::is_whitespace) {
+            found.push((name, &after[open + 1..close]));
+        }
+        rest = &after[open + 1..];
+    }
+    found
+}
+
+/// Every RPC of `proto` (the text of a `.proto` file) whose request message has at least one
+/// field, as `Service.Method`, in the order of the file. An RPC whose request is an empty
+/// message (`RepublishRequest {}`) takes no input.
+pub fn rpcs_taking_input(proto: &str) -> Vec<String> {
+    let proto = strip_comments(proto);
+    let messages: BTreeMap<&str, &str> = blocks(&proto, "message").into_iter().collect();
+    let mut rpcs = Vec::new();
+    for (service, body) in blocks(&proto, "service") {
+        for declaration in body.split("rpc ").skip(1) {
+            let (method, rest) = declaration
+                .split_once('(')
+                .expect("an rpc declaration names its request");
+            let request = rest
+                .split_once(')')
+                .map(|(request, _)| request.trim().trim_start_matches("stream "))
+                .expect("an rpc declaration closes its request");
+            let takes_input = match messages.get(request) {
+                Some(fields) => !fields.trim().is_empty(),
+                None => request != "google.protobuf.Empty",
+            };
+            if takes_input {
+                rpcs.push(format!("{service}.{}", method.trim()));
+            }
+        }
+    }
+    rpcs
+}
+
+/// Fails unless every RPC of `proto` that takes input has at least one row, and every row
+/// calls an RPC of `proto`; prints the rows per RPC.
+pub fn assert_every_rpc_has_rows(proto: &str, rows: &[Row]) {
+    let rpcs = rpcs_taking_input(proto);
+    let mut per_rpc: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in rows {
+        *per_rpc.entry(row.rpc.as_str()).or_insert(0) += 1;
+    }
+    let without_rows: Vec<&String> = rpcs
+        .iter()
+        .filter(|rpc| !per_rpc.contains_key(rpc.as_str()))
+        .collect();
+    let unknown: Vec<&&str> = per_rpc
+        .keys()
+        .filter(|rpc| !rpcs.iter().any(|known| known == *rpc))
+        .collect();
+    for rpc in &rpcs {
+        println!("  {rpc}: {} rows", per_rpc.get(rpc.as_str()).unwrap_or(&0));
+    }
+    assert!(
+        without_rows.is_empty(),
+        "RPCs that take input but have no bad-request row: {without_rows:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "rows calling RPCs that take no input or are not in the .proto file: {unknown:?}"
+    );
+}
+
 /// Runs the table `rows` against a service whose database `pool` holds (at least) `tables`,
-/// and fails unless every row was refused as it must be and no table changed.
+/// and fails unless every RPC of `proto` (the service's `.proto` text) that takes input has
+/// rows, every row was refused as it must be, and no table changed. Prints the row count.
 pub async fn assert_all_refused_writing_nothing(
     pool: &sqlx::PgPool,
     tables: &[&str],
+    proto: &str,
     rows: Vec<Row>,
 ) {
+    let package = strip_comments(proto)
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("package "))
+        .map(|package| package.trim_end_matches(';').trim().to_owned())
+        .unwrap_or_default();
+    println!(
+        "{package}: {} bad requests over {} RPCs that take input",
+        rows.len(),
+        rpcs_taking_input(proto).len()
+    );
+    assert_every_rpc_has_rows(proto, &rows);
     let before = snapshot(pool).await;
     assert!(
         tables
@@ -167,4 +312,56 @@ pub async fn assert_all_refused_writing_nothing(
         failures.join("\n")
     );
     assert_unchanged(&before, &after);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpcs_with_an_empty_request_take_no_input() {
+        let proto = "package a.v1;\n\
+            // service Commented { rpc Nope(X) returns (Y); }\n\
+            service One {\n  // rpc Gone(X) returns (Y);\n  rpc Get(GetRequest) returns (Thing);\n\
+              rpc Again(RepublishRequest) returns (Thing);\n}\n\
+            service Two { rpc Put(PutRequest) returns (Thing); rpc Ping(google.protobuf.Empty) returns (Thing); }\n\
+            message GetRequest {\n  string id = 1;\n}\n\
+            message RepublishRequest {}\n\
+            message PutRequest { message Inner { int32 x = 1; } Inner inner = 1; }\n";
+        assert_eq!(rpcs_taking_input(proto), ["One.Get", "Two.Put"]);
+    }
+
+    #[test]
+    fn every_rpc_of_tandem_takes_input_but_republish() {
+        for (proto, services) in [
+            (
+                include_str!("../../proto/tandem/crm/v1/crm.proto"),
+                ["CrmService", "CrmSync"],
+            ),
+            (
+                include_str!("../../proto/tandem/erp/v1/erp.proto"),
+                ["ErpService", "ErpSync"],
+            ),
+        ] {
+            let rpcs = rpcs_taking_input(proto);
+            let declared = proto.matches("  rpc ").count();
+            assert_eq!(rpcs.len(), declared - 1, "{rpcs:?}");
+            assert!(rpcs.iter().all(|rpc| !rpc.ends_with(".Republish")));
+            for service in services {
+                assert!(
+                    rpcs.iter()
+                        .any(|rpc| rpc.starts_with(&format!("{service}.")))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rpc_names_come_from_the_client_type_and_the_method() {
+        struct CrmSyncClient<T>(T);
+        assert_eq!(
+            rpc_name(&CrmSyncClient(()), "apply_stock_levels"),
+            "CrmSync.ApplyStockLevels"
+        );
+    }
 }

@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bad_requests;
+pub mod evidence;
+pub mod outcomes;
 pub mod postgres;
 
 use std::{
@@ -152,6 +154,11 @@ impl TestBroker {
     /// The broker's process id, when this kit started it and it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// What the broker wrote to its log so far, over all its restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
     }
 
     /// Kills the broker with SIGKILL (its sqlite storage survives).
@@ -516,7 +523,11 @@ impl TestProducer {
         Ok(Self {
             producer: ClientConfig::new()
                 .set("bootstrap.servers", brokers)
-                .set("enable.idempotence", "true")
+                // As Tandem's own producers (kafka.idempotence): the local broker cannot
+                // survive an idempotent producer's epoch bump after its own SIGKILL.
+                .set("enable.idempotence", "false")
+                .set("max.in.flight.requests.per.connection", "1")
+                .set("acks", "all")
                 .set("message.max.bytes", "2000000")
                 .create()?,
         })
@@ -696,17 +707,28 @@ impl Stack {
         })
     }
 
-    /// The value of a Prometheus sample on `addr` whose line starts with `prefix`
-    /// (name plus labels), or 0 when absent.
+    /// The value of a Prometheus sample on `addr` whose line starts with `prefix` (name plus
+    /// labels; the sum when several lines do), or 0 when no line does. Panics when `/metrics`
+    /// cannot be read or does not answer 200, or a matching line has no number: a figure read
+    /// from nowhere must fail the test, not pass for 0.
     pub fn metric(addr: SocketAddr, prefix: &str) -> f64 {
-        http_get(addr, "/metrics")
-            .map(|(_, body)| {
-                body.lines()
-                    .filter(|line| line.starts_with(prefix))
-                    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum()
+        let (status, body) = http_get(addr, "/metrics")
+            .unwrap_or_else(|error| panic!("cannot read http://{addr}/metrics: {error:#}"));
+        assert_eq!(
+            status, 200,
+            "http://{addr}/metrics answered {status}, not 200:\n{body}"
+        );
+        body.lines()
+            .filter(|line| line.starts_with(prefix))
+            .map(|line| {
+                line.rsplit(' ')
+                    .next()
+                    .and_then(|value| value.parse::<f64>().ok())
+                    .unwrap_or_else(|| {
+                        panic!("http://{addr}/metrics: no value in the sample {line:?}")
+                    })
             })
-            .unwrap_or(0.0)
+            .sum()
     }
 }
 

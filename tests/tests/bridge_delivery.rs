@@ -10,12 +10,18 @@ use tandem_proto::{
     erp::v1::{self as erp, erp_service_client::ErpServiceClient},
     events::topics,
 };
-use tandem_tests::{Stack, StackOptions, eventually, produce, read_topic};
+use tandem_tests::{
+    Stack, StackOptions, eventually,
+    evidence::{
+        BRIDGE_GROUP, positions_after, read_until_markers, settled, wait_caught_up, wait_committed,
+    },
+    produce,
+};
 use tonic::Code;
 
 mod support;
 
-use support::tandemctl;
+use support::{WAIT, tandemctl};
 
 fn customer_event(id: &str, version: i64, name: &str) -> Value {
     json!({
@@ -93,21 +99,19 @@ async fn duplicates_and_stale_versions_change_nothing() {
 
     let customer = mirrored(&stack, &id, 3).await;
     assert_eq!(name_of(&customer), "Third");
-    let applied = eventually(Duration::from_secs(10), "bridge counters", || async {
-        let applied = Stack::metric(
+    // The bridge committed the offset after the fourth event: all four were handled, so the
+    // counters are final.
+    settled(&stack, WAIT).await.unwrap();
+    let counter = |outcome: &str| {
+        Stack::metric(
             stack.bridge_http,
-            "tandem_bridge_events_applied_total{type=\"crm.customer.upserted\",outcome=\"applied\"}",
-        );
-        let unchanged = Stack::metric(
-            stack.bridge_http,
-            "tandem_bridge_events_applied_total{type=\"crm.customer.upserted\",outcome=\"unchanged\"}",
-        );
-        (applied + unchanged >= 4.0).then_some((applied, unchanged))
-    })
-    .await
-    .unwrap();
+            &format!(
+                "tandem_bridge_events_applied_total{{type=\"crm.customer.upserted\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
     assert_eq!(
-        applied,
+        (counter("applied"), counter("unchanged")),
         (2.0, 2.0),
         "v2 and v3 applied; stale v1 and duplicate v2 unchanged"
     );
@@ -153,18 +157,16 @@ async fn poison_between_good_events_is_dead_lettered_and_the_partition_moves_on(
     assert_eq!(name_of(&mirrored(&stack, &a, 1).await), "Before");
     assert_eq!(name_of(&mirrored(&stack, &b, 1).await), "After");
 
-    let dead = read_topic(
-        &stack.broker.brokers,
-        topics::DEAD_LETTER,
-        0,
-        Duration::from_millis(500),
-    )
-    .await
-    .unwrap();
+    // The bridge committed past "After" (so every dead letter before it was acknowledged), then
+    // markers bound the dead-letter topic: what precedes them is all it holds.
+    settled(&stack, WAIT).await.unwrap();
+    let dead = read_until_markers(&stack.broker.brokers, topics::DEAD_LETTER)
+        .await
+        .unwrap();
     assert_eq!(
         dead.len(),
         bad.len(),
-        "exactly the bad records are dead-lettered"
+        "exactly the bad records are dead-lettered: {dead:#?}"
     );
     for (i, (record, (_, reason))) in dead.iter().zip(bad.iter()).enumerate() {
         assert_eq!(record.header("dlq.reason"), Some(*reason), "record {i}");
@@ -244,15 +246,23 @@ async fn a_self_assigned_bridge_resumes_from_its_committed_offsets_after_a_kill(
             .sum::<f64>()
     };
     let before: Vec<String> = (0..3).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let mut published = Vec::new();
     for id in &before {
-        publish(&stack, id, &customer_event(id, 1, "Before")).await;
+        published.push(publish(&stack, id, &customer_event(id, 1, "Before")).await);
     }
     for id in &before {
         mirrored(&stack, id, 1).await;
     }
     assert_eq!(handled(&stack), 3.0);
-    // Well past the commit interval, so the three offsets are committed.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The group's committed offsets, read back from the broker, are past all three events.
+    wait_committed(
+        &stack.broker.brokers,
+        BRIDGE_GROUP,
+        &positions_after(topics::CRM_CUSTOMERS, &published),
+        WAIT,
+    )
+    .await
+    .unwrap();
 
     stack.bridge.kill();
     stack.bridge.start().unwrap();
@@ -260,6 +270,16 @@ async fn a_self_assigned_bridge_resumes_from_its_committed_offsets_after_a_kill(
     let after = uuid::Uuid::now_v7().to_string();
     publish(&stack, &after, &customer_event(&after, 1, "After")).await;
     assert_eq!(name_of(&mirrored(&stack, &after, 1).await), "After");
+    // Every partition committed to its end: anything the restarted bridge re-read (on other
+    // partitions than "After") has been handled and counted by now.
+    wait_caught_up(
+        &stack.broker.brokers,
+        BRIDGE_GROUP,
+        &[topics::CRM_CUSTOMERS],
+        WAIT,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         handled(&stack),
         1.0,
@@ -365,16 +385,17 @@ async fn dead_letters_are_listed_published_and_replayed_with_a_loop_guard() {
         "{published}"
     );
 
-    let listed = eventually(Duration::from_secs(20), "the dead letter", || async {
-        let out = tandemctl(&stack, &["dlq", "list", "--reason", "schema_invalid"]);
-        out.contains("1 dead letter(s)").then_some(out)
-    })
-    .await
-    .unwrap();
+    // Once the bridge committed past the event, its dead letter is in the topic.
+    settled(&stack, WAIT).await.unwrap();
+    let listed = tandemctl(&stack, &["dlq", "list", "--reason", "schema_invalid"]);
+    assert_eq!(listed.lines().last(), Some("1 dead letter(s)"), "{listed}");
     assert!(listed.contains("crm.customer.upserted"), "{listed}");
     assert!(listed.contains("replays=0"), "{listed}");
-    assert!(
-        tandemctl(&stack, &["dlq", "list", "--reason", "rejected"]).contains("0 dead letter(s)")
+    let rejected = tandemctl(&stack, &["dlq", "list", "--reason", "rejected"]);
+    assert_eq!(
+        rejected.lines().last(),
+        Some("0 dead letter(s)"),
+        "{rejected}"
     );
 
     // Replay once: it fails again and comes back with replays=1.
@@ -383,16 +404,9 @@ async fn dead_letters_are_listed_published_and_replayed_with_a_loop_guard() {
         &["dlq", "replay", "--type", "crm.customer.upserted"],
     );
     assert!(replayed.starts_with("1 replayed, 0 refused"), "{replayed}");
-    let twice = eventually(
-        Duration::from_secs(20),
-        "the replayed dead letter",
-        || async {
-            let out = tandemctl(&stack, &["dlq", "list"]);
-            out.contains("2 dead letter(s)").then_some(out)
-        },
-    )
-    .await
-    .unwrap();
+    settled(&stack, WAIT).await.unwrap();
+    let twice = tandemctl(&stack, &["dlq", "list"]);
+    assert_eq!(twice.lines().last(), Some("2 dead letter(s)"), "{twice}");
     assert!(twice.contains("replays=1"), "{twice}");
 
     // The loop guard: with at most one replay, the first letter may go again, the second not.

@@ -19,7 +19,10 @@ use tandem_proto::{
     },
     events::topics,
 };
-use tandem_tests::{Stack, eventually, read_topic};
+use tandem_tests::{
+    Stack, eventually,
+    evidence::{read_until_markers, wait_outbox_published},
+};
 use tonic::{Code, Request};
 
 async fn crm_client(stack: &Stack) -> CrmServiceClient<tonic::transport::Channel> {
@@ -166,16 +169,20 @@ async fn a_customer_created_in_the_crm_reaches_the_erp_and_stays_consistent() {
         refused.message()
     );
 
-    // The events carry the frontend's trace, in order, keyed by the customer.
-    let records = read_topic(
-        &stack.broker.brokers,
-        topics::CRM_CUSTOMERS,
+    // The events carry the frontend's trace, in order, keyed by the customer. Every change is
+    // published (the outbox has nothing left), and markers bound the topic: the two events
+    // are all it holds.
+    wait_outbox_published(&stack.crm_db.url, Duration::from_secs(15))
+        .await
+        .unwrap();
+    let records = read_until_markers(&stack.broker.brokers, topics::CRM_CUSTOMERS)
+        .await
+        .unwrap();
+    assert_eq!(
+        records.len(),
         2,
-        Duration::from_millis(300),
-    )
-    .await
-    .unwrap();
-    assert_eq!(records.len(), 2);
+        "exactly the two changes published: {records:#?}"
+    );
     assert!(
         records
             .iter()
@@ -185,7 +192,7 @@ async fn a_customer_created_in_the_crm_reaches_the_erp_and_stays_consistent() {
         .iter()
         .map(|r| r.payload["aggregate_version"].as_i64().unwrap())
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2], "in offset order");
     let traceparent = records[0]
         .header("traceparent")
         .expect("traceparent header");

@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
-use tandem_tests::{Stack, eventually};
+use tandem_tests::{
+    Stack, eventually,
+    evidence::{read_until_markers, settled},
+};
 
 mod support;
 
@@ -98,8 +101,20 @@ async fn an_order_travels_from_the_sales_desk_to_the_invoice_and_back() {
     })
     .await
     .unwrap();
-    // Shipping lowered on hand; available stays 6.
-    crm_available(&crm, "WIDGET-1", 6).await;
+    // Shipping lowered on hand; available stays 6. Waiting for 6 would pass at once (it was 6
+    // before shipping): first let every event, the shipment's stock change included, reach
+    // the CRM, then look once.
+    settled(&stack, WAIT).await.unwrap();
+    let availability = crm
+        .get_availability(crm::GetAvailabilityRequest {
+            skus: vec!["WIDGET-1".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .availability;
+    assert_eq!(availability.len(), 1, "{availability:?}");
+    assert_eq!(availability[0].available, 6, "{availability:?}");
 }
 
 #[tokio::test]
@@ -202,16 +217,18 @@ async fn an_order_whose_customer_the_erp_lacks_is_healed_from_the_crm() {
     assert_eq!(healed.profile_version, 3);
 
     // Its status cannot apply to the CRM (which never had the order): after the retries it is
-    // dead-lettered as a missing dependency, and nothing else is.
-    let dead = tandem_tests::read_topic(
+    // dead-lettered as a missing dependency, and nothing else is. Evidence that nothing else
+    // is: both outboxes published and the bridge committed the end of every source topic
+    // (so it finished every event, dead letters acknowledged), then markers bound the
+    // dead-letter topic.
+    settled(&stack, WAIT).await.unwrap();
+    let dead = read_until_markers(
         &stack.broker.brokers,
         tandem_proto::events::topics::DEAD_LETTER,
-        1,
-        std::time::Duration::from_millis(300),
     )
     .await
     .unwrap();
-    assert_eq!(dead.len(), 1);
+    assert_eq!(dead.len(), 1, "exactly one dead letter: {dead:#?}");
     assert_eq!(dead[0].header("dlq.reason"), Some("missing_dependency"));
     assert_eq!(dead[0].header("dlq.source_topic"), Some("erp.orders"));
 }

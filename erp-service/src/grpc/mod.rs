@@ -3,6 +3,7 @@
 
 mod convert;
 
+use tandem_common::grpc::FieldViolation;
 use tandem_proto::erp::v1::{self as pb, erp_service_server::ErpService, erp_sync_server::ErpSync};
 use tonic::{Request, Response, Status};
 
@@ -408,6 +409,7 @@ impl ErpSync for ErpApi {
             )
             .into());
         }
+        // Every bad customer of the batch in one answer: its profile and its version.
         let mut batch = Vec::with_capacity(customers.len());
         let mut violations = Vec::new();
         for (i, customer) in customers.iter().enumerate() {
@@ -420,6 +422,12 @@ impl ErpSync for ErpApi {
                     }));
                 }
                 Err(other) => return Err(other.into()),
+            }
+            if customer.source_version <= 0 {
+                violations.push(FieldViolation::new(
+                    format!("customers[{i}].source_version"),
+                    "must be positive",
+                ));
             }
         }
         if !violations.is_empty() {

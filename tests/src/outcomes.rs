@@ -1,0 +1,1 @@
+//! What each client of a workload was told, and the checks against it (chaos suite).

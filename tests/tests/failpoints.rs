@@ -4,14 +4,16 @@
 //! armed, and every effect must have happened exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use tandem_proto::{
     crm::v1::{self as crm, crm_sync_client::CrmSyncClient},
     erp::v1 as erp,
     events::topics,
 };
-use tandem_tests::{ServiceProcess, Stack, StackOptions, eventually, read_topic, wait_ready};
+use tandem_tests::{
+    ServiceProcess, Stack, StackOptions,
+    evidence::{check_order_per_partition, key_and_version, read_until_markers, settled},
+    wait_ready,
+};
 
 mod support;
 
@@ -88,35 +90,44 @@ async fn relay_crash_after_the_ack_before_the_mark_publishes_again_and_applies_o
 
     restart_disarmed(&mut stack.crm, stack.crm_http);
     erp_has_customer(&erp, &customer.id).await;
-    eventually(WAIT, "the outbox drained", || async {
-        (count(&stack.crm_db, unmarked).await == 0).then_some(())
-    })
-    .await
-    .unwrap();
-    let records = read_topic(
-        &stack.broker.brokers,
-        topics::CRM_CUSTOMERS,
-        2,
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    // Both outboxes published (the unmarked row went again) and the bridge committed the end
+    // of every source topic, so it handled every copy there is.
+    settled(&stack, WAIT).await.unwrap();
     assert_eq!(
-        records.len(),
-        2,
-        "published before the crash and again after"
+        count(&stack.crm_db, unmarked).await,
+        0,
+        "the outbox drained"
     );
-    assert_eq!(records[0].payload["id"], records[1].payload["id"]);
-
+    // Markers bound the topic: what precedes them is all it holds.
+    let records = read_until_markers(&stack.broker.brokers, topics::CRM_CUSTOMERS)
+        .await
+        .unwrap();
+    let duplicates = check_order_per_partition(&records, &[(customer.id.clone(), 1)]).unwrap();
+    assert_eq!(
+        (records.len(), duplicates),
+        (2, 1),
+        "published before the crash and once again after, nothing else: {:?}",
+        records
+            .iter()
+            .map(|r| (r.partition, r.offset, key_and_version(r)))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&records[0].raw),
+        String::from_utf8_lossy(&records[1].raw),
+        "the same outbox row sent again as it was"
+    );
+    // The counters are final since the stack settled (the bridge dead-letters the markers as
+    // unparseable: no event type, so not counted here).
     let event = "crm.customer.upserted";
-    eventually(WAIT, "both copies handled", || async {
-        (handled(&stack, event, "applied") + handled(&stack, event, "unchanged") >= 2.0)
-            .then_some(())
-    })
-    .await
-    .unwrap();
-    assert_eq!(handled(&stack, event, "applied"), 1.0);
-    assert_eq!(handled(&stack, event, "unchanged"), 1.0);
+    assert_eq!(
+        (
+            handled(&stack, event, "applied"),
+            handled(&stack, event, "unchanged")
+        ),
+        (1.0, 1.0),
+        "the first copy applied, the second changed nothing"
+    );
     let mut erp = erp;
     let mirrored = erp
         .get_customer(erp::GetCustomerRequest {
@@ -156,12 +167,19 @@ async fn bridge_crash_after_the_effect_before_the_offset_reserves_once() {
 
     restart_disarmed(&mut stack.bridge, stack.bridge_http);
     crm_fulfilment(&crm, &order.id, crm::FulfilmentStatus::Reserved).await;
+    // The restarted bridge committed the end of every source topic: it handled the order event
+    // again, exactly once, and found nothing to do (its first application died with the
+    // crashed process, counters and all).
+    settled(&stack, WAIT).await.unwrap();
     let event = "crm.order.submitted";
-    eventually(WAIT, "the order event handled again", || async {
-        (handled(&stack, event, "unchanged") >= 1.0).then_some(())
-    })
-    .await
-    .unwrap();
+    assert_eq!(
+        (
+            handled(&stack, event, "applied"),
+            handled(&stack, event, "unchanged")
+        ),
+        (0.0, 1.0),
+        "the order event handled again once, unchanged"
+    );
     let orders = erp
         .list_sales_orders(erp::ListSalesOrdersRequest {
             crm_order_id: order.id.clone(),
@@ -267,6 +285,8 @@ async fn crm_crash_in_the_middle_of_a_stock_batch_keeps_none_of_it_then_applies_
     for sku in skus {
         crm_available(&crm, sku, 15).await;
     }
+    // Every event the bridge will see so far handled: the counter below is final.
+    settled(&stack, WAIT).await.unwrap();
     assert_eq!(
         Stack::metric(
             stack.bridge_http,

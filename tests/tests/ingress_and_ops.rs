@@ -4,13 +4,19 @@
 //! by `tandemctl reconcile` and repaired; `status` and `snapshot` answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 use tandem_proto::{
     crm::v1 as crm,
     erp::v1 as erp,
     events::{topics, types},
 };
-use tandem_tests::{Stack, eventually, produce, read_topic};
+use tandem_tests::{
+    Record, Stack, eventually,
+    evidence::{read_until_markers, settled},
+    produce,
+};
 
 mod support;
 
@@ -30,7 +36,8 @@ fn integration_event(event_type: &str, id: &str, version: i64, data: Value) -> V
     })
 }
 
-async fn publish(stack: &Stack, topic: &str, event: &Value) {
+/// Publishes `event` keyed by its aggregate id; returns its partition and offset.
+async fn publish(stack: &Stack, topic: &str, event: &Value) -> (i32, i64) {
     let key = event["aggregate_id"].as_str().unwrap().to_owned();
     produce(
         &stack.broker.brokers,
@@ -40,7 +47,35 @@ async fn publish(stack: &Stack, topic: &str, event: &Value) {
         &[],
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Where a record came from: topic, partition, offset.
+type Source = (String, i32, i64);
+
+/// Dead letters by the record they came from (their `dlq.source_*` headers), each with its
+/// reason, key and payload, in the order read: a record dead-lettered twice has two entries.
+fn dead_letters_by_source(dead: &[Record]) -> BTreeMap<Source, Vec<(String, String, String)>> {
+    let mut by_source: BTreeMap<Source, Vec<(String, String, String)>> = BTreeMap::new();
+    for record in dead {
+        let number = |name: &str| {
+            record
+                .header(name)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(-1)
+        };
+        let source = (
+            record.header("dlq.source_topic").unwrap_or("?").to_owned(),
+            i32::try_from(number("dlq.source_partition")).unwrap_or(-1),
+            number("dlq.source_offset"),
+        );
+        by_source.entry(source).or_default().push((
+            record.header("dlq.reason").unwrap_or("?").to_owned(),
+            record.key.clone().unwrap_or_default(),
+            String::from_utf8_lossy(&record.raw).into_owned(),
+        ));
+    }
+    by_source
 }
 
 async fn crm_customer_by_ref(
@@ -150,7 +185,11 @@ async fn a_web_shop_order_is_reserved_in_the_erp_and_its_status_shows_in_the_crm
     );
     crm_available(&crm, "SHOP-1", 5).await;
 
-    // Still one order on each side after the duplicate and the stale customer version.
+    // Still one order on each side after the duplicate and the stale customer version. Both
+    // copies of the order and the stale v1 may still be in flight when the first copy shows:
+    // wait until the bridge committed the end of every source topic (each of them handled),
+    // then look once.
+    settled(&stack, WAIT).await.unwrap();
     let all = crm
         .list_orders(crm::ListOrdersRequest::default())
         .await
@@ -207,11 +246,32 @@ async fn a_wms_count_adjusts_stock_once_and_bad_integrator_messages_are_dead_let
     );
     let mut foreign = integration_event(types::CRM_CUSTOMER_UPSERTED, "c-1", 1, json!({}));
     foreign["source"] = json!("crm");
-    publish(&stack, topics::INTEGRATION_STOCK, &negative).await;
-    publish(&stack, topics::INTEGRATION_ORDERS, &sql).await;
-    publish(&stack, topics::INTEGRATION_CUSTOMERS, &foreign).await;
+    let bad = [
+        (
+            topics::INTEGRATION_STOCK,
+            &negative,
+            publish(&stack, topics::INTEGRATION_STOCK, &negative).await,
+            "schema_invalid",
+        ),
+        (
+            topics::INTEGRATION_ORDERS,
+            &sql,
+            publish(&stack, topics::INTEGRATION_ORDERS, &sql).await,
+            "schema_invalid",
+        ),
+        (
+            topics::INTEGRATION_CUSTOMERS,
+            &foreign,
+            publish(&stack, topics::INTEGRATION_CUSTOMERS, &foreign).await,
+            "unknown_type",
+        ),
+    ];
 
     crm_available(&crm, "COUNT-1", 42).await;
+    // The second copy of the count may still be in flight when the first one shows: wait until
+    // the bridge committed the end of every source topic (so it handled both copies and every
+    // bad message, each dead letter acknowledged), then look once.
+    settled(&stack, WAIT).await.unwrap();
     let movements = erp
         .list_stock_movements(erp::ListStockMovementsRequest {
             sku: "COUNT-1".into(),
@@ -230,20 +290,31 @@ async fn a_wms_count_adjusts_stock_once_and_bad_integrator_messages_are_dead_let
         "one ledger entry for the count, however often it arrives"
     );
 
-    let dead = read_topic(
-        &stack.broker.brokers,
-        topics::DEAD_LETTER,
-        3,
-        std::time::Duration::from_millis(500),
-    )
-    .await
-    .unwrap();
-    let mut reasons: Vec<&str> = dead.iter().filter_map(|r| r.header("dlq.reason")).collect();
-    reasons.sort();
+    // Markers bound the dead-letter topic: what precedes them is all it holds. Exactly one
+    // dead letter per bad message, each with its own reason, key and payload as published,
+    // and nothing else (a record dead-lettered twice shows as two entries of its source).
+    let dead = read_until_markers(&stack.broker.brokers, topics::DEAD_LETTER)
+        .await
+        .unwrap();
+    let expected: BTreeMap<Source, Vec<(String, String, String)>> = bad
+        .iter()
+        .map(|(topic, event, (partition, offset), reason)| {
+            (
+                ((*topic).to_owned(), *partition, *offset),
+                vec![(
+                    (*reason).to_owned(),
+                    event["aggregate_id"].as_str().unwrap().to_owned(),
+                    event.to_string(),
+                )],
+            )
+        })
+        .collect();
+    let got = dead_letters_by_source(&dead);
     assert_eq!(
-        reasons,
-        ["schema_invalid", "schema_invalid", "unknown_type"]
+        got, expected,
+        "dead letters by source (topic, partition, offset): reason, key, payload"
     );
+    assert_eq!(dead.len(), bad.len(), "{got:#?}");
 }
 
 #[tokio::test]

@@ -35,6 +35,7 @@ bench: ## Benchmarks with same-run baselines; writes BENCHMARKS.md and bench-res
 
 chaos: ## The long fault-injection run: kills and restarts during a seeded workload, then the invariants
 	CHAOS_OPS=$${CHAOS_OPS:-40000} CHAOS_KILLS=$${CHAOS_KILLS:-25} CHAOS_CONTINUOUS=1 \
+	  CHAOS_DEADLINE_S=$${CHAOS_DEADLINE_S:-3600} \
 	  CHAOS_FAULT_GAP_MS=$${CHAOS_FAULT_GAP_MS:-3000} \
 	  scripts/test.sh -p tandem-tests --test chaos -- --nocapture
 

@@ -1,8 +1,15 @@
 //! The guarantees under faults, Jepsen-style: a seeded workload drives the real services and
-//! the integrator topics while processes are killed with SIGKILL (bridge, CRM, ERP, broker)
-//! and PostgreSQL is crashed and restarted. When the workload stops and the system settles,
-//! the invariants of DESIGN.md are checked on the databases and the topics, and the figures
-//! are printed: operations, kills, restarts, lost, duplicated, seconds to converge.
+//! the integrator topics while processes are killed with SIGKILL (bridge, CRM, ERP, broker),
+//! PostgreSQL is crashed and restarted, and each service aborts at its crash points.
+//!
+//! Every call of the workload records what its caller was told (acknowledged, refused,
+//! unknown; see `tandem_tests::outcomes`). When the workload stops and the system settles,
+//! both systems' state is checked against those sets (`chaos/checks.rs`): every acknowledged
+//! effect present exactly once on both sides with its final version, nothing present that no
+//! client asked for, unknown outcomes resolved, stock and money equal to the sums of what the
+//! clients were told. The run must also have done its work: a minimum of acknowledged
+//! operations of each kind, at least one fault of each kind, in the long run every crash
+//! point hit; and every process exit the run did not cause fails it.
 //!
 //! `make test` runs a short version; `make chaos` the long one (`CHAOS_OPS`, `CHAOS_KILLS`,
 //! `CHAOS_SEED`, `CHAOS_CONTINUOUS`, `CHAOS_FAULT_GAP_MS` set the size, the faults and the
@@ -10,28 +17,36 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    collections::BTreeMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde_json::json;
-use tandem_proto::{
-    crm::v1::{self as crm, crm_service_client::CrmServiceClient},
-    erp::v1::{self as erp, erp_service_client::ErpServiceClient},
-    events::topics,
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rdkafka::{
+    ClientConfig, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
 };
+use tandem_proto::events::topics;
 use tandem_tests::{
-    Stack, StackOptions, TestDatabase, TestProducer, postgres::TestPostgres, read_topic,
+    Stack, StackOptions, TestDatabase, TestProducer,
+    outcomes::{Category, Findings, Tally, tally_table},
+    postgres::TestPostgres,
+    read_topic,
 };
-use tonic::transport::Channel;
 
 mod support;
 
+#[path = "chaos/checks.rs"]
+mod checks;
+#[path = "chaos/watch.rs"]
+mod watch;
+#[path = "chaos/workload.rs"]
+mod workload;
+
 use support::*;
+use watch::Watch;
+use workload::{COUNT_SKU, INITIAL_STOCK, PRICE, SKUS, WorkLedger, Worker};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -40,44 +55,41 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-const SKUS: [&str; 4] = ["CH-A", "CH-B", "CH-C", "CH-D"];
 const WORKERS: usize = 3;
+/// The bridge's consumer group (set by the kit's `Stack`).
+const BRIDGE_GROUP: &str = "e2e-bridge";
+const FAULT_KINDS: [&str; 5] = ["bridge", "crm", "erp", "broker", "postgres"];
 
-/// Retries `op` through faults; `None` when it kept failing (an ambiguous outcome is fine:
-/// the checks look at state, not at what the client believes).
-async fn retry<T, F, Fut>(mut op: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    for attempt in 0..40u64 {
-        match op().await {
-            Ok(value) => return Some(value),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::Unknown
-                        | tonic::Code::DeadlineExceeded
-                        | tonic::Code::Cancelled
-                        | tonic::Code::Internal
-                ) =>
-            {
-                tokio::time::sleep(Duration::from_millis(50 + 25 * attempt.min(20))).await;
-            }
-            Err(status) => {
-                eprintln!("chaos: operation refused: {status}");
-                return None;
-            }
-        }
-    }
-    None
-}
+/// The least acknowledged calls of each kind per 1,000 workload steps (about a quarter of
+/// what a run gets): a run that did not do its work fails.
+const MINIMUM_PER_1000: [(&str, usize); 12] = [
+    ("create_customer", 35),
+    ("set_credit", 35),
+    ("update_email", 35),
+    ("create_order", 70),
+    ("submit_order", 70),
+    ("cancel_order", 10),
+    ("ship_order", 15),
+    ("invoice_order", 8),
+    ("receive_stock", 25),
+    ("count_stock", 12),
+    ("bad_message", 4),
+    ("record_payment", 6),
+];
 
-/// Crash points armed in each process (see `tandem_common::failpoint`): each fires once after
-/// a seeded number of passes, so a process also dies at the dangerous instants themselves
-/// (after the broker's ack before the outbox mark, after the effect before the offset, in the
-/// middle of a stock batch), not only wherever a SIGKILL happens to land.
+/// The crash points each process has (see `tandem_common::failpoint`); the long run must hit
+/// every one.
+const CRASH_POINTS: [(&str, &str); 4] = [
+    ("crm-service", "relay-after-ack-before-mark"),
+    ("crm-service", "crm-stock-mid-batch"),
+    ("erp-service", "relay-after-ack-before-mark"),
+    ("sync-bridge", "bridge-after-apply-before-offset"),
+];
+
+/// Crash points armed in each process: each fires once after a seeded number of passes, so
+/// a process also dies at the dangerous instants themselves (after the broker's ack before the
+/// outbox mark, after the effect before the offset, in the middle of a stock batch), not only
+/// wherever a SIGKILL happens to land.
 fn crash_points(process: &str, rng: &mut StdRng) -> String {
     let mut once = |name: &str, passes: std::ops::Range<u32>| {
         format!("{name}={}*off->1*return", rng.random_range(passes))
@@ -93,241 +105,104 @@ fn crash_points(process: &str, rng: &mut StdRng) -> String {
     }
 }
 
-/// Restarts, with fresh crash points, every process that aborted at one; returns their names.
-fn revive_crashed(stack: &mut Stack, rng: &mut StdRng) -> Vec<String> {
-    let mut revived = Vec::new();
-    for process in [&mut stack.crm, &mut stack.erp, &mut stack.bridge] {
-        if process.wait_exit(Duration::ZERO).unwrap().is_some() {
-            process.set_env("FAILPOINTS", Some(&crash_points(&process.name, rng)));
-            process.start().unwrap();
-            revived.push(process.name.clone());
+/// The CRM, ERP and bridge processes with their watches, and what their exits showed.
+struct Processes {
+    watches: [Watch; 3],
+    restarts: usize,
+    aborts: usize,
+}
+
+impl Processes {
+    fn new(stack: &Stack) -> Self {
+        Self {
+            watches: [
+                Watch::new(&stack.crm),
+                Watch::new(&stack.erp),
+                Watch::new(&stack.bridge),
+            ],
+            restarts: 0,
+            aborts: 0,
         }
     }
-    revived
-}
 
-struct Counters {
-    operations: AtomicUsize,
-    bad_published: AtomicUsize,
-}
-
-/// One client's share of the workload.
-async fn worker(
-    seed: u64,
-    ops: usize,
-    crm: CrmServiceClient<Channel>,
-    erp: ErpServiceClient<Channel>,
-    producer: Arc<TestProducer>,
-    counters: Arc<Counters>,
-) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut customers: Vec<String> = Vec::new();
-    let mut orders: Vec<(String, i64)> = Vec::new();
-    for n in 0..ops {
-        let roll = rng.random_range(0..100);
-        let done = match roll {
-            0..15 => {
-                let name = format!("Chaos {seed}-{n}");
-                let request = crm::CreateCustomerRequest {
-                    customer: Some(crm::Customer {
-                        display_name: name,
-                        email: format!("c{seed}x{n}@example.com"),
-                        ..crm::Customer::default()
-                    }),
-                };
-                let created = retry(|| {
-                    let mut crm = crm.clone();
-                    let request = request.clone();
-                    async move { crm.create_customer(request).await }
-                })
-                .await;
-                if let Some(created) = created {
-                    let id = created.into_inner().id;
-                    let mut erp = erp.clone();
-                    // Credit terms need the customer in the ERP: wait for the bridge.
-                    for _ in 0..200 {
-                        let request = erp::GetCustomerRequest { id: id.clone() };
-                        if erp.get_customer(request).await.is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    let credit = erp::SetCreditTermsRequest {
-                        customer_id: id.clone(),
-                        credit_limit: eur(100_000_000),
-                        payment_terms_days: 30,
-                        credit_hold: false,
-                        update_mask: None,
-                    };
-                    let _ = erp.set_credit_terms(credit).await;
-                    customers.push(id);
-                }
-                true
-            }
-            15..30 if !customers.is_empty() => {
-                let id = customers[rng.random_range(0..customers.len())].clone();
-                let request = crm::UpdateCustomerRequest {
-                    customer: Some(crm::Customer {
-                        id,
-                        email: format!("u{seed}x{n}@example.com"),
-                        ..crm::Customer::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["email".into()],
-                    }),
-                };
-                retry(|| {
-                    let mut crm = crm.clone();
-                    let request = request.clone();
-                    async move { crm.update_customer(request).await }
-                })
-                .await
-                .is_some()
-            }
-            30..60 if !customers.is_empty() => {
-                let customer_id = customers[rng.random_range(0..customers.len())].clone();
-                let sku = SKUS[rng.random_range(0..SKUS.len())];
-                let request = crm::CreateOrderRequest {
-                    order: Some(crm::Order {
-                        customer_id,
-                        currency_code: "EUR".into(),
-                        lines: vec![crm::OrderLine {
-                            sku: sku.into(),
-                            quantity: rng.random_range(1..4),
-                            ..crm::OrderLine::default()
-                        }],
-                        ..crm::Order::default()
-                    }),
-                };
-                let draft = retry(|| {
-                    let mut crm = crm.clone();
-                    let request = request.clone();
-                    async move { crm.create_order(request).await }
-                })
-                .await;
-                if let Some(draft) = draft.map(tonic::Response::into_inner) {
-                    let submit = crm::SubmitOrderRequest {
-                        id: draft.id.clone(),
-                        version: draft.version,
-                    };
-                    if let Some(order) = retry(|| {
-                        let mut crm = crm.clone();
-                        let submit = submit.clone();
-                        async move { crm.submit_order(submit).await }
-                    })
-                    .await
-                    {
-                        let order = order.into_inner();
-                        orders.push((order.id, order.version));
-                    }
-                }
-                true
-            }
-            60..65 if !orders.is_empty() => {
-                let (id, version) = orders.swap_remove(rng.random_range(0..orders.len()));
-                let request = crm::RequestOrderCancellationRequest {
-                    id,
-                    version,
-                    reason: "chaos".into(),
-                };
-                let mut crm = crm.clone();
-                crm.request_order_cancellation(request).await.is_ok()
-            }
-            65..80 => {
-                // The warehouse ships and finance invoices whatever is ready.
-                let mut erp = erp.clone();
-                let status = if rng.random_bool(0.5) {
-                    erp::SalesOrderStatus::Reserved
-                } else {
-                    erp::SalesOrderStatus::Shipped
-                };
-                let list = erp
-                    .list_sales_orders(erp::ListSalesOrdersRequest {
-                        status: status as i32,
-                        page_size: 5,
-                        ..erp::ListSalesOrdersRequest::default()
-                    })
-                    .await;
-                if let Ok(list) = list {
-                    for order in list.into_inner().orders {
-                        let _ = match status {
-                            erp::SalesOrderStatus::Reserved => erp
-                                .ship_order(erp::ShipOrderRequest { id: order.id })
-                                .await
-                                .map(|_| ()),
-                            _ => erp
-                                .invoice_order(erp::InvoiceOrderRequest { id: order.id })
-                                .await
-                                .map(|_| ()),
-                        };
-                    }
-                }
-                true
-            }
-            80..90 => {
-                let erp = erp.clone();
-                let request = erp::ReceiveStockRequest {
-                    sku: SKUS[rng.random_range(0..SKUS.len())].into(),
-                    warehouse: "MAIN".into(),
-                    quantity: rng.random_range(1..10),
-                    reference: format!("po-{seed}-{n}"),
-                };
-                retry(|| {
-                    let mut erp = erp.clone();
-                    let request = request.clone();
-                    async move { erp.receive_stock(request).await }
-                })
-                .await
-                .is_some()
-            }
-            90..95 => {
-                // A WMS count through the integration topic.
-                let sku = SKUS[rng.random_range(0..SKUS.len())];
-                let event = json!({
-                    "id": uuid::Uuid::now_v7(), "type": "integration.stock.counted",
-                    "schema_version": 1, "source": "wms", "aggregate_type": "stock",
-                    "aggregate_id": sku, "aggregate_version": 1,
-                    "occurred_at": "2026-11-26T10:00:00Z",
-                    "data": {"sku": sku, "warehouse": "MAIN",
-                             "counted_quantity": rng.random_range(20..80)}
-                });
-                producer
-                    .send(
-                        topics::INTEGRATION_STOCK,
-                        Some(sku),
-                        event.to_string().as_bytes(),
-                        &[],
-                    )
-                    .await
-                    .is_ok()
-            }
-            95..97 => {
-                // A bad integrator message, on purpose: it must end in the dead-letter topic.
-                let sent = producer
-                    .send(topics::INTEGRATION_ORDERS, Some("bad"), b"{not json", &[])
-                    .await
-                    .is_ok();
-                if sent {
-                    counters.bad_published.fetch_add(1, Ordering::SeqCst);
-                }
-                sent
-            }
-            _ => {
-                if !customers.is_empty() {
-                    let mut erp = erp.clone();
-                    let payment = erp::RecordPaymentRequest {
-                        customer_id: customers[rng.random_range(0..customers.len())].clone(),
-                        amount: eur(rng.random_range(1..500)),
-                        reference: format!("pay-{seed}-{n}"),
-                    };
-                    let _ = erp.record_payment(payment).await;
-                }
-                true
-            }
-        };
-        if done {
-            counters.operations.fetch_add(1, Ordering::SeqCst);
+    fn process(stack: &mut Stack, at: usize) -> &mut tandem_tests::ServiceProcess {
+        match at {
+            0 => &mut stack.crm,
+            1 => &mut stack.erp,
+            _ => &mut stack.bridge,
         }
+    }
+
+    /// Checks whether process `at` exited by itself; if so records why and, with `arming`,
+    /// restarts it with fresh crash points. Returns whether it had exited.
+    fn reap(
+        &mut self,
+        stack: &mut Stack,
+        at: usize,
+        arming: Option<&mut StdRng>,
+        findings: &mut Findings,
+    ) -> bool {
+        let process = Self::process(stack, at);
+        let Some(status) = process.wait_exit(Duration::ZERO).unwrap() else {
+            return false;
+        };
+        match self.watches[at].exited(process, status) {
+            Ok(_) => self.aborts += 1,
+            Err(report) => {
+                eprintln!("chaos: {report}");
+                findings.add(Category::Process, report);
+            }
+        }
+        if let Some(arming) = arming {
+            let points = crash_points(&process.name, arming);
+            process.set_env("FAILPOINTS", Some(&points));
+            process.start().unwrap();
+            self.watches[at].started(process);
+            self.restarts += 1;
+        }
+        true
+    }
+
+    /// Restarts every process that exited by itself (crash points re-armed).
+    fn revive(&mut self, stack: &mut Stack, arming: &mut StdRng, findings: &mut Findings) {
+        for at in 0..3 {
+            self.reap(stack, at, Some(&mut *arming), findings);
+        }
+        for panic in watch::panics(&stack.broker.log()) {
+            findings.add(Category::Process, format!("broker: {panic}"));
+        }
+        if watch::exited(stack.broker.pid()) {
+            self.broker_died(stack, findings);
+        }
+    }
+
+    fn broker_died(&mut self, stack: &mut Stack, findings: &mut Findings) {
+        let log = stack.broker.log();
+        findings.add(
+            Category::Process,
+            format!(
+                "the broker exited by itself; its log:\n{}",
+                watch::tail(&log, 100)
+            ),
+        );
+        stack.broker.restart().unwrap();
+        self.restarts += 1;
+    }
+
+    /// Kills process `at` with SIGKILL (after looking whether it exited by itself first, so
+    /// an exit of its own is not mistaken for the kill).
+    fn kill(&mut self, stack: &mut Stack, at: usize, findings: &mut Findings) {
+        if !self.reap(stack, at, None, findings) {
+            Self::process(stack, at).kill();
+        }
+    }
+
+    /// Starts process `at` again (with the crash points it has armed, if any).
+    fn start(&mut self, stack: &mut Stack, at: usize) {
+        let process = Self::process(stack, at);
+        process.start().unwrap();
+        self.watches[at].started(process);
+        self.restarts += 1;
     }
 }
 
@@ -347,11 +222,89 @@ fn reconcile(stack: &Stack) -> (bool, String) {
     )
 }
 
+/// Whether the bridge's group committed every record of every source topic (its committed
+/// offset is each partition's high watermark): nothing is left to apply.
+async fn bridge_caught_up(brokers: &str) -> bool {
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", BRIDGE_GROUP)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let timeout = Duration::from_secs(5);
+        let mut list = TopicPartitionList::new();
+        let mut high = BTreeMap::new();
+        for topic in topics::CHANGE_EVENTS {
+            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+            for found in metadata.topics() {
+                for partition in found.partitions() {
+                    let (low, hwm) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+                    if hwm > low {
+                        list.add_partition(topic, partition.id());
+                        high.insert((topic.to_string(), partition.id()), hwm);
+                    }
+                }
+            }
+        }
+        let committed = consumer.committed_offsets(list, timeout)?;
+        Ok(committed.elements().iter().all(|e| {
+            let hwm = high[&(e.topic().to_owned(), e.partition())];
+            matches!(e.offset(), Offset::Offset(o) if o >= hwm)
+        }))
+    })
+    .await
+    .unwrap()
+    .unwrap_or(false)
+}
+
+/// Every record of `topic`.
+async fn read_all(brokers: &str, topic: &str) -> Vec<tandem_tests::Record> {
+    let total = tandem_tests::topic_records(brokers, &[topic])
+        .await
+        .unwrap();
+    if total == 0 {
+        return Vec::new();
+    }
+    read_topic(brokers, topic, total as usize, Duration::from_secs(1))
+        .await
+        .unwrap()
+}
+
+/// Where a run stands, for the report when it misses its deadline.
+type Status = Arc<std::sync::Mutex<String>>;
+
+fn stand(status: &Status, now: String) {
+    if let Ok(mut at) = status.lock() {
+        *at = now;
+    }
+}
+
+/// The run has an overall deadline (`CHAOS_DEADLINE_S`, default 900 s): a run that stops
+/// moving (a broker that died, a workload stuck) fails and says where it stood, never hangs.
 #[tokio::test]
 async fn the_guarantees_hold_through_kills_and_restarts() {
+    let deadline = Duration::from_secs(env_number("CHAOS_DEADLINE_S", 900) as u64);
+    let status: Status = Arc::new(std::sync::Mutex::new("starting the stack".to_owned()));
+    let started = Instant::now();
+    if tokio::time::timeout(deadline, chaos_run(status.clone()))
+        .await
+        .is_err()
+    {
+        let at = status.lock().map(|s| s.clone()).unwrap_or_default();
+        panic!(
+            "chaos: no result within {deadline:?} (CHAOS_DEADLINE_S); after {:.0}s it stood at: {at}",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+async fn chaos_run(status: Status) {
     let seed = env_number("CHAOS_SEED", 42) as u64;
     let ops = env_number("CHAOS_OPS", 1_500);
-    let kills = env_number("CHAOS_KILLS", 8);
+    // At least one fault of each kind.
+    let kills = env_number("CHAOS_KILLS", 8).max(FAULT_KINDS.len());
+    let continuous = std::env::var("CHAOS_CONTINUOUS").is_ok_and(|v| v == "1");
     println!("chaos: seed {seed}, {ops} operations, {kills} faults");
 
     let pg = TestPostgres::start().unwrap();
@@ -388,43 +341,43 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     for http in [stack.crm_http, stack.erp_http, stack.bridge_http] {
         tandem_tests::wait_ready(http, WAIT).unwrap();
     }
+    let mut processes = Processes::new(&stack);
+    let mut findings = Findings::default();
     let (crm, mut erp) = clients(&stack).await;
-    for sku in SKUS {
-        stock_product(&mut erp, sku, 1_000, 200).await;
+    for sku in SKUS.into_iter().chain([COUNT_SKU]) {
+        stock_product(&mut erp, sku, PRICE, INITIAL_STOCK).await;
     }
-    for sku in SKUS {
-        crm_available(&crm, sku, 200).await;
+    for sku in SKUS.into_iter().chain([COUNT_SKU]) {
+        crm_available(&crm, sku, INITIAL_STOCK).await;
     }
 
     let producer = Arc::new(TestProducer::new(&stack.broker.brokers).unwrap());
-    let counters = Arc::new(Counters {
-        operations: AtomicUsize::new(0),
-        bad_published: AtomicUsize::new(0),
-    });
+    let ledger = Arc::new(WorkLedger::new());
     let started = Instant::now();
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
-            tokio::spawn(worker(
+            let worker = Worker::new(
                 seed * 100 + w as u64,
-                ops / WORKERS,
                 crm.clone(),
                 erp.clone(),
                 producer.clone(),
-                counters.clone(),
-            ))
+                ledger.clone(),
+            );
+            tokio::spawn(worker.run(ops / WORKERS))
         })
         .collect();
 
-    // The fault schedule: kill one part at a time with SIGKILL, then bring it back. At least
-    // `kills` faults; with CHAOS_CONTINUOUS=1 faults go on until the workload ends.
-    let continuous = std::env::var("CHAOS_CONTINUOUS").is_ok_and(|v| v == "1");
+    // The fault schedule: one part at a time, killed with SIGKILL (PostgreSQL: stopped
+    // `immediate`), then brought back. The first five faults are a seeded permutation of the
+    // five kinds; then seeded kinds. At least `kills` faults; with CHAOS_CONTINUOUS=1 faults go
+    // on until the workload ends.
     // Milliseconds between one fault's end and the next; the long run spaces them out so the
     // workload makes progress between faults (`CHAOS_FAULT_GAP_MS`, default 300..1500).
     let gap_from = env_number("CHAOS_FAULT_GAP_MS", 300) as u64;
     let gap = gap_from..gap_from * 5;
-    let mut restarts = 0;
-    let mut faults = Vec::new();
-    let mut crash_point_aborts: Vec<String> = Vec::new();
+    let mut first_kinds: Vec<usize> = (0..FAULT_KINDS.len()).collect();
+    first_kinds.shuffle(&mut rng);
+    let mut faults: Vec<&str> = Vec::new();
     // Crash points are re-armed from a generator of their own, so the fault schedule depends
     // on the seed alone.
     let mut arming = StdRng::seed_from_u64(seed.wrapping_add(1));
@@ -432,53 +385,66 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
         let next_fault = Instant::now() + Duration::from_millis(rng.random_range(gap.clone()));
         while Instant::now() < next_fault {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let revived = revive_crashed(&mut stack, &mut arming);
-            restarts += revived.len();
-            crash_point_aborts.extend(revived);
+            processes.revive(&mut stack, &mut arming, &mut findings);
         }
-        let target = rng.random_range(0..5);
+        let target = match first_kinds.get(faults.len()) {
+            Some(kind) => *kind,
+            None => rng.random_range(0..FAULT_KINDS.len()),
+        };
         let down = Duration::from_millis(rng.random_range(200..1_500));
-        match target {
-            0 => stack.bridge.kill(),
-            1 => stack.crm.kill(),
-            2 => stack.erp.kill(),
-            3 => stack.broker.kill(),
+        let service = match target {
+            0 => Some(2),
+            1 => Some(0),
+            2 => Some(1),
+            _ => None,
+        };
+        match (service, target) {
+            (Some(at), _) => processes.kill(&mut stack, at, &mut findings),
+            (None, 3) => stack.broker.kill(),
             _ => pg.stop().unwrap(),
         }
         tokio::time::sleep(down).await;
-        match target {
-            0 => stack.bridge.start().unwrap(),
-            1 => stack.crm.start().unwrap(),
-            2 => stack.erp.start().unwrap(),
-            3 => stack.broker.restart().unwrap(),
-            _ => pg.resume().unwrap(),
+        match (service, target) {
+            (Some(at), _) => processes.start(&mut stack, at),
+            (None, 3) => {
+                stack.broker.restart().unwrap();
+                processes.restarts += 1;
+            }
+            _ => {
+                pg.resume().unwrap();
+                processes.restarts += 1;
+            }
         }
-        restarts += 1;
-        faults.push(["bridge", "crm", "erp", "broker", "postgres"][target]);
+        faults.push(FAULT_KINDS[target]);
+        stand(
+            &status,
+            format!(
+                "workload after {:.0}s, {} faults ({}), {} calls recorded",
+                started.elapsed().as_secs_f64(),
+                faults.len(),
+                faults.last().copied().unwrap_or_default(),
+                ledger.entries().len()
+            ),
+        );
     }
     // The SIGKILLs are over; crash points still fire until the workload ends.
     while workers.iter().any(|w| !w.is_finished()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let revived = revive_crashed(&mut stack, &mut arming);
-        restarts += revived.len();
-        crash_point_aborts.extend(revived);
+        processes.revive(&mut stack, &mut arming, &mut findings);
     }
+    let mut steps = 0;
     for worker in workers {
-        worker.await.unwrap();
+        steps += worker.await.unwrap();
     }
     let workload = started.elapsed();
     // Settling happens without crash points (one last SIGKILL each to disarm them).
-    for process in [&mut stack.crm, &mut stack.erp, &mut stack.bridge] {
-        if process.wait_exit(Duration::ZERO).unwrap().is_some() {
-            crash_point_aborts.push(process.name.clone());
-        }
-        process.kill();
-        process.set_env("FAILPOINTS", None);
-        process.start().unwrap();
-        restarts += 1;
+    for at in 0..3 {
+        processes.kill(&mut stack, at, &mut findings);
+        Processes::process(&mut stack, at).set_env("FAILPOINTS", None);
+        processes.start(&mut stack, at);
     }
 
-    // Settle: every outbox drained and reconcile finds nothing.
+    // Settle: every outbox drained, the bridge's group committed everything, reconcile clean.
     let settling = Instant::now();
     let converged = tandem_tests::eventually(Duration::from_secs(120), "convergence", || async {
         let pending = count(
@@ -491,7 +457,17 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
                 "SELECT count(*) FROM outbox WHERE published_at IS NULL",
             )
             .await;
-        if pending > 0 {
+        let caught_up = bridge_caught_up(&stack.broker.brokers).await;
+        stand(
+            &status,
+            format!(
+                "settling after {:.0}s: {pending} outbox rows unpublished, bridge caught up: \
+                 {caught_up}, broker panics so far: {}",
+                settling.elapsed().as_secs_f64(),
+                stack.broker.log().matches("panicked at").count()
+            ),
+        );
+        if pending > 0 || !caught_up {
             return None;
         }
         let (clean, report) = reconcile(&stack);
@@ -499,110 +475,130 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
     })
     .await;
     let seconds_to_converge = settling.elapsed().as_secs_f64();
-    let report = converged.unwrap_or_else(|e| panic!("{e}\n{}", reconcile(&stack).1));
+    let report = match converged {
+        Ok(report) => report,
+        Err(error) => {
+            let report = reconcile(&stack).1;
+            findings.add(
+                Category::Mismatched,
+                format!("{error}: the outboxes, the bridge or reconcile did not settle\n{report}"),
+            );
+            report
+        }
+    };
+    // Every process still runs, and none panicked anywhere in its log.
+    for at in 0..3 {
+        processes.reap(&mut stack, at, None, &mut findings);
+        let process = Processes::process(&mut stack, at);
+        for panic in watch::panics(&process.output()) {
+            findings.add(Category::Process, format!("{}: {panic}", process.name));
+        }
+    }
+    for panic in watch::panics(&stack.broker.log()) {
+        findings.add(Category::Process, format!("broker: {panic}"));
+    }
+    if watch::exited(stack.broker.pid()) {
+        processes.broker_died(&mut stack, &mut findings);
+    }
 
-    // Exactly-once effects, on the ERP's books.
-    let ledger_mismatch = count(
-        &stack.erp_db,
-        "SELECT count(*) FROM stock_levels l WHERE \
-           l.on_hand <> COALESCE((SELECT sum(on_hand_delta) FROM stock_ledger g \
-                                  WHERE g.sku = l.sku AND g.warehouse = l.warehouse), 0) \
-           OR l.reserved <> COALESCE((SELECT sum(reserved_delta) FROM stock_ledger g \
-                                      WHERE g.sku = l.sku AND g.warehouse = l.warehouse), 0)",
-    )
-    .await;
-    let held_mismatch = count(
-        &stack.erp_db,
-        "SELECT count(*) FROM stock_levels l WHERE l.reserved <> COALESCE((SELECT sum(quantity) \
-           FROM reservations r WHERE r.sku = l.sku AND r.warehouse = l.warehouse AND r.state = 'HELD'), 0)",
-    )
-    .await;
-    let double_reserved = count(
-        &stack.erp_db,
-        "SELECT count(*) FROM sales_order_lines ol WHERE (SELECT COALESCE(sum(quantity), 0) \
-           FROM reservations r WHERE r.order_id = ol.order_id AND r.line_number = ol.line_number \
-           AND r.state IN ('HELD', 'SHIPPED')) NOT IN (0, ol.quantity)",
-    )
-    .await;
-    let balance_mismatch = count(
-        &stack.erp_db,
-        "SELECT count(*) FROM customer_finance f WHERE f.open_balance_minor <> \
-           COALESCE((SELECT sum(invoice_amount_minor) FROM sales_orders o \
-                     WHERE o.customer_id = f.customer_id AND o.invoice_number IS NOT NULL), 0) \
-           - COALESCE((SELECT sum(amount_minor) FROM payments p WHERE p.customer_id = f.customer_id), 0)",
-    )
-    .await;
-    // Every order the CRM submitted was accepted by the ERP exactly once.
-    let submitted = count(
-        &stack.crm_db,
-        "SELECT count(*) FROM orders WHERE submit_time IS NOT NULL",
-    )
-    .await;
-    let accepted = count(&stack.erp_db, "SELECT count(*) FROM sales_orders").await;
-    let lost = (submitted - accepted).max(0);
-    let duplicated = (accepted - submitted).max(0) + double_reserved;
+    // The checks against what the clients were told.
+    stand(&status, "checking the end state".to_owned());
+    let mut entries = ledger.entries();
+    let state = checks::EndState::read(&stack.crm_db, &stack.erp_db).await;
+    let brokers = stack.broker.brokers.clone();
+    let topics = checks::Topics {
+        counts: read_all(&brokers, topics::INTEGRATION_STOCK).await,
+        integration_orders: read_all(&brokers, topics::INTEGRATION_ORDERS).await,
+        dead_letters: read_all(&brokers, topics::DEAD_LETTER).await,
+    };
+    let figures = checks::check(&mut entries, &state, &topics, &mut findings);
 
-    // The dead-letter topic holds exactly the messages made bad on purpose.
-    let bad = counters.bad_published.load(Ordering::SeqCst);
-    let dead = read_topic(
-        &stack.broker.brokers,
-        topics::DEAD_LETTER,
-        bad,
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
-    let unexpected: Vec<String> = dead
+    // The run did its work.
+    let (kinds, total) = Tally::of(&entries);
+    for (kind, per_1000) in MINIMUM_PER_1000 {
+        let minimum = (ops * per_1000 / 1_000).max(1);
+        let acknowledged = kinds.get(kind).map_or(0, |t| t.acknowledged);
+        findings.check(acknowledged >= minimum, Category::Workload, || {
+            format!("{kind}: {acknowledged} acknowledged, fewer than the {minimum} a run must do")
+        });
+    }
+    for kind in FAULT_KINDS {
+        findings.check(faults.contains(&kind), Category::Workload, || {
+            format!("no {kind} fault")
+        });
+    }
+    let aborts: Vec<String> = processes
+        .watches
         .iter()
-        .filter(|r| r.raw != b"{not json")
-        // A random count below what is reserved is refused by the ERP, as it should be.
-        .filter(|r| r.header("dlq.error_code") != Some("COUNT_BELOW_RESERVED"))
-        .map(|r| format!("{:?} {:?}", r.header("dlq.reason"), r.header("dlq.detail")))
+        .flat_map(|w| {
+            w.aborts
+                .iter()
+                .map(move |(p, n)| format!("{} {p} x{n}", w.name))
+        })
         .collect();
+    if continuous {
+        for (process, point) in CRASH_POINTS {
+            let hit = processes
+                .watches
+                .iter()
+                .find(|w| w.name == process)
+                .and_then(|w| w.aborts.get(point))
+                .copied()
+                .unwrap_or(0);
+            findings.check(hit > 0, Category::Workload, || {
+                format!("crash point {point} of {process} never hit")
+            });
+        }
+    }
 
     // Every event that went through the broker: the services' change events and the
     // integrators' messages the bridge consumed.
-    let events = tandem_tests::topic_records(&stack.broker.brokers, topics::CHANGE_EVENTS)
+    let events = tandem_tests::topic_records(&brokers, topics::CHANGE_EVENTS)
         .await
         .unwrap();
+    let bad_acknowledged = kinds.get("bad_message").map_or(0, |t| t.acknowledged);
+    let fault_list = if faults.len() <= 12 {
+        faults.join(" ")
+    } else {
+        let by_kind: Vec<String> = FAULT_KINDS
+            .iter()
+            .map(|k| format!("{k} {}", faults.iter().filter(|f| *f == k).count()))
+            .collect();
+        format!("{}; first {}", by_kind.join(", "), faults[..5].join(" "))
+    };
     println!(
-        "chaos figures: operations {}, events {events}, faults {} ({}), crash-point aborts \
-         {} ({}), restarts {restarts}, \
-         workload {:.1}s, lost {lost}, duplicated {duplicated}, seconds to converge \
-         {seconds_to_converge:.1}, orders {submitted}, dead letters {} (bad on purpose {bad})",
-        counters.operations.load(Ordering::SeqCst),
+        "chaos figures: operations {steps} ({} calls: {total}), events {events}, faults {} ({}), \
+         crash-point aborts {} ({}), restarts {}, workload {:.1}s, lost {}, duplicated {}, \
+         unasked {}, mismatched {}, process exits {}, seconds to converge \
+         {seconds_to_converge:.1}, orders {}, dead letters {} (bad acknowledged \
+         {bad_acknowledged}, sent twice {}, dead-lettered again {})",
+        total.calls,
         faults.len(),
-        faults.join(" "),
-        crash_point_aborts.len(),
-        crash_point_aborts.join(" "),
+        fault_list,
+        processes.aborts,
+        aborts.join(", "),
+        processes.restarts,
         workload.as_secs_f64(),
-        dead.len(),
+        findings.count(Category::Lost),
+        findings.count(Category::Duplicated),
+        findings.count(Category::Unasked),
+        findings.count(Category::Mismatched),
+        findings.count(Category::Process),
+        figures.orders_submitted,
+        figures.dead_letters,
+        figures.sent_twice,
+        figures.dead_lettered_again,
+    );
+    print!("{}", tally_table(&kinds));
+    println!(
+        "expected stock (on hand, reserved): {:?}",
+        figures.expected_stock
     );
     println!("{report}");
-    assert_eq!(ledger_mismatch, 0, "stock levels equal their ledger");
-    assert_eq!(held_mismatch, 0, "reserved equals the held reservations");
-    assert_eq!(
-        balance_mismatch, 0,
-        "open balances equal invoices minus payments"
-    );
-    assert_eq!(lost, 0, "every submitted order reached the ERP");
-    assert_eq!(duplicated, 0, "no order or reservation applied twice");
     assert!(
-        unexpected.is_empty(),
-        "unexpected dead letters: {unexpected:#?}"
+        findings.is_empty(),
+        "the chaos run broke its guarantees ({}):\n{}",
+        findings.counts(),
+        findings.report(25)
     );
-    // A bridge killed between a dead-letter publish and its offset commit publishes that dead
-    // letter again on restart (at-least-once, like every other effect of the bridge): what
-    // counts is that every bad message is there.
-    let bad_positions = dead
-        .iter()
-        .filter(|r| r.raw == b"{not json")
-        .map(|r| {
-            (
-                r.header("dlq.source_partition"),
-                r.header("dlq.source_offset"),
-            )
-        })
-        .collect::<std::collections::BTreeSet<_>>();
-    assert_eq!(bad_positions.len(), bad, "every bad message dead-lettered");
 }

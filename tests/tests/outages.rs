@@ -300,7 +300,11 @@ async fn the_broker_killed_again_and_again_under_a_burst_loses_nothing_and_never
         .map(|(id, version)| format!("{id}: told v{version}, last published {:?}", last.get(id)))
         .collect();
     assert!(wrong.is_empty(), "changes lost or out of order: {wrong:#?}");
-    assert_eq!(last.len(), newest.len(), "nothing published that no client was told");
+    assert_eq!(
+        last.len(),
+        newest.len(),
+        "nothing published that no client was told"
+    );
     // And the bridge carried the newest version of each to the ERP.
     let (id, version) = newest.iter().next_back().unwrap();
     eventually(WAIT, "the newest customer version in the ERP", || {

@@ -349,18 +349,33 @@ async fn reconcile_finds_drift_written_behind_the_bridge_and_repairs_it() {
         .execute(&mut crm_db)
         .await
         .unwrap();
+    // A submission the ERP never heard of (its event lost): a draft marked submitted behind
+    // the CRM's back, so no event is written.
+    let lost = draft_order(&mut crm, &customer_id, "DRIFT-1", 3).await;
+    sqlx::query("UPDATE orders SET status = 'SUBMITTED', submit_time = now() WHERE id::text = $1")
+        .bind(&lost.id)
+        .execute(&mut crm_db)
+        .await
+        .unwrap();
 
     let found = tandemctl_status(&stack, &["reconcile", "--quiet"], false);
-    assert!(found.contains("total drift: 3"), "{found}");
+    assert!(found.contains("total drift: 4"), "{found}");
     assert!(
         found.contains("tampered@example.com"),
         "examples name the field: {found}"
     );
+    assert!(
+        found.contains(&format!("order_submission {}", lost.id)),
+        "the lost submission is named: {found}"
+    );
     let repaired = tandemctl(&stack, &["reconcile", "--repair", "--quiet"]);
     assert!(
-        repaired.contains("repaired: 3, repair failures: 0"),
+        repaired.contains("repaired: 4, repair failures: 0"),
         "{repaired}"
     );
+    // The ERP now holds the lost order: it reserved its stock and told the CRM.
+    crm_fulfilment(&crm, &lost.id, crm::FulfilmentStatus::Reserved).await;
+    crm_available(&crm, "DRIFT-1", 4).await;
     let after = tandemctl(&stack, &["reconcile", "--quiet"]);
     assert!(after.contains("total drift: 0"), "{after}");
 
@@ -375,7 +390,7 @@ async fn reconcile_finds_drift_written_behind_the_bridge_and_repairs_it() {
     );
     let snapshot = tandemctl(&stack, &["snapshot"]);
     assert!(
-        snapshot.starts_with("CRM re-published 1 customers and 1 orders"),
+        snapshot.starts_with("CRM re-published 1 customers and 2 orders"),
         "{snapshot}"
     );
 }

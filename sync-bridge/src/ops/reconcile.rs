@@ -3,7 +3,7 @@
 //! re-applies the owner's state to the mirror through the sync RPCs with `repair` set (an
 //! equal version applies too, so drift written without a version change is fixed).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
@@ -15,7 +15,7 @@ use crate::flows::{Flows, to_erp::customer_from_crm};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
     /// What kind of field: `customer_profile`, `customer_finance`, `product`, `stock`,
-    /// `order_status`.
+    /// `order_status`, `order_submission`.
     pub kind: &'static str,
     /// The entity: customer id, sku, CRM order id.
     pub id: String,
@@ -572,5 +572,82 @@ async fn reconcile_orders(
             )
         }
     }
+    let known: HashSet<&str> = owners.iter().map(|o| o.crm_order_id.as_str()).collect();
+    reconcile_submissions(flows, repair, &mirrors, &known, report).await;
     Ok(())
+}
+
+/// Orders the CRM submitted that the ERP does not hold (a lost `crm.order.submitted`, or an
+/// ERP restored to before it). Repair sends the CRM's order to `ErpSync.AcceptOrder` (keyed
+/// by the CRM's order id, so a bridge delivering it meanwhile cannot double it), then the
+/// cancellation when the CRM asked for one.
+async fn reconcile_submissions(
+    flows: &Flows,
+    repair: bool,
+    orders: &HashMap<String, crm::Order>,
+    in_erp: &HashSet<&str>,
+    report: &mut Report,
+) {
+    let mut submitted: Vec<&crm::Order> = orders
+        .values()
+        .filter(|o| o.submit_time.is_some())
+        .collect();
+    submitted.sort_by(|a, b| a.id.cmp(&b.id));
+    report.compared.insert("order_submission", submitted.len());
+    for order in submitted {
+        if in_erp.contains(order.id.as_str()) {
+            continue;
+        }
+        report.drift.push(Drift {
+            kind: "order_submission",
+            id: order.id.clone(),
+            detail: format!("{:?} in the CRM, missing in the ERP", order.status()),
+        });
+        if !repair {
+            continue;
+        }
+        let accepted = flows
+            .erp
+            .clone()
+            .accept_order(flows.request(accept_request(order)))
+            .await;
+        let cancel = matches!(
+            order.status(),
+            crm::OrderStatus::CancelRequested | crm::OrderStatus::Cancelled
+        );
+        let result = match accepted {
+            Ok(_) if cancel => flows
+                .erp
+                .clone()
+                .cancel_order(flows.request(erp::CancelOrderRequest {
+                    crm_order_id: order.id.clone(),
+                    reason: order.cancellation_reason.clone(),
+                    event_id: String::new(),
+                }))
+                .await
+                .map(|_| ()),
+            other => other.map(|_| ()),
+        };
+        report.record(result, format!("order submission {}", order.id));
+    }
+}
+
+/// The CRM's order as the ERP accepts it (what `crm.order.submitted` carries).
+fn accept_request(order: &crm::Order) -> erp::AcceptOrderRequest {
+    erp::AcceptOrderRequest {
+        crm_order_id: order.id.clone(),
+        customer_id: order.customer_id.clone(),
+        currency_code: order.currency_code.clone(),
+        lines: order
+            .lines
+            .iter()
+            .map(|line| erp::AcceptOrderLine {
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+                unit_price_minor: line.unit_price.as_ref().map_or(0, |m| m.amount_minor),
+            })
+            .collect(),
+        final_attempt: false,
+        event_id: String::new(),
+    }
 }

@@ -133,25 +133,34 @@ pub async fn submit_order(
     sku: &str,
     quantity: i64,
 ) -> crm::Order {
-    let draft = crm
-        .create_order(crm::CreateOrderRequest {
-            order: Some(crm::Order {
-                customer_id: customer_id.into(),
-                currency_code: "EUR".into(),
-                lines: vec![crm::OrderLine {
-                    sku: sku.into(),
-                    quantity,
-                    ..crm::OrderLine::default()
-                }],
-                ..crm::Order::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let draft = draft_order(crm, customer_id, sku, quantity).await;
     crm.submit_order(crm::SubmitOrderRequest {
         id: draft.id.clone(),
         version: draft.version,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+/// A draft order of one line, in EUR.
+pub async fn draft_order(
+    crm: &mut CrmServiceClient<Channel>,
+    customer_id: &str,
+    sku: &str,
+    quantity: i64,
+) -> crm::Order {
+    crm.create_order(crm::CreateOrderRequest {
+        order: Some(crm::Order {
+            customer_id: customer_id.into(),
+            currency_code: "EUR".into(),
+            lines: vec![crm::OrderLine {
+                sku: sku.into(),
+                quantity,
+                ..crm::OrderLine::default()
+            }],
+            ..crm::Order::default()
+        }),
     })
     .await
     .unwrap()

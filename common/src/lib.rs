@@ -18,6 +18,7 @@
 //! - [`failpoint`]: crash points for the fault-injection tests (feature `failpoints`).
 
 pub mod admin_http;
+pub mod auth;
 pub mod backoff;
 pub mod db;
 pub mod event;
@@ -28,9 +29,11 @@ pub mod kafka;
 pub mod metrics_names;
 pub mod outbox;
 pub mod paging;
+pub mod pki;
 pub mod runtime;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use tokio_util::sync::CancellationToken;

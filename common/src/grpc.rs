@@ -5,11 +5,15 @@ use std::{collections::HashMap, fmt::Display, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status, service::RoutesBuilder, transport::Server};
+use tonic::{Code, Status, transport::Server};
 use tonic_health::ServingStatus;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::telemetry::{GrpcTraceLayer, InFlight};
+use crate::{
+    host::{GrpcSettings, GrpcSurface},
+    limits::LimitsLayer,
+    telemetry::{GrpcTraceLayer, InFlight},
+};
 
 /// Errors starting or running the gRPC server.
 #[derive(Debug, thiserror::Error)]
@@ -20,32 +24,42 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves `routes` (which may be empty) plus `grpc.health.v1.Health` and server reflection on `listener`.
+/// Serves the surface's routes (which may be empty) plus `grpc.health.v1.Health` and, when
+/// the port's settings ask for it, server reflection on `listener`, within the port's limits.
 ///
-/// `services` are the fully-qualified names reported SERVING by the health service. When
-/// `shutdown` is cancelled they flip to NOT_SERVING, new connections stop, and in-flight calls
-/// drain before this returns.
+/// The surface's `services` are the fully-qualified names reported SERVING by the health
+/// service. When `shutdown` is cancelled they flip to NOT_SERVING, new connections stop, and
+/// in-flight calls drain before this returns.
 pub async fn serve(
     listener: TcpListener,
-    mut routes: RoutesBuilder,
-    services: &[&str],
-    descriptor_sets: &[&'static [u8]],
+    settings: &GrpcSettings,
+    surface: GrpcSurface,
     in_flight: InFlight,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let GrpcSurface {
+        mut routes,
+        services,
+        descriptor_sets,
+    } = surface;
     let (health, health_service) = tonic_health::server::health_reporter();
     for service in services {
         health
             .set_service_status(*service, ServingStatus::Serving)
             .await;
     }
-    // Both reflection versions: grpcurl speaks v1, many older clients only v1alpha.
+    // Both reflection versions: grpcurl speaks v1, many older clients only v1alpha. Only the
+    // services this port serves are advertised (a package's descriptors hold them all).
     let reflection = || {
-        descriptor_sets.iter().fold(
+        let builder = descriptor_sets.iter().fold(
             tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health"),
             |builder, set| builder.register_encoded_file_descriptor_set(set),
-        )
+        );
+        services
+            .iter()
+            .fold(builder, |builder, name| builder.with_service_name(*name))
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -61,12 +75,15 @@ pub async fn serve(
                 .await;
         }
     };
-    routes
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    routes.add_service(health_service);
+    if settings.reflection {
+        routes
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+    }
     Server::builder()
         .layer(GrpcTraceLayer::new(in_flight))
+        .layer(LimitsLayer::new(&settings.limits))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(routes.routes())

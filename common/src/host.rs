@@ -1,8 +1,10 @@
-//! Binds a process's gRPC and admin HTTP listeners and serves both until shutdown, with the
-//! service's outbox relay alongside when it has one.
+//! Binds a process's gRPC listeners (the public API and, for the services, the internal sync
+//! API on a port of its own) and its admin HTTP listener, and serves them until shutdown, with
+//! the service's outbox relay alongside when it has one.
 
 use std::{net::SocketAddr, time::Duration};
 
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -11,10 +13,38 @@ use tonic::service::RoutesBuilder;
 use crate::{
     admin_http::{self, Readiness},
     grpc,
+    limits::LimitSettings,
     outbox::Relay,
     settings::ListenSettings,
     telemetry::InFlight,
 };
+
+/// One gRPC port: where it listens, whether it serves reflection, and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GrpcSettings {
+    /// Socket address, e.g. `127.0.0.1:50051`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Serve gRPC server reflection (grpcurl, grpcui) on this port.
+    pub reflection: bool,
+    pub limits: LimitSettings,
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        Self::loopback(0)
+    }
+}
+
+impl GrpcSettings {
+    pub fn loopback(port: u16) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            reflection: true,
+            limits: LimitSettings::default(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -30,9 +60,31 @@ pub enum HostError {
 
 /// Listeners bound at build time, so tests can ask for port 0 and read the real port.
 pub struct Host {
-    grpc: TcpListener,
+    grpc: Port,
+    sync: Option<Port>,
     http: TcpListener,
     readiness: Readiness,
+}
+
+/// A bound gRPC listener and its settings.
+struct Port {
+    listener: TcpListener,
+    settings: GrpcSettings,
+}
+
+impl Port {
+    async fn bind(settings: &GrpcSettings) -> Result<Self, HostError> {
+        Ok(Self {
+            listener: bind(settings.listen).await?,
+            settings: settings.clone(),
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
 }
 
 /// What a host serves over gRPC.
@@ -46,22 +98,33 @@ pub struct GrpcSurface {
 }
 
 impl Host {
+    /// Binds the public gRPC port, the internal sync port when the process has one, and the
+    /// admin HTTP port.
     pub async fn bind(
-        grpc: &ListenSettings,
+        grpc: &GrpcSettings,
+        sync: Option<&GrpcSettings>,
         http: &ListenSettings,
         readiness: Readiness,
     ) -> Result<Self, HostError> {
+        let sync = match sync {
+            Some(settings) => Some(Port::bind(settings).await?),
+            None => None,
+        };
         Ok(Self {
-            grpc: bind(grpc.listen).await?,
+            grpc: Port::bind(grpc).await?,
+            sync,
             http: bind(http.listen).await?,
             readiness,
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+        self.grpc.addr()
+    }
+
+    /// The internal sync port, when the process has one.
+    pub fn sync_addr(&self) -> Option<SocketAddr> {
+        self.sync.as_ref().map(Port::addr)
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -76,9 +139,11 @@ impl Host {
 
     /// Serves until `shutdown` is cancelled: readiness drops, health flips to NOT_SERVING,
     /// in-flight calls drain (at most `drain_deadline`), then the admin server stops.
+    /// `sync` is what the internal port serves (ignored when the host has none).
     pub async fn serve(
         self,
         surface: GrpcSurface,
+        sync: Option<GrpcSurface>,
         shutdown: CancellationToken,
         drain_deadline: Duration,
     ) -> Result<(), HostError> {
@@ -88,7 +153,11 @@ impl Host {
             self.readiness.clone(),
             admin_stop.clone(),
         ));
-        tracing::info!(grpc = %self.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving");
+        tracing::info!(
+            grpc = %self.grpc.addr(),
+            sync = %self.sync.as_ref().map(|p| p.addr().to_string()).unwrap_or_default(),
+            "serving"
+        );
         self.readiness.set_ready(true);
 
         let readiness = self.readiness.clone();
@@ -101,14 +170,36 @@ impl Host {
             grpc_stop_trigger.cancel();
         });
         let in_flight = InFlight::default();
-        let served = grpc::serve(
-            self.grpc,
-            surface.routes,
-            surface.services,
-            surface.descriptor_sets,
+        let public = grpc::serve(
+            self.grpc.listener,
+            &self.grpc.settings,
+            surface,
             in_flight.clone(),
-            grpc_stop,
+            grpc_stop.clone(),
         );
+        let internal = async {
+            match (self.sync, sync) {
+                (Some(port), Some(surface)) => {
+                    grpc::serve(
+                        port.listener,
+                        &port.settings,
+                        surface,
+                        in_flight.clone(),
+                        grpc_stop,
+                    )
+                    .await
+                }
+                _ => {
+                    grpc_stop.cancelled().await;
+                    Ok(())
+                }
+            }
+        };
+        // Both ports run until the stop; either failing stops the process.
+        let served = async {
+            tokio::try_join!(public, internal)?;
+            Ok::<(), grpc::ServeError>(())
+        };
         // The server stops on its own once every connection is gone; clients that keep idle
         // connections open must not hold shutdown up, so stop once no call is in flight.
         let result = tokio::select! {
@@ -128,6 +219,7 @@ impl Host {
     pub async fn serve_with_outbox(
         self,
         surface: GrpcSurface,
+        sync: Option<GrpcSurface>,
         relay: Relay,
         pool: PgPool,
         shutdown: CancellationToken,
@@ -135,7 +227,7 @@ impl Host {
     ) -> Result<(), HostError> {
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
-        let served = self.serve(surface, shutdown, grace).await;
+        let served = self.serve(surface, sync, shutdown, grace).await;
         relay_stop.cancel();
         if tokio::time::timeout(grace, relay).await.is_err() {
             tracing::warn!("outbox relay did not stop in time");

@@ -12,6 +12,7 @@
 //! - [`outbox`]: writing outbox rows and relaying them to Kafka.
 //! - [`paging`]: AIP-158 page sizes and page tokens for List RPCs.
 //! - [`kafka`]: client configuration, topic creation and header helpers.
+//! - [`limits`]: per-call deadline and the cap on calls in flight.
 //! - [`runtime`]: the Tokio runtime with a bounded exit.
 //! - [`shutdown`]: turning SIGINT/SIGTERM into a cancellation token.
 //! - [`backoff`]: capped exponential backoff with jitter.
@@ -26,6 +27,7 @@ pub mod failpoint;
 pub mod grpc;
 pub mod host;
 pub mod kafka;
+pub mod limits;
 pub mod metrics_names;
 pub mod outbox;
 pub mod paging;

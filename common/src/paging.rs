@@ -1,12 +1,19 @@
 //! Page tokens for List RPCs (AIP-158): opaque to clients, keyset-based (the last key seen, so
-//! pages stay stable while rows are added) and bound to the query's filters, so a token from
-//! another query is refused instead of silently paging something else.
+//! pages stay stable while rows are added), bound to the query's filters (a token from another
+//! query is refused instead of silently paging something else) and tamper-evident.
 //!
-//! A token is the hex of a fingerprint of the filters followed by the hex of the JSON of the
-//! last key of the previous page. Lists are ordered by that key; the next page is "key greater
-//! than the token's".
+//! A token is base64url of: an 8-byte fingerprint of the filters, the JSON of the last key of
+//! the previous page, and a 16-byte HMAC-SHA256 tag over both, keyed by the process's page-token
+//! key ([`set_key`]; every replica of a service must share it, or a token from one replica is
+//! refused by another). Lists are ordered by that key; the next page is "key greater than the
+//! token's".
 
+use std::sync::OnceLock;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
 use serde::{Serialize, de::DeserializeOwned};
+use sha2::Sha256;
 
 use crate::grpc::FieldViolation;
 
@@ -16,8 +23,35 @@ pub const DEFAULT_PAGE_SIZE: i64 = 50;
 /// The longest token accepted; ours are far shorter.
 const MAX_TOKEN_LEN: usize = 4096;
 
-/// The fingerprint's share of a token: 16 hex digits.
-const FINGERPRINT_LEN: usize = 16;
+/// The fingerprint's share of a token, in bytes.
+const FINGERPRINT_LEN: usize = 8;
+
+/// The tag's share of a token, in bytes (HMAC-SHA256 truncated to 128 bits).
+const TAG_LEN: usize = 16;
+
+static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// Sets the key that signs page tokens, once, at start-up (later calls are ignored: tokens
+/// already handed out must stay valid). Without it, a random key is drawn on first use, so
+/// tokens do not survive a restart and are not accepted by another replica.
+pub fn set_key(key: &[u8]) {
+    if KEY.set(key.to_vec()).is_err() {
+        tracing::debug!("page-token key already set");
+    }
+}
+
+fn key() -> &'static [u8] {
+    KEY.get_or_init(|| rand::random::<[u8; 32]>().to_vec())
+}
+
+fn tag(body: &[u8]) -> Option<[u8; TAG_LEN]> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key()).ok()?;
+    mac.update(body);
+    let full = mac.finalize().into_bytes();
+    let mut tag = [0; TAG_LEN];
+    tag.copy_from_slice(full.get(..TAG_LEN)?);
+    Some(tag)
+}
 
 /// The page sizes of one List RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,31 +140,32 @@ impl<K: Serialize + DeserializeOwned> Page<K> {
 }
 
 fn encode<K: Serialize>(key: &K, fingerprint: u64) -> Result<String, serde_json::Error> {
-    let json = serde_json::to_vec(key)?;
-    let mut token = format!("{fingerprint:016x}");
-    for byte in json {
-        token.push_str(&format!("{byte:02x}"));
-    }
-    Ok(token)
+    let mut body = fingerprint.to_be_bytes().to_vec();
+    body.extend(serde_json::to_vec(key)?);
+    // HMAC accepts keys of any length; `tag` fails only if that ever changed.
+    let tag = tag(&body).unwrap_or_default();
+    body.extend(tag);
+    Ok(URL_SAFE_NO_PAD.encode(body))
 }
 
 fn decode<K: DeserializeOwned>(token: &str, fingerprint: u64) -> Option<K> {
-    if token.len() <= FINGERPRINT_LEN
-        || token.len() > MAX_TOKEN_LEN
-        || !token.len().is_multiple_of(2)
-        || !token.is_ascii()
-    {
+    if token.len() > MAX_TOKEN_LEN {
         return None;
     }
-    let (head, key) = token.split_at(FINGERPRINT_LEN);
-    if u64::from_str_radix(head, 16).ok()? != fingerprint {
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    if bytes.len() <= FINGERPRINT_LEN + TAG_LEN {
         return None;
     }
-    let bytes = (0..key.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&key[i..i + 2], 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    serde_json::from_slice(&bytes).ok()
+    let (body, given) = bytes.split_at(bytes.len() - TAG_LEN);
+    let mut mac = Hmac::<Sha256>::new_from_slice(key()).ok()?;
+    mac.update(body);
+    // Constant-time comparison of the truncated tag.
+    mac.verify_truncated_left(given).ok()?;
+    let (head, json) = body.split_at(FINGERPRINT_LEN);
+    if u64::from_be_bytes(head.try_into().ok()?) != fingerprint {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -169,7 +204,14 @@ mod tests {
         assert_eq!(next.after.as_deref(), Some("b"));
         let other = Page::<String>::parse(2, &token, "status=ARCHIVED", SIZES);
         assert_eq!(other.map_err(|v| v.field), Err("page_token".to_owned()));
-        for garbage in ["x", "zz", &token[..17], "0123456789abcdefzz", "nonsense"] {
+        for garbage in [
+            "x",
+            "zz",
+            &token[..17],
+            "0123456789abcdefzz",
+            "nonsense",
+            "a b",
+        ] {
             assert!(
                 Page::<String>::parse(2, garbage, "status=ACTIVE", SIZES).is_err(),
                 "{garbage}"
@@ -179,6 +221,27 @@ mod tests {
         let mut last = vec!["a", "b"];
         assert_eq!(page.finish(&mut last, |r| (*r).to_owned()).unwrap(), "");
         assert_eq!(last.len(), 2);
+    }
+
+    #[test]
+    fn a_tampered_token_is_refused() {
+        let page = Page::<i64>::parse(1, "", "orders", SIZES).unwrap();
+        let mut rows = vec![10_i64, 20];
+        let token = page.finish(&mut rows, |r| *r).unwrap();
+        assert!(!token.contains("10"), "opaque: {token}");
+        let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        // The key's JSON is `10`: make it `90` and keep everything else.
+        let at = FINGERPRINT_LEN;
+        assert_eq!(bytes[at], b'1');
+        bytes[at] = b'9';
+        let forged = URL_SAFE_NO_PAD.encode(&bytes);
+        assert!(Page::<i64>::parse(1, &forged, "orders", SIZES).is_err());
+        assert_eq!(
+            Page::<i64>::parse(1, &token, "orders", SIZES)
+                .unwrap()
+                .after,
+            Some(10)
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Application {
     orders: Orders,
     catalogue: Catalogue,
     finance: FinanceMirror,
+    /// Largest message on the public and on the sync port.
+    max_message_bytes: (usize, usize),
     shutdown_grace: Duration,
 }
 
@@ -71,6 +73,7 @@ impl Application {
         )?;
         let host = Host::bind(
             &settings.grpc,
+            Some(&settings.sync),
             &settings.http,
             Readiness::new(Some(pool.clone())),
         )
@@ -83,12 +86,21 @@ impl Application {
             finance: FinanceMirror::new(pool.clone()),
             pool,
             relay,
+            max_message_bytes: (
+                settings.grpc.limits.max_message_bytes,
+                settings.sync.limits.max_message_bytes,
+            ),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
         self.host.grpc_addr()
+    }
+
+    /// The internal sync port.
+    pub fn sync_addr(&self) -> Option<SocketAddr> {
+        self.host.sync_addr()
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -101,20 +113,42 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
+        let (public_max, sync_max) = self.max_message_bytes;
+        let api = CrmApi::new(
+            self.customers.clone(),
+            self.orders.clone(),
+            self.catalogue.clone(),
+        );
+        let public = CrmServiceServer::new(api)
+            .max_decoding_message_size(public_max)
+            .max_encoding_message_size(public_max);
         let surface = GrpcSurface {
             routes: {
                 let mut routes = RoutesBuilder::default();
-                routes.add_service(CrmServiceServer::new(CrmApi::new(
-                    self.customers.clone(),
-                    self.orders.clone(),
-                    self.catalogue.clone(),
-                )));
-                routes.add_service(CrmSyncServer::new(SyncApi::new(
-                    self.customers,
-                    self.catalogue,
-                    self.orders,
-                    self.finance,
-                )));
+                routes.add_service(public.clone());
+                routes
+            },
+            services: &["tandem.crm.v1.CrmService"],
+            descriptor_sets: &[tandem_proto::crm::v1::FILE_DESCRIPTOR_SET],
+        };
+        let sync = GrpcSurface {
+            routes: {
+                let mut routes = RoutesBuilder::default();
+                routes.add_service(
+                    CrmSyncServer::new(SyncApi::new(
+                        self.customers,
+                        self.catalogue,
+                        self.orders,
+                        self.finance,
+                    ))
+                    .max_decoding_message_size(sync_max)
+                    .max_encoding_message_size(sync_max),
+                );
+                routes.add_service(
+                    public
+                        .max_decoding_message_size(sync_max)
+                        .max_encoding_message_size(sync_max),
+                );
                 routes
             },
             services: &["tandem.crm.v1.CrmService", "tandem.crm.v1.CrmSync"],
@@ -123,6 +157,7 @@ impl Application {
         self.host
             .serve_with_outbox(
                 surface,
+                Some(sync),
                 self.relay,
                 self.pool,
                 shutdown,

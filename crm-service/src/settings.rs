@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use tandem_common::{
+    host::GrpcSettings,
     kafka::KafkaSettings,
     outbox::OutboxSettings,
     settings::{self, DatabaseSettings, ListenSettings, SettingsError},
@@ -11,7 +12,12 @@ use tandem_common::{
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Settings {
-    pub grpc: ListenSettings,
+    /// The public API (frontends): `tandem.crm.v1.CrmService`.
+    pub grpc: GrpcSettings,
+    /// The internal sync API (the bridge and `tandemctl`): `tandem.crm.v1.CrmSync`, and the
+    /// public API for those callers, on a port of its own.
+    pub sync: GrpcSettings,
+    /// Admin HTTP listener (/metrics, /healthz, /readyz).
     pub http: ListenSettings,
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
@@ -24,7 +30,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            grpc: ListenSettings::loopback(50051),
+            grpc: GrpcSettings::loopback(50051),
+            sync: GrpcSettings::loopback(50061),
             http: ListenSettings::loopback(9101),
             database: DatabaseSettings {
                 url: "postgres://postgres@127.0.0.1:55432/crm".to_owned(),

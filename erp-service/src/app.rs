@@ -48,6 +48,8 @@ pub struct Application {
     pool: PgPool,
     relay: Relay,
     api: ErpApi,
+    /// Largest message on the public and on the sync port.
+    max_message_bytes: (usize, usize),
     shutdown_grace: Duration,
 }
 
@@ -74,6 +76,7 @@ impl Application {
         )?;
         let host = Host::bind(
             &settings.grpc,
+            Some(&settings.sync),
             &settings.http,
             Readiness::new(Some(pool.clone())),
         )
@@ -91,12 +94,21 @@ impl Application {
             },
             pool,
             relay,
+            max_message_bytes: (
+                settings.grpc.limits.max_message_bytes,
+                settings.sync.limits.max_message_bytes,
+            ),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
         self.host.grpc_addr()
+    }
+
+    /// The internal sync port.
+    pub fn sync_addr(&self) -> Option<SocketAddr> {
+        self.host.sync_addr()
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -110,12 +122,34 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
         let api = self.api;
+        let (public_max, sync_max) = self.max_message_bytes;
         let surface = GrpcSurface {
             routes: {
                 let mut routes = RoutesBuilder::default();
+                routes.add_service(
+                    ErpServiceServer::new(api.clone())
+                        .max_decoding_message_size(public_max)
+                        .max_encoding_message_size(public_max),
+                );
                 routes
-                    .add_service(ErpServiceServer::new(api.clone()))
-                    .add_service(ErpSyncServer::new(api));
+            },
+            services: &["tandem.erp.v1.ErpService"],
+            descriptor_sets: &[tandem_proto::erp::v1::FILE_DESCRIPTOR_SET],
+        };
+        let sync = GrpcSurface {
+            routes: {
+                let mut routes = RoutesBuilder::default();
+                routes
+                    .add_service(
+                        ErpServiceServer::new(api.clone())
+                            .max_decoding_message_size(sync_max)
+                            .max_encoding_message_size(sync_max),
+                    )
+                    .add_service(
+                        ErpSyncServer::new(api)
+                            .max_decoding_message_size(sync_max)
+                            .max_encoding_message_size(sync_max),
+                    );
                 routes
             },
             services: &["tandem.erp.v1.ErpService", "tandem.erp.v1.ErpSync"],
@@ -124,6 +158,7 @@ impl Application {
         self.host
             .serve_with_outbox(
                 surface,
+                Some(sync),
                 self.relay,
                 self.pool,
                 shutdown,

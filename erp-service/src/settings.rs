@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use tandem_common::{
+    host::GrpcSettings,
     kafka::KafkaSettings,
     outbox::OutboxSettings,
     settings::{self, DatabaseSettings, ListenSettings, SettingsError},
@@ -13,7 +14,12 @@ use crate::finance::FinanceDefaults;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Settings {
-    pub grpc: ListenSettings,
+    /// The public API (frontends): `tandem.erp.v1.ErpService`.
+    pub grpc: GrpcSettings,
+    /// The internal sync API (the bridge and `tandemctl`): `tandem.erp.v1.ErpSync`, and the
+    /// public API for those callers, on a port of its own.
+    pub sync: GrpcSettings,
+    /// Admin HTTP listener (/metrics, /healthz, /readyz).
     pub http: ListenSettings,
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
@@ -28,7 +34,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            grpc: ListenSettings::loopback(50052),
+            grpc: GrpcSettings::loopback(50052),
+            sync: GrpcSettings::loopback(50062),
             http: ListenSettings::loopback(9102),
             database: DatabaseSettings {
                 url: "postgres://postgres@127.0.0.1:55432/erp".to_owned(),

@@ -83,7 +83,7 @@ impl Application {
             settings.consumer.batch_max,
             settings.consumer.assignment,
         );
-        let host = Host::bind(&settings.grpc, &settings.http, Readiness::new(None)).await?;
+        let host = Host::bind(&settings.grpc, None, &settings.http, Readiness::new(None)).await?;
         Ok(Self {
             host,
             bridge,
@@ -108,10 +108,11 @@ impl Application {
             services: &[],
             descriptor_sets: &[],
         };
-        let host = tokio::spawn(
-            self.host
-                .serve(surface, shutdown.clone(), self.shutdown_grace),
-        );
+        let host =
+            tokio::spawn(
+                self.host
+                    .serve(surface, None, shutdown.clone(), self.shutdown_grace),
+            );
         let consumed = self
             .bridge
             .run(

@@ -20,7 +20,7 @@ use crate::{
 
 fn record_applied(envelope: &Envelope, outcome: Outcome) {
     metrics::counter!(m::BRIDGE_EVENTS_APPLIED,
-        "type" => envelope.event_type.clone(), "outcome" => outcome.as_str())
+        "type" => flows::type_label(&envelope.event_type), "outcome" => outcome.as_str())
     .increment(1);
     let age = (chrono::Utc::now() - envelope.occurred_at)
         .to_std()
@@ -178,7 +178,7 @@ impl Applier {
                 }
                 Err(FlowError::MissingDependency(detail)) if !final_attempt => {
                     missing += 1;
-                    metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => envelope.event_type.clone())
+                    metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => flows::type_label(&envelope.event_type))
                         .increment(1);
                     let delay = backoff.next_delay();
                     tracing::info!(%detail, ?delay, attempt = missing, "dependency missing, retrying");
@@ -193,7 +193,7 @@ impl Applier {
                         .await;
                 }
                 Err(FlowError::Transient(detail)) => {
-                    metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => envelope.event_type.clone())
+                    metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => flows::type_label(&envelope.event_type))
                         .increment(1);
                     let delay = backoff.next_delay();
                     tracing::warn!(
@@ -246,7 +246,7 @@ impl Applier {
             {
                 Ok(()) => {
                     metrics::counter!(m::BRIDGE_EVENTS_DEAD_LETTERED,
-                        "type" => event_type.to_owned(), "reason" => reason.to_owned())
+                        "type" => flows::type_label(event_type), "reason" => reason.to_owned())
                     .increment(1);
                     return Handled::Done;
                 }

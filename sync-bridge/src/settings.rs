@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tandem_common::{
     backoff::BackoffSettings,
+    host::GrpcSettings,
     kafka::KafkaSettings,
     settings::{self, ListenSettings, SettingsError},
     telemetry::TelemetrySettings,
@@ -12,14 +13,14 @@ use tandem_common::{
 #[serde(default)]
 pub struct Settings {
     /// gRPC listener (health and reflection).
-    pub grpc: ListenSettings,
+    pub grpc: GrpcSettings,
     /// Admin HTTP listener (/metrics, /healthz, /readyz).
     pub http: ListenSettings,
     pub kafka: KafkaSettings,
     pub consumer: ConsumerSettings,
-    /// The ERP's gRPC endpoint (ErpSync, ErpService).
+    /// The ERP's internal sync port (ErpSync, and ErpService for the bridge).
     pub erp: EndpointSettings,
-    /// The CRM's gRPC endpoint (CrmSync, CrmService).
+    /// The CRM's internal sync port (CrmSync, and CrmService for the bridge).
     pub crm: EndpointSettings,
     pub telemetry: TelemetrySettings,
     /// Longest wait for the event in hand to finish at shutdown, in milliseconds.
@@ -84,16 +85,16 @@ pub struct EndpointSettings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            grpc: ListenSettings::loopback(50053),
+            grpc: GrpcSettings::loopback(50053),
             http: ListenSettings::loopback(9103),
             kafka: KafkaSettings::default(),
             consumer: ConsumerSettings::default(),
             erp: EndpointSettings {
-                url: "http://127.0.0.1:50052".to_owned(),
+                url: "http://127.0.0.1:50062".to_owned(),
                 timeout_ms: 5_000,
             },
             crm: EndpointSettings {
-                url: "http://127.0.0.1:50051".to_owned(),
+                url: "http://127.0.0.1:50061".to_owned(),
                 timeout_ms: 5_000,
             },
             telemetry: TelemetrySettings::default(),

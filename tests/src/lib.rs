@@ -585,9 +585,13 @@ pub struct Stack {
     pub crm: ServiceProcess,
     pub erp: ServiceProcess,
     pub bridge: ServiceProcess,
+    /// The CRM's public API (frontends).
     pub crm_grpc: SocketAddr,
+    /// The CRM's internal sync port (the bridge, tandemctl).
+    pub crm_sync: SocketAddr,
     pub crm_http: SocketAddr,
     pub erp_grpc: SocketAddr,
+    pub erp_sync: SocketAddr,
     pub erp_http: SocketAddr,
     pub bridge_grpc: SocketAddr,
     pub bridge_http: SocketAddr,
@@ -641,6 +645,7 @@ impl Stack {
         };
         let (crm_grpc, crm_http) = (loopback(free_port()), loopback(free_port()));
         let (erp_grpc, erp_http) = (loopback(free_port()), loopback(free_port()));
+        let (crm_sync, erp_sync) = (loopback(free_port()), loopback(free_port()));
         let (bridge_grpc, bridge_http) = (loopback(free_port()), loopback(free_port()));
         let env = |pairs: Vec<(&str, String)>| -> Vec<(String, String)> {
             pairs
@@ -653,6 +658,7 @@ impl Stack {
             "crm-service",
             env(vec![
                 ("CRM__GRPC__LISTEN", crm_grpc.to_string()),
+                ("CRM__SYNC__LISTEN", crm_sync.to_string()),
                 ("CRM__HTTP__LISTEN", crm_http.to_string()),
                 ("CRM__DATABASE__URL", crm_db.url.clone()),
                 ("CRM__KAFKA__BROKERS", broker.brokers.clone()),
@@ -665,6 +671,7 @@ impl Stack {
             "erp-service",
             env(vec![
                 ("ERP__GRPC__LISTEN", erp_grpc.to_string()),
+                ("ERP__SYNC__LISTEN", erp_sync.to_string()),
                 ("ERP__HTTP__LISTEN", erp_http.to_string()),
                 ("ERP__DATABASE__URL", erp_db.url.clone()),
                 ("ERP__KAFKA__BROKERS", broker.brokers.clone()),
@@ -679,8 +686,8 @@ impl Stack {
                 ("BRIDGE__GRPC__LISTEN", bridge_grpc.to_string()),
                 ("BRIDGE__HTTP__LISTEN", bridge_http.to_string()),
                 ("BRIDGE__KAFKA__BROKERS", broker.brokers.clone()),
-                ("BRIDGE__ERP__URL", format!("http://{erp_grpc}")),
-                ("BRIDGE__CRM__URL", format!("http://{crm_grpc}")),
+                ("BRIDGE__ERP__URL", format!("http://{erp_sync}")),
+                ("BRIDGE__CRM__URL", format!("http://{crm_sync}")),
                 ("BRIDGE__CONSUMER__GROUP_ID", "e2e-bridge".into()),
                 ("BRIDGE__CONSUMER__RETRY__MAX_MS", "500".into()),
             ])
@@ -696,8 +703,10 @@ impl Stack {
             erp,
             bridge,
             crm_grpc,
+            crm_sync,
             crm_http,
             erp_grpc,
+            erp_sync,
             erp_http,
             bridge_grpc,
             bridge_http,

@@ -210,8 +210,8 @@ impl Processes {
 fn reconcile(stack: &Stack) -> (bool, String) {
     let output = std::process::Command::new(tandem_tests::binary("tandemctl"))
         .args(["--brokers", &stack.broker.brokers])
-        .args(["--crm", &format!("http://{}", stack.crm_grpc)])
-        .args(["--erp", &format!("http://{}", stack.erp_grpc)])
+        .args(["--crm", &format!("http://{}", stack.crm_sync)])
+        .args(["--erp", &format!("http://{}", stack.erp_sync)])
         .args(["reconcile", "--quiet"])
         .output()
         .unwrap();

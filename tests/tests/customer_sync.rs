@@ -38,7 +38,7 @@ async fn erp_client(stack: &Stack) -> ErpServiceClient<tonic::transport::Channel
 }
 
 async fn erp_sync_client(stack: &Stack) -> ErpSyncClient<tonic::transport::Channel> {
-    ErpSyncClient::connect(format!("http://{}", stack.erp_grpc))
+    ErpSyncClient::connect(format!("http://{}", stack.erp_sync))
         .await
         .unwrap()
 }
@@ -226,13 +226,17 @@ async fn every_process_serves_health_and_reflection() {
     };
 
     let stack = Stack::start().await.unwrap();
-    let expectations: [(SocketAddr, &[&str]); 3] = [
+    // The public ports serve only the public APIs; the sync ports the sync APIs and the public
+    // ones (for the bridge).
+    let expectations: [(SocketAddr, &[&str]); 5] = [
+        (stack.crm_grpc, &["tandem.crm.v1.CrmService"]),
         (
-            stack.crm_grpc,
+            stack.crm_sync,
             &["tandem.crm.v1.CrmService", "tandem.crm.v1.CrmSync"],
         ),
+        (stack.erp_grpc, &["tandem.erp.v1.ErpService"]),
         (
-            stack.erp_grpc,
+            stack.erp_sync,
             &["tandem.erp.v1.ErpService", "tandem.erp.v1.ErpSync"],
         ),
         (stack.bridge_grpc, &[]),

@@ -250,7 +250,7 @@ async fn crm_crash_in_the_middle_of_a_stock_batch_keeps_none_of_it_then_applies_
         event_id: uuid::Uuid::now_v7().to_string(),
         repair: true,
     };
-    let mut sync = CrmSyncClient::connect(format!("http://{}", stack.crm_grpc))
+    let mut sync = CrmSyncClient::connect(format!("http://{}", stack.crm_sync))
         .await
         .unwrap();
     assert!(sync.apply_stock_levels(batch.clone()).await.is_err());
@@ -259,7 +259,7 @@ async fn crm_crash_in_the_middle_of_a_stock_batch_keeps_none_of_it_then_applies_
     for sku in skus {
         crm_available(&crm, sku, 5).await;
     }
-    let mut sync = CrmSyncClient::connect(format!("http://{}", stack.crm_grpc))
+    let mut sync = CrmSyncClient::connect(format!("http://{}", stack.crm_sync))
         .await
         .unwrap();
     let results = sync.apply_stock_levels(batch).await.unwrap().into_inner();

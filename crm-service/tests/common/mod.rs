@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crm_service::{Application, Settings};
-use tandem_common::settings::ListenSettings;
+use tandem_common::{host::GrpcSettings, settings::ListenSettings};
 use tandem_proto::crm::v1::{
     self as pb, ApplyProductRequest, ApplyStockLevelsRequest, CreateCustomerRequest, ProductData,
     StockLevel, crm_service_client::CrmServiceClient, crm_sync_client::CrmSyncClient,
@@ -28,7 +28,8 @@ impl Crm {
         let db = TestDatabase::create("crm").await.unwrap();
         let broker = TestBroker::start().await.unwrap();
         let mut settings = Settings {
-            grpc: ListenSettings::loopback(0),
+            grpc: GrpcSettings::loopback(0),
+            sync: GrpcSettings::loopback(0),
             http: ListenSettings::loopback(0),
             ..Settings::default()
         };
@@ -37,6 +38,7 @@ impl Crm {
         settings.outbox.poll_interval_ms = 100;
         let app = Application::build(settings).await.unwrap();
         let addr = app.grpc_addr();
+        let sync_addr = app.sync_addr().unwrap();
         let pool = app.pool().clone();
         let service = InProcess::spawn(|stop| app.run_until_stopped(stop));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -44,9 +46,14 @@ impl Crm {
             .connect()
             .await
             .unwrap();
+        let sync_channel = tonic::transport::Endpoint::from_shared(format!("http://{sync_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         Crm {
             client: CrmServiceClient::new(channel.clone()),
-            sync: CrmSyncClient::new(channel),
+            sync: CrmSyncClient::new(sync_channel),
             db,
             broker,
             pool,

@@ -4,7 +4,7 @@
 
 use erp_service::{Application, Settings};
 use prost_types::FieldMask;
-use tandem_common::settings::ListenSettings;
+use tandem_common::{host::GrpcSettings, settings::ListenSettings};
 use tandem_proto::erp::v1::{erp_service_client::ErpServiceClient, erp_sync_client::ErpSyncClient};
 use tandem_tests::{InProcess, TestBroker, TestDatabase};
 use tonic::transport::Channel;
@@ -23,7 +23,8 @@ impl Erp {
         let db = TestDatabase::create("erp").await.unwrap();
         let broker = TestBroker::start().await.unwrap();
         let mut settings = Settings {
-            grpc: ListenSettings::loopback(0),
+            grpc: GrpcSettings::loopback(0),
+            sync: GrpcSettings::loopback(0),
             http: ListenSettings::loopback(0),
             ..Settings::default()
         };
@@ -33,6 +34,7 @@ impl Erp {
         settings.outbox.poll_interval_ms = 100;
         let app = Application::build(settings).await.unwrap();
         let addr = app.grpc_addr();
+        let sync_addr = app.sync_addr().unwrap();
         let pool = app.pool().clone();
         let service = InProcess::spawn(|stop| app.run_until_stopped(stop));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -40,9 +42,14 @@ impl Erp {
             .connect()
             .await
             .unwrap();
+        let sync_channel = tonic::transport::Endpoint::from_shared(format!("http://{sync_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         Erp {
             api: ErpServiceClient::new(channel.clone()),
-            sync: ErpSyncClient::new(channel),
+            sync: ErpSyncClient::new(sync_channel),
             pool,
             broker,
             service,

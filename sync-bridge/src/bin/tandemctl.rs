@@ -37,7 +37,7 @@ struct Cli {
         long,
         global = true,
         env = "BRIDGE__CRM__URL",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "http://127.0.0.1:50061"
     )]
     crm: String,
     /// The ERP's gRPC endpoint.
@@ -45,7 +45,7 @@ struct Cli {
         long,
         global = true,
         env = "BRIDGE__ERP__URL",
-        default_value = "http://127.0.0.1:50052"
+        default_value = "http://127.0.0.1:50062"
     )]
     erp: String,
     #[command(subcommand)]

@@ -155,6 +155,16 @@ pub fn flow_name(event_type: &str) -> &'static str {
     }
 }
 
+/// `event_type` as a metric label: one of Tandem's types, else `unknown`. The type comes from
+/// outside (integrators publish events), and label values must come from a fixed set.
+pub fn type_label(event_type: &str) -> String {
+    if flow_name(event_type) == "unknown" {
+        "unknown".to_owned()
+    } else {
+        event_type.to_owned()
+    }
+}
+
 /// The topic events of `event_type` belong on: an event of a known type on another topic (an
 /// integrator publishing a CRM event, say) is refused.
 pub fn topic_of(event_type: &str) -> Option<&'static str> {
@@ -313,6 +323,15 @@ mod tests {
     use tonic_types::ErrorDetails;
 
     use super::*;
+
+    #[test]
+    fn metric_labels_never_carry_an_outsiders_type() {
+        assert_eq!(
+            type_label(types::CRM_CUSTOMER_UPSERTED),
+            types::CRM_CUSTOMER_UPSERTED
+        );
+        assert_eq!(type_label("webshop.anything.at.all"), "unknown");
+    }
 
     #[test]
     fn garbage_is_unparseable() {

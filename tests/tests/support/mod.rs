@@ -214,8 +214,8 @@ pub fn tandemctl(stack: &Stack, args: &[&str]) -> String {
 pub fn tandemctl_status(stack: &Stack, args: &[&str], success: bool) -> String {
     let output = std::process::Command::new(tandem_tests::binary("tandemctl"))
         .args(["--brokers", &stack.broker.brokers])
-        .args(["--crm", &format!("http://{}", stack.crm_grpc)])
-        .args(["--erp", &format!("http://{}", stack.erp_grpc)])
+        .args(["--crm", &format!("http://{}", stack.crm_sync)])
+        .args(["--erp", &format!("http://{}", stack.erp_sync)])
         .args(args)
         .output()
         .unwrap();

@@ -13,6 +13,7 @@ use crate::{
     host::{GrpcSettings, GrpcSurface},
     limits::LimitsLayer,
     telemetry::{GrpcTraceLayer, InFlight},
+    tls::ReloadingServerConfig,
 };
 
 /// Errors starting or running the gRPC server.
@@ -33,6 +34,7 @@ pub enum ServeError {
 pub async fn serve(
     listener: TcpListener,
     settings: &GrpcSettings,
+    tls: Option<ReloadingServerConfig>,
     surface: GrpcSurface,
     in_flight: InFlight,
     shutdown: CancellationToken,
@@ -41,6 +43,7 @@ pub async fn serve(
         mut routes,
         services,
         descriptor_sets,
+        guard,
     } = surface;
     let (health, health_service) = tonic_health::server::health_reporter();
     for service in services {
@@ -81,14 +84,25 @@ pub async fn serve(
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
     }
-    Server::builder()
+    let router = Server::builder()
         .layer(GrpcTraceLayer::new(in_flight))
         .layer(LimitsLayer::new(&settings.limits))
+        .layer(guard)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
-        .await?;
+        .add_routes(routes.routes());
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), drained)
+                .await?
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
+                .await?
+        }
+    }
     Ok(())
 }
 

@@ -13,13 +13,15 @@ use tonic::service::RoutesBuilder;
 use crate::{
     admin_http::{self, Readiness},
     grpc,
+    guard::Guard,
     limits::LimitSettings,
     outbox::Relay,
     settings::ListenSettings,
     telemetry::InFlight,
+    tls::{ClientIdentityLayer, ReloadingServerConfig, ServerTlsSettings, TlsError},
 };
 
-/// One gRPC port: where it listens, whether it serves reflection, and its limits.
+/// One gRPC port: where it listens, whether it serves reflection, its TLS and its limits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct GrpcSettings {
@@ -27,6 +29,7 @@ pub struct GrpcSettings {
     pub listen: SocketAddr,
     /// Serve gRPC server reflection (grpcurl, grpcui) on this port.
     pub reflection: bool,
+    pub tls: ServerTlsSettings,
     pub limits: LimitSettings,
 }
 
@@ -37,10 +40,27 @@ impl Default for GrpcSettings {
 }
 
 impl GrpcSettings {
+    /// The guard of an internal port: mutual TLS, callers named in `tls.allowed_clients`.
+    /// Refuses settings without TLS and a client CA: an internal port never serves callers it
+    /// cannot identify.
+    pub fn mutual_tls_guard(&self) -> Result<Guard, HostError> {
+        if !self.tls.enabled || self.tls.client_ca_file.is_empty() {
+            return Err(HostError::Insecure {
+                addr: self.listen,
+                what: "this internal port serves only callers with client certificates: set \
+                       its tls.enabled, tls.cert_file, tls.key_file and tls.client_ca_file",
+            });
+        }
+        Ok(Guard::Peers(ClientIdentityLayer::new(
+            self.tls.allowed_clients.clone(),
+        )))
+    }
+
     pub fn loopback(port: u16) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
             reflection: true,
+            tls: ServerTlsSettings::default(),
             limits: LimitSettings::default(),
         }
     }
@@ -56,6 +76,17 @@ pub enum HostError {
     },
     #[error(transparent)]
     Grpc(#[from] grpc::ServeError),
+    #[error("gRPC port {addr}: {what}")]
+    Insecure {
+        addr: SocketAddr,
+        what: &'static str,
+    },
+    #[error("TLS of the gRPC port {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: TlsError,
+    },
 }
 
 /// Listeners bound at build time, so tests can ask for port 0 and read the real port.
@@ -66,17 +97,30 @@ pub struct Host {
     readiness: Readiness,
 }
 
-/// A bound gRPC listener and its settings.
+/// A bound gRPC listener, its settings and its TLS configuration (loaded at bind time, so bad
+/// files stop the start-up with their names).
 struct Port {
     listener: TcpListener,
     settings: GrpcSettings,
+    tls: Option<ReloadingServerConfig>,
 }
 
 impl Port {
     async fn bind(settings: &GrpcSettings) -> Result<Self, HostError> {
+        let tls = if settings.tls.enabled {
+            let config =
+                ReloadingServerConfig::load(&settings.tls).map_err(|source| HostError::Tls {
+                    addr: settings.listen,
+                    source,
+                })?;
+            Some(config)
+        } else {
+            None
+        };
         Ok(Self {
             listener: bind(settings.listen).await?,
             settings: settings.clone(),
+            tls,
         })
     }
 
@@ -95,6 +139,8 @@ pub struct GrpcSurface {
     pub services: &'static [&'static str],
     /// Encoded file descriptor sets of those services, served by reflection.
     pub descriptor_sets: &'static [&'static [u8]],
+    /// Who may call.
+    pub guard: Guard,
 }
 
 impl Host {
@@ -173,6 +219,7 @@ impl Host {
         let public = grpc::serve(
             self.grpc.listener,
             &self.grpc.settings,
+            self.grpc.tls,
             surface,
             in_flight.clone(),
             grpc_stop.clone(),
@@ -183,6 +230,7 @@ impl Host {
                     grpc::serve(
                         port.listener,
                         &port.settings,
+                        port.tls,
                         surface,
                         in_flight.clone(),
                         grpc_stop,

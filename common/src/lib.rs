@@ -6,6 +6,7 @@
 //! - [`admin_http`]: `/metrics`, `/healthz` and `/readyz`.
 //! - [`grpc`]: the gRPC server bootstrap (health, reflection, graceful shutdown) and the
 //!   mapping of common failures to `tonic::Status`.
+//! - [`guard`]: who may call a gRPC port (bearer tokens, client certificates).
 //! - [`host`]: binds the gRPC and admin listeners and runs both until shutdown.
 //! - [`db`]: PostgreSQL pool creation.
 //! - [`event`]: the event envelope every Kafka message carries.
@@ -25,6 +26,7 @@ pub mod db;
 pub mod event;
 pub mod failpoint;
 pub mod grpc;
+pub mod guard;
 pub mod host;
 pub mod kafka;
 pub mod limits;

@@ -7,6 +7,7 @@ use tandem_common::{
     CancellationToken,
     admin_http::Readiness,
     db,
+    guard::Guard,
     host::{GrpcSurface, Host, HostError},
     kafka::KafkaError,
     outbox::Relay,
@@ -57,6 +58,8 @@ pub struct Application {
     finance: FinanceMirror,
     /// Largest message on the public and on the sync port.
     max_message_bytes: (usize, usize),
+    /// Who may call the public and the sync port.
+    guards: (Guard, Guard),
     shutdown_grace: Duration,
 }
 
@@ -90,6 +93,7 @@ impl Application {
                 settings.grpc.limits.max_message_bytes,
                 settings.sync.limits.max_message_bytes,
             ),
+            guards: (Guard::Open, settings.sync.mutual_tls_guard()?),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
@@ -114,6 +118,7 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
         let (public_max, sync_max) = self.max_message_bytes;
+        let (public_guard, sync_guard) = self.guards;
         let api = CrmApi::new(
             self.customers.clone(),
             self.orders.clone(),
@@ -130,6 +135,7 @@ impl Application {
             },
             services: &["tandem.crm.v1.CrmService"],
             descriptor_sets: &[tandem_proto::crm::v1::FILE_DESCRIPTOR_SET],
+            guard: public_guard,
         };
         let sync = GrpcSurface {
             routes: {
@@ -153,6 +159,7 @@ impl Application {
             },
             services: &["tandem.crm.v1.CrmService", "tandem.crm.v1.CrmSync"],
             descriptor_sets: &[tandem_proto::crm::v1::FILE_DESCRIPTOR_SET],
+            guard: sync_guard,
         };
         self.host
             .serve_with_outbox(

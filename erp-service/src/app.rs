@@ -7,6 +7,7 @@ use tandem_common::{
     CancellationToken,
     admin_http::Readiness,
     db,
+    guard::Guard,
     host::{GrpcSurface, Host, HostError},
     kafka::KafkaError,
     outbox::Relay,
@@ -50,6 +51,8 @@ pub struct Application {
     api: ErpApi,
     /// Largest message on the public and on the sync port.
     max_message_bytes: (usize, usize),
+    /// Who may call the public and the sync port.
+    guards: (Guard, Guard),
     shutdown_grace: Duration,
 }
 
@@ -98,6 +101,7 @@ impl Application {
                 settings.grpc.limits.max_message_bytes,
                 settings.sync.limits.max_message_bytes,
             ),
+            guards: (Guard::Open, settings.sync.mutual_tls_guard()?),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
@@ -123,6 +127,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
         let api = self.api;
         let (public_max, sync_max) = self.max_message_bytes;
+        let (public_guard, sync_guard) = self.guards;
         let surface = GrpcSurface {
             routes: {
                 let mut routes = RoutesBuilder::default();
@@ -135,6 +140,7 @@ impl Application {
             },
             services: &["tandem.erp.v1.ErpService"],
             descriptor_sets: &[tandem_proto::erp::v1::FILE_DESCRIPTOR_SET],
+            guard: public_guard,
         };
         let sync = GrpcSurface {
             routes: {
@@ -154,6 +160,7 @@ impl Application {
             },
             services: &["tandem.erp.v1.ErpService", "tandem.erp.v1.ErpSync"],
             descriptor_sets: &[tandem_proto::erp::v1::FILE_DESCRIPTOR_SET],
+            guard: sync_guard,
         };
         self.host
             .serve_with_outbox(

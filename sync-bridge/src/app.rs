@@ -7,6 +7,7 @@ use tandem_common::{
     CancellationToken,
     admin_http::Readiness,
     backoff::BackoffSettings,
+    guard::Guard,
     host::{GrpcSurface, Host, HostError},
     kafka::{KafkaError, KafkaSettings},
 };
@@ -107,6 +108,7 @@ impl Application {
             routes: RoutesBuilder::default(),
             services: &[],
             descriptor_sets: &[],
+            guard: Guard::Open,
         };
         let host =
             tokio::spawn(

@@ -253,6 +253,8 @@ where
             otel.kind = "server",
             rpc.system = "grpc",
             rpc.method = method,
+            // Filled in by the port's guard: the token's `sub` or the client certificate's name.
+            subject = tracing::field::Empty,
         );
         set_parent(
             &span,
@@ -262,7 +264,8 @@ where
                 .and_then(|v| v.to_str().ok()),
         );
         let guard = self.in_flight.enter();
-        let call = self.inner.call(request).instrument(span);
+        // Inner layers (the guard among them) run inside the span, so they can record on it.
+        let call = span.in_scope(|| self.inner.call(request)).instrument(span);
         Box::pin(async move {
             let response = call.await;
             drop(guard);

@@ -82,34 +82,60 @@ impl ListenSettings {
 }
 
 /// PostgreSQL connection settings.
+///
+/// TLS and client certificates go in the URLs, as libpq spells them:
+/// `?sslmode=verify-full&sslrootcert=/etc/tandem/pg-ca.pem` checks the server's certificate
+/// against that CA and its name against the URL's host; `&sslcert=/path/client.pem&sslkey=
+/// /path/client.key` adds a client certificate (for `cert` authentication in `pg_hba.conf`).
+/// Without `sslmode` the connection *prefers* TLS but accepts any certificate (and plaintext):
+/// production sets `verify-full`. See [`crate::db`] for the roles the two URLs name.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct DatabaseSettings {
-    /// Connection URL, e.g. `postgres://user:pass@host:5432/crm`.
+    /// Connection URL the service runs with, e.g. `postgres://crm_app:pass@db:5432/crm?
+    /// sslmode=verify-full&sslrootcert=/etc/tandem/pg-ca.pem`. When `migration_url` is set, a
+    /// role that can read and write the tables but not change the schema.
     pub url: String,
+    /// Connection URL of the role that owns the database, used only at start-up to run the
+    /// migrations and grant the `url` role its privileges on the tables (then closed). Empty:
+    /// migrations run over `url`, whose role then needs to own the schema.
+    pub migration_url: String,
     /// Largest number of pooled connections.
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before failing, in milliseconds.
     pub acquire_timeout_ms: u64,
+    /// `statement_timeout` of every pooled connection of `url`, in milliseconds: a statement
+    /// running longer is cancelled (SQLSTATE 57014). 0 sets none (the server's default
+    /// applies: off unless the role or database sets one). Migrations are not subject to it.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: String::new(),
+            migration_url: String::new(),
             max_connections: 16,
             acquire_timeout_ms: 3_000,
+            statement_timeout_ms: 30_000,
         }
     }
 }
 
 impl std::fmt::Debug for DatabaseSettings {
-    // The URL may hold a password: never print it.
+    // The URLs may hold passwords: never print them, only whether the migration URL is set.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let migration_url = if self.migration_url.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        };
         f.debug_struct("DatabaseSettings")
             .field("url", &"<redacted>")
+            .field("migration_url", &migration_url)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish()
     }
 }
@@ -195,5 +221,44 @@ mod tests {
             ..DatabaseSettings::default()
         };
         assert!(!format!("{settings:?}").contains("secret"));
+    }
+
+    #[test]
+    fn migration_url_is_never_printed() {
+        let settings = DatabaseSettings {
+            url: "postgres://app:secret1@h/db".into(),
+            migration_url: "postgres://owner:secret2@h/db?sslmode=verify-full".into(),
+            ..DatabaseSettings::default()
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(!printed.contains("owner"), "{printed}");
+        assert!(
+            printed.contains("migration_url: \"<redacted>\""),
+            "{printed}"
+        );
+        let printed = format!("{:?}", DatabaseSettings::default());
+        assert!(printed.contains("migration_url: \"<unset>\""), "{printed}");
+        let printed = format!("{:#?}", settings);
+        assert!(!printed.contains("secret"), "{printed}");
+    }
+
+    #[test]
+    fn migration_url_and_statement_timeout_come_from_the_environment() {
+        let loaded: Sample = load_from(
+            "TST",
+            None,
+            env(&[
+                ("TST__DATABASE__MIGRATION_URL", "postgres://owner@h/db"),
+                ("TST__DATABASE__STATEMENT_TIMEOUT_MS", "1500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.database.migration_url, "postgres://owner@h/db");
+        assert_eq!(loaded.database.statement_timeout_ms, 1500);
+        assert_eq!(loaded.database.url, "postgres://default/db");
+        let defaults = DatabaseSettings::default();
+        assert!(defaults.migration_url.is_empty());
+        assert_eq!(defaults.statement_timeout_ms, 30_000);
     }
 }

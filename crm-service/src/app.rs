@@ -37,10 +37,8 @@ const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("invalid database settings: {0}")]
-    Database(#[source] sqlx::Error),
-    #[error("migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Database(#[from] db::DbSetupError),
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
@@ -65,8 +63,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let pool = db::lazy_pool(&settings.database).map_err(StartupError::Database)?;
-        db::migrate(&pool, &MIGRATOR, MIGRATION_PATIENCE).await?;
+        let pool = db::prepare(&settings.database, &MIGRATOR, MIGRATION_PATIENCE).await?;
         let (relay, waker) = Relay::new(
             "tandem.crm.outbox",
             pool.clone(),

@@ -33,10 +33,8 @@ const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
 pub enum StartupError {
     #[error("invalid settings: {0}")]
     Settings(String),
-    #[error("invalid database settings: {0}")]
-    Database(#[source] sqlx::Error),
-    #[error("migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Database(#[from] db::DbSetupError),
     #[error("cannot create the Kafka producer: {0}")]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
@@ -68,8 +66,7 @@ impl Application {
                  non-negative credit limit: {finance:?}"
             )));
         }
-        let pool = db::lazy_pool(&settings.database).map_err(StartupError::Database)?;
-        db::migrate(&pool, &MIGRATOR, MIGRATION_PATIENCE).await?;
+        let pool = db::prepare(&settings.database, &MIGRATOR, MIGRATION_PATIENCE).await?;
         let (relay, waker) = Relay::new(
             "tandem.erp.outbox",
             pool.clone(),

@@ -8,6 +8,7 @@ source scripts/common.sh
 
 scripts/postgres.sh start
 scripts/broker.sh install
+command -v stunnel4 >/dev/null || apt_install stunnel4  # TLS in front of the test broker
 TANDEM_TEST_DATABASE_URL=$(scripts/postgres.sh url)
 export TANDEM_TEST_DATABASE_URL TANSU_BIN
 

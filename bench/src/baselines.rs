@@ -280,7 +280,7 @@ pub fn bridge_like_consumer(
         brokers: brokers.to_owned(),
         ..KafkaSettings::default()
     }
-    .client_config();
+    .client_config()?;
     config
         .set("group.id", group)
         .set("enable.auto.commit", "true")
@@ -298,7 +298,7 @@ pub fn relay_like_producer(brokers: &str) -> Result<FutureProducer> {
         brokers: brokers.to_owned(),
         ..KafkaSettings::default()
     }
-    .producer_config()
+    .producer_config()?
     .create()
     .context("creating a producer")
 }

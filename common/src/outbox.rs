@@ -147,7 +147,7 @@ impl Relay {
         settings: &OutboxSettings,
         topics: &[&str],
     ) -> Result<(Self, OutboxWaker), KafkaError> {
-        let producer: FutureProducer = kafka.producer_config().create()?;
+        let producer: FutureProducer = kafka.producer_config()?.create()?;
         let waker = OutboxWaker::default();
         let relay = Self {
             pool,

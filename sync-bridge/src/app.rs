@@ -70,7 +70,7 @@ impl Application {
             channel(&settings.crm)?,
             Duration::from_millis(settings.erp.timeout_ms.max(settings.crm.timeout_ms)),
         );
-        let producer: FutureProducer = settings.kafka.producer_config().create()?;
+        let producer: FutureProducer = settings.kafka.producer_config()?.create()?;
         let dead_letter = DeadLetter::new(producer, settings.consumer.dead_letter_topic.clone());
         let consumer = consumer::consumer(&settings.kafka, &settings.consumer)?;
         let bridge = Bridge::new(

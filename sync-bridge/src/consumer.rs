@@ -109,7 +109,7 @@ pub fn consumer(
     kafka: &KafkaSettings,
     settings: &ConsumerSettings,
 ) -> Result<StreamConsumer<BridgeContext>, KafkaError> {
-    let mut config = kafka.client_config();
+    let mut config = kafka.client_config()?;
     config
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "true")

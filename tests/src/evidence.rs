@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer, StreamConsumer},
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -66,9 +66,8 @@ fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
 }
 
 fn plain_consumer(brokers: &str, group: Option<&str>) -> Result<BaseConsumer> {
-    let mut config = ClientConfig::new();
+    let mut config = crate::kafka_client_config(brokers);
     config
-        .set("bootstrap.servers", brokers)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
     if let Some(group) = group {
@@ -335,8 +334,7 @@ pub async fn read_until_markers(brokers: &str, topic: &str) -> Result<Vec<Record
     };
     // One record per partition: nothing to keep in order, so no idempotent producer (the
     // local broker forgets its producer ids when killed, as some tests do).
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let producer: FutureProducer = crate::kafka_client_config(brokers)
         .set("acks", "all")
         .create()?;
     let payload = format!("{{\"{MARKER_HEADER}\": \"{marker}\"}}");
@@ -358,8 +356,7 @@ pub async fn read_until_markers(brokers: &str, topic: &str) -> Result<Vec<Record
         pending.insert(delivery.partition, delivery.offset);
     }
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: StreamConsumer = crate::kafka_client_config(brokers)
         .set(
             "group.id",
             format!("test-marker-reader-{}", uuid::Uuid::now_v7().simple()),

@@ -3,7 +3,9 @@
 //! - [`TestDatabase`]: a throw-away database on the PostgreSQL server that `make test`
 //!   provisions (`TANDEM_TEST_DATABASE_URL`, an admin URL).
 //! - [`TestBroker`]: a private tansu broker on a free loopback port with its own sqlite file
-//!   (`TANSU_BIN`), killed when dropped.
+//!   (`TANSU_BIN`), killed when dropped; optionally behind TLS (stunnel) and requiring SASL
+//!   SCRAM ([`BrokerOptions`]). Every Kafka client of this kit starts from
+//!   [`kafka_client_config`], which adds what such a broker needs.
 //! - [`ServiceProcess`]: one of the real binaries, killed when dropped.
 //! - [`Stack`]: the three binaries wired to a private broker and two fresh databases.
 //! - helpers to wait for readiness, to publish raw records and to read what reached a topic.
@@ -13,12 +15,15 @@ pub mod bad_requests;
 pub mod evidence;
 pub mod outcomes;
 pub mod postgres;
+mod tls_broker;
 
 use std::{
+    collections::BTreeMap,
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -30,6 +35,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use sqlx::{Connection, PgConnection};
+use tandem_common::kafka::{KafkaSettings, SecurityProtocol};
 
 /// The admin URL of the test PostgreSQL server.
 pub fn admin_database_url() -> String {
@@ -76,49 +82,176 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
-/// A private tansu broker for one test.
+/// Whether [`TestBroker::start`] puts its broker behind TLS: the switch of the whole suite.
+/// `TANDEM_TEST_BROKER_TLS=1` (or `0`) overrides it for one run.
+pub const BROKER_TLS_BY_DEFAULT: bool = false;
+
+/// How a [`TestBroker`] is reached.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// Reachable only over TLS: stunnel terminates TLS on [`TestBroker::brokers`] and
+    /// forwards to tansu on the loopback; tansu advertises the TLS port in its metadata.
+    pub tls: bool,
+    /// A SCRAM-SHA-512 user (name, password) the broker is started with; then it requires
+    /// SASL authentication from every client (tansu `--authentication`).
+    pub scram_user: Option<(String, String)>,
+    /// The names (DNS names, IP addresses) of the TLS server certificate; `None`: `localhost`
+    /// and `127.0.0.1`, which clients connect to. Others make a broker that no client with
+    /// host name verification accepts.
+    pub tls_cert_names: Option<Vec<String>>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        let tls = match std::env::var("TANDEM_TEST_BROKER_TLS").as_deref() {
+            Ok("1" | "true" | "yes") => true,
+            Ok("0" | "false" | "no") => false,
+            _ => BROKER_TLS_BY_DEFAULT,
+        };
+        Self {
+            tls,
+            scram_user: None,
+            tls_cert_names: None,
+        }
+    }
+}
+
+/// The client properties of every running [`TestBroker`] that needs some, by its `brokers`
+/// string: how the kit's helpers that take only `brokers` ([`read_topic`], [`TestProducer`],
+/// [`evidence`]) reach a TLS broker.
+static CLIENT_PROPERTIES: Mutex<BTreeMap<String, Vec<(String, String)>>> =
+    Mutex::new(BTreeMap::new());
+
+fn registered_properties() -> std::sync::MutexGuard<'static, BTreeMap<String, Vec<(String, String)>>>
+{
+    CLIENT_PROPERTIES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A librdkafka client configuration for `brokers`: `bootstrap.servers` plus the security
+/// properties of the [`TestBroker`] whose [`TestBroker::brokers`] this is (none for another
+/// broker). Every Kafka client of this kit starts from it.
+pub fn kafka_client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    if let Some(properties) = registered_properties().get(brokers) {
+        for (key, value) in properties {
+            config.set(key, value);
+        }
+    }
+    config
+}
+
+/// A private tansu broker for one test, plaintext by default; with [`BrokerOptions::tls`]
+/// behind stunnel, with [`BrokerOptions::scram_user`] requiring SASL SCRAM.
+///
+/// Clients get what they need from [`TestBroker::client_properties`] (librdkafka),
+/// [`TestBroker::kafka_settings`] (Tandem's settings) or [`TestBroker::service_env`] (the
+/// binaries' environment); the kit's own helpers find them by `brokers`
+/// ([`kafka_client_config`]).
 pub struct TestBroker {
+    /// What clients bootstrap from: tansu's port, or the TLS port.
     pub brokers: String,
+    /// Where tansu itself listens (plaintext; behind TLS only stunnel connects there).
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// tansu's `--advertised-listener-url`.
+    advertised: String,
+    /// tansu runs with `--authentication`.
+    authentication: bool,
+    tls: Option<tls_broker::TlsFront>,
+    scram_user: Option<(String, String)>,
 }
 
 impl TestBroker {
+    /// A broker as [`BrokerOptions::default`] says (plaintext unless the suite's switch is on).
     pub async fn start() -> Result<Self> {
+        Self::start_with(BrokerOptions::default()).await
+    }
+
+    /// A broker reached as `options` say.
+    pub async fn start_with(options: BrokerOptions) -> Result<Self> {
         let dir =
             std::env::temp_dir().join(format!("tandem-broker-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir)?;
+        let port = free_port();
         let mut broker = Self {
-            brokers: String::new(),
-            port: 0,
+            brokers: format!("127.0.0.1:{port}"),
+            port,
+            advertised: format!("tcp://127.0.0.1:{port}"),
             dir,
             child: None,
+            authentication: false,
+            tls: None,
+            scram_user: None,
         };
-        broker.launch(free_port())?;
+        if let Some((name, password)) = &options.scram_user {
+            // Users live in the broker's storage; tansu only takes them through its admin
+            // API, which it refuses to unauthenticated clients once `--authentication` is on.
+            broker.launch()?;
+            broker.create_scram_user(name, password)?;
+            broker.kill();
+            broker.authentication = true;
+            broker.scram_user = Some((name.clone(), password.clone()));
+        }
+        if options.tls {
+            let tls_port = free_port();
+            // Metadata must send clients back to the TLS port, on the address its certificate
+            // names (librdkafka verifies the host name it connects to).
+            broker.advertised = format!("tcp://127.0.0.1:{tls_port}");
+            broker.brokers = format!("127.0.0.1:{tls_port}");
+            broker.launch()?;
+            let names: Vec<&str> = match &options.tls_cert_names {
+                Some(names) => names.iter().map(String::as_str).collect(),
+                None => vec!["localhost", "127.0.0.1"],
+            };
+            broker.tls = Some(tls_broker::TlsFront::start(
+                &broker.dir,
+                tls_port,
+                broker.port,
+                &names,
+            )?);
+        } else {
+            broker.launch()?;
+        }
+        let properties = broker.client_properties();
+        if !properties.is_empty() {
+            registered_properties().insert(broker.brokers.clone(), properties);
+        }
         Ok(broker)
     }
 
-    fn launch(&mut self, port: u16) -> Result<()> {
-        let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| {
+    fn tansu_bin() -> String {
+        std::env::var("TANSU_BIN").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_default();
             format!("{home}/.cache/tandem/tansu-0.6.0/bin/tansu")
-        });
-        let url = format!("tcp://127.0.0.1:{port}");
+        })
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let bin = Self::tansu_bin();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("tansu.log"))?;
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .current_dir(&self.dir)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &self.advertised,
             ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", "sqlite://tansu.db"]);
+        if self.authentication {
+            command.arg("--authentication");
+        }
+        let child = command
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -126,9 +259,49 @@ impl TestBroker {
                 format!("starting the broker {bin}; run `make test` or scripts/broker.sh install")
             })?;
         self.child = Some(child);
-        self.port = port;
-        self.brokers = format!("127.0.0.1:{port}");
-        wait_for_tcp(([127, 0, 0, 1], port).into(), Duration::from_secs(20))
+        wait_for_tcp(([127, 0, 0, 1], self.port).into(), Duration::from_secs(20))
+    }
+
+    /// Stores a SCRAM-SHA-512 credential through `tansu user create` (the broker runs without
+    /// `--authentication` then).
+    fn create_scram_user(&self, name: &str, password: &str) -> Result<()> {
+        let bin = Self::tansu_bin();
+        let mut child = Command::new(&bin)
+            .current_dir(&self.dir)
+            .args([
+                "user",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+                "--mechanism",
+                "scram512",
+                name,
+                password,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {bin} user create"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{bin} user create did not finish in 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output()?;
+        if !output.status.success() {
+            bail!(
+                "{bin} user create failed ({}): {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
     }
 
     /// A broker this kit did not start (e.g. librdkafka's in-process mock cluster, or an
@@ -146,14 +319,123 @@ impl TestBroker {
         Ok(Self {
             brokers: brokers.to_owned(),
             port,
+            advertised: format!("tcp://127.0.0.1:{port}"),
             dir,
             child: None,
+            authentication: false,
+            tls: None,
+            scram_user: None,
         })
     }
 
-    /// The broker's process id, when this kit started it and it runs.
+    /// The librdkafka properties a client needs besides `bootstrap.servers` ([`brokers`]):
+    /// none for a plaintext broker; `security.protocol` and `ssl.ca.location` behind TLS;
+    /// the SASL mechanism and credentials with a SCRAM user.
+    ///
+    /// [`brokers`]: TestBroker::brokers
+    pub fn client_properties(&self) -> Vec<(String, String)> {
+        let mut properties = Vec::new();
+        let protocol = match (self.tls.is_some(), self.scram_user.is_some()) {
+            (false, false) => return properties,
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        };
+        properties.push(("security.protocol".to_owned(), protocol.to_owned()));
+        if let Some(tls) = &self.tls {
+            properties.push((
+                "ssl.ca.location".to_owned(),
+                tls.ca_file.display().to_string(),
+            ));
+        }
+        if let Some((name, password)) = &self.scram_user {
+            properties.extend([
+                ("sasl.mechanism".to_owned(), "SCRAM-SHA-512".to_owned()),
+                ("sasl.username".to_owned(), name.clone()),
+                ("sasl.password".to_owned(), password.clone()),
+            ]);
+        }
+        properties
+    }
+
+    /// `bootstrap.servers` plus [`TestBroker::client_properties`].
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in self.client_properties() {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Tandem's Kafka settings for this broker (defaults otherwise).
+    pub fn kafka_settings(&self) -> KafkaSettings {
+        let mut settings = KafkaSettings {
+            brokers: self.brokers.clone(),
+            ..KafkaSettings::default()
+        };
+        settings.security_protocol = match (self.tls.is_some(), self.scram_user.is_some()) {
+            (false, false) => SecurityProtocol::Plaintext,
+            (true, false) => SecurityProtocol::Ssl,
+            (false, true) => SecurityProtocol::SaslPlaintext,
+            (true, true) => SecurityProtocol::SaslSsl,
+        };
+        settings.ssl_ca_file = self.ca_file();
+        if let Some((name, password)) = &self.scram_user {
+            settings.sasl_mechanism = Some("SCRAM-SHA-512".to_owned());
+            settings.sasl_username = Some(name.clone());
+            settings.sasl_password = Some(password.clone().into());
+        }
+        settings
+    }
+
+    /// The environment that points a Tandem binary whose settings prefix is `prefix`
+    /// (`CRM`, `ERP`, `BRIDGE`) at this broker: `<prefix>__KAFKA__BROKERS` and, when needed,
+    /// `__SECURITY_PROTOCOL`, `__SSL_CA_FILE`, `__SASL_*`.
+    pub fn service_env(&self, prefix: &str) -> Vec<(String, String)> {
+        let settings = self.kafka_settings();
+        let key = |name: &str| format!("{prefix}__KAFKA__{name}");
+        let mut env = vec![(key("BROKERS"), settings.brokers.clone())];
+        if settings.security_protocol != SecurityProtocol::Plaintext {
+            let protocol = match settings.security_protocol {
+                SecurityProtocol::Plaintext => "PLAINTEXT",
+                SecurityProtocol::Ssl => "SSL",
+                SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+                SecurityProtocol::SaslSsl => "SASL_SSL",
+            };
+            env.push((key("SECURITY_PROTOCOL"), protocol.to_owned()));
+        }
+        if let Some(ca) = &settings.ssl_ca_file {
+            env.push((key("SSL_CA_FILE"), ca.display().to_string()));
+        }
+        if let Some((name, password)) = &self.scram_user {
+            env.extend([
+                (key("SASL_MECHANISM"), "SCRAM-SHA-512".to_owned()),
+                (key("SASL_USERNAME"), name.clone()),
+                (key("SASL_PASSWORD"), password.clone()),
+            ]);
+        }
+        env
+    }
+
+    /// The CA a client must trust to reach this broker over TLS (`None` without TLS).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|tls| tls.ca_file.clone())
+    }
+
+    /// The TLS port (`None` without TLS).
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|tls| tls.port)
+    }
+
+    /// The broker's (tansu's) process id, when this kit started it and it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// stunnel's process id, behind TLS.
+    pub fn tls_pid(&self) -> Option<u32> {
+        self.tls.as_ref().and_then(tls_broker::TlsFront::pid)
     }
 
     /// What the broker wrote to its log so far, over all its restarts.
@@ -161,7 +443,16 @@ impl TestBroker {
         std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
     }
 
-    /// Kills the broker with SIGKILL (its sqlite storage survives).
+    /// What stunnel logged (warnings and errors), behind TLS.
+    pub fn tls_log(&self) -> String {
+        self.tls
+            .as_ref()
+            .map(tls_broker::TlsFront::log)
+            .unwrap_or_default()
+    }
+
+    /// Kills the broker (tansu) with SIGKILL (its sqlite storage survives). stunnel stays up:
+    /// clients still complete the TLS handshake, then lose the connection.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -169,16 +460,20 @@ impl TestBroker {
         }
     }
 
-    /// Starts the broker again on the same port and storage.
+    /// Starts the broker (tansu) again on the same port and storage.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
-        self.launch(self.port)
+        self.launch()
     }
 }
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
         self.kill();
+        if let Some(tls) = self.tls.as_mut() {
+            tls.stop();
+        }
+        registered_properties().remove(&self.brokers);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -277,8 +572,7 @@ pub async fn read_topic(
     expected: usize,
     quiet: Duration,
 ) -> Result<Vec<Record>> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: StreamConsumer = kafka_client_config(brokers)
         .set(
             "group.id",
             format!("test-reader-{}", uuid::Uuid::now_v7().simple()),
@@ -345,9 +639,7 @@ pub async fn topic_records(brokers: &str, topics: &[&str]) -> Result<i64> {
     let brokers = brokers.to_owned();
     let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
-        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()?;
+        let consumer: rdkafka::consumer::BaseConsumer = kafka_client_config(&brokers).create()?;
         let mut total = 0;
         for topic in &topics {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -521,8 +813,7 @@ pub struct TestProducer {
 impl TestProducer {
     pub fn new(brokers: &str) -> Result<Self> {
         Ok(Self {
-            producer: ClientConfig::new()
-                .set("bootstrap.servers", brokers)
+            producer: kafka_client_config(brokers)
                 // As Tandem's own producers (kafka.idempotence): the local broker cannot
                 // survive an idempotent producer's epoch bump after its own SIGKILL.
                 .set("enable.idempotence", "false")

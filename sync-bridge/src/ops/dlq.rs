@@ -143,7 +143,7 @@ pub async fn replay(
     max_replays: u32,
     dry_run: bool,
 ) -> Result<ReplayReport, KafkaError> {
-    let producer: FutureProducer = kafka.producer_config().create()?;
+    let producer: FutureProducer = kafka.producer_config()?.create()?;
     let mut report = ReplayReport::default();
     for letter in letters {
         if letter.replays >= max_replays || letter.source_topic.is_empty() {

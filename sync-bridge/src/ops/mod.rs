@@ -20,7 +20,7 @@ use tandem_common::kafka::{KafkaError, KafkaSettings};
 /// beginning, without joining a consumer group or committing anything.
 pub fn read_all(kafka: &KafkaSettings, topic: &str) -> Result<Vec<OwnedMessage>, KafkaError> {
     let consumer: BaseConsumer = kafka
-        .client_config()
+        .client_config()?
         .set("group.id", "tandemctl")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")

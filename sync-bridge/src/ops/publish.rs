@@ -47,7 +47,7 @@ pub async fn publish(
     let key = key
         .map(str::to_owned)
         .or_else(|| json.get("aggregate_id")?.as_str().map(str::to_owned));
-    let producer: FutureProducer = kafka.producer_config().create()?;
+    let producer: FutureProducer = kafka.producer_config()?.create()?;
     let payload = serde_json::to_vec(&json).map_err(|source| PublishError::NotJson {
         path: path.to_owned(),
         source,

@@ -22,6 +22,10 @@ pub struct Envelope {
     pub aggregate_version: i64,
     #[serde(with = "rfc3339")]
     pub occurred_at: DateTime<Utc>,
+    /// Who made the change: the `sub` of the caller's token, or the identity in the calling
+    /// service's client certificate (`sync-bridge`). Absent on changes no caller made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     pub data: serde_json::Value,
 }
 
@@ -40,7 +44,8 @@ pub enum DecodeError {
 }
 
 impl Envelope {
-    /// A new event with a fresh UUID v7 and `occurred_at = now`.
+    /// A new event with a fresh UUID v7, `occurred_at = now` and the subject of the call being
+    /// served ([`crate::auth::current_subject`]).
     pub fn new(
         event_type: &str,
         schema_version: u32,
@@ -60,6 +65,7 @@ impl Envelope {
             aggregate_version,
             // The wire format keeps microseconds; so does the value, so it round-trips.
             occurred_at: Utc::now().trunc_subsecs(6),
+            subject: crate::auth::current_subject(),
             data: serde_json::to_value(data)?,
         })
     }
@@ -124,6 +130,24 @@ mod tests {
         let back = Envelope::decode(&serde_json::to_vec(&event).unwrap()).unwrap();
         assert_eq!(back, event);
         assert_eq!(back.data_as::<Payload>().unwrap().name, "Ada");
+    }
+
+    #[tokio::test]
+    async fn the_subject_of_the_call_being_served_is_carried() {
+        let outside = Envelope::new("t", 1, "s", "a", "id", 1, &Payload { name: "x".into() });
+        assert_eq!(outside.unwrap().subject, None);
+        let caller = crate::auth::Caller {
+            subject: "ada@example.com".into(),
+            roles: vec![crate::auth::Role::Sales],
+        };
+        let inside = crate::auth::with_caller(caller, async {
+            Envelope::new("t", 1, "s", "a", "id", 1, &Payload { name: "x".into() })
+        })
+        .await
+        .unwrap();
+        assert_eq!(inside.subject.as_deref(), Some("ada@example.com"));
+        let json = serde_json::to_value(&inside).unwrap();
+        assert_eq!(json["subject"], "ada@example.com");
     }
 
     #[test]

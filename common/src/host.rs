@@ -56,6 +56,22 @@ impl GrpcSettings {
         )))
     }
 
+    /// A public port on loopback: TLS on (the certificate files still to be named).
+    pub fn public(port: u16) -> Self {
+        let mut settings = Self::loopback(port);
+        settings.tls.enabled = true;
+        settings
+    }
+
+    /// An internal port on loopback: mutual TLS, only the bridge and tandemctl let in.
+    pub fn internal(port: u16) -> Self {
+        let mut settings = Self::public(port);
+        settings.tls.require_client_cert = true;
+        settings.tls.allowed_clients = vec!["sync-bridge".to_owned(), "tandemctl".to_owned()];
+        settings
+    }
+
+    /// A plaintext port on loopback (tests, and the bridge's health port).
     pub fn loopback(port: u16) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),

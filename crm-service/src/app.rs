@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use tandem_common::{
     CancellationToken,
     admin_http::Readiness,
+    auth::{AuthLayer, KeyStoreError, Verifier},
     db,
     guard::Guard,
     host::{GrpcSurface, Host, HostError},
@@ -43,6 +44,8 @@ pub enum StartupError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Host(#[from] HostError),
+    #[error("cannot load the token verification keys: {0}")]
+    Auth(#[from] KeyStoreError),
 }
 
 /// A built CRM: listeners bound, migrations applied, ready to run.
@@ -90,7 +93,13 @@ impl Application {
                 settings.grpc.limits.max_message_bytes,
                 settings.sync.limits.max_message_bytes,
             ),
-            guards: (Guard::Open, settings.sync.mutual_tls_guard()?),
+            guards: (
+                Guard::Bearer(AuthLayer::new(
+                    Verifier::from_settings(&settings.auth)?,
+                    crate::grpc::ACCESS,
+                )),
+                settings.sync.mutual_tls_guard()?,
+            ),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }

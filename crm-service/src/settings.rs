@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use tandem_common::{
+    auth::AuthSettings,
     host::GrpcSettings,
     kafka::KafkaSettings,
     outbox::OutboxSettings,
@@ -19,6 +20,8 @@ pub struct Settings {
     pub sync: GrpcSettings,
     /// Admin HTTP listener (/metrics, /healthz, /readyz).
     pub http: ListenSettings,
+    /// Bearer tokens on the public API: issuer, audience and the keys that sign them.
+    pub auth: AuthSettings,
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
@@ -30,8 +33,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            grpc: GrpcSettings::loopback(50051),
-            sync: GrpcSettings::loopback(50061),
+            grpc: GrpcSettings::public(50051),
+            sync: GrpcSettings::internal(50061),
+            auth: AuthSettings::default(),
             http: ListenSettings::loopback(9101),
             database: DatabaseSettings {
                 url: "postgres://postgres@127.0.0.1:55432/crm".to_owned(),

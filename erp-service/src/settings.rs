@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use tandem_common::{
+    auth::AuthSettings,
     host::GrpcSettings,
     kafka::KafkaSettings,
     outbox::OutboxSettings,
@@ -21,6 +22,8 @@ pub struct Settings {
     pub sync: GrpcSettings,
     /// Admin HTTP listener (/metrics, /healthz, /readyz).
     pub http: ListenSettings,
+    /// Bearer tokens on the public API: issuer, audience and the keys that sign them.
+    pub auth: AuthSettings,
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
@@ -34,8 +37,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            grpc: GrpcSettings::loopback(50052),
-            sync: GrpcSettings::loopback(50062),
+            grpc: GrpcSettings::public(50052),
+            sync: GrpcSettings::internal(50062),
+            auth: AuthSettings::default(),
             http: ListenSettings::loopback(9102),
             database: DatabaseSettings {
                 url: "postgres://postgres@127.0.0.1:55432/erp".to_owned(),

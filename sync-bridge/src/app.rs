@@ -10,8 +10,9 @@ use tandem_common::{
     guard::Guard,
     host::{GrpcSurface, Host, HostError},
     kafka::{KafkaError, KafkaSettings},
+    tls,
 };
-use tonic::{service::RoutesBuilder, transport::Endpoint};
+use tonic::service::RoutesBuilder;
 
 use crate::{
     apply::Applier,
@@ -23,12 +24,8 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("invalid endpoint {url:?}: {source}")]
-    Endpoint {
-        url: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error("endpoint: {0}")]
+    Endpoint(#[source] tls::TlsError),
     #[error("cannot create Kafka clients: {0}")]
     Kafka(#[from] KafkaError),
     #[error(transparent)]
@@ -43,16 +40,10 @@ pub enum RunError {
     Kafka(#[from] KafkaError),
 }
 
-/// A lazily connected channel: the bridge starts while its targets are down.
+/// A lazily connected channel (the bridge starts while its targets are down), over TLS with
+/// the bridge's client certificate when the settings say so.
 fn channel(endpoint: &EndpointSettings) -> Result<tonic::transport::Channel, StartupError> {
-    Ok(Endpoint::from_shared(endpoint.url.clone())
-        .map_err(|source| StartupError::Endpoint {
-            url: endpoint.url.clone(),
-            source,
-        })?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy())
+    tls::lazy_channel(&endpoint.url, &endpoint.tls).map_err(StartupError::Endpoint)
 }
 
 pub struct Application {

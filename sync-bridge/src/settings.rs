@@ -7,6 +7,7 @@ use tandem_common::{
     kafka::KafkaSettings,
     settings::{self, ListenSettings, SettingsError},
     telemetry::TelemetrySettings,
+    tls::ClientTlsSettings,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,10 +77,13 @@ pub enum Assignment {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct EndpointSettings {
-    /// e.g. `http://127.0.0.1:50052`.
+    /// e.g. `https://127.0.0.1:50062`.
     pub url: String,
     /// Deadline of one call, in milliseconds.
     pub timeout_ms: u64,
+    /// TLS to the service's internal port: its CA, and this process's client certificate
+    /// (the identity the service lets in: `sync-bridge`, or `tandemctl` for the CLI).
+    pub tls: ClientTlsSettings,
 }
 
 impl Default for Settings {
@@ -90,12 +94,14 @@ impl Default for Settings {
             kafka: KafkaSettings::default(),
             consumer: ConsumerSettings::default(),
             erp: EndpointSettings {
-                url: "http://127.0.0.1:50062".to_owned(),
+                url: "https://127.0.0.1:50062".to_owned(),
                 timeout_ms: 5_000,
+                tls: EndpointSettings::mutual_tls(),
             },
             crm: EndpointSettings {
-                url: "http://127.0.0.1:50061".to_owned(),
+                url: "https://127.0.0.1:50061".to_owned(),
                 timeout_ms: 5_000,
+                tls: EndpointSettings::mutual_tls(),
             },
             telemetry: TelemetrySettings::default(),
             shutdown_grace_ms: 10_000,
@@ -120,11 +126,22 @@ impl Default for ConsumerSettings {
     }
 }
 
+impl EndpointSettings {
+    /// TLS on, files still to be named: the services' internal ports take nothing else.
+    fn mutual_tls() -> ClientTlsSettings {
+        ClientTlsSettings {
+            enabled: true,
+            ..ClientTlsSettings::default()
+        }
+    }
+}
+
 impl Default for EndpointSettings {
     fn default() -> Self {
         Self {
             url: String::new(),
             timeout_ms: 5_000,
+            tls: ClientTlsSettings::default(),
         }
     }
 }

@@ -2,12 +2,14 @@
 //! `tandem.crm.v1.CrmSync` ([`SyncApi`]) for the bridge. Handlers only translate between
 //! messages and the domain; conversions live next to each domain's messages.
 
+mod access;
 mod catalogue;
 mod customers;
 mod orders;
 mod service;
 mod sync;
 
+pub use access::ACCESS;
 pub use service::CrmApi;
 pub use sync::SyncApi;
 

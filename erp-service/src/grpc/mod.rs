@@ -1,7 +1,10 @@
 //! `tandem.erp.v1.ErpService` (public) and `tandem.erp.v1.ErpSync` (for the bridge): map
 //! requests to the domain and results back to messages.
 
+mod access;
 mod convert;
+
+pub use access::ACCESS;
 
 use tandem_common::grpc::FieldViolation;
 use tandem_proto::erp::v1::{self as pb, erp_service_server::ErpService, erp_sync_server::ErpSync};

@@ -8,46 +8,39 @@
 //! tandemctl reconcile [--repair]
 //! tandemctl snapshot
 //! ```
-//! Brokers come from `--brokers`, else `BRIDGE__KAFKA__BROKERS`, else 127.0.0.1:9092; the
-//! services from `--crm` / `--erp`, else `BRIDGE__CRM__URL` / `BRIDGE__ERP__URL`, else the
-//! local defaults.
+//! `tandemctl` reads the bridge's settings (`BRIDGE_CONFIG` file, `BRIDGE__*` environment):
+//! the brokers and their security, the services' internal ports and the TLS client
+//! certificate to call them with (the services let in the `tandemctl` identity). `--brokers`,
+//! `--crm` and `--erp` override the addresses.
 
 use std::{process::ExitCode, time::Duration};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use sync_bridge::{
+    Settings,
     flows::Flows,
     ops::{self, dlq},
 };
+use tandem_common::tls;
 use tandem_proto::{
     crm::v1::{RepublishRequest, crm_sync_client::CrmSyncClient},
     erp::v1::{erp_service_client::ErpServiceClient, erp_sync_client::ErpSyncClient},
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Parser)]
 #[command(name = "tandemctl", version, about = "Operate Tandem's event flows")]
 struct Cli {
-    /// Kafka bootstrap servers.
+    /// Kafka bootstrap servers (default: the bridge's settings).
     #[arg(long, global = true)]
     brokers: Option<String>,
-    /// The CRM's gRPC endpoint.
-    #[arg(
-        long,
-        global = true,
-        env = "BRIDGE__CRM__URL",
-        default_value = "http://127.0.0.1:50061"
-    )]
-    crm: String,
-    /// The ERP's gRPC endpoint.
-    #[arg(
-        long,
-        global = true,
-        env = "BRIDGE__ERP__URL",
-        default_value = "http://127.0.0.1:50062"
-    )]
-    erp: String,
+    /// The CRM's internal sync endpoint (default: the bridge's settings).
+    #[arg(long, global = true)]
+    crm: Option<String>,
+    /// The ERP's internal sync endpoint (default: the bridge's settings).
+    #[arg(long, global = true)]
+    erp: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -156,20 +149,30 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let kafka = ops::kafka_settings(cli.brokers);
-    let connect = |url: &str| -> anyhow::Result<Channel> {
-        Ok(Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy())
-    };
+    let mut settings = Settings::load()?;
+    if let Some(brokers) = cli.brokers {
+        settings.kafka.brokers = brokers;
+    }
+    if let Some(url) = cli.crm {
+        settings.crm.url = url;
+    }
+    if let Some(url) = cli.erp {
+        settings.erp.url = url;
+    }
+    let kafka = settings.kafka;
+    let (crm_channel, erp_channel) = (
+        tls::lazy_channel(&settings.crm.url, &settings.crm.tls)?,
+        tls::lazy_channel(&settings.erp.url, &settings.erp.tls)?,
+    );
+    let connect = |which: &Channel| -> anyhow::Result<Channel> { Ok(which.clone()) };
     let flows = Flows::new(
-        connect(&cli.erp)?,
-        connect(&cli.crm)?,
+        erp_channel.clone(),
+        crm_channel.clone(),
         Duration::from_secs(30),
     );
     match cli.command {
         Command::Status { kind, id } => {
-            let mut erp = ErpServiceClient::new(connect(&cli.erp)?);
+            let mut erp = ErpServiceClient::new(connect(&erp_channel)?);
             print!(
                 "{}",
                 ops::status::status(&flows, &mut erp, &kafka, kind, &id).await?
@@ -180,18 +183,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             examples,
             quiet,
         } => {
-            let report = ops::reconcile::reconcile(&flows, &cli.erp, repair, quiet).await?;
+            let report =
+                ops::reconcile::reconcile(&flows, erp_channel.clone(), repair, quiet).await?;
             println!("{}", report.render(examples));
             if !report.repair_failures.is_empty() || (!repair && !report.drift.is_empty()) {
                 anyhow::bail!("drift found");
             }
         }
         Command::Snapshot => {
-            let crm = CrmSyncClient::new(connect(&cli.crm)?)
+            let crm = CrmSyncClient::new(connect(&crm_channel)?)
                 .republish(RepublishRequest {})
                 .await?
                 .into_inner();
-            let erp = ErpSyncClient::new(connect(&cli.erp)?)
+            let erp = ErpSyncClient::new(connect(&erp_channel)?)
                 .republish(tandem_proto::erp::v1::RepublishRequest {})
                 .await?
                 .into_inner();

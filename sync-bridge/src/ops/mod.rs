@@ -77,13 +77,3 @@ pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
 }
-
-/// Kafka settings for the CLI: brokers from `--brokers`, else `BRIDGE__KAFKA__BROKERS`, else
-/// the default.
-pub fn kafka_settings(brokers: Option<String>) -> KafkaSettings {
-    let mut settings = KafkaSettings::default();
-    if let Some(brokers) = brokers.or_else(|| std::env::var("BRIDGE__KAFKA__BROKERS").ok()) {
-        settings.brokers = brokers;
-    }
-    settings
-}

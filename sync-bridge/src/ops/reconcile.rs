@@ -200,11 +200,11 @@ fn to_crm_money(m: Option<&erp::Money>) -> Option<crm::Money> {
 /// Compares (and with `repair`, fixes) everything mirrored between the CRM and the ERP.
 pub async fn reconcile(
     flows: &Flows,
-    erp_url: &str,
+    erp: tonic::transport::Channel,
     repair: bool,
     quiet: bool,
 ) -> anyhow::Result<Report> {
-    let erp = ErpClient::connect(erp_url.to_owned()).await?;
+    let erp = ErpClient::new(erp);
     let mut report = Report::default();
 
     // Customers: the profile (CRM -> ERP) and the finance (ERP -> CRM).

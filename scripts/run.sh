@@ -20,6 +20,29 @@ scripts/broker.sh start
 log "building"
 cargo build --workspace --bins --quiet
 
+# A development CA, certificates and token signing key, made once under the state directory:
+# TLS on every gRPC port, mutual TLS on the internal ones, tokens on the public APIs.
+pki=$TANDEM_STATE/pki
+target/debug/tandemctl dev-pki "$pki"
+for svc in CRM ERP; do
+  for port in GRPC SYNC; do
+    export "${svc}__${port}__TLS__CERT_FILE=$pki/server.pem" "${svc}__${port}__TLS__KEY_FILE=$pki/server.key"
+  done
+  export "${svc}__SYNC__TLS__CLIENT_CA_FILE=$pki/ca.pem" "${svc}__AUTH__KEYS=$pki/jwks.json"
+done
+# caller_env IDENTITY: the settings of a caller of the internal ports (the bridge, tandemctl).
+caller_env() {
+  local target
+  for target in CRM ERP; do
+    printf 'export BRIDGE__%s__TLS__CA_FILE=%q BRIDGE__%s__TLS__CERT_FILE=%q BRIDGE__%s__TLS__KEY_FILE=%q BRIDGE__%s__TLS__DOMAIN=localhost\n' \
+      "$target" "$pki/ca.pem" "$target" "$pki/$1.pem" "$target" "$pki/$1.key" "$target"
+  done
+}
+{
+  caller_env tandemctl
+  printf 'export TANDEM_PKI_DIR=%q TANDEM_CA_FILE=%q\n' "$pki" "$pki/ca.pem"
+} > "$pki/client.env"
+
 brokers=${KAFKA_BROKERS:-127.0.0.1:${TANDEM_BROKER_PORT:-9092}}
 export CRM__KAFKA__BROKERS=$brokers ERP__KAFKA__BROKERS=$brokers BRIDGE__KAFKA__BROKERS=$brokers
 if [ -n "${TANDEM_DATABASE_URL:-}" ]; then
@@ -28,10 +51,11 @@ if [ -n "${TANDEM_DATABASE_URL:-}" ]; then
 fi
 
 pids=()
-start() { # name binary
-  local name=$1 bin=$2
+start() { # name binary [environment file]
+  local name=$1 bin=$2 envfile=${3:-/dev/null}
   # The log prefixer ignores Ctrl-C so the last lines of a stopping process still show.
-  "target/debug/$bin" > >(trap '' INT TERM; exec sed -u "s/^/$(printf '%-6s' "$name")| /") 2>&1 &
+  (source "$envfile"; exec "target/debug/$bin") \
+    > >(trap '' INT TERM; exec sed -u "s/^/$(printf '%-6s' "$name")| /") 2>&1 &
   pids+=($!)
 }
 
@@ -58,9 +82,11 @@ trap 'interrupted=true' INT TERM
 
 start crm crm-service
 start erp erp-service
-start bridge sync-bridge
-log "CRM gRPC 127.0.0.1:50051 (http :9101), ERP gRPC 127.0.0.1:50052 (http :9102), bridge http :9103"
-log "try: tools/grpc.sh 127.0.0.1:50051 list; Ctrl-C stops everything"
+caller_env sync-bridge > "$pki/bridge.env"
+start bridge sync-bridge "$pki/bridge.env"
+log "CRM gRPC 127.0.0.1:50051 (sync :50061, http :9101), ERP gRPC 127.0.0.1:50052 (sync :50062, http :9102), bridge http :9103"
+log "in another shell: source $pki/client.env; export TANDEM_TOKEN=\$(target/debug/tandemctl token --role sales)"
+log "then: tools/grpc.sh 127.0.0.1:50051 list; Ctrl-C stops everything"
 # Ctrl-C (or SIGTERM) ends the wait; so does any process exiting on its own. Either way,
 # stop the rest; only the second is a failure.
 wait -n "${pids[@]}" || true

@@ -9,10 +9,15 @@ Example:
     tools/grpc_call.py 127.0.0.1:50051 call tandem.crm.v1.CrmService/CreateCustomer \
         '{"customer": {"display_name": "Ada", "email": "ada@example.com"}}'
 
+TLS and tokens come from the environment `make run` prints: TANDEM_CA_FILE (the CA that
+signed the server's certificate; unset: plaintext), TANDEM_TOKEN (a bearer token, e.g.
+`target/debug/tandemctl token --role sales`).
+
 Errors print the gRPC status, its message and any google.rpc.BadRequest field violations,
 and exit with status 1.
 """
 import json
+import os
 import sys
 
 import grpc
@@ -83,11 +88,23 @@ def bad_request_details(error):
                     yield violation.field, violation.description
 
 
+def open_channel(addr):
+    """TLS when TANDEM_CA_FILE names the CA (as `make run` prints), plaintext otherwise;
+    TANDEM_TLS_NAME is the name the server's certificate must carry (default localhost)."""
+    ca_file = os.environ.get("TANDEM_CA_FILE", "")
+    if not ca_file:
+        return grpc.insecure_channel(addr)
+    with open(ca_file, "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    name = os.environ.get("TANDEM_TLS_NAME", "localhost")
+    return grpc.secure_channel(addr, credentials, options=[("grpc.ssl_target_name_override", name)])
+
+
 def main(argv):
     if len(argv) < 3:
         raise SystemExit(__doc__)
     addr, verb = argv[1], argv[2]
-    channel = grpc.insecure_channel(addr)
+    channel = open_channel(addr)
     if verb == "list":
         response = reflect(channel, list_services="")
         for service in response.list_services_response.service:
@@ -109,8 +126,10 @@ def main(argv):
             request_serializer=Input.SerializeToString,
             response_deserializer=Output.FromString,
         )
+        token = os.environ.get("TANDEM_TOKEN", "")
+        metadata = [("authorization", f"Bearer {token}")] if token else None
         try:
-            response = call(request, timeout=10)
+            response = call(request, timeout=10, metadata=metadata)
         except grpc.RpcError as error:
             print(f"ERROR: {error.code().name}: {error.details()}", file=sys.stderr)
             for field, description in bad_request_details(error):

@@ -20,8 +20,10 @@ use tandem_proto::{
     erp::v1::{self as erp, erp_service_client::ErpServiceClient},
     events::{CustomerStatus, crm::CustomerUpsertedV1, topics, types},
 };
-use tandem_tests::{ServiceProcess, Stack, StackOptions, TestBroker, http_get};
-use tonic::transport::Channel;
+use tandem_tests::{
+    ServiceProcess, Stack, StackOptions, TestBroker, http_get,
+    security::{self, Authed},
+};
 
 use crate::{
     load::{Offered, Throughput, closed_loop, open_loop},
@@ -34,8 +36,8 @@ pub const WAREHOUSE: &str = "BENCH-1";
 /// One running stack plus the clients and database pools the measurements use.
 pub struct System {
     pub stack: Stack,
-    pub crm: CrmServiceClient<Channel>,
-    pub erp: ErpServiceClient<Channel>,
+    pub crm: CrmServiceClient<Authed>,
+    pub erp: ErpServiceClient<Authed>,
     pub crm_db: PgPool,
     pub erp_db: PgPool,
     pub skus: Arc<Vec<String>>,
@@ -96,8 +98,8 @@ impl System {
         .await
         .context("starting the stack")?;
         let ready = started.elapsed();
-        let crm = CrmServiceClient::connect(format!("http://{}", stack.crm_grpc)).await?;
-        let erp = ErpServiceClient::connect(format!("http://{}", stack.erp_grpc)).await?;
+        let crm = stack.crm_client().await?;
+        let erp = stack.erp_client().await?;
         let crm_db = pool(&stack.crm_db.url, 2).await?;
         let erp_db = pool(&stack.erp_db.url, 2).await?;
         Ok((
@@ -237,12 +239,10 @@ impl System {
         // Reconnect the clients to the restarted service.
         match which {
             Which::Crm => {
-                self.crm =
-                    CrmServiceClient::connect(format!("http://{}", self.stack.crm_grpc)).await?;
+                self.crm = self.stack.crm_client().await?;
             }
             Which::Erp => {
-                self.erp =
-                    ErpServiceClient::connect(format!("http://{}", self.stack.erp_grpc)).await?;
+                self.erp = self.stack.erp_client().await?;
             }
             Which::Bridge => {}
         }
@@ -257,16 +257,12 @@ impl System {
             ("BRIDGE__GRPC__LISTEN".to_owned(), grpc.to_string()),
             ("BRIDGE__HTTP__LISTEN".to_owned(), http.to_string()),
             (
-                "BRIDGE__KAFKA__BROKERS".to_owned(),
-                self.stack.broker.brokers.clone(),
-            ),
-            (
                 "BRIDGE__ERP__URL".to_owned(),
-                format!("http://{}", self.stack.erp_grpc),
+                format!("https://{}", self.stack.erp_sync),
             ),
             (
                 "BRIDGE__CRM__URL".to_owned(),
-                format!("http://{}", self.stack.crm_grpc),
+                format!("https://{}", self.stack.crm_sync),
             ),
             (
                 "BRIDGE__CONSUMER__GROUP_ID".to_owned(),
@@ -275,6 +271,11 @@ impl System {
             ("RUST_LOG".to_owned(), "info".to_owned()),
         ];
         let started = Instant::now();
+        let env = env
+            .into_iter()
+            .chain(self.stack.broker.service_env("BRIDGE"))
+            .chain(self.stack.security.caller_env(security::BRIDGE))
+            .collect();
         let mut bridge = ServiceProcess::spawn("sync-bridge", env)?;
         let ready = ready_after(http, started, Duration::from_secs(30)).await;
         bridge.terminate(Duration::from_secs(20)).ok();
@@ -330,10 +331,10 @@ impl System {
         )
     }
 
-    async fn crm_clients(&self, clients: usize) -> Result<Vec<CrmServiceClient<Channel>>> {
+    async fn crm_clients(&self, clients: usize) -> Result<Vec<CrmServiceClient<Authed>>> {
         let mut pool = Vec::with_capacity(clients);
         for _ in 0..clients {
-            pool.push(CrmServiceClient::connect(format!("http://{}", self.stack.crm_grpc)).await?);
+            pool.push(self.stack.crm_client().await?);
         }
         Ok(pool)
     }

@@ -57,7 +57,8 @@ pub async fn serve(
         let builder = descriptor_sets.iter().fold(
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .with_service_name("grpc.health.v1.Health"),
+                .with_service_name("grpc.health.v1.Health")
+                .with_service_name("grpc.reflection.v1.ServerReflection"),
             |builder, set| builder.register_encoded_file_descriptor_set(set),
         );
         services

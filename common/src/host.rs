@@ -101,7 +101,7 @@ pub enum HostError {
     Tls {
         addr: SocketAddr,
         #[source]
-        source: TlsError,
+        source: Box<TlsError>,
     },
 }
 
@@ -127,7 +127,7 @@ impl Port {
             let config =
                 ReloadingServerConfig::load(&settings.tls).map_err(|source| HostError::Tls {
                     addr: settings.listen,
-                    source,
+                    source: Box::new(source),
                 })?;
             Some(config)
         } else {

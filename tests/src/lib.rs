@@ -15,6 +15,7 @@ pub mod bad_requests;
 pub mod evidence;
 pub mod outcomes;
 pub mod postgres;
+pub mod security;
 mod tls_broker;
 
 use std::{
@@ -36,6 +37,10 @@ use rdkafka::{
 };
 use sqlx::{Connection, PgConnection};
 use tandem_common::kafka::{KafkaSettings, SecurityProtocol};
+use tandem_proto::{
+    crm::v1::{crm_service_client::CrmServiceClient, crm_sync_client::CrmSyncClient},
+    erp::v1::{erp_service_client::ErpServiceClient, erp_sync_client::ErpSyncClient},
+};
 
 /// The admin URL of the test PostgreSQL server.
 pub fn admin_database_url() -> String {
@@ -84,7 +89,7 @@ pub fn free_port() -> u16 {
 
 /// Whether [`TestBroker::start`] puts its broker behind TLS: the switch of the whole suite.
 /// `TANDEM_TEST_BROKER_TLS=1` (or `0`) overrides it for one run.
-pub const BROKER_TLS_BY_DEFAULT: bool = false;
+pub const BROKER_TLS_BY_DEFAULT: bool = true;
 
 /// How a [`TestBroker`] is reached.
 #[derive(Debug, Clone)]
@@ -889,6 +894,8 @@ pub struct Stack {
     pub broker: TestBroker,
     pub crm_db: TestDatabase,
     pub erp_db: TestDatabase,
+    /// The CA, certificates and token key every process of the stack uses.
+    pub security: security::Security,
 }
 
 /// How [`Stack::start_with`] builds a stack; the default is what [`Stack::start`] does.
@@ -937,6 +944,7 @@ impl Stack {
         let (crm_grpc, crm_http) = (loopback(free_port()), loopback(free_port()));
         let (erp_grpc, erp_http) = (loopback(free_port()), loopback(free_port()));
         let (crm_sync, erp_sync) = (loopback(free_port()), loopback(free_port()));
+        let security = security::Security::create()?;
         let (bridge_grpc, bridge_http) = (loopback(free_port()), loopback(free_port()));
         let env = |pairs: Vec<(&str, String)>| -> Vec<(String, String)> {
             pairs
@@ -952,9 +960,10 @@ impl Stack {
                 ("CRM__SYNC__LISTEN", crm_sync.to_string()),
                 ("CRM__HTTP__LISTEN", crm_http.to_string()),
                 ("CRM__DATABASE__URL", crm_db.url.clone()),
-                ("CRM__KAFKA__BROKERS", broker.brokers.clone()),
             ])
             .into_iter()
+            .chain(security.service_env("CRM"))
+            .chain(broker.service_env("CRM"))
             .chain(crm_env)
             .collect(),
         )?;
@@ -965,9 +974,10 @@ impl Stack {
                 ("ERP__SYNC__LISTEN", erp_sync.to_string()),
                 ("ERP__HTTP__LISTEN", erp_http.to_string()),
                 ("ERP__DATABASE__URL", erp_db.url.clone()),
-                ("ERP__KAFKA__BROKERS", broker.brokers.clone()),
             ])
             .into_iter()
+            .chain(security.service_env("ERP"))
+            .chain(broker.service_env("ERP"))
             .chain(erp_env)
             .collect(),
         )?;
@@ -976,13 +986,14 @@ impl Stack {
             env(vec![
                 ("BRIDGE__GRPC__LISTEN", bridge_grpc.to_string()),
                 ("BRIDGE__HTTP__LISTEN", bridge_http.to_string()),
-                ("BRIDGE__KAFKA__BROKERS", broker.brokers.clone()),
-                ("BRIDGE__ERP__URL", format!("http://{erp_sync}")),
-                ("BRIDGE__CRM__URL", format!("http://{crm_sync}")),
+                ("BRIDGE__ERP__URL", format!("https://{erp_sync}")),
+                ("BRIDGE__CRM__URL", format!("https://{crm_sync}")),
                 ("BRIDGE__CONSUMER__GROUP_ID", "e2e-bridge".into()),
                 ("BRIDGE__CONSUMER__RETRY__MAX_MS", "500".into()),
             ])
             .into_iter()
+            .chain(security.caller_env(security::BRIDGE))
+            .chain(broker.service_env("BRIDGE"))
             .chain(bridge_env)
             .collect(),
         )?;
@@ -1004,7 +1015,56 @@ impl Stack {
             broker,
             crm_db,
             erp_db,
+            security,
         })
+    }
+
+    /// A client of the CRM's public API whose calls carry a token with every role.
+    pub async fn crm_client(&self) -> Result<CrmServiceClient<security::Authed>> {
+        let channel = self
+            .security
+            .authed(self.crm_grpc, "e2e-tester", security::ALL_ROLES)
+            .await?;
+        Ok(CrmServiceClient::new(channel))
+    }
+
+    /// A client of the ERP's public API whose calls carry a token with every role.
+    pub async fn erp_client(&self) -> Result<ErpServiceClient<security::Authed>> {
+        let channel = self
+            .security
+            .authed(self.erp_grpc, "e2e-tester", security::ALL_ROLES)
+            .await?;
+        Ok(ErpServiceClient::new(channel))
+    }
+
+    /// A client of the CRM's internal port, with the bridge's certificate.
+    pub async fn crm_sync_client(&self) -> Result<CrmSyncClient<tonic::transport::Channel>> {
+        Ok(CrmSyncClient::new(
+            self.security
+                .sync_channel(self.crm_sync, security::BRIDGE)
+                .await?,
+        ))
+    }
+
+    /// A client of the ERP's internal port, with the bridge's certificate.
+    pub async fn erp_sync_client(&self) -> Result<ErpSyncClient<tonic::transport::Channel>> {
+        Ok(ErpSyncClient::new(
+            self.security
+                .sync_channel(self.erp_sync, security::BRIDGE)
+                .await?,
+        ))
+    }
+
+    /// `tandemctl` set up for this stack: its brokers (and their TLS), the services'
+    /// internal ports, and tandemctl's client certificate. Add the arguments and run it.
+    pub fn tandemctl(&self) -> Command {
+        let mut command = Command::new(binary("tandemctl"));
+        command
+            .envs(self.broker.service_env("BRIDGE"))
+            .envs(self.security.caller_env(security::TANDEMCTL))
+            .env("BRIDGE__CRM__URL", format!("https://{}", self.crm_sync))
+            .env("BRIDGE__ERP__URL", format!("https://{}", self.erp_sync));
+        command
     }
 
     /// The value of a Prometheus sample on `addr` whose line starts with `prefix` (name plus

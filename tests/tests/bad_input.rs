@@ -26,8 +26,8 @@ use tandem_proto::{
     erp::v1::{self as erp, erp_service_client::ErpServiceClient},
     events::topics,
 };
+use tandem_tests::security::Authed;
 use tandem_tests::{Stack, TestProducer, assert_valid_event, http_get, read_topic};
-use tonic::transport::Channel;
 
 mod support;
 
@@ -329,7 +329,7 @@ where
 }
 
 /// Every CRM customer: external ref -> (id, display name, e-mail address).
-async fn crm_customers(mut crm: CrmServiceClient<Channel>) -> Result<Profiles, tonic::Status> {
+async fn crm_customers(mut crm: CrmServiceClient<Authed>) -> Result<Profiles, tonic::Status> {
     let mut customers = BTreeMap::new();
     let mut page_token = String::new();
     loop {
@@ -356,7 +356,7 @@ async fn crm_customers(mut crm: CrmServiceClient<Channel>) -> Result<Profiles, t
 }
 
 /// Every ERP customer (the mirror): external ref -> (id, display name, e-mail address).
-async fn erp_customers(mut erp: ErpServiceClient<Channel>) -> Result<Profiles, tonic::Status> {
+async fn erp_customers(mut erp: ErpServiceClient<Authed>) -> Result<Profiles, tonic::Status> {
     let mut customers = BTreeMap::new();
     let mut page_token = String::new();
     loop {
@@ -394,7 +394,7 @@ type ErpOrder = (String, erp::SalesOrderStatus, Lines);
 /// Every CRM order, by external ref: one (customer id, status, fulfilment, lines) per order
 /// with that ref (so an order placed twice shows twice).
 async fn crm_orders(
-    mut crm: CrmServiceClient<Channel>,
+    mut crm: CrmServiceClient<Authed>,
 ) -> Result<BTreeMap<String, Vec<CrmOrder>>, tonic::Status> {
     let mut orders: BTreeMap<String, Vec<CrmOrder>> = BTreeMap::new();
     let mut page_token = String::new();
@@ -440,7 +440,7 @@ async fn crm_orders(
 
 /// CRM order id of each external ref (after [`crm_orders`] settled).
 async fn crm_order_ids(
-    mut crm: CrmServiceClient<Channel>,
+    mut crm: CrmServiceClient<Authed>,
 ) -> Result<BTreeMap<String, String>, tonic::Status> {
     let mut ids = BTreeMap::new();
     let mut page_token = String::new();
@@ -465,7 +465,7 @@ async fn crm_order_ids(
 
 /// Every ERP sales order, by CRM order id: one (customer id, status, lines) per sales order.
 async fn erp_orders(
-    mut erp: ErpServiceClient<Channel>,
+    mut erp: ErpServiceClient<Authed>,
 ) -> Result<BTreeMap<String, Vec<ErpOrder>>, tonic::Status> {
     let mut orders: BTreeMap<String, Vec<ErpOrder>> = BTreeMap::new();
     let mut page_token = String::new();
@@ -499,7 +499,7 @@ async fn erp_orders(
 
 /// ERP stock of warehouse MAIN: sku -> (on hand, reserved).
 async fn erp_stock(
-    mut erp: ErpServiceClient<Channel>,
+    mut erp: ErpServiceClient<Authed>,
 ) -> Result<BTreeMap<String, (i64, i64)>, tonic::Status> {
     let mut levels = BTreeMap::new();
     let mut page_token = String::new();
@@ -526,7 +526,7 @@ async fn erp_stock(
 /// The ERP's COUNT ledger entries of each of `skus` in MAIN, oldest first: (reference, on hand
 /// after the entry).
 async fn erp_counts(
-    mut erp: ErpServiceClient<Channel>,
+    mut erp: ErpServiceClient<Authed>,
     skus: Vec<String>,
 ) -> Result<BTreeMap<String, Vec<(String, i64)>>, tonic::Status> {
     let mut counts = BTreeMap::new();
@@ -563,7 +563,7 @@ async fn erp_counts(
 
 /// The CRM's catalogue mirror: sku -> (price, available).
 async fn crm_catalogue(
-    mut crm: CrmServiceClient<Channel>,
+    mut crm: CrmServiceClient<Authed>,
 ) -> Result<BTreeMap<String, (i64, i64)>, tonic::Status> {
     let mut products = BTreeMap::new();
     let mut page_token = String::new();

@@ -6,10 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tandem_proto::{
-    erp::v1::{self as erp, erp_service_client::ErpServiceClient},
-    events::topics,
-};
+use tandem_proto::{erp::v1 as erp, events::topics};
 use tandem_tests::{
     Stack, StackOptions, eventually,
     evidence::{
@@ -59,9 +56,7 @@ async fn publish(stack: &Stack, key: &str, event: &Value) -> (i32, i64) {
 
 /// The ERP's copy of customer `id` once it has `version`.
 async fn mirrored(stack: &Stack, id: &str, version: i64) -> erp::Customer {
-    let client = ErpServiceClient::connect(format!("http://{}", stack.erp_grpc))
-        .await
-        .unwrap();
+    let client = stack.erp_client().await.unwrap();
     eventually(
         Duration::from_secs(20),
         &format!("{id} v{version} in the ERP"),

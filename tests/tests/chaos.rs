@@ -24,7 +24,7 @@ use std::{
 
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rdkafka::{
-    ClientConfig, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
 };
 use tandem_proto::events::topics;
@@ -208,10 +208,8 @@ impl Processes {
 
 /// `tandemctl reconcile`: whether it found no drift, and its report.
 fn reconcile(stack: &Stack) -> (bool, String) {
-    let output = std::process::Command::new(tandem_tests::binary("tandemctl"))
-        .args(["--brokers", &stack.broker.brokers])
-        .args(["--crm", &format!("http://{}", stack.crm_sync)])
-        .args(["--erp", &format!("http://{}", stack.erp_sync)])
+    let output = stack
+        .tandemctl()
         .args(["reconcile", "--quiet"])
         .output()
         .unwrap();
@@ -227,8 +225,7 @@ fn reconcile(stack: &Stack) -> (bool, String) {
 async fn bridge_caught_up(brokers: &str) -> bool {
     let brokers = brokers.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+        let consumer: BaseConsumer = tandem_tests::kafka_client_config(&brokers)
             .set("group.id", BRIDGE_GROUP)
             .set("enable.auto.commit", "false")
             .create()?;

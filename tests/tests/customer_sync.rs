@@ -19,28 +19,23 @@ use tandem_proto::{
     },
     events::topics,
 };
+use tandem_tests::security::{self, Authed};
 use tandem_tests::{
     Stack, eventually,
     evidence::{read_until_markers, wait_outbox_published},
 };
 use tonic::{Code, Request};
 
-async fn crm_client(stack: &Stack) -> CrmServiceClient<tonic::transport::Channel> {
-    CrmServiceClient::connect(format!("http://{}", stack.crm_grpc))
-        .await
-        .unwrap()
+async fn crm_client(stack: &Stack) -> CrmServiceClient<Authed> {
+    stack.crm_client().await.unwrap()
 }
 
-async fn erp_client(stack: &Stack) -> ErpServiceClient<tonic::transport::Channel> {
-    ErpServiceClient::connect(format!("http://{}", stack.erp_grpc))
-        .await
-        .unwrap()
+async fn erp_client(stack: &Stack) -> ErpServiceClient<Authed> {
+    stack.erp_client().await.unwrap()
 }
 
 async fn erp_sync_client(stack: &Stack) -> ErpSyncClient<tonic::transport::Channel> {
-    ErpSyncClient::connect(format!("http://{}", stack.erp_sync))
-        .await
-        .unwrap()
+    stack.erp_sync_client().await.unwrap()
 }
 
 /// The ERP's copy of `id` once its profile version reaches `version`.
@@ -242,11 +237,22 @@ async fn every_process_serves_health_and_reflection() {
         (stack.bridge_grpc, &[]),
     ];
     for (addr, services) in expectations {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        // Health and reflection need no token; the sync ports still want the certificate.
+        let channel = if addr == stack.bridge_grpc {
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        } else if addr == stack.crm_sync || addr == stack.erp_sync {
+            stack
+                .security
+                .sync_channel(addr, security::BRIDGE)
+                .await
+                .unwrap()
+        } else {
+            stack.security.public_channel(addr).await.unwrap()
+        };
         let mut health = HealthClient::new(channel.clone());
         for service in services.iter().copied().chain([""]) {
             let status = health

@@ -4,11 +4,7 @@
 //! armed, and every effect must have happened exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use tandem_proto::{
-    crm::v1::{self as crm, crm_sync_client::CrmSyncClient},
-    erp::v1 as erp,
-    events::topics,
-};
+use tandem_proto::{crm::v1 as crm, erp::v1 as erp, events::topics};
 use tandem_tests::{
     ServiceProcess, Stack, StackOptions,
     evidence::{check_order_per_partition, key_and_version, read_until_markers, settled},
@@ -250,18 +246,14 @@ async fn crm_crash_in_the_middle_of_a_stock_batch_keeps_none_of_it_then_applies_
         event_id: uuid::Uuid::now_v7().to_string(),
         repair: true,
     };
-    let mut sync = CrmSyncClient::connect(format!("http://{}", stack.crm_sync))
-        .await
-        .unwrap();
+    let mut sync = stack.crm_sync_client().await.unwrap();
     assert!(sync.apply_stock_levels(batch.clone()).await.is_err());
     crashed(&mut stack.crm);
     restart_disarmed(&mut stack.crm, stack.crm_http);
     for sku in skus {
         crm_available(&crm, sku, 5).await;
     }
-    let mut sync = CrmSyncClient::connect(format!("http://{}", stack.crm_sync))
-        .await
-        .unwrap();
+    let mut sync = stack.crm_sync_client().await.unwrap();
     let results = sync.apply_stock_levels(batch).await.unwrap().into_inner();
     assert!(results.results.iter().all(|r| r.applied), "{results:?}");
     for sku in skus {

@@ -12,6 +12,7 @@ use tandem_proto::{
     erp::v1 as erp,
     events::{topics, types},
 };
+use tandem_tests::security::Authed;
 use tandem_tests::{
     Record, Stack, eventually,
     evidence::{read_until_markers, settled},
@@ -79,7 +80,7 @@ fn dead_letters_by_source(dead: &[Record]) -> BTreeMap<Source, Vec<(String, Stri
 }
 
 async fn crm_customer_by_ref(
-    crm: &crm::crm_service_client::CrmServiceClient<tonic::transport::Channel>,
+    crm: &crm::crm_service_client::CrmServiceClient<Authed>,
     external_ref: &str,
     name: &str,
 ) -> crm::Customer {

@@ -9,6 +9,7 @@ use tandem_proto::{
     crm::v1::{self as crm, crm_service_client::CrmServiceClient},
     erp::v1 as erp,
 };
+use tandem_tests::security::{self, Security};
 use tandem_tests::{
     ServiceProcess, Stack, StackOptions, TestBroker, eventually,
     evidence::{check_order_per_partition, read_until_markers, wait_outbox_published},
@@ -146,21 +147,30 @@ async fn with_the_database_down_the_crm_answers_unavailable_and_recovers_by_itse
     let broker = TestBroker::start().await.unwrap();
     let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let sync = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let security = Security::create().unwrap();
     let _crm = ServiceProcess::spawn(
         "crm-service",
-        vec![
+        [
             ("CRM__GRPC__LISTEN".into(), grpc.to_string()),
+            ("CRM__SYNC__LISTEN".into(), sync.to_string()),
             ("CRM__HTTP__LISTEN".into(), http.to_string()),
             ("CRM__DATABASE__URL".into(), pg.url("crm")),
             ("CRM__DATABASE__ACQUIRE_TIMEOUT_MS".into(), "500".into()),
-            ("CRM__KAFKA__BROKERS".into(), broker.brokers.clone()),
-        ],
+        ]
+        .into_iter()
+        .chain(security.service_env("CRM"))
+        .chain(broker.service_env("CRM"))
+        .collect(),
     )
     .unwrap();
     wait_ready(http, Duration::from_secs(30)).unwrap();
-    let mut client = CrmServiceClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
+    let mut client = CrmServiceClient::new(
+        security
+            .authed(grpc, "outage-tester", security::ALL_ROLES)
+            .await
+            .unwrap(),
+    );
     let before = client
         .create_customer(customer(1))
         .await

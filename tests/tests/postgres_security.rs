@@ -17,6 +17,7 @@ use std::{
 use sqlx::{Connection, PgConnection, migrate::Migrator};
 use tandem_common::{db, pki::Ca, settings::DatabaseSettings};
 use tandem_proto::crm::v1::{self as crm, crm_service_client::CrmServiceClient};
+use tandem_tests::security::{self, Security};
 use tandem_tests::{
     ServiceProcess, TestBroker, admin_database_url, eventually, free_port,
     postgres::{CERT_USER, DatabaseRoles, TestPostgres, UNNAMED_HOST},
@@ -220,23 +221,27 @@ async fn the_crm_binary_migrates_as_the_owner_and_runs_as_a_role_that_cannot_cha
         .await
         .unwrap();
     let broker = TestBroker::start().await.unwrap();
-    let (grpc, http) = (
+    let (grpc, http, sync) = (
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
         SocketAddr::from(([127, 0, 0, 1], free_port())),
         SocketAddr::from(([127, 0, 0, 1], free_port())),
     );
+    let security = Security::create().unwrap();
     let mut crm = ServiceProcess::spawn(
         "crm-service",
         [
             ("CRM__GRPC__LISTEN", grpc.to_string()),
+            ("CRM__SYNC__LISTEN", sync.to_string()),
             ("CRM__HTTP__LISTEN", http.to_string()),
             ("CRM__DATABASE__URL", roles.runtime_url.clone()),
             ("CRM__DATABASE__MIGRATION_URL", roles.owner_url.clone()),
             ("CRM__DATABASE__STATEMENT_TIMEOUT_MS", "5000".to_owned()),
-            ("CRM__KAFKA__BROKERS", broker.brokers.clone()),
             ("RUST_LOG", "info".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(security.service_env("CRM"))
+        .chain(broker.service_env("CRM"))
         .collect(),
     )
     .unwrap();
@@ -346,9 +351,12 @@ async fn the_crm_binary_migrates_as_the_owner_and_runs_as_a_role_that_cannot_cha
 
     // The service answers: a customer created over gRPC, and its event relayed (the relay
     // reads and updates the outbox as the runtime role).
-    let mut client = CrmServiceClient::connect(format!("http://{grpc}"))
-        .await
-        .unwrap();
+    let mut client = CrmServiceClient::new(
+        security
+            .authed(grpc, "least-privilege", security::ALL_ROLES)
+            .await
+            .unwrap(),
+    );
     let created = client
         .create_customer(crm::CreateCustomerRequest {
             customer: Some(crm::Customer {

@@ -10,12 +10,14 @@ use tandem_proto::crm::v1::{
     self as pb, ApplyProductRequest, ApplyStockLevelsRequest, CreateCustomerRequest, ProductData,
     StockLevel, crm_service_client::CrmServiceClient, crm_sync_client::CrmSyncClient,
 };
+use tandem_tests::security::{self, Authed, Security};
 use tandem_tests::{InProcess, Record, TestBroker, TestDatabase, assert_valid_event, read_topic};
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
 pub struct Crm {
-    pub client: CrmServiceClient<Channel>,
+    pub client: CrmServiceClient<Authed>,
+    pub security: Security,
     pub sync: CrmSyncClient<Channel>,
     pub db: TestDatabase,
     pub broker: TestBroker,
@@ -34,25 +36,26 @@ impl Crm {
             ..Settings::default()
         };
         settings.database.url = db.url.clone();
-        settings.kafka.brokers = broker.brokers.clone();
+        settings.kafka = broker.kafka_settings();
+        let security = Security::create().unwrap();
+        security.secure(&mut settings.grpc, &mut settings.sync, &mut settings.auth);
         settings.outbox.poll_interval_ms = 100;
         let app = Application::build(settings).await.unwrap();
         let addr = app.grpc_addr();
         let sync_addr = app.sync_addr().unwrap();
         let pool = app.pool().clone();
         let service = InProcess::spawn(|stop| app.run_until_stopped(stop));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
+        let channel = security
+            .authed(addr, "crm-tester", security::ALL_ROLES)
             .await
             .unwrap();
-        let sync_channel = tonic::transport::Endpoint::from_shared(format!("http://{sync_addr}"))
-            .unwrap()
-            .connect()
+        let sync_channel = security
+            .sync_channel(sync_addr, security::BRIDGE)
             .await
             .unwrap();
         Crm {
-            client: CrmServiceClient::new(channel.clone()),
+            client: CrmServiceClient::new(channel),
+            security,
             sync: CrmSyncClient::new(sync_channel),
             db,
             broker,

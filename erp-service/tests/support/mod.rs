@@ -6,11 +6,13 @@ use erp_service::{Application, Settings};
 use prost_types::FieldMask;
 use tandem_common::{host::GrpcSettings, settings::ListenSettings};
 use tandem_proto::erp::v1::{erp_service_client::ErpServiceClient, erp_sync_client::ErpSyncClient};
+use tandem_tests::security::{self, Authed, Security};
 use tandem_tests::{InProcess, TestBroker, TestDatabase};
 use tonic::transport::Channel;
 
 pub struct Erp {
-    pub api: ErpServiceClient<Channel>,
+    pub api: ErpServiceClient<Authed>,
+    pub security: Security,
     pub sync: ErpSyncClient<Channel>,
     pub pool: sqlx::PgPool,
     pub broker: TestBroker,
@@ -30,25 +32,28 @@ impl Erp {
         };
         settings.database.url = db.url.clone();
         settings.database.max_connections = 20;
-        settings.kafka.brokers = broker.brokers.clone();
+        // The race tests send 100 calls at once; the default cap (64) would shed some.
+        settings.sync.limits.max_concurrent_calls = 128;
+        settings.kafka = broker.kafka_settings();
+        let security = Security::create().unwrap();
+        security.secure(&mut settings.grpc, &mut settings.sync, &mut settings.auth);
         settings.outbox.poll_interval_ms = 100;
         let app = Application::build(settings).await.unwrap();
         let addr = app.grpc_addr();
         let sync_addr = app.sync_addr().unwrap();
         let pool = app.pool().clone();
         let service = InProcess::spawn(|stop| app.run_until_stopped(stop));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
+        let channel = security
+            .authed(addr, "erp-tester", security::ALL_ROLES)
             .await
             .unwrap();
-        let sync_channel = tonic::transport::Endpoint::from_shared(format!("http://{sync_addr}"))
-            .unwrap()
-            .connect()
+        let sync_channel = security
+            .sync_channel(sync_addr, security::BRIDGE)
             .await
             .unwrap();
         Erp {
-            api: ErpServiceClient::new(channel.clone()),
+            api: ErpServiceClient::new(channel),
+            security,
             sync: ErpSyncClient::new(sync_channel),
             pool,
             broker,

@@ -22,7 +22,7 @@ use sync_bridge::{
     flows::Flows,
     ops::{self, dlq},
 };
-use tandem_common::tls;
+use tandem_common::{auth::Role, tls};
 use tandem_proto::{
     crm::v1::{RepublishRequest, crm_sync_client::CrmSyncClient},
     erp::v1::{erp_service_client::ErpServiceClient, erp_sync_client::ErpSyncClient},
@@ -84,6 +84,28 @@ enum Command {
     },
     /// Ask the CRM and the ERP to re-publish every current entity (initial load).
     Snapshot,
+    /// Development only: create (once) a private CA, certificates for the services, the bridge
+    /// and tandemctl, and a token signing key with its JWKS, in DIR.
+    DevPki { dir: std::path::PathBuf },
+    /// Development only: print a bearer token signed with DIR's development key.
+    Token {
+        /// The directory `dev-pki` made.
+        #[arg(long, env = "TANDEM_PKI_DIR")]
+        dir: std::path::PathBuf,
+        /// A role: sales, warehouse, finance, admin, read-only (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<Role>,
+        /// The token's subject (who the changes will name).
+        #[arg(long, default_value = "developer")]
+        subject: String,
+        #[arg(long, default_value = "tandem-dev")]
+        issuer: String,
+        #[arg(long, default_value = "tandem")]
+        audience: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 8 * 3600)]
+        ttl_s: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -149,6 +171,31 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::DevPki { dir } => {
+            let created = ops::dev::ensure_pki(dir)?;
+            if !created.is_empty() {
+                eprintln!("created in {}: {}", dir.display(), created.join(", "));
+            }
+            return Ok(());
+        }
+        Command::Token {
+            dir,
+            roles,
+            subject,
+            issuer,
+            audience,
+            ttl_s,
+        } => {
+            let ttl = Duration::from_secs(*ttl_s);
+            println!(
+                "{}",
+                ops::dev::token(dir, issuer, audience, subject, roles, ttl)?
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let mut settings = Settings::load()?;
     if let Some(brokers) = cli.brokers {
         settings.kafka.brokers = brokers;
@@ -239,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.refused
             );
         }
+        Command::DevPki { .. } | Command::Token { .. } => {}
         Command::Publish {
             topic,
             file,

@@ -205,18 +205,24 @@ pub(super) async fn apply_customers(
         .zip(response.results)
         .map(|((id, version), result)| (id.as_str(), (*version, result.applied)))
         .collect();
-    Ok(envelopes
+    Ok(batch_outcomes(envelopes, &written))
+}
+
+/// The outcome of each envelope of a batch, given what the ERP wrote per customer (the version
+/// sent and whether it applied). One envelope per written version counts as applied: a
+/// duplicate of it in the same batch (a re-sent outbox row) changed nothing.
+fn batch_outcomes(envelopes: &[Envelope], written: &BTreeMap<&str, (i64, bool)>) -> Vec<Outcome> {
+    let mut counted = std::collections::BTreeSet::new();
+    envelopes
         .iter()
         .map(|envelope| {
-            let applied =
-                written
-                    .get(envelope.aggregate_id.as_str())
-                    .is_some_and(|(version, applied)| {
-                        *applied && *version == envelope.aggregate_version
-                    });
+            let id = envelope.aggregate_id.as_str();
+            let applied = written.get(id).is_some_and(|(version, applied)| {
+                *applied && *version == envelope.aggregate_version
+            }) && counted.insert(id);
             Outcome::changed(applied)
         })
-        .collect())
+        .collect()
 }
 
 /// Accepts the order; when the ERP does not know its customer yet, fetches the customer from
@@ -313,6 +319,38 @@ mod tests {
             "addresses": [{"kind": "SHIPPING", "line1": "1 Loop", "line2": null, "city": "London",
                            "postal_code": "N1", "region": null, "country_code": "GB"}]
         })
+    }
+
+    #[test]
+    fn a_duplicate_in_a_batch_counts_as_unchanged() {
+        let at = |version: i64| {
+            Envelope::new(
+                types::CRM_CUSTOMER_UPSERTED,
+                1,
+                "crm",
+                "customer",
+                ID,
+                version,
+                &customer(),
+            )
+            .unwrap()
+        };
+        let batch = [at(1), at(2), at(2), at(3), at(3)];
+        let written = BTreeMap::from([(ID, (3, true))]);
+        let outcomes: Vec<&str> = batch_outcomes(&batch, &written)
+            .into_iter()
+            .map(Outcome::as_str)
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "unchanged",
+                "unchanged",
+                "unchanged",
+                "applied",
+                "unchanged"
+            ]
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! dead-letter topic, publishing a JSON file to a topic, the status of one entity,
 //! reconciling both sides, and asking both services for a snapshot.
 
+pub mod dev;
 pub mod dlq;
 pub mod publish;
 pub mod reconcile;

@@ -19,11 +19,12 @@ use tandem_proto::{
     erp::v1::{self as erp, erp_service_client::ErpServiceClient},
     events::topics,
 };
+use tandem_tests::security::Authed;
 use tandem_tests::{
     TestProducer,
     outcomes::{Attempted, CallPolicy, Failure, Ledger, Operation, Retry, Told, call},
 };
-use tonic::{Response, transport::Channel};
+use tonic::Response;
 
 use crate::support::eur;
 
@@ -140,8 +141,8 @@ struct Order {
 pub struct Worker {
     seed: u64,
     rng: StdRng,
-    crm: CrmServiceClient<Channel>,
-    erp: ErpServiceClient<Channel>,
+    crm: CrmServiceClient<Authed>,
+    erp: ErpServiceClient<Authed>,
     producer: Arc<TestProducer>,
     ledger: Arc<WorkLedger>,
     policy: CallPolicy,
@@ -153,8 +154,8 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         seed: u64,
-        crm: CrmServiceClient<Channel>,
-        erp: ErpServiceClient<Channel>,
+        crm: CrmServiceClient<Authed>,
+        erp: ErpServiceClient<Authed>,
         producer: Arc<TestProducer>,
         ledger: Arc<WorkLedger>,
     ) -> Self {

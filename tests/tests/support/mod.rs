@@ -8,19 +8,15 @@ use tandem_proto::{
     crm::v1::{self as crm, crm_service_client::CrmServiceClient},
     erp::v1::{self as erp, erp_service_client::ErpServiceClient},
 };
+use tandem_tests::security::Authed;
 use tandem_tests::{Stack, TestDatabase, eventually};
-use tonic::transport::Channel;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
-pub async fn clients(stack: &Stack) -> (CrmServiceClient<Channel>, ErpServiceClient<Channel>) {
+pub async fn clients(stack: &Stack) -> (CrmServiceClient<Authed>, ErpServiceClient<Authed>) {
     (
-        CrmServiceClient::connect(format!("http://{}", stack.crm_grpc))
-            .await
-            .unwrap(),
-        ErpServiceClient::connect(format!("http://{}", stack.erp_grpc))
-            .await
-            .unwrap(),
+        stack.crm_client().await.unwrap(),
+        stack.erp_client().await.unwrap(),
     )
 }
 
@@ -32,7 +28,7 @@ pub fn eur(amount_minor: i64) -> Option<erp::Money> {
 }
 
 /// A product with `stock` units in warehouse MAIN, as the ERP's users would set it up.
-pub async fn stock_product(erp: &mut ErpServiceClient<Channel>, sku: &str, price: i64, stock: i64) {
+pub async fn stock_product(erp: &mut ErpServiceClient<Authed>, sku: &str, price: i64, stock: i64) {
     erp.create_product(erp::CreateProductRequest {
         product: Some(erp::Product {
             sku: sku.into(),
@@ -65,7 +61,7 @@ pub async fn stock_product(erp: &mut ErpServiceClient<Channel>, sku: &str, price
 }
 
 /// Waits until the CRM's catalogue shows `sku` with `available` units.
-pub async fn crm_available(crm: &CrmServiceClient<Channel>, sku: &str, available: i64) {
+pub async fn crm_available(crm: &CrmServiceClient<Authed>, sku: &str, available: i64) {
     eventually(
         WAIT,
         &format!("{sku} available={available} in the CRM"),
@@ -87,8 +83,8 @@ pub async fn crm_available(crm: &CrmServiceClient<Channel>, sku: &str, available
 
 /// A customer created in the CRM, mirrored to the ERP, with a credit limit set there.
 pub async fn customer_with_credit(
-    crm: &mut CrmServiceClient<Channel>,
-    erp: &mut ErpServiceClient<Channel>,
+    crm: &mut CrmServiceClient<Authed>,
+    erp: &mut ErpServiceClient<Authed>,
     name: &str,
 ) -> String {
     let customer = crm
@@ -128,7 +124,7 @@ pub async fn customer_with_credit(
 }
 
 pub async fn submit_order(
-    crm: &mut CrmServiceClient<Channel>,
+    crm: &mut CrmServiceClient<Authed>,
     customer_id: &str,
     sku: &str,
     quantity: i64,
@@ -145,7 +141,7 @@ pub async fn submit_order(
 
 /// A draft order of one line, in EUR.
 pub async fn draft_order(
-    crm: &mut CrmServiceClient<Channel>,
+    crm: &mut CrmServiceClient<Authed>,
     customer_id: &str,
     sku: &str,
     quantity: i64,
@@ -169,7 +165,7 @@ pub async fn draft_order(
 
 /// Waits until the CRM shows `status` as the order's fulfilment.
 pub async fn crm_fulfilment(
-    crm: &CrmServiceClient<Channel>,
+    crm: &CrmServiceClient<Authed>,
     order_id: &str,
     status: crm::FulfilmentStatus,
 ) -> crm::Order {
@@ -193,7 +189,7 @@ pub async fn crm_fulfilment(
     .unwrap()
 }
 
-pub async fn erp_order(erp: &mut ErpServiceClient<Channel>, crm_order_id: &str) -> erp::SalesOrder {
+pub async fn erp_order(erp: &mut ErpServiceClient<Authed>, crm_order_id: &str) -> erp::SalesOrder {
     let list = erp
         .list_sales_orders(erp::ListSalesOrdersRequest {
             crm_order_id: crm_order_id.into(),
@@ -212,13 +208,7 @@ pub fn tandemctl(stack: &Stack, args: &[&str]) -> String {
 
 /// Runs `tandemctl`; returns its output, failing the test unless its success is `success`.
 pub fn tandemctl_status(stack: &Stack, args: &[&str], success: bool) -> String {
-    let output = std::process::Command::new(tandem_tests::binary("tandemctl"))
-        .args(["--brokers", &stack.broker.brokers])
-        .args(["--crm", &format!("http://{}", stack.crm_sync)])
-        .args(["--erp", &format!("http://{}", stack.erp_sync)])
-        .args(args)
-        .output()
-        .unwrap();
+    let output = stack.tandemctl().args(args).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(
         output.status.success(),
@@ -230,7 +220,7 @@ pub fn tandemctl_status(stack: &Stack, args: &[&str], success: bool) -> String {
 }
 
 /// Waits until the ERP has customer `id`.
-pub async fn erp_has_customer(erp: &ErpServiceClient<Channel>, id: &str) {
+pub async fn erp_has_customer(erp: &ErpServiceClient<Authed>, id: &str) {
     eventually(WAIT, "the customer in the ERP", || {
         let mut erp = erp.clone();
         let id = id.to_owned();
@@ -246,7 +236,7 @@ pub async fn erp_has_customer(erp: &ErpServiceClient<Channel>, id: &str) {
 }
 
 /// Gives customer `id` a credit limit of 10,000.00 EUR in the ERP.
-pub async fn set_credit(erp: &mut ErpServiceClient<Channel>, id: &str) {
+pub async fn set_credit(erp: &mut ErpServiceClient<Authed>, id: &str) {
     erp.set_credit_terms(erp::SetCreditTermsRequest {
         customer_id: id.to_owned(),
         credit_limit: eur(1_000_000),

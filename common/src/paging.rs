@@ -40,6 +40,38 @@ pub fn set_key(key: &[u8]) {
     }
 }
 
+/// Why the page-token key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the page-token key file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the page-token key in {path} is shorter than 16 bytes")]
+    Short { path: String },
+}
+
+/// Sets the key from `path` (trimmed); an empty path keeps a random key per process.
+pub fn load_key(path: &str) -> Result<(), KeyError> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let key = text.trim();
+    if key.len() < 16 {
+        return Err(KeyError::Short {
+            path: path.to_owned(),
+        });
+    }
+    set_key(key.as_bytes());
+    Ok(())
+}
+
 fn key() -> &'static [u8] {
     KEY.get_or_init(|| rand::random::<[u8; 32]>().to_vec())
 }
@@ -221,6 +253,22 @@ mod tests {
         let mut last = vec!["a", "b"];
         assert_eq!(page.finish(&mut last, |r| (*r).to_owned()).unwrap(), "");
         assert_eq!(last.len(), 2);
+    }
+
+    #[test]
+    fn a_key_file_must_exist_and_be_long_enough() {
+        assert!(load_key("").is_ok(), "no file: a random key");
+        assert!(matches!(
+            load_key("/nonexistent/page-token.key"),
+            Err(KeyError::Read { .. })
+        ));
+        let path = std::env::temp_dir().join(format!("tandem-page-key-{}", std::process::id()));
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(matches!(
+            load_key(&path.display().to_string()),
+            Err(KeyError::Short { .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use sqlx::PgPool;
 use tandem_common::{
+    paging,
     CancellationToken,
     admin_http::Readiness,
     auth::{AuthLayer, KeyStoreError, Verifier},
@@ -46,6 +47,8 @@ pub enum StartupError {
     Host(#[from] HostError),
     #[error("cannot load the token verification keys: {0}")]
     Auth(#[from] KeyStoreError),
+    #[error(transparent)]
+    PageTokenKey(#[from] paging::KeyError),
 }
 
 /// A built CRM: listeners bound, migrations applied, ready to run.
@@ -66,6 +69,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        paging::load_key(&settings.page_token_key_file)?;
         let pool = db::prepare(&settings.database, &MIGRATOR, MIGRATION_PATIENCE).await?;
         let (relay, waker) = Relay::new(
             "tandem.crm.outbox",

@@ -22,6 +22,10 @@ pub struct Settings {
     pub http: ListenSettings,
     /// Bearer tokens on the public API: issuer, audience and the keys that sign them.
     pub auth: AuthSettings,
+    /// File holding the secret that signs page tokens (at least 16 bytes; every replica must
+    /// share it, or a token from one is refused by another). Empty: a random key per process,
+    /// so page tokens do not survive a restart.
+    pub page_token_key_file: String,
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
@@ -36,6 +40,7 @@ impl Default for Settings {
             grpc: GrpcSettings::public(50051),
             sync: GrpcSettings::internal(50061),
             auth: AuthSettings::default(),
+            page_token_key_file: String::new(),
             http: ListenSettings::loopback(9101),
             database: DatabaseSettings {
                 url: "postgres://postgres@127.0.0.1:55432/crm".to_owned(),

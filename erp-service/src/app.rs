@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use sqlx::PgPool;
 use tandem_common::{
+    paging,
     CancellationToken,
     admin_http::Readiness,
     auth::{AuthLayer, KeyStoreError, Verifier},
@@ -42,6 +43,8 @@ pub enum StartupError {
     Host(#[from] HostError),
     #[error("cannot load the token verification keys: {0}")]
     Auth(#[from] KeyStoreError),
+    #[error(transparent)]
+    PageTokenKey(#[from] paging::KeyError),
 }
 
 /// A built ERP: listeners bound, migrations applied, ready to run.
@@ -59,6 +62,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        paging::load_key(&settings.page_token_key_file)?;
         let finance = &settings.finance;
         if !is_currency(&finance.currency)
             || !(0..=365).contains(&finance.payment_terms_days)

@@ -15,8 +15,6 @@ if [ -z "${KAFKA_BROKERS:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/${TANDEM_BROKER_P
   broker_was_running=true
 fi
 
-scripts/postgres.sh start
-scripts/broker.sh start
 log "building"
 cargo build --workspace --bins --quiet
 
@@ -24,6 +22,9 @@ cargo build --workspace --bins --quiet
 # TLS on every gRPC port, mutual TLS on the internal ones, tokens on the public APIs.
 pki=$TANDEM_STATE/pki
 target/debug/tandemctl dev-pki "$pki"
+# PostgreSQL (with TLS from the same PKI) and the broker.
+scripts/postgres.sh start
+scripts/broker.sh start
 for svc in CRM ERP; do
   for port in GRPC SYNC; do
     export "${svc}__${port}__TLS__CERT_FILE=$pki/server.pem" "${svc}__${port}__TLS__KEY_FILE=$pki/server.key"
@@ -48,6 +49,10 @@ export CRM__KAFKA__BROKERS=$brokers ERP__KAFKA__BROKERS=$brokers BRIDGE__KAFKA__
 if [ -n "${TANDEM_DATABASE_URL:-}" ]; then
   base=${TANDEM_DATABASE_URL%/*}
   export CRM__DATABASE__URL=$base/crm ERP__DATABASE__URL=$base/erp
+else
+  tls="sslmode=verify-full&sslrootcert=$pki/ca.pem"
+  base=postgres://postgres@127.0.0.1:$TANDEM_PG_PORT
+  export CRM__DATABASE__URL="$base/crm?$tls" ERP__DATABASE__URL="$base/erp?$tls"
 fi
 
 pids=()

@@ -6,6 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
+# The test build has the crash points of the fault-injection tests (tests/tests/failpoints.rs);
+# release builds leave them out.
+features=tandem-common/failpoints
+log "building"
+cargo build --workspace --bins --locked --features "$features"
+
+# The development PKI (as `make run` makes it): the shared PostgreSQL then speaks TLS and the
+# tests connect with sslmode=verify-full.
+target/debug/tandemctl dev-pki "$TANDEM_STATE/pki"
 scripts/postgres.sh start
 scripts/broker.sh install
 command -v stunnel4 >/dev/null || apt_install stunnel4  # TLS in front of the test broker
@@ -17,10 +26,5 @@ psql "$TANDEM_TEST_DATABASE_URL" -Atqc \
   "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE datname LIKE 'test\_%'" \
   | psql "$TANDEM_TEST_DATABASE_URL" -q >/dev/null
 
-# The test build has the crash points of the fault-injection tests (tests/tests/failpoints.rs);
-# release builds leave them out.
-features=tandem-common/failpoints
-log "building"
-cargo build --workspace --bins --locked --features "$features"
 log "testing"
 cargo test --workspace --locked --features "$features" "$@"

@@ -4,7 +4,6 @@ use std::{net::SocketAddr, time::Duration};
 
 use sqlx::PgPool;
 use tandem_common::{
-    paging,
     CancellationToken,
     admin_http::Readiness,
     auth::{AuthLayer, KeyStoreError, Verifier},
@@ -13,6 +12,7 @@ use tandem_common::{
     host::{GrpcSurface, Host, HostError},
     kafka::KafkaError,
     outbox::Relay,
+    paging,
 };
 use tandem_proto::{
     crm::v1::{crm_service_server::CrmServiceServer, crm_sync_server::CrmSyncServer},

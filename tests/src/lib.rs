@@ -64,12 +64,17 @@ impl TestDatabase {
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await?;
-        let base = admin
+        // The query (e.g. `sslmode=verify-full&sslrootcert=/path`) is kept as it is.
+        let (path, query) = match admin.split_once('?') {
+            Some((path, query)) => (path, format!("?{query}")),
+            None => (admin.as_str(), String::new()),
+        };
+        let base = path
             .rsplit_once('/')
             .map(|(base, _)| base.to_owned())
             .context("admin URL has no database part")?;
         Ok(Self {
-            url: format!("{base}/{name}"),
+            url: format!("{base}/{name}{query}"),
             name,
         })
     }

@@ -304,7 +304,7 @@ async fn chaos_run(status: Status) {
     let continuous = std::env::var("CHAOS_CONTINUOUS").is_ok_and(|v| v == "1");
     println!("chaos: seed {seed}, {ops} operations, {kills} faults");
 
-    let pg = TestPostgres::start().unwrap();
+    let pg = TestPostgres::start_tls().unwrap();
     pg.create_database("crm").await.unwrap();
     pg.create_database("erp").await.unwrap();
     let databases = (

@@ -142,7 +142,7 @@ async fn with_the_broker_down_writes_go_on_and_the_outbox_drains_when_it_returns
 
 #[tokio::test]
 async fn with_the_database_down_the_crm_answers_unavailable_and_recovers_by_itself() {
-    let pg = TestPostgres::start().unwrap();
+    let pg = TestPostgres::start_tls().unwrap();
     pg.create_database("crm").await.unwrap();
     let broker = TestBroker::start().await.unwrap();
     let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));

@@ -366,3 +366,40 @@ async fn the_subject_of_a_change_is_carried_in_its_event() {
         .expect("the customer's event");
     assert_eq!(event.payload["subject"], "ada@sales.example");
 }
+
+#[tokio::test]
+async fn the_services_reach_postgresql_over_verified_tls() {
+    let admin = tandem_tests::admin_database_url();
+    assert!(
+        admin.contains("sslmode=verify-full"),
+        "the test server is reached with verify-full (`make test` sets it up): {admin}"
+    );
+    let stack = Stack::start().await.unwrap();
+    stack
+        .crm_client()
+        .await
+        .unwrap()
+        .create_customer(crm::CreateCustomerRequest {
+            customer: Some(crm::Customer {
+                display_name: "Over TLS".into(),
+                email: "tls@example.com".into(),
+                ..crm::Customer::default()
+            }),
+        })
+        .await
+        .unwrap();
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    for db in [&stack.crm_db.name, &stack.erp_db.name] {
+        let (sessions, encrypted): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1",
+        )
+        .bind(db)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert!(sessions > 0, "{db}: the service holds connections");
+        assert_eq!(encrypted, sessions, "{db}: every session is encrypted");
+    }
+}

@@ -26,5 +26,8 @@ psql "$TANDEM_TEST_DATABASE_URL" -Atqc \
   "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE datname LIKE 'test\_%'" \
   | psql "$TANDEM_TEST_DATABASE_URL" -q >/dev/null
 
+log "checking the Kubernetes manifests"
+tests/k8s/render.sh
+
 log "testing"
 cargo test --workspace --locked --features "$features" "$@"

@@ -7,9 +7,6 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
 
 /// Counter: gRPC calls refused with RESOURCE_EXHAUSTED because too many were in flight.
 pub const GRPC_CALLS_SHED: &str = "tandem_grpc_calls_shed_total";
-/// Counter: gRPC calls refused by authentication or authorisation. Labels: `code`
-/// (`unauthenticated`, `permission_denied`).
-pub const GRPC_CALLS_REFUSED: &str = "tandem_grpc_calls_refused_total";
 
 /// Counter: outbox rows published to Kafka. Labels: `topic`.
 pub const OUTBOX_PUBLISHED: &str = "tandem_outbox_published_total";

@@ -85,7 +85,25 @@ impl TestDatabase {
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+///
+/// Ports come from 20000..32000, below Linux's ephemeral range (32768..60999): a port taken
+/// from the ephemeral range could be handed to some outgoing connection before the process
+/// it was meant for binds it. Within one test binary no port is handed out twice (the tests
+/// of a binary run in parallel).
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = (std::process::id().wrapping_mul(7_919)) % SPAN;
+    let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        let port = u16::try_from(BASE + n).unwrap_or(0);
+        if port != 0 && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -1002,8 +1020,10 @@ impl Stack {
             .chain(bridge_env)
             .collect(),
         )?;
-        for addr in [crm_http, erp_http, bridge_http] {
-            wait_ready(addr, Duration::from_secs(30))?;
+        for (process, addr) in [(&crm, crm_http), (&erp, erp_http), (&bridge, bridge_http)] {
+            if let Err(error) = wait_ready(addr, Duration::from_secs(30)) {
+                bail!("{}: {error:#}\n{}", process.name, process.output());
+            }
         }
         Ok(Stack {
             crm,

@@ -207,19 +207,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.erp.url = url;
     }
     let kafka = settings.kafka;
-    let (crm_channel, erp_channel) = (
-        tls::lazy_channel(&settings.crm.url, &settings.crm.tls)?,
-        tls::lazy_channel(&settings.erp.url, &settings.erp.tls)?,
-    );
-    let connect = |which: &Channel| -> anyhow::Result<Channel> { Ok(which.clone()) };
-    let flows = Flows::new(
-        erp_channel.clone(),
-        crm_channel.clone(),
-        Duration::from_secs(30),
-    );
+    // The services' channels, built only by the commands that call them (the Kafka-only
+    // commands need no certificates).
+    let channels = || -> anyhow::Result<(Channel, Channel, Flows)> {
+        let crm = tls::lazy_channel(&settings.crm.url, &settings.crm.tls)?;
+        let erp = tls::lazy_channel(&settings.erp.url, &settings.erp.tls)?;
+        let flows = Flows::new(erp.clone(), crm.clone(), Duration::from_secs(30));
+        Ok((crm, erp, flows))
+    };
     match cli.command {
         Command::Status { kind, id } => {
-            let mut erp = ErpServiceClient::new(connect(&erp_channel)?);
+            let (_, erp_channel, flows) = channels()?;
+            let mut erp = ErpServiceClient::new(erp_channel);
             print!(
                 "{}",
                 ops::status::status(&flows, &mut erp, &kafka, kind, &id).await?
@@ -230,19 +229,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             examples,
             quiet,
         } => {
-            let report =
-                ops::reconcile::reconcile(&flows, erp_channel.clone(), repair, quiet).await?;
+            let (_, erp_channel, flows) = channels()?;
+            let report = ops::reconcile::reconcile(&flows, erp_channel, repair, quiet).await?;
             println!("{}", report.render(examples));
             if !report.repair_failures.is_empty() || (!repair && !report.drift.is_empty()) {
                 anyhow::bail!("drift found");
             }
         }
         Command::Snapshot => {
-            let crm = CrmSyncClient::new(connect(&crm_channel)?)
+            let (crm_channel, erp_channel, _) = channels()?;
+            let crm = CrmSyncClient::new(crm_channel)
                 .republish(RepublishRequest {})
                 .await?
                 .into_inner();
-            let erp = ErpSyncClient::new(connect(&erp_channel)?)
+            let erp = ErpSyncClient::new(erp_channel)
                 .republish(tandem_proto::erp::v1::RepublishRequest {})
                 .await?
                 .into_inner();

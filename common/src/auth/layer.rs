@@ -19,7 +19,7 @@
 //! but not a streamed response body, which is polled after it. Streaming handlers read the
 //! caller at their start (or from `request.extensions().get::<Caller>()`) and carry it along.
 //!
-//! ```ignore
+//! ```text
 //! Server::builder()
 //!     .layer(GrpcTraceLayer::new(in_flight)) // outermost: its span sees the subject
 //!     .layer(AuthLayer::new(verifier, CRM_ACCESS))

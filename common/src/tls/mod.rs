@@ -18,7 +18,7 @@
 //!
 //! Server:
 //!
-//! ```ignore
+//! ```text
 //! let tls = ReloadingServerConfig::load(&settings.tls)?; // when settings.tls.enabled
 //! let listener = tokio::net::TcpListener::bind(addr).await?;
 //! tonic::transport::Server::builder()
@@ -36,7 +36,7 @@
 //!
 //! Client:
 //!
-//! ```ignore
+//! ```text
 //! let channel = tls::lazy_channel("https://erp:50051", &settings.erp.tls)?;
 //! let client = ErpSyncClient::new(channel);
 //! ```

@@ -48,7 +48,7 @@ for example in secret certificates; do
     to_json "$file" >"$work/$example.example.json"
 done
 
-python3 - "$work" "${overlays[@]}" <<'PY'
+TANDEM_ROOT=$root python3 - "$work" "${overlays[@]}" <<'PY'
 import json
 import re
 import sys
@@ -291,5 +291,34 @@ for service in ("crm-service", "erp-service"):
 if "sync-bridge" not in certificates.get("sync-bridge", {}).get("dnsNames", []):
     fail("certificates", "certificates.example.yaml: the bridge's certificate does not name sync-bridge")
 ok("certificates", "base", "the example server certificates name the Services' DNS names, the bridge's names sync-bridge")
+
+# 11. Every topic the code uses is a KafkaTopic exactly once, in the Kafka cluster's namespace.
+import os
+events = Path(os.environ["TANDEM_ROOT"]) / "proto" / "src" / "events"
+used = set()
+for source in events.glob("*.rs"):
+    text = source.read_text()
+    for block in re.findall(r"pub mod topics \{(.*?)\n\}", text, re.S):
+        used.update(re.findall(r'pub const [A-Z_]+: &str = "([^"]+)";', block))
+if not used or "tandem.dead-letter" not in used:
+    fail("topics", f"could not read the code's topic list from {events} (found {sorted(used)})")
+for overlay in overlays:
+    declared = {}
+    for o in load(work / f"{overlay}.json"):
+        if o.get("kind") == "KafkaTopic":
+            name = o["metadata"]["name"]
+            declared.setdefault(name, []).append(o["metadata"].get("namespace"))
+            if o["metadata"].get("labels", {}).get("strimzi.io/cluster") != "tandem-kafka":
+                fail("topics", f"{overlay}: KafkaTopic {name} is not labelled strimzi.io/cluster=tandem-kafka")
+    missing = sorted(used - set(declared))
+    if missing:
+        fail("topics", f"{overlay}: no KafkaTopic for {missing}")
+    extra = sorted(set(declared) - used)
+    if extra:
+        fail("topics", f"{overlay}: KafkaTopics the code never uses: {extra}")
+    for name, namespaces in declared.items():
+        if namespaces != ["kafka"]:
+            fail("topics", f"{overlay}: KafkaTopic {name} is declared in namespaces {namespaces}, expected once in kafka")
+    ok("topics", overlay, f"the {len(used)} topics the code uses are KafkaTopics, once each, in namespace kafka")
 PY
 echo "all Kubernetes manifest checks passed"

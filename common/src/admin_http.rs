@@ -51,7 +51,8 @@ impl Readiness {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    async fn check(&self) -> Result<(), &'static str> {
+    /// Ready, or why not (the same answer `/readyz` and the gRPC health service give).
+    pub async fn check(&self) -> Result<(), &'static str> {
         if !self.ready.load(Ordering::SeqCst) {
             return Err("not ready");
         }

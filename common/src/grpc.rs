@@ -10,11 +10,15 @@ use tonic_health::ServingStatus;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
+    admin_http::Readiness,
     host::{GrpcSettings, GrpcSurface},
     limits::LimitsLayer,
     telemetry::{GrpcTraceLayer, InFlight},
     tls::ReloadingServerConfig,
 };
+
+/// How often the health service re-reads readiness.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Errors starting or running the gRPC server.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,7 @@ pub async fn serve(
     settings: &GrpcSettings,
     tls: Option<ReloadingServerConfig>,
     surface: GrpcSurface,
+    readiness: Readiness,
     in_flight: InFlight,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
@@ -46,11 +51,35 @@ pub async fn serve(
         guard,
     } = surface;
     let (health, health_service) = tonic_health::server::health_reporter();
-    for service in services {
-        health
-            .set_service_status(*service, ServingStatus::Serving)
-            .await;
-    }
+    // Health says what readiness says (the database reachable, for the services), checked
+    // every HEALTH_INTERVAL, until the shutdown flips everything to NOT_SERVING for good.
+    let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+    let watch = {
+        let (health, names, stop) = (health.clone(), names.clone(), shutdown.clone());
+        async move {
+            let mut last = None;
+            loop {
+                let serving = readiness.check().await.is_ok();
+                if last != Some(serving) && !stop.is_cancelled() {
+                    let status = if serving {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    };
+                    health.set_service_status("", status).await;
+                    for name in &names {
+                        health.set_service_status(name, status).await;
+                    }
+                    last = Some(serving);
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+                }
+            }
+        }
+    };
+    tokio::spawn(watch);
     // Both reflection versions: grpcurl speaks v1, many older clients only v1alpha. Only the
     // services this port serves are advertised (a package's descriptors hold them all).
     let reflection = || {
@@ -67,7 +96,6 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
     let drained = async move {
         shutdown.cancelled().await;
         health

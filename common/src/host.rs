@@ -237,6 +237,7 @@ impl Host {
             &self.grpc.settings,
             self.grpc.tls,
             surface,
+            self.readiness.clone(),
             in_flight.clone(),
             grpc_stop.clone(),
         );
@@ -248,6 +249,7 @@ impl Host {
                         &port.settings,
                         port.tls,
                         surface,
+                        self.readiness.clone(),
                         in_flight.clone(),
                         grpc_stop,
                     )

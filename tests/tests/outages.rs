@@ -18,6 +18,9 @@ use tandem_tests::{
     wait_ready,
 };
 use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 mod support;
 
@@ -193,6 +196,32 @@ async fn with_the_database_down_the_crm_answers_unavailable_and_recovers_by_itse
         200,
         "alive while the database is down"
     );
+    // gRPC health says the same as /readyz (load balancers and Kubernetes ask it).
+    let health = HealthClient::new(security.public_channel(grpc).await.unwrap());
+    let serving = |want: ServingStatus| {
+        let health = health.clone();
+        move || {
+            let mut health = health.clone();
+            async move {
+                let status = health
+                    .check(HealthCheckRequest {
+                        service: "tandem.crm.v1.CrmService".into(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .status();
+                (status == want).then_some(())
+            }
+        }
+    };
+    eventually(
+        Duration::from_secs(10),
+        "gRPC health NOT_SERVING while the database is down",
+        serving(ServingStatus::NotServing),
+    )
+    .await
+    .unwrap();
 
     pg.resume().unwrap();
     let after = eventually(Duration::from_secs(30), "the CRM writing again", || {
@@ -202,6 +231,13 @@ async fn with_the_database_down_the_crm_answers_unavailable_and_recovers_by_itse
     .await
     .unwrap();
     wait_ready(http, Duration::from_secs(10)).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "gRPC health SERVING again",
+        serving(ServingStatus::Serving),
+    )
+    .await
+    .unwrap();
     // Every change committed so far is published; markers bound the topic.
     wait_outbox_published(&pg.url("crm"), Duration::from_secs(30))
         .await

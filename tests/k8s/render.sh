@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Renders the Kubernetes overlays (deploy/k8s/overlays/{local,prod}) and checks what they
 # promise: the security settings are wired in, the bridge reaches the services' internal
-# ports, nothing points at loopback, images are pinned. Needs kubectl (with its built-in
-# kustomize) and python3 (standard library only); no cluster.
+# ports, nothing points at loopback, images are pinned, each workload has its own token-less
+# ServiceAccount, and the NetworkPolicies deny by default and allow only the documented
+# connections. Needs kubectl (with its built-in kustomize) and python3 (standard library
+# only); no cluster.
 #
 #   tests/k8s/render.sh [K8S_DIR]     # K8S_DIR defaults to deploy/k8s
 #
@@ -320,5 +322,272 @@ for overlay in overlays:
         if namespaces != ["kafka"]:
             fail("topics", f"{overlay}: KafkaTopic {name} is declared in namespaces {namespaces}, expected once in kafka")
     ok("topics", overlay, f"the {len(used)} topics the code uses are KafkaTopics, once each, in namespace kafka")
+
+# 12-16. Service accounts and network policies. Ports are the pods' (a policy sees a connection
+# after the Service has translated it); a rule without ports allows every port, a rule without
+# peers every peer.
+
+SYNC_CLIENTS = {"sync-bridge", "tandemctl"}
+ANYONE = {"ipBlock": {"cidr": "0.0.0.0/0 (a rule without peers)"}}
+# Who may connect to each named port of each pod; a port not listed stays closed.
+INGRESS = {
+    "crm-service": {"grpc": "frontends", "sync": "sync clients", "http": "monitoring"},
+    "erp-service": {"grpc": "frontends", "sync": "sync clients", "http": "monitoring"},
+    "sync-bridge": {"http": "monitoring"},
+    "tandemctl": {},
+}
+# Where each pod may connect (what each name means: destinations() below).
+EGRESS = {
+    "crm-service": {"dns", "kafka", "database"},
+    "erp-service": {"dns", "kafka", "database"},
+    "sync-bridge": {"dns", "kafka", "crm-service sync", "erp-service sync"},
+    "tandemctl": {"dns", "kafka", "crm-service sync", "erp-service sync"},
+}
+
+
+def selects(selector, labels):
+    """Whether a label selector matches these labels (an empty selector matches everything)."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for e in selector.get("matchExpressions", []):
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        has, value = key in labels, labels.get(key)
+        if (op == "In" and not (has and value in values)) or (op == "NotIn" and has and value in values) \
+                or (op == "Exists" and not has) or (op == "DoesNotExist" and has):
+            return False
+    return True
+
+
+def pinned(selector, key):
+    """The values a selector allows for label `key`; None when it leaves the label free."""
+    allowed = None
+    if key in selector.get("matchLabels", {}):
+        allowed = {selector["matchLabels"][key]}
+    for e in selector.get("matchExpressions", []):
+        if e["key"] == key and e["operator"] == "In":
+            allowed = set(e["values"]) if allowed is None else allowed & set(e["values"])
+    return allowed
+
+
+def requires(selector, key):
+    """Whether a selector matches only pods that carry label `key`."""
+    return pinned(selector, key) is not None or any(
+        e["key"] == key and e["operator"] == "Exists" for e in selector.get("matchExpressions", []))
+
+
+def peer_namespace(peer, own):
+    """The namespace of a peer's pods: `own` without a namespaceSelector, the one its selector
+    pins by kubernetes.io/metadata.name, else "*" (any, or a set these files do not show)."""
+    if "namespaceSelector" not in peer:
+        return own
+    names = pinned(peer["namespaceSelector"], "kubernetes.io/metadata.name")
+    return next(iter(names)) if names and len(names) == 1 else "*"
+
+
+def describe(peer, own):
+    if "ipBlock" in peer:
+        return f"addresses {peer['ipBlock'].get('cidr')}"
+    return f"pods {peer.get('podSelector', {})} in namespace {peer_namespace(peer, own)}"
+
+
+def rule_ports(rule, named):
+    """The (protocol, port) pairs a rule allows, named ports resolved with `named`; None: all."""
+    allowed = set()
+    for p in rule.get("ports") or []:
+        if "port" not in p:
+            return None
+        port = named.get(p["port"], p["port"])
+        last = p.get("endPort", port) if isinstance(port, int) else port
+        allowed.update((p.get("protocol", "TCP"), n) for n in
+                       (range(port, last + 1) if isinstance(port, int) else [port]))
+    return allowed or None
+
+
+def subjects(r):
+    """(name, namespace, pod labels, container ports by name) of every pod the policies are
+    about: the Deployments', and an operator's tandemctl pod in namespace tandem."""
+    for o in r.objects:
+        if o["kind"] == "Deployment":
+            template = o["spec"]["template"]
+            named = {p["name"]: p["containerPort"] for c in template["spec"]["containers"]
+                     for p in c.get("ports", []) if "name" in p}
+            yield o["metadata"]["name"], o["metadata"].get("namespace"), template["metadata"].get("labels", {}), named
+    yield "tandemctl", "tandem", {"app.kubernetes.io/name": "tandemctl"}, {}
+
+
+def rules(r, namespace, labels, direction):
+    """(policy name, rule) of every rule of the given direction that applies to such a pod."""
+    for o in r.objects:
+        if o["kind"] != "NetworkPolicy" or o["metadata"].get("namespace") != namespace:
+            continue
+        spec = o["spec"]
+        types = spec.get("policyTypes") or ["Ingress"] + (["Egress"] if "egress" in spec else [])
+        if direction in types and selects(spec.get("podSelector", {}), labels):
+            for rule in spec.get(direction.lower()) or []:
+                yield o["metadata"]["name"], rule
+
+
+def ingress_class(peer, own):
+    """Which caller a peer of an ingress rule stands for, or a description of it."""
+    namespace, pods = peer_namespace(peer, own), peer.get("podSelector", {})
+    if "ipBlock" in peer:
+        return describe(peer, own)
+    if namespace == "monitoring":
+        return "monitoring"
+    names = pinned(pods, "app.kubernetes.io/name")
+    if namespace == own and names and names <= SYNC_CLIENTS:
+        return "sync clients"
+    if pinned(pods, "tandem.io/frontend") == {"true"}:
+        return "frontends"
+    return describe(peer, own)
+
+
+def check_service_accounts(r):
+    accounts = {(o["metadata"].get("namespace"), o["metadata"]["name"]): o
+                for o in r.objects if o["kind"] == "ServiceAccount"}
+    owner = {}
+    for o in r.objects:
+        if o["kind"] != "Deployment":
+            continue
+        name, namespace = o["metadata"]["name"], o["metadata"].get("namespace")
+        pod = o["spec"]["template"]["spec"]
+        account = pod.get("serviceAccountName") or pod.get("serviceAccount") or "default"
+        if account == "default" or (namespace, account) not in accounts:
+            fail("serviceaccounts", f"{r.overlay} Deployment {name}: serviceAccountName {account!r} "
+                 f"is not a ServiceAccount of its own in the render")
+        if account in owner:
+            fail("serviceaccounts", f"{r.overlay} Deployments {owner[account]} and {name} share ServiceAccount {account}")
+        owner[account] = name
+        if accounts[(namespace, account)].get("automountServiceAccountToken") is not False:
+            fail("serviceaccounts", f"{r.overlay} ServiceAccount {account}: automountServiceAccountToken is not false")
+        if pod.get("automountServiceAccountToken") is not False:
+            fail("serviceaccounts", f"{r.overlay} Deployment {name}: pod automountServiceAccountToken is not false")
+    ok("serviceaccounts", r.overlay, "every Deployment runs as a ServiceAccount of its own, "
+       "automountServiceAccountToken false on the ServiceAccount and on the pod")
+
+
+def check_default_deny(r):
+    for o in r.objects:
+        spec = o.get("spec", {})
+        if (o["kind"] == "NetworkPolicy" and o["metadata"].get("namespace") == "tandem"
+                and not any(spec.get("podSelector", {}).values())
+                and {"Ingress", "Egress"} <= set(spec.get("policyTypes", []))
+                and not spec.get("ingress") and not spec.get("egress")):
+            ok("default-deny", r.overlay, f"NetworkPolicy {o['metadata']['name']} selects every pod of "
+               "namespace tandem for Ingress and Egress and allows nothing")
+            return
+    fail("default-deny", f"{r.overlay}: no NetworkPolicy in namespace tandem with an empty podSelector, "
+         "policyTypes Ingress and Egress, and no rules")
+
+
+def check_sync_ingress(r):
+    pods = {name: (namespace, labels, named) for name, namespace, labels, named in subjects(r)}
+    for service in ("crm-service", "erp-service"):
+        namespace, labels, named = pods[service]
+        sync = named["sync"]
+        admitted = set()
+        for policy, rule in rules(r, namespace, labels, "Ingress"):
+            ports = rule_ports(rule, named)
+            if ports is not None and ("TCP", sync) not in ports:
+                continue
+            peers = rule.get("from") or []
+            if not peers:
+                fail("sync-ingress", f"{r.overlay} NetworkPolicy {policy}: a rule opens {service}'s sync port {sync} to anyone")
+            for peer in peers:
+                if ingress_class(peer, namespace) != "sync clients":
+                    fail("sync-ingress", f"{r.overlay} NetworkPolicy {policy}: a rule opens {service}'s sync port "
+                         f"{sync} to {describe(peer, namespace)}; only the bridge's and tandemctl's pods may connect")
+                admitted |= {c for c in SYNC_CLIENTS if selects(peer["podSelector"], pods[c][1])}
+        if admitted != SYNC_CLIENTS:
+            fail("sync-ingress", f"{r.overlay} {service}: no ingress rule lets {sorted(SYNC_CLIENTS - admitted)} "
+                 f"reach the sync port {sync}")
+    ok("sync-ingress", r.overlay, "the sync ports 50061/50062 take connections from the bridge's and "
+       "tandemctl's pods in namespace tandem, and from no one else")
+
+
+def check_ingress(r):
+    for name, namespace, labels, named in subjects(r):
+        expected = {("TCP", named[port]): (port, who) for port, who in INGRESS[name].items()}
+        open_to = set()
+        for policy, rule in rules(r, namespace, labels, "Ingress"):
+            ports = rule_ports(rule, named)
+            if ports is None:
+                fail("ingress", f"{r.overlay} NetworkPolicy {policy}: a rule opens every port of {name}; name the ports")
+            for port in sorted(ports, key=str):
+                if port not in expected:
+                    fail("ingress", f"{r.overlay} NetworkPolicy {policy}: a rule opens {name}'s port {port[1]}/{port[0]}, "
+                         f"which should stay closed (open: {sorted(INGRESS[name].items())})")
+                port_name, who = expected[port]
+                for peer in rule.get("from") or [ANYONE]:
+                    if ingress_class(peer, namespace) != who:
+                        fail("ingress", f"{r.overlay} NetworkPolicy {policy}: a rule opens {name}'s {port_name} port "
+                             f"{port[1]} to {describe(peer, namespace)}; only {who} may connect")
+                open_to.add(port)
+        if open_to != set(expected):
+            fail("ingress", f"{r.overlay} {name}: no ingress rule opens {sorted(expected[p] for p in set(expected) - open_to)}")
+    ok("ingress", r.overlay, "public ports only from frontends (tandem.io/frontend=true), metrics only from "
+       "namespace monitoring, every other port closed, on every workload and tandemctl")
+
+
+def destinations(r):
+    """name -> (namespace, test on the peer's pod selector, the (protocol, port) pairs)."""
+    named = {name: ports for name, _, _, ports in subjects(r)}
+    anything = lambda pods: True
+    found = {
+        "dns": ("kube-system", anything, {("UDP", 53), ("TCP", 53)}),
+        "kafka": ("kafka", anything, {("TCP", 9092), ("TCP", 9093)}),
+        "database": ("tandem", lambda pods: requires(pods, "cnpg.io/cluster"), {("TCP", 5432)}),
+    }
+    for service in ("crm-service", "erp-service"):
+        found[f"{service} sync"] = ("tandem", lambda pods, s=service: pinned(pods, "app.kubernetes.io/name") == {s},
+                                    {("TCP", named[service]["sync"])})
+    return found
+
+
+def egress_class(peer, own, port, known):
+    namespace = peer_namespace(peer, own)
+    for what, (where, pods, ports) in known.items():
+        if "ipBlock" not in peer and namespace == where and pods(peer.get("podSelector", {})) and port in ports:
+            return what
+    return None
+
+
+def check_egress(r):
+    known = destinations(r)
+    for name, namespace, labels, named in subjects(r):
+        reached = set()
+        for policy, rule in rules(r, namespace, labels, "Egress"):
+            ports = rule_ports(rule, {})
+            peers = rule.get("to") or []
+            if ports is None or not peers:
+                fail("egress", f"{r.overlay} NetworkPolicy {policy}: an egress rule of {name} allows "
+                     f"{'every port' if ports is None else 'every destination'}; name both")
+            for peer in peers:
+                for port in sorted(ports, key=str):
+                    what = egress_class(peer, namespace, port, known)
+                    if what not in EGRESS[name]:
+                        fail("egress", f"{r.overlay} NetworkPolicy {policy}: {name} may connect to "
+                             f"{describe(peer, namespace)} on {port[1]}/{port[0]}, which is not among its "
+                             f"destinations {sorted(EGRESS[name])}")
+                    reached.add((what, port))
+        missing = {(what, port) for what in EGRESS[name] for port in known[what][2]} - reached
+        if missing:
+            fail("egress", f"{r.overlay} {name}: no egress rule lets it reach {sorted(missing)}")
+    for where, _, c in r.containers():
+        endpoint = next((v for k, v in r.env(where, c).items() if k.endswith("__TELEMETRY__OTLP_ENDPOINT")), "")
+        if endpoint:
+            fail("egress", f"{r.overlay} {where}: exports to {endpoint!r}, but no policy lets it out: add an "
+                 "egress rule for the collector (deploy/k8s/README.md, Network policy) and to this check")
+    ok("egress", r.overlay, "each workload (and tandemctl) may connect only to DNS, Kafka 9092/9093, and its "
+       "database (services) or the sync ports (bridge, tandemctl); no OTLP endpoint is set")
+
+
+for r in renders:
+    check_service_accounts(r)
+    check_default_deny(r)
+    check_sync_ingress(r)
+    check_ingress(r)
+    check_egress(r)
 PY
 echo "all Kubernetes manifest checks passed"

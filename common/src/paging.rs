@@ -76,10 +76,16 @@ fn key() -> &'static [u8] {
     KEY.get_or_init(|| rand::random::<[u8; 32]>().to_vec())
 }
 
-fn tag(body: &[u8]) -> Option<[u8; TAG_LEN]> {
+/// The HMAC of `body` under the page-token key (HMAC takes keys of any length, so this fails
+/// only if that ever changed).
+fn mac(body: &[u8]) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key()).ok()?;
     mac.update(body);
-    let full = mac.finalize().into_bytes();
+    Some(mac)
+}
+
+fn tag(body: &[u8]) -> Option<[u8; TAG_LEN]> {
+    let full = mac(body)?.finalize().into_bytes();
     let mut tag = [0; TAG_LEN];
     tag.copy_from_slice(full.get(..TAG_LEN)?);
     Some(tag)
@@ -189,10 +195,8 @@ fn decode<K: DeserializeOwned>(token: &str, fingerprint: u64) -> Option<K> {
         return None;
     }
     let (body, given) = bytes.split_at(bytes.len() - TAG_LEN);
-    let mut mac = Hmac::<Sha256>::new_from_slice(key()).ok()?;
-    mac.update(body);
     // Constant-time comparison of the truncated tag.
-    mac.verify_truncated_left(given).ok()?;
+    mac(body)?.verify_truncated_left(given).ok()?;
     let (head, json) = body.split_at(FINGERPRINT_LEN);
     if u64::from_be_bytes(head.try_into().ok()?) != fingerprint {
         return None;

@@ -102,8 +102,7 @@ impl Security {
         )?)
     }
 
-    /// A token signed by the kit's key with the given claims' window and audience, for tests
-    /// of refusals.
+    /// The kit's token signing key (PKCS#8 PEM), for tests that craft tokens of their own.
     pub fn signing_key(&self) -> &str {
         &self.signing_key
     }

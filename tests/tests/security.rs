@@ -8,14 +8,21 @@
 //! - the internal sync RPCs are not served on the public ports;
 //! - the internal ports refuse a client without a certificate, one from another CA and one
 //!   whose identity is not the bridge's or tandemctl's, and serve the bridge;
-//! - the caller's subject reaches the event envelope of the change it made.
+//! - the caller's subject reaches the event envelope of the change it made;
+//! - the bridge presents a rotated client certificate without a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::json;
-use tandem_common::{auth::Role, tls::ClientTlsSettings};
+use tandem_common::{
+    auth::Role,
+    pki::{Ca, Usage},
+    tls::ClientTlsSettings,
+};
 use tandem_proto::{crm::v1 as crm, events::topics};
 use tandem_tests::{
     Stack, read_topic,
@@ -402,4 +409,87 @@ async fn the_services_reach_postgresql_over_verified_tls() {
         assert!(sessions > 0, "{db}: the service holds connections");
         assert_eq!(encrypted, sessions, "{db}: every session is encrypted");
     }
+}
+
+/// Rotation as an operator does it when the client CA changes: the bridge's certificate and
+/// key files are replaced by ones from a new CA, and the services restart trusting only that
+/// CA. The bridge keeps running (same process) and must present the new certificate on its
+/// next connections; the old one, still held by tandemctl, is now refused.
+#[tokio::test]
+async fn the_bridge_presents_a_rotated_client_certificate_without_a_restart() {
+    let mut stack = Stack::start().await.unwrap();
+    let (mut crm, erp) = support::clients(&stack).await;
+    let bridge_pid = stack.bridge.pid();
+    let before = create_customer(&mut crm, "Before Rotation").await;
+    support::erp_has_customer(&erp, &before).await;
+
+    // A new CA and a bridge certificate from it, written over the bridge's files (each
+    // through a rename, as a Secret update lands).
+    let dir = stack.security.dir.clone();
+    let ca = Ca::generate("Tandem rotated test CA").unwrap();
+    std::fs::write(dir.join("rotated-ca.pem"), ca.cert_pem()).unwrap();
+    let issued = ca.issue(&[security::BRIDGE], Usage::Client).unwrap();
+    issued.write(&dir, "next").unwrap();
+    for ext in ["pem", "key"] {
+        std::fs::rename(
+            dir.join(format!("next.{ext}")),
+            dir.join(format!("{}.{ext}", security::BRIDGE)),
+        )
+        .unwrap();
+    }
+    let rotated_ca = dir.join("rotated-ca.pem").display().to_string();
+    for (service, prefix, http) in [
+        (&mut stack.crm, "CRM", stack.crm_http),
+        (&mut stack.erp, "ERP", stack.erp_http),
+    ] {
+        service.set_env(
+            &format!("{prefix}__SYNC__TLS__CLIENT_CA_FILE"),
+            Some(&rotated_ca),
+        );
+        service.kill();
+        service.start().unwrap();
+        tandem_tests::wait_ready(http, Duration::from_secs(30)).unwrap();
+    }
+    // The services really changed CAs: a certificate from the old one is refused.
+    assert!(
+        health(
+            stack
+                .security
+                .sync_channel(stack.crm_sync, security::TANDEMCTL)
+                .await,
+            "tandem.crm.v1.CrmSync"
+        )
+        .await
+        .is_err(),
+        "the old CA's certificate must be refused after the rotation"
+    );
+
+    // Both directions sync again through the same bridge process.
+    let (mut crm, mut erp) = support::clients(&stack).await;
+    let after = create_customer(&mut crm, "After Rotation").await;
+    support::erp_has_customer(&erp, &after).await;
+    support::stock_product(&mut erp, "ROT-1", 1_000, 7).await;
+    support::crm_available(&crm, "ROT-1", 7).await;
+    assert_eq!(
+        stack.bridge.pid(),
+        bridge_pid,
+        "the bridge was not restarted"
+    );
+}
+
+async fn create_customer(
+    crm: &mut crm::crm_service_client::CrmServiceClient<security::Authed>,
+    name: &str,
+) -> String {
+    crm.create_customer(crm::CreateCustomerRequest {
+        customer: Some(crm::Customer {
+            display_name: name.into(),
+            email: format!("{}@example.com", name.replace(' ', ".").to_lowercase()),
+            ..crm::Customer::default()
+        }),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .id
 }

@@ -13,8 +13,10 @@
 //!   (UNAUTHENTICATED) or from an identity that is not allowed (PERMISSION_DENIED), and
 //!   recording the caller as [`PeerIdentity`] in the request extensions. [`peer_names`] and
 //!   [`peer_is`] read the same information.
-//! - [`channel`] / [`lazy_channel`] / [`endpoint`]: client channels, TLS when the settings say
-//!   so (the settings decide, not the URL's scheme).
+//! - [`channel`] / [`lazy_channel`]: client channels, TLS when the settings say so (the
+//!   settings decide, not the URL's scheme). Each new connection's handshake uses
+//!   [`ReloadingClientConfig`]'s current configuration, so a rotated client certificate (or
+//!   CA) is used from the next connection on, without a restart.
 //!
 //! Server:
 //!
@@ -46,6 +48,7 @@
 
 mod client;
 mod identity;
+mod reload;
 mod server;
 mod settings;
 
@@ -58,9 +61,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
-pub use client::{channel, endpoint, lazy_channel};
+pub use client::{ReloadingClientConfig, TlsConnector, channel, lazy_channel};
 pub use identity::{ClientIdentity, ClientIdentityLayer, PeerIdentity, peer_is, peer_names};
 pub use server::{HANDSHAKE_TIMEOUT, ReloadingServerConfig, TlsIncoming, incoming};
 pub use settings::{ClientTlsSettings, ServerTlsSettings};
@@ -82,7 +86,7 @@ pub enum TlsError {
     #[error("{path}: {reason}")]
     Pem { path: PathBuf, reason: String },
     #[error("cannot trust the CA certificates in {path}: {reason}")]
-    ClientCa { path: PathBuf, reason: String },
+    Ca { path: PathBuf, reason: String },
     #[error("cannot use the certificate {cert} with the key {key}: {source}")]
     Identity {
         cert: PathBuf,
@@ -94,12 +98,6 @@ pub enum TlsError {
     Provider(#[source] rustls::Error),
     #[error("invalid endpoint {url:?}: {reason}")]
     Url { url: String, reason: String },
-    #[error("cannot configure TLS for {url}: {}", chain(source))]
-    ClientConfig {
-        url: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
     #[error("cannot connect to {url}: {}", chain(source))]
     Connect {
         url: String,
@@ -151,6 +149,18 @@ fn parse_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, 
         });
     }
     Ok(certs)
+}
+
+/// The CA certificates in the PEM file `path`, as the roots a peer's certificate must chain to.
+fn root_store(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert).map_err(|e| TlsError::Ca {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(roots)
 }
 
 /// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file `path`.

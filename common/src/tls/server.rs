@@ -6,15 +6,15 @@ use std::{
     future::Future as _,
     io,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant, SystemTime},
+    time::Duration,
 };
 
 use futures::Stream;
-use rustls::{RootCertStore, ServerConfig, server::WebPkiClientVerifier};
+use rustls::{ServerConfig, server::WebPkiClientVerifier};
 use tokio::{
     net::{TcpListener, TcpStream},
     task::JoinSet,
@@ -22,7 +22,11 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
-use super::{ServerTlsSettings, TlsError, load_certs, load_key};
+use super::{
+    ServerTlsSettings, TlsError, load_certs, load_key,
+    reload::{ConfigFiles, Reloading, required},
+    root_store,
+};
 
 /// How long a client has to complete its TLS handshake before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,18 +46,8 @@ struct Files {
     require_client_cert: bool,
 }
 
-/// What identifies a file's version: modification time and length (`None`: unreadable).
-type Stamp = Option<(SystemTime, u64)>;
-
 impl Files {
     fn from_settings(settings: &ServerTlsSettings) -> Result<Self, TlsError> {
-        let required = |value: &str, key: &str| {
-            if value.is_empty() {
-                Err(TlsError::Settings(format!("{key} is not set")))
-            } else {
-                Ok(PathBuf::from(value))
-            }
-        };
         let client_ca =
             (!settings.client_ca_file.is_empty()).then(|| PathBuf::from(&settings.client_ca_file));
         if client_ca.is_none() && settings.require_client_cert {
@@ -74,17 +68,19 @@ impl Files {
             require_client_cert: settings.require_client_cert,
         })
     }
+}
 
-    fn stamps(&self) -> Vec<Stamp> {
-        let stamp = |path: &PathBuf| -> Stamp {
-            let metadata = std::fs::metadata(path).ok()?;
-            Some((metadata.modified().ok()?, metadata.len()))
-        };
-        let mut stamps = vec![stamp(&self.cert), stamp(&self.key)];
-        if let Some(ca) = &self.client_ca {
-            stamps.push(stamp(ca));
-        }
-        stamps
+impl ConfigFiles for Files {
+    type Config = ServerConfig;
+
+    fn paths(&self) -> Vec<&Path> {
+        let mut paths = vec![self.cert.as_path(), self.key.as_path()];
+        paths.extend(self.client_ca.as_deref());
+        paths
+    }
+
+    fn named(&self) -> &Path {
+        &self.cert
     }
 
     fn build(&self) -> Result<ServerConfig, TlsError> {
@@ -95,24 +91,19 @@ impl Files {
         let builder = match &self.client_ca {
             None => builder.with_no_client_auth(),
             Some(path) => {
-                let ca_error = |reason: String| TlsError::ClientCa {
-                    path: path.clone(),
-                    reason,
-                };
-                let mut roots = RootCertStore::empty();
-                for cert in load_certs(path)? {
-                    roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(root_store(path)?),
+                    provider,
+                );
                 let verifier = if self.require_client_cert {
                     verifier
                 } else {
                     verifier.allow_unauthenticated()
                 };
-                builder.with_client_cert_verifier(
-                    verifier.build().map_err(|e| ca_error(e.to_string()))?,
-                )
+                builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Ca {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?)
             }
         };
         let chain = load_certs(&self.cert)?;
@@ -130,18 +121,6 @@ impl Files {
     }
 }
 
-struct State {
-    config: Arc<ServerConfig>,
-    stamps: Vec<Stamp>,
-    checked: Instant,
-}
-
-struct Shared {
-    files: Files,
-    check_every: Duration,
-    state: Mutex<State>,
-}
-
 /// The server's TLS configuration, rebuilt from its files when their modification times (or
 /// lengths) change. Cheap to clone; clones share the configuration.
 ///
@@ -151,20 +130,18 @@ struct Shared {
 /// change again.
 #[derive(Clone)]
 pub struct ReloadingServerConfig {
-    shared: Arc<Shared>,
+    inner: Reloading<Files>,
 }
 
 impl fmt::Debug for ReloadingServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files = self.inner.files();
         f.debug_struct("ReloadingServerConfig")
-            .field("cert_file", &self.shared.files.cert)
-            .field("key_file", &self.shared.files.key)
-            .field("client_ca_file", &self.shared.files.client_ca)
-            .field(
-                "require_client_cert",
-                &self.shared.files.require_client_cert,
-            )
-            .field("check_every", &self.shared.check_every)
+            .field("cert_file", &files.cert)
+            .field("key_file", &files.key)
+            .field("client_ca_file", &files.client_ca)
+            .field("require_client_cert", &files.require_client_cert)
+            .field("check_every", &self.inner.check_every())
             .finish_non_exhaustive()
     }
 }
@@ -173,59 +150,18 @@ impl ReloadingServerConfig {
     /// Builds the configuration from the files `settings` name (whether or not
     /// `settings.enabled`: that is the caller's decision). ALPN offers `h2` only.
     pub fn load(settings: &ServerTlsSettings) -> Result<Self, TlsError> {
-        let files = Files::from_settings(settings)?;
-        let stamps = files.stamps();
-        let config = Arc::new(files.build()?);
         Ok(Self {
-            shared: Arc::new(Shared {
-                files,
-                check_every: Duration::from_millis(settings.reload_check_ms),
-                state: Mutex::new(State {
-                    config,
-                    stamps,
-                    checked: Instant::now(),
-                }),
-            }),
+            inner: Reloading::load(
+                Files::from_settings(settings)?,
+                Duration::from_millis(settings.reload_check_ms),
+            )?,
         })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the state half-written: every field is
-        // replaced whole.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The configuration to use for the next handshake, reloaded first when the check is due
     /// and the files changed.
     pub fn current(&self) -> Arc<ServerConfig> {
-        let mut state = self.lock();
-        if state.checked.elapsed() >= self.shared.check_every {
-            state.checked = Instant::now();
-            let files = &self.shared.files;
-            let stamps = files.stamps();
-            if stamps != state.stamps {
-                state.stamps = stamps;
-                match files.build() {
-                    Ok(config) => {
-                        state.config = Arc::new(config);
-                        tracing::info!(
-                            cert_file = %files.cert.display(),
-                            "reloaded the TLS certificate"
-                        );
-                    }
-                    Err(error) => tracing::warn!(
-                        cert_file = %files.cert.display(),
-                        key_file = %files.key.display(),
-                        %error,
-                        "cannot reload the TLS certificate; keeping the previous one"
-                    ),
-                }
-            }
-        }
-        state.config.clone()
+        self.inner.current()
     }
 }
 

@@ -20,7 +20,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use super::*;
+use super::{client::plan, *};
 use crate::pki::{Ca, Usage};
 
 const ALLOWED: &str = "sync-bridge";
@@ -782,34 +782,34 @@ async fn client_settings_errors_name_the_file_or_url() {
     let good = pki.client(&pki.dir.file("ca.pem"), Some("bridge"));
 
     for url in ["ftp://127.0.0.1:1", "127.0.0.1:1", "not a url"] {
-        let error = endpoint(url, &good).unwrap_err();
+        let error = plan(url, &good).unwrap_err();
         assert!(matches!(error, TlsError::Url { .. }), "{url}: {error:?}");
         assert!(error.to_string().contains(url), "{error}");
     }
 
     let mut missing_ca = good.clone();
     missing_ca.ca_file = pki.dir.file("absent.pem");
-    let error = endpoint("https://127.0.0.1:1", &missing_ca).unwrap_err();
+    let error = plan("https://127.0.0.1:1", &missing_ca).unwrap_err();
     assert!(error.to_string().contains("absent.pem"), "{error}");
 
     let mut no_ca = good.clone();
     no_ca.ca_file = String::new();
     assert!(matches!(
-        endpoint("https://127.0.0.1:1", &no_ca),
+        plan("https://127.0.0.1:1", &no_ca),
         Err(TlsError::Settings(_))
     ));
 
     let mut half = good.clone();
     half.key_file = String::new();
     assert!(matches!(
-        endpoint("https://127.0.0.1:1", &half),
+        plan("https://127.0.0.1:1", &half),
         Err(TlsError::Settings(_))
     ));
 
     let mut bad_key = good.clone();
     std::fs::write(pki.dir.file("bad.key"), "nothing here").unwrap();
     bad_key.key_file = pki.dir.file("bad.key");
-    let error = endpoint("https://127.0.0.1:1", &bad_key).unwrap_err();
+    let error = plan("https://127.0.0.1:1", &bad_key).unwrap_err();
     assert!(error.to_string().contains("bad.key"), "{error}");
 
     // Nobody listens on port 1.
@@ -822,10 +822,15 @@ async fn client_settings_errors_name_the_file_or_url() {
 fn the_settings_decide_the_scheme() {
     let pki = Pki::new();
     let tls = pki.client(&pki.dir.file("ca.pem"), None);
-    let enabled = endpoint("http://erp:50051", &tls).unwrap();
-    assert_eq!(enabled.uri().to_string(), "https://erp:50051/");
-    let disabled = endpoint("https://erp:50051", &ClientTlsSettings::default()).unwrap();
+    // TLS is the connector's: tonic always sees plain http, with the port made explicit.
+    let (enabled, connector) = plan("http://erp:50051", &tls).unwrap();
+    assert_eq!(enabled.uri().to_string(), "http://erp:50051/");
+    assert!(connector.is_some());
+    let (disabled, connector) = plan("https://erp:50051", &ClientTlsSettings::default()).unwrap();
     assert_eq!(disabled.uri().to_string(), "http://erp:50051/");
+    assert!(connector.is_none());
+    let (default_port, _) = plan("https://erp", &tls).unwrap();
+    assert_eq!(default_port.uri().to_string(), "http://erp:443/");
 }
 
 // ---- settings ----

@@ -17,6 +17,7 @@ use crate::{
     limits::LimitSettings,
     outbox::Relay,
     settings::ListenSettings,
+    shutdown::Deadline,
     telemetry::InFlight,
     tls::{ClientIdentityLayer, ReloadingServerConfig, ServerTlsSettings, TlsError},
 };
@@ -281,7 +282,8 @@ impl Host {
 
     /// [`Host::serve`] for a service with an outbox: `relay` runs alongside with its own stop
     /// token and is stopped only after the gRPC server drained, so the events of the last
-    /// committed calls still go out. It gets at most `grace` to stop; then `pool` is closed.
+    /// committed calls still go out. Draining and flushing share one budget, `grace` from the
+    /// signal ([`Deadline`]); then `pool` is closed.
     pub async fn serve_with_outbox(
         self,
         surface: GrpcSurface,
@@ -293,12 +295,41 @@ impl Host {
     ) -> Result<(), HostError> {
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
-        let served = self.serve(surface, sync, shutdown, grace).await;
+        // The budget starts at the signal, not when draining ends.
+        let signalled = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                Deadline::after(grace)
+            })
+        };
+        let served = self.serve(surface, sync, shutdown.clone(), grace).await;
+        let deadline = if shutdown.is_cancelled() {
+            signalled
+                .await
+                .unwrap_or_else(|_| Deadline::after(Duration::ZERO))
+        } else {
+            // The server failed on its own: no signal to count from.
+            signalled.abort();
+            Deadline::after(Duration::ZERO)
+        };
         relay_stop.cancel();
-        if tokio::time::timeout(grace, relay).await.is_err() {
-            tracing::warn!("outbox relay did not stop in time");
+        // The last phase: the relay flushes, then the pool closes. Closing waits for every
+        // connection to come back, and a call that did not drain in time still holds one, so
+        // the phase is bounded as a whole (the process exit drops what is left).
+        let left = deadline.left_for_last_phase();
+        let last_phase = async {
+            if let Err(error) = relay.await {
+                tracing::warn!(%error, "outbox relay task failed");
+            }
+            pool.close().await;
+        };
+        if tokio::time::timeout(left, last_phase).await.is_err() {
+            tracing::warn!(
+                ?left,
+                "the outbox relay or database connections did not stop in time"
+            );
         }
-        pool.close().await;
         served
     }
 }

@@ -4,7 +4,7 @@ use std::{future::Future, time::Duration};
 
 /// After the main future returns, blocking work still running (e.g. a Kafka client closing
 /// while the broker is unreachable) gets this long before the process exits anyway.
-const EXIT_GRACE: Duration = Duration::from_secs(3);
+pub const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs `main` on a multi-threaded runtime and returns its output; the process never hangs
 /// on exit waiting for blocking tasks.

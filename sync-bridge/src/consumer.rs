@@ -36,7 +36,7 @@ use tandem_common::{
     backoff::Backoff,
     kafka::{KafkaError, KafkaSettings},
     metrics_names as m,
-    shutdown::sleep_or_cancel,
+    shutdown::{Deadline, sleep_or_cancel},
 };
 use tokio::sync::mpsc;
 
@@ -216,11 +216,13 @@ impl Bridge {
 
         // Workers stop at the next event boundary (an event in the middle of a retry is
         // abandoned and will be delivered again); then the applied offsets are committed.
+        // Both share one budget of `grace`.
+        let deadline = Deadline::after(grace);
         let drain = futures::future::join_all(workers.into_values().map(|w| {
             drop(w.queue);
             w.task
         }));
-        if tokio::time::timeout(grace, drain).await.is_err() {
+        if tokio::time::timeout(deadline.left(), drain).await.is_err() {
             tracing::warn!(?grace, "partition workers did not stop in time");
         }
         // librdkafka's calls block (for long while the broker is unreachable): keep them off
@@ -229,12 +231,13 @@ impl Bridge {
         let committing = consumer.clone();
         let commit =
             tokio::task::spawn_blocking(move || committing.commit_consumer_state(CommitMode::Sync));
-        match tokio::time::timeout(grace, commit).await {
+        let left = deadline.left_for_last_phase();
+        match tokio::time::timeout(left, commit).await {
             Ok(Ok(Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)))) => {}
             Ok(Ok(Err(error))) => tracing::warn!(%error, "final offset commit failed"),
             Ok(Err(error)) => tracing::warn!(%error, "final offset commit panicked"),
             Err(_) => tracing::warn!(
-                ?grace,
+                ?left,
                 "final offset commit timed out; uncommitted events will be delivered again"
             ),
         }

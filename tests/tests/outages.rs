@@ -373,3 +373,85 @@ async fn the_broker_killed_again_and_again_under_a_burst_loses_nothing_and_never
         records.len()
     );
 }
+
+/// Kubernetes gives a pod `terminationGracePeriodSeconds` after SIGTERM, then SIGKILLs it: a
+/// stop must fit one budget. Here both phases of the CRM's stop hang — a call blocked on a
+/// lock the test holds (draining waits for it) and committed changes the relay cannot publish
+/// with the broker down (flushing waits for it) — and the process still exits within
+/// `shutdown_grace + LAST_PHASE_FLOOR + EXIT_GRACE`, not twice the grace.
+#[tokio::test]
+async fn a_stop_spends_one_grace_when_draining_and_flushing_both_hang() {
+    use std::time::Instant;
+    use tandem_common::{runtime::EXIT_GRACE, shutdown::LAST_PHASE_FLOOR};
+
+    const GRACE: Duration = Duration::from_secs(6);
+    let mut stack = Stack::start_with(StackOptions {
+        crm_env: vec![(
+            "CRM__SHUTDOWN_GRACE_MS".into(),
+            GRACE.as_millis().to_string(),
+        )],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (mut crm, _) = clients(&stack).await;
+    stack.broker.kill();
+    for n in 0..3 {
+        crm.create_customer(customer(n)).await.unwrap();
+    }
+    assert_eq!(
+        unpublished(&stack.crm_db).await,
+        3,
+        "changes the relay cannot publish"
+    );
+
+    let mut lock = stack.crm_db.connect().await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let stuck = tokio::spawn({
+        let mut crm = crm.clone();
+        async move { crm.create_customer(customer(99)).await }
+    });
+    let db_name = stack.crm_db.name.clone();
+    eventually(WAIT, "the call waiting for the lock", || {
+        let db = &stack.crm_db;
+        let db_name = db_name.clone();
+        async move {
+            let mut conn = db.connect().await.ok()?;
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND wait_event_type = 'Lock'",
+            )
+            .bind(db_name)
+            .fetch_one(&mut conn)
+            .await
+            .ok()?;
+            (waiting > 0).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    let signalled = Instant::now();
+    stack.crm.terminate(Duration::from_secs(60)).unwrap();
+    let took = signalled.elapsed();
+    let budget = GRACE + LAST_PHASE_FLOOR + EXIT_GRACE;
+    println!("the CRM stopped {took:?} after SIGTERM (budget {budget:?})");
+    assert!(
+        took >= GRACE - Duration::from_millis(200),
+        "the stuck call should have held the drain for the grace ({GRACE:?}), took {took:?}:\n{}",
+        stack.crm.output()
+    );
+    // Half a second for the test's own polling of the exit.
+    assert!(
+        took <= budget + Duration::from_millis(500),
+        "the stop took {took:?}, more than shutdown_grace {GRACE:?} + last-phase floor \
+         {LAST_PHASE_FLOOR:?} + exit grace {EXIT_GRACE:?}:\n{}",
+        stack.crm.output()
+    );
+    drop(lock);
+    let _ = stuck.await;
+}

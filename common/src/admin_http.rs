@@ -31,12 +31,44 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// What `/readyz` checks: a flag the application raises once it can serve, and optionally
-/// that its database answers.
+/// Something a process needs to do its work, whose reachability a background task keeps
+/// reporting (the bridge's targets and broker). Starts unreachable until the first report.
+#[derive(Clone, Debug)]
+pub struct Dependency {
+    up: Arc<AtomicBool>,
+    /// What readiness says while it is unreachable, e.g. `"crm unreachable"`.
+    unmet: &'static str,
+}
+
+impl Dependency {
+    pub fn new(unmet: &'static str) -> Self {
+        Self {
+            up: Arc::default(),
+            unmet,
+        }
+    }
+
+    /// Reports whether it is reachable now; returns whether that changed.
+    pub fn report(&self, up: bool) -> bool {
+        self.up.swap(up, Ordering::SeqCst) != up
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    pub fn unmet(&self) -> &'static str {
+        self.unmet
+    }
+}
+
+/// What `/readyz` checks: a flag the application raises once it can serve, optionally that
+/// its database answers, and that every [`Dependency`] it requires was last seen reachable.
 #[derive(Clone, Default)]
 pub struct Readiness {
     ready: Arc<AtomicBool>,
     database: Option<PgPool>,
+    dependencies: Vec<Dependency>,
 }
 
 impl Readiness {
@@ -44,7 +76,14 @@ impl Readiness {
         Self {
             ready: Arc::default(),
             database,
+            dependencies: Vec::new(),
         }
+    }
+
+    /// Also requires `dependency` to be reachable.
+    pub fn requiring(mut self, dependency: Dependency) -> Self {
+        self.dependencies.push(dependency);
+        self
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -55,6 +94,9 @@ impl Readiness {
     pub async fn check(&self) -> Result<(), &'static str> {
         if !self.ready.load(Ordering::SeqCst) {
             return Err("not ready");
+        }
+        if let Some(down) = self.dependencies.iter().find(|d| !d.is_up()) {
+            return Err(down.unmet());
         }
         if let Some(pool) = &self.database {
             let ping = sqlx::query("SELECT 1").execute(pool);

@@ -32,3 +32,7 @@ pub const BRIDGE_CONSUMER_LAG: &str = "tandem_bridge_consumer_lag";
 pub const BRIDGE_OLDEST_UNAPPLIED_SECONDS: &str = "tandem_bridge_oldest_unapplied_seconds";
 /// Histogram: seconds from the event's `occurred_at` to its effect being applied. Labels: `flow`.
 pub const BRIDGE_COMMIT_TO_APPLY_SECONDS: &str = "tandem_bridge_commit_to_apply_seconds";
+/// Gauge: 1 while the bridge last found a target reachable (the service's internal port
+/// answering SERVING, or the broker answering metadata), 0 otherwise. Labels: `target`
+/// (`crm`, `erp`, `broker`).
+pub const BRIDGE_TARGET_UP: &str = "tandem_bridge_target_up";

@@ -19,6 +19,7 @@ use crate::{
     consumer::{self, Bridge},
     dead_letter::DeadLetter,
     flows::Flows,
+    reachability::Reachability,
     settings::{EndpointSettings, Settings},
 };
 
@@ -49,6 +50,7 @@ fn channel(endpoint: &EndpointSettings) -> Result<tonic::transport::Channel, Sta
 pub struct Application {
     host: Host,
     bridge: Bridge,
+    reachability: Reachability,
     kafka: KafkaSettings,
     retry: BackoffSettings,
     shutdown_grace: Duration,
@@ -56,12 +58,19 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let (erp, crm) = (channel(&settings.erp)?, channel(&settings.crm)?);
         let flows = Flows::new(
-            channel(&settings.erp)?,
-            channel(&settings.crm)?,
+            erp.clone(),
+            crm.clone(),
             Duration::from_millis(settings.erp.timeout_ms.max(settings.crm.timeout_ms)),
         );
         let producer: FutureProducer = settings.kafka.producer_config()?.create()?;
+        let (reachability, dependencies) = Reachability::new(
+            crm,
+            erp,
+            producer.clone(),
+            settings.consumer.dead_letter_topic.clone(),
+        );
         let dead_letter = DeadLetter::new(producer, settings.consumer.dead_letter_topic.clone());
         let consumer = consumer::consumer(&settings.kafka, &settings.consumer)?;
         let bridge = Bridge::new(
@@ -75,10 +84,15 @@ impl Application {
             settings.consumer.batch_max,
             settings.consumer.assignment,
         );
-        let host = Host::bind(&settings.grpc, None, &settings.http, Readiness::new(None)).await?;
+        // Ready while consuming and while the CRM, the ERP and the broker are reachable.
+        let readiness = dependencies
+            .into_iter()
+            .fold(Readiness::new(None), Readiness::requiring);
+        let host = Host::bind(&settings.grpc, None, &settings.http, readiness).await?;
         Ok(Self {
             host,
             bridge,
+            reachability,
             kafka: settings.kafka,
             retry: settings.consumer.retry,
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
@@ -106,6 +120,7 @@ impl Application {
                 self.host
                     .serve(surface, None, shutdown.clone(), self.shutdown_grace),
             );
+        tokio::spawn(self.reachability.watch(shutdown.clone()));
         let consumed = self
             .bridge
             .run(

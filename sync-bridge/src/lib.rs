@@ -17,6 +17,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod flows;
 pub mod ops;
+pub mod reachability;
 pub mod settings;
 
 pub use app::Application;

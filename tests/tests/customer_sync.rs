@@ -253,17 +253,29 @@ async fn every_process_serves_health_and_reflection() {
         } else {
             stack.security.public_channel(addr).await.unwrap()
         };
-        let mut health = HealthClient::new(channel.clone());
+        let health = HealthClient::new(channel.clone());
         for service in services.iter().copied().chain([""]) {
-            let status = health
-                .check(HealthCheckRequest {
-                    service: service.to_owned(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .status();
-            assert_eq!(status, ServingStatus::Serving, "{addr} {service:?}");
+            // Health follows readiness, polled every 2 s: it may trail `/readyz` by that much.
+            eventually(
+                Duration::from_secs(10),
+                &format!("{addr} {service:?} SERVING"),
+                || {
+                    let mut health = health.clone();
+                    async move {
+                        let status = health
+                            .check(HealthCheckRequest {
+                                service: service.to_owned(),
+                            })
+                            .await
+                            .unwrap()
+                            .into_inner()
+                            .status();
+                        (status == ServingStatus::Serving).then_some(())
+                    }
+                },
+            )
+            .await
+            .unwrap();
         }
 
         let mut reflection = ServerReflectionClient::new(channel);

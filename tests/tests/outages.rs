@@ -455,3 +455,59 @@ async fn a_stop_spends_one_grace_when_draining_and_flushing_both_hang() {
     drop(lock);
     let _ = stuck.await;
 }
+
+/// The bridge does its work only while it can reach the CRM, the ERP and the broker: its
+/// readiness (`/readyz`, and so an orchestrator's rollout and the "bridge not ready" alert)
+/// says which one is missing, its gauge says 0 for it, and both recover by themselves.
+#[tokio::test]
+async fn the_bridge_is_ready_only_while_the_crm_the_erp_and_the_broker_answer() {
+    let mut stack = Stack::start().await.unwrap();
+    let bridge = stack.bridge_http;
+    let readyz = move || {
+        let (status, body) = http_get(bridge, "/readyz").unwrap();
+        (status, body.trim().to_owned())
+    };
+    let answers = |want: (u16, &'static str)| {
+        move || {
+            let got = readyz();
+            async move { (got.0 == want.0 && got.1 == want.1).then_some(()) }
+        }
+    };
+    assert_eq!(readyz(), (200, "ready".to_owned()));
+
+    for target in ["crm", "erp", "broker"] {
+        match target {
+            "crm" => stack.crm.kill(),
+            "erp" => stack.erp.kill(),
+            _ => stack.broker.kill(),
+        }
+        let reason: &'static str = match target {
+            "crm" => "crm unreachable",
+            "erp" => "erp unreachable",
+            _ => "broker unreachable",
+        };
+        eventually(
+            WAIT,
+            &format!("the bridge unready: {reason}"),
+            answers((503, reason)),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}; /readyz says {:?}", readyz()));
+        let gauge = format!("tandem_bridge_target_up{{target=\"{target}\"}}");
+        assert_eq!(Stack::metric(bridge, &gauge), 0.0, "{gauge} while down");
+        assert_eq!(
+            http_get(bridge, "/healthz").unwrap().0,
+            200,
+            "alive all along"
+        );
+        match target {
+            "crm" => stack.crm.start().unwrap(),
+            "erp" => stack.erp.start().unwrap(),
+            _ => stack.broker.restart().unwrap(),
+        }
+        eventually(WAIT, "the bridge ready again", answers((200, "ready")))
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}; /readyz says {:?}", readyz()));
+        assert_eq!(Stack::metric(bridge, &gauge), 1.0, "{gauge} once back");
+    }
+}

@@ -1,4 +1,6 @@
-//! The admin HTTP server: Prometheus `/metrics`, liveness `/healthz`, readiness `/readyz`.
+//! The admin HTTP server: Prometheus `/metrics`, liveness `/healthz`, readiness `/readyz`, and
+//! the same readiness as plaintext gRPC health (`grpc.health.v1.Health`, HTTP/2 without TLS on
+//! the same port), which is what Kubernetes' gRPC probes speak.
 
 use std::{
     sync::{
@@ -121,6 +123,13 @@ pub async fn serve(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(crate::grpc::follow_readiness(
+        health,
+        Vec::new(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
     let state = AdminState {
         prometheus: prometheus(),
         readiness,
@@ -129,7 +138,8 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(state);
+        .with_state(state)
+        .merge(tonic::service::Routes::new(health_service).into_axum_router());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

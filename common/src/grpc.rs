@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, transport::Server};
-use tonic_health::ServingStatus;
+use tonic_health::{ServingStatus, server::HealthReporter};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
@@ -51,35 +51,13 @@ pub async fn serve(
         guard,
     } = surface;
     let (health, health_service) = tonic_health::server::health_reporter();
-    // Health says what readiness says (the database reachable, for the services), checked
-    // every HEALTH_INTERVAL, until the shutdown flips everything to NOT_SERVING for good.
     let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
-    let watch = {
-        let (health, names, stop) = (health.clone(), names.clone(), shutdown.clone());
-        async move {
-            let mut last = None;
-            loop {
-                let serving = readiness.check().await.is_ok();
-                if last != Some(serving) && !stop.is_cancelled() {
-                    let status = if serving {
-                        ServingStatus::Serving
-                    } else {
-                        ServingStatus::NotServing
-                    };
-                    health.set_service_status("", status).await;
-                    for name in &names {
-                        health.set_service_status(name, status).await;
-                    }
-                    last = Some(serving);
-                }
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(HEALTH_INTERVAL) => {}
-                }
-            }
-        }
-    };
-    tokio::spawn(watch);
+    tokio::spawn(follow_readiness(
+        health.clone(),
+        names.clone(),
+        readiness,
+        shutdown.clone(),
+    ));
     // Both reflection versions: grpcurl speaks v1, many older clients only v1alpha. Only the
     // services this port serves are advertised (a package's descriptors hold them all).
     let reflection = || {
@@ -133,6 +111,37 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Keeps `health` saying what `readiness` says, for `""` and each of `names`: checked every
+/// `HEALTH_INTERVAL` (2 s), until `stop` (whoever stops the server then flips everything to
+/// NOT_SERVING for good). Spawn it beside the server that serves `health`.
+pub async fn follow_readiness(
+    health: HealthReporter,
+    names: Vec<String>,
+    readiness: Readiness,
+    stop: CancellationToken,
+) {
+    let mut last = None;
+    loop {
+        let serving = readiness.check().await.is_ok();
+        if last != Some(serving) && !stop.is_cancelled() {
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health.set_service_status("", status).await;
+            for name in &names {
+                health.set_service_status(name, status).await;
+            }
+            last = Some(serving);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+        }
+    }
 }
 
 /// One invalid field of a request: its path (e.g. `customer.email`) and what is wrong.

@@ -49,6 +49,22 @@ fn rename(id: &str, n: usize) -> crm::UpdateCustomerRequest {
     }
 }
 
+/// What a kubelet's gRPC probe sees on the admin port: plaintext gRPC health for `""`.
+async fn probe(admin: SocketAddr) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{admin}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    Some(response.into_inner().status())
+}
+
 async fn unpublished(db: &tandem_tests::TestDatabase) -> i64 {
     let mut conn = db.connect().await.unwrap();
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
@@ -222,6 +238,13 @@ async fn with_the_database_down_the_crm_answers_unavailable_and_recovers_by_itse
     )
     .await
     .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the admin port's plaintext gRPC health (the kubelet's probe) NOT_SERVING",
+        || async { (probe(http).await == Some(ServingStatus::NotServing)).then_some(()) },
+    )
+    .await
+    .unwrap();
 
     pg.resume().unwrap();
     let after = eventually(Duration::from_secs(30), "the CRM writing again", || {
@@ -235,6 +258,13 @@ async fn with_the_database_down_the_crm_answers_unavailable_and_recovers_by_itse
         Duration::from_secs(10),
         "gRPC health SERVING again",
         serving(ServingStatus::Serving),
+    )
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the admin port's plaintext gRPC health SERVING again",
+        || async { (probe(http).await == Some(ServingStatus::Serving)).then_some(()) },
     )
     .await
     .unwrap();
@@ -493,6 +523,11 @@ async fn the_bridge_is_ready_only_while_the_crm_the_erp_and_the_broker_answer() 
         )
         .await
         .unwrap_or_else(|error| panic!("{error:#}; /readyz says {:?}", readyz()));
+        eventually(WAIT, "the bridge's probe NOT_SERVING", || async {
+            (probe(bridge).await == Some(ServingStatus::NotServing)).then_some(())
+        })
+        .await
+        .unwrap();
         let gauge = format!("tandem_bridge_target_up{{target=\"{target}\"}}");
         assert_eq!(Stack::metric(bridge, &gauge), 0.0, "{gauge} while down");
         assert_eq!(
@@ -509,5 +544,10 @@ async fn the_bridge_is_ready_only_while_the_crm_the_erp_and_the_broker_answer() 
             .await
             .unwrap_or_else(|error| panic!("{error:#}; /readyz says {:?}", readyz()));
         assert_eq!(Stack::metric(bridge, &gauge), 1.0, "{gauge} once back");
+        eventually(WAIT, "the bridge's probe SERVING", || async {
+            (probe(bridge).await == Some(ServingStatus::Serving)).then_some(())
+        })
+        .await
+        .unwrap();
     }
 }

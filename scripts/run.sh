@@ -44,6 +44,8 @@ caller_env() {
   printf 'export TANDEM_PKI_DIR=%q TANDEM_CA_FILE=%q\n' "$pki" "$pki/ca.pem"
 } > "$pki/client.env"
 
+# One local bridge replica: it takes its partitions itself (config/local/bridge.toml).
+export BRIDGE_CONFIG=${BRIDGE_CONFIG:-$PWD/config/local/bridge.toml}
 brokers=${KAFKA_BROKERS:-127.0.0.1:${TANDEM_BROKER_PORT:-9092}}
 export CRM__KAFKA__BROKERS=$brokers ERP__KAFKA__BROKERS=$brokers BRIDGE__KAFKA__BROKERS=$brokers
 if [ -n "${TANDEM_DATABASE_URL:-}" ]; then

@@ -36,3 +36,6 @@ pub const BRIDGE_COMMIT_TO_APPLY_SECONDS: &str = "tandem_bridge_commit_to_apply_
 /// answering SERVING, or the broker answering metadata), 0 otherwise. Labels: `target`
 /// (`crm`, `erp`, `broker`).
 pub const BRIDGE_TARGET_UP: &str = "tandem_bridge_target_up";
+/// Counter: times the bridge left its consumer group and joined again after holding no
+/// partition for `consumer.rejoin_after_ms`.
+pub const BRIDGE_REJOINS: &str = "tandem_bridge_rejoins_total";

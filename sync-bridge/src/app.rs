@@ -73,7 +73,7 @@ impl Application {
         );
         let dead_letter = DeadLetter::new(producer, settings.consumer.dead_letter_topic.clone());
         let consumer = consumer::consumer(&settings.kafka, &settings.consumer)?;
-        let bridge = Bridge::new(
+        let (bridge, assigned) = Bridge::new(
             consumer,
             Applier::new(
                 flows,
@@ -83,10 +83,13 @@ impl Application {
             ),
             settings.consumer.batch_max,
             settings.consumer.assignment,
+            Duration::from_millis(settings.consumer.rejoin_after_ms),
         );
-        // Ready while consuming and while the CRM, the ERP and the broker are reachable.
+        // Ready while holding partitions and while the CRM, the ERP and the broker are
+        // reachable.
         let readiness = dependencies
             .into_iter()
+            .chain([assigned])
             .fold(Readiness::new(None), Readiness::requiring);
         let host = Host::bind(&settings.grpc, None, &settings.http, readiness).await?;
         Ok(Self {

@@ -21,7 +21,7 @@ use std::{
         Arc,
         atomic::{AtomicI64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rdkafka::{
@@ -33,6 +33,7 @@ use rdkafka::{
 };
 use tandem_common::{
     CancellationToken,
+    admin_http::Dependency,
     backoff::Backoff,
     kafka::{KafkaError, KafkaSettings},
     metrics_names as m,
@@ -150,6 +151,16 @@ pub struct Bridge {
     applier: Applier,
     batch_max: usize,
     assignment: Assignment,
+    /// Up while the bridge holds partitions (readiness requires it).
+    assigned: Dependency,
+    /// In group mode, how long without partitions before leaving and joining again.
+    rejoin_after: Option<Duration>,
+}
+
+/// In group mode: since when the bridge has held no partition.
+#[derive(Default)]
+struct Watchdog {
+    empty_since: Option<Instant>,
 }
 
 impl Bridge {
@@ -158,13 +169,18 @@ impl Bridge {
         applier: Applier,
         batch_max: usize,
         assignment: Assignment,
-    ) -> Self {
-        Self {
+        rejoin_after: Duration,
+    ) -> (Self, Dependency) {
+        let assigned = Dependency::new("no partitions assigned");
+        let bridge = Self {
             consumer: Arc::new(consumer),
             applier,
             batch_max: batch_max.max(1),
             assignment,
-        }
+            assigned: assigned.clone(),
+            rejoin_after: (!rejoin_after.is_zero()).then_some(rejoin_after),
+        };
+        (bridge, assigned)
     }
 
     /// Subscribes and applies events until `shutdown`, then commits what was applied.
@@ -196,11 +212,12 @@ impl Bridge {
         tracing::info!(topics = ?flows::SOURCE_TOPICS, assignment = ?self.assignment, "bridge consuming");
 
         let mut workers: HashMap<(String, i32), Worker> = HashMap::new();
+        let mut watchdog = Watchdog::default();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => self.housekeeping(&mut workers),
+                _ = tick.tick() => self.housekeeping(&mut workers, &mut watchdog),
                 message = self.consumer.recv() => match message {
                     Ok(message) => self.dispatch(message.detach(), &mut workers, &shutdown),
                     Err(error) => {
@@ -310,14 +327,18 @@ impl Bridge {
         }
     }
 
-    /// Resumes drained partitions, forgets revoked ones, exports the oldest unapplied age.
-    fn housekeeping(&self, workers: &mut HashMap<(String, i32), Worker>) {
+    /// Resumes drained partitions, forgets revoked ones, exports the oldest unapplied age,
+    /// and watches that the bridge holds partitions.
+    fn housekeeping(&self, workers: &mut HashMap<(String, i32), Worker>, watchdog: &mut Watchdog) {
         let assigned: Option<Vec<(String, i32)>> = self.consumer.assignment().ok().map(|list| {
             list.elements()
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect()
         });
+        if let Some(assigned) = &assigned {
+            self.watch_assignment(assigned.is_empty(), watchdog);
+        }
         if let Some(assigned) = assigned {
             // A revoked partition's worker finishes what it holds (its stores then fail and
             // the new owner re-applies, harmlessly); a later assignment gets a fresh worker.
@@ -342,6 +363,40 @@ impl Bridge {
             }
         }
         metrics::gauge!(m::BRIDGE_OLDEST_UNAPPLIED_SECONDS).set(oldest_ms as f64 / 1_000.0);
+    }
+
+    /// Reports whether the bridge holds partitions and, in group mode, leaves and joins the
+    /// group again after `rejoin_after` without any: a member the broker never expired (the
+    /// bridge's previous life, killed with SIGKILL) may hold them all.
+    fn watch_assignment(&self, empty: bool, watchdog: &mut Watchdog) {
+        if self.assigned.report(!empty) {
+            if empty {
+                tracing::warn!("no partitions assigned: the bridge is not ready");
+            } else {
+                tracing::info!("partitions assigned");
+            }
+        }
+        if !empty || self.assignment != Assignment::Group {
+            watchdog.empty_since = None;
+            return;
+        }
+        let since = *watchdog.empty_since.get_or_insert_with(Instant::now);
+        let Some(rejoin_after) = self.rejoin_after else {
+            return;
+        };
+        if since.elapsed() < rejoin_after {
+            return;
+        }
+        tracing::warn!(
+            ?rejoin_after,
+            "no partitions for too long: leaving the group and joining again as a new member"
+        );
+        metrics::counter!(m::BRIDGE_REJOINS).increment(1);
+        self.consumer.unsubscribe();
+        if let Err(error) = self.consumer.subscribe(flows::SOURCE_TOPICS) {
+            tracing::warn!(%error, "cannot subscribe again; retrying at the next check");
+        }
+        watchdog.empty_since = Some(Instant::now());
     }
 }
 

@@ -46,6 +46,13 @@ pub struct ConsumerSettings {
     /// crashed members (the local one). Partitions added to a topic later are picked up at
     /// the next start.
     pub assignment: Assignment,
+    /// In `group` mode, how long the bridge may hold no partition of its source topics
+    /// before it leaves the group and joins again as a new member, in milliseconds. From
+    /// the first moment it holds none it also reports not ready (`no partitions assigned`).
+    /// A group whose broker never expires a crashed member (the local one) can keep the
+    /// partitions with that member; a fresh join makes the coordinator rebalance. 0: never
+    /// rejoin.
+    pub rejoin_after_ms: u64,
     /// `fetch.wait.max.ms`: how long the broker may hold a fetch. Keep it low for the local
     /// broker, which always waits this long; Apache Kafka answers as soon as data arrives.
     pub fetch_wait_max_ms: u32,
@@ -115,6 +122,7 @@ impl Default for ConsumerSettings {
             group_id: "tandem-sync-bridge".to_owned(),
             instance_id: String::new(),
             assignment: Assignment::Group,
+            rejoin_after_ms: 60_000,
             fetch_wait_max_ms: 10,
             commit_interval_ms: 1_000,
             session_timeout_ms: 10_000,

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tandem_proto::{erp::v1 as erp, events::topics};
+use tandem_proto::{crm::v1 as crm, erp::v1 as erp, events::topics};
 use tandem_tests::{
     Stack, StackOptions, eventually,
     evidence::{
@@ -414,4 +414,131 @@ async fn dead_letters_are_listed_published_and_replayed_with_a_loop_guard() {
         "{guarded}"
     );
     let _ = std::fs::remove_file(file);
+}
+
+/// `consumer.assignment = group` (several replicas share the partitions), the bridge killed
+/// with SIGKILL and restarted. The local broker never expires the dead member, so the new
+/// process may be given no partition: it must say so (`/readyz` 503, `no partitions
+/// assigned`) rather than look healthy while nothing syncs, and after
+/// `consumer.rejoin_after_ms` leave and join the group again. Every event published meanwhile
+/// is applied in the end.
+#[tokio::test]
+async fn a_group_member_without_partitions_says_so_and_rejoins() {
+    let mut stack = Stack::start_with(StackOptions {
+        bridge_env: vec![
+            ("BRIDGE__CONSUMER__ASSIGNMENT".into(), "group".into()),
+            ("BRIDGE__CONSUMER__REJOIN_AFTER_MS".into(), "3000".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let first = uuid::Uuid::now_v7().to_string();
+    publish(&stack, &first, &customer_event(&first, 1, "First")).await;
+    mirrored(&stack, &first, 1).await;
+
+    stack.bridge.kill();
+    stack.bridge.start().unwrap();
+    let ids: Vec<String> = (0..5).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    for id in &ids {
+        publish(&stack, id, &customer_event(id, 1, "While rejoining")).await;
+    }
+    let bridge = stack.bridge_http;
+    let client = stack.erp_client().await.unwrap();
+    let unready_seen = std::sync::Mutex::new(None::<String>);
+    let converged = eventually(Duration::from_secs(90), "every event applied", || {
+        let (status, body) = tandem_tests::http_get(bridge, "/readyz").unwrap_or_default();
+        let mut seen = unready_seen.lock().unwrap();
+        if status == 503 && seen.is_none() {
+            *seen = Some(body.trim().to_owned());
+        }
+        let client = client.clone();
+        let ids = ids.clone();
+        async move {
+            for id in ids {
+                let mut client = client.clone();
+                client
+                    .get_customer(erp::GetCustomerRequest { id })
+                    .await
+                    .ok()?;
+            }
+            Some(())
+        }
+    })
+    .await;
+    let unready_seen = unready_seen.lock().unwrap().clone();
+    println!(
+        "unready reason seen: {unready_seen:?}; rejoins: {}",
+        Stack::metric(bridge, "tandem_bridge_rejoins_total")
+    );
+    converged.unwrap_or_else(|error| {
+        panic!(
+            "{error:#}\n/readyz: {:?}\n{}",
+            tandem_tests::http_get(bridge, "/readyz").ok(),
+            stack.bridge.output()
+        )
+    });
+    // The local broker gave the restarted member nothing at first: it said so.
+    assert_eq!(unready_seen.as_deref(), Some("no partitions assigned"));
+    tandem_tests::wait_ready(bridge, Duration::from_secs(20)).unwrap();
+}
+
+/// `make run`'s own bridge settings (config/local/bridge.toml, the file scripts/run.sh
+/// passes): the bridge killed with SIGKILL while clients keep editing, then restarted, and
+/// every version the CRM acknowledged reaches the ERP.
+#[tokio::test]
+async fn under_make_run_settings_a_killed_bridge_converges_every_acknowledged_version() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/local/bridge.toml");
+    let mut stack = Stack::start_with(StackOptions {
+        bridge_env: vec![("BRIDGE_CONFIG".into(), config.into())],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut crm = stack.crm_client().await.unwrap();
+    let mut told: Vec<(String, i64)> = Vec::new();
+    for n in 0..10 {
+        let customer = crm
+            .create_customer(crm::CreateCustomerRequest {
+                customer: Some(crm::Customer {
+                    display_name: format!("Run {n}"),
+                    email: format!("run{n}@example.com"),
+                    ..crm::Customer::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        told.push((customer.id, customer.version));
+    }
+    let rename = |id: &str, name: String| crm::UpdateCustomerRequest {
+        customer: Some(crm::Customer {
+            id: id.to_owned(),
+            display_name: name,
+            ..crm::Customer::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["display_name".into()],
+        }),
+    };
+    // Killed in the middle of the stream; the edits go on while it is down.
+    stack.bridge.kill();
+    for round in 1..=2 {
+        for (id, version) in &mut told {
+            let updated = crm
+                .update_customer(rename(id, format!("{id} round {round}")))
+                .await
+                .unwrap()
+                .into_inner();
+            *version = updated.version;
+        }
+    }
+    stack.bridge.start().unwrap();
+    for (id, version) in &told {
+        assert_eq!(
+            mirrored(&stack, id, *version).await.profile_version,
+            *version
+        );
+    }
+    tandem_tests::wait_ready(stack.bridge_http, Duration::from_secs(20)).unwrap();
 }

@@ -163,6 +163,15 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
     }
 }
 
+/// Links `span` to `to` (OpenTelemetry span links: how a span that works for several traces
+/// at once, a batch, points at each of them). Call it before `span` closes.
+pub fn add_link(span: &tracing::Span, to: &tracing::Span) {
+    let context = to.context().span().span_context().clone();
+    if context.is_valid() {
+        span.add_link(context);
+    }
+}
+
 /// Puts the current span's `traceparent` on an outgoing gRPC request.
 pub fn inject_grpc_trace<T>(request: &mut tonic::Request<T>) {
     if let Some(traceparent) = current_traceparent()

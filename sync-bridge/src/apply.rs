@@ -35,6 +35,26 @@ fn record_applied(envelope: &Envelope, outcome: Outcome) {
     );
 }
 
+/// The span of one event: its position, continuing the producer's trace (the message's
+/// `traceparent` header). Type and aggregate are recorded once decoded.
+fn event_span<M: Message>(message: &M) -> tracing::Span {
+    let span = tracing::info_span!(
+        "bridge.event",
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        event_type = tracing::field::Empty,
+        aggregate_id = tracing::field::Empty,
+    );
+    telemetry::set_parent(&span, kafka::header(message.headers(), TRACEPARENT));
+    span
+}
+
+fn record_envelope(span: &tracing::Span, envelope: &Envelope) {
+    span.record("event_type", envelope.event_type.as_str());
+    span.record("aggregate_id", envelope.aggregate_id.as_str());
+}
+
 /// Whether the message in hand was finished (applied or dead-lettered) or abandoned because of
 /// shutdown (its offset is then not stored, so it is delivered again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,15 +96,7 @@ impl Applier {
 
     /// Handles one message, in its own span continuing the producer's trace.
     pub async fn handle<M: Message>(&self, message: &M, shutdown: &CancellationToken) -> Handled {
-        let span = tracing::info_span!(
-            "bridge.event",
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            event_type = tracing::field::Empty,
-            aggregate_id = tracing::field::Empty,
-        );
-        telemetry::set_parent(&span, kafka::header(message.headers(), TRACEPARENT));
+        let span = event_span(message);
         async {
             let envelope = match flows::decode(message.payload()) {
                 Ok(envelope) => envelope,
@@ -95,9 +107,7 @@ impl Applier {
                     .dead_letter(message, &envelope.event_type, &error, shutdown)
                     .await;
             }
-            let span = tracing::Span::current();
-            span.record("event_type", envelope.event_type.as_str());
-            span.record("aggregate_id", envelope.aggregate_id.as_str());
+            record_envelope(&tracing::Span::current(), &envelope);
             self.apply(message, &envelope, shutdown).await
         }
         .instrument(span)
@@ -107,6 +117,10 @@ impl Applier {
     /// Handles consecutive messages of a batching topic with as few calls as possible:
     /// undecodable ones are dead-lettered one by one, the rest applied in one call; if that
     /// call fails for good, each event is applied alone so only the bad one is dead-lettered.
+    ///
+    /// Traces: each event keeps its own `bridge.event` span, a child of its producer's span;
+    /// the call that applies them together runs in a `bridge.batch` span linked to every
+    /// event's span (OpenTelemetry span links), and the target continues the batch's trace.
     pub async fn handle_batch<M: Message>(
         &self,
         messages: &[M],
@@ -114,14 +128,20 @@ impl Applier {
     ) -> Handled {
         let mut decoded = Vec::with_capacity(messages.len());
         for message in messages {
+            let span = event_span(message);
             match flows::decode(message.payload()).and_then(|envelope| {
                 flows::check_topic(message.topic(), &envelope).map(|()| envelope)
             }) {
-                Ok(envelope) => decoded.push((message, envelope)),
+                Ok(envelope) => {
+                    record_envelope(&span, &envelope);
+                    decoded.push((message, envelope, span));
+                }
                 Err(error) => {
-                    if self.dead_letter(message, "unknown", &error, shutdown).await
-                        == Handled::Interrupted
-                    {
+                    let handled = self
+                        .dead_letter(message, "unknown", &error, shutdown)
+                        .instrument(span)
+                        .await;
+                    if handled == Handled::Interrupted {
                         return Handled::Interrupted;
                     }
                 }
@@ -130,28 +150,50 @@ impl Applier {
         if decoded.is_empty() {
             return Handled::Done;
         }
-        let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
+        let batch = tracing::info_span!(
+            "bridge.batch",
+            topic = messages.first().map(Message::topic).unwrap_or_default(),
+            partition = messages.first().map(Message::partition).unwrap_or_default(),
+            size = decoded.len(),
+        );
+        for (_, _, span) in &decoded {
+            telemetry::add_link(&batch, span);
+        }
+        let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e, _)| e.clone()).collect();
         let mut backoff = Backoff::new(self.retry);
         loop {
-            match self.flows.apply_batch(&envelopes).await {
+            match self
+                .flows
+                .apply_batch(&envelopes)
+                .instrument(batch.clone())
+                .await
+            {
                 Ok(outcomes) => {
-                    for (envelope, outcome) in envelopes.iter().zip(outcomes) {
-                        record_applied(envelope, outcome);
+                    for ((_, envelope, span), outcome) in decoded.iter().zip(outcomes) {
+                        span.in_scope(|| record_applied(envelope, outcome));
                     }
                     return Handled::Done;
                 }
                 Err(FlowError::Transient(detail)) => {
                     metrics::counter!(m::BRIDGE_EVENTS_RETRIED, "type" => "batch").increment(1);
                     let delay = backoff.next_delay();
-                    tracing::warn!(%detail, ?delay, size = envelopes.len(), "transient failure of a batch, retrying");
+                    batch.in_scope(|| {
+                        tracing::warn!(%detail, ?delay, size = envelopes.len(), "transient failure of a batch, retrying");
+                    });
                     if sleep_or_cancel(delay, shutdown).await {
                         return Handled::Interrupted;
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, size = envelopes.len(), "batch refused; applying its events one by one");
-                    for (message, envelope) in &decoded {
-                        if self.apply(*message, envelope, shutdown).await == Handled::Interrupted {
+                    batch.in_scope(|| {
+                        tracing::warn!(%error, size = envelopes.len(), "batch refused; applying its events one by one");
+                    });
+                    for (message, envelope, span) in &decoded {
+                        let handled = self
+                            .apply(*message, envelope, shutdown)
+                            .instrument(span.clone())
+                            .await;
+                        if handled == Handled::Interrupted {
                             return Handled::Interrupted;
                         }
                     }

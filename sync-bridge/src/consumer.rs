@@ -373,7 +373,7 @@ impl Bridge {
             if empty {
                 tracing::warn!("no partitions assigned: the bridge is not ready");
             } else {
-                tracing::info!("partitions assigned");
+                tracing::info!("holding partitions: ready as far as the consumer goes");
             }
         }
         if !empty || self.assignment != Assignment::Group {

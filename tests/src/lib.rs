@@ -13,6 +13,7 @@
 
 pub mod bad_requests;
 pub mod evidence;
+pub mod otlp;
 pub mod outcomes;
 pub mod postgres;
 pub mod security;

@@ -1,0 +1,317 @@
+//! Every change is traceable from the frontend's call to the other service's database write,
+//! also when the bridge applies several events in one call. The three processes export their
+//! spans over OTLP to a receiver in this test (a real OTLP/gRPC server); each change is sent
+//! with a `traceparent` of the test's own (the frontend's span), and the test then follows
+//! each one through the spans it received:
+//!
+//! frontend span -> the owner's `grpc.call` -> `bridge.event` (same trace) -> either the
+//! target's `grpc.call` under that event (applied alone) or a `bridge.batch` span linked to
+//! the event, with the target's `grpc.call` under it (applied in a batch) -> the target's
+//! database write (`apply`, `apply_many`, `apply_stock_levels`).
+//!
+//! The bridge is stopped while the changes are made, so they wait together and the batch
+//! paths (customers to the ERP, stock levels to the CRM) are taken for sure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::{collections::HashMap, time::Duration};
+
+use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
+use tandem_tests::{
+    Stack, StackOptions,
+    otlp::{OtlpReceiver, ReceivedSpan},
+};
+use tonic::Request;
+
+/// A frontend's span: a fresh trace id and span id, as W3C `traceparent`.
+struct FrontendSpan {
+    trace_id: String,
+    span_id: String,
+}
+
+impl FrontendSpan {
+    fn new() -> Self {
+        let trace_id = format!("{:032x}", rand::random::<u128>() | 1);
+        let span_id = format!("{:016x}", rand::random::<u64>() | 1);
+        Self { trace_id, span_id }
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{}-{}-01", self.trace_id, self.span_id)
+                .parse()
+                .unwrap(),
+        );
+        request
+    }
+}
+
+/// The spans received, indexed.
+struct Spans {
+    all: Vec<ReceivedSpan>,
+    by_id: HashMap<(String, String), usize>,
+}
+
+impl Spans {
+    fn new(all: Vec<ReceivedSpan>) -> Self {
+        let by_id = all
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.trace_id.clone(), s.span_id.clone()), i))
+            .collect();
+        Self { all, by_id }
+    }
+
+    fn parent(&self, span: &ReceivedSpan) -> Option<&ReceivedSpan> {
+        self.by_id
+            .get(&(span.trace_id.clone(), span.parent_span_id.clone()))
+            .map(|&i| &self.all[i])
+    }
+
+    fn ancestors<'a>(&'a self, span: &'a ReceivedSpan) -> Vec<&'a ReceivedSpan> {
+        let mut chain = vec![span];
+        while let Some(parent) = chain.last().and_then(|s| self.parent(s)) {
+            chain.push(parent);
+        }
+        chain
+    }
+
+    /// How `change` (a frontend span, the entity's id) reached a write named `write` in the
+    /// other service: `Ok("alone")`, `Ok("batch")`, or why it cannot be followed.
+    fn follow(
+        &self,
+        frontend: &FrontendSpan,
+        aggregate_id: &str,
+        owner_method: &str,
+        writes: &[&str],
+    ) -> Result<&'static str, String> {
+        let in_trace = |s: &&ReceivedSpan| s.trace_id == frontend.trace_id;
+        let owner = self
+            .all
+            .iter()
+            .filter(in_trace)
+            .find(|s| s.attribute("rpc.method") == Some(owner_method))
+            .ok_or_else(|| format!("no {owner_method} span in trace {}", frontend.trace_id))?;
+        if owner.parent_span_id != frontend.span_id {
+            return Err(format!(
+                "{owner_method}'s span is not a child of the frontend's span: {owner:?}"
+            ));
+        }
+        let event = self
+            .all
+            .iter()
+            .filter(in_trace)
+            .find(|s| s.name == "bridge.event" && s.attribute("aggregate_id") == Some(aggregate_id))
+            .ok_or_else(|| format!("no bridge.event for {aggregate_id} in its trace"))?;
+        for write in self
+            .all
+            .iter()
+            .filter(|s| writes.contains(&s.name.as_str()))
+        {
+            for ancestor in self.ancestors(write) {
+                if ancestor.name == "bridge.event" && ancestor.span_id == event.span_id {
+                    return Ok("alone");
+                }
+                if ancestor.name == "bridge.batch"
+                    && ancestor
+                        .links
+                        .contains(&(event.trace_id.clone(), event.span_id.clone()))
+                {
+                    return Ok("batch");
+                }
+            }
+        }
+        Err(format!(
+            "no {writes:?} span descends from {aggregate_id}'s bridge.event or from a batch linked to it"
+        ))
+    }
+
+    /// The path of a batched change, for the report: each span with its parent or link.
+    fn describe(&self, frontend: &FrontendSpan, writes: &[&str]) -> String {
+        let mut lines = Vec::new();
+        for span in self.all.iter().filter(|s| s.trace_id == frontend.trace_id) {
+            lines.push(format!(
+                "  [{}] {} {} (trace {}, span {}, parent {})",
+                span.service,
+                span.name,
+                span.attribute("rpc.method")
+                    .or(span.attribute("aggregate_id"))
+                    .unwrap_or(""),
+                &span.trace_id[..8],
+                span.span_id,
+                span.parent_span_id
+            ));
+            if span.name == "bridge.event" {
+                for batch in self.all.iter().filter(|b| {
+                    b.name == "bridge.batch"
+                        && b.links
+                            .contains(&(span.trace_id.clone(), span.span_id.clone()))
+                }) {
+                    lines.push(format!(
+                        "    linked from [{}] bridge.batch size={} (trace {}, span {})",
+                        batch.service,
+                        batch.attribute("size").unwrap_or("?"),
+                        &batch.trace_id[..8],
+                        batch.span_id
+                    ));
+                    for under in self.all.iter().filter(|s| {
+                        s.trace_id == batch.trace_id
+                            && self.ancestors(s).iter().any(|a| a.span_id == batch.span_id)
+                            && (s.attribute("rpc.method").is_some()
+                                || writes.contains(&s.name.as_str()))
+                    }) {
+                        lines.push(format!(
+                            "      [{}] {} {} (span {}, parent {})",
+                            under.service,
+                            under.name,
+                            under.attribute("rpc.method").unwrap_or(""),
+                            under.span_id,
+                            under.parent_span_id
+                        ));
+                    }
+                }
+            }
+        }
+        lines.join("\n")
+    }
+}
+
+// Several threads: the receiver must keep serving while the test blocks on a process's exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_changes_is_traceable_end_to_end_through_batches() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let endpoint = receiver.endpoint();
+    let otlp = |prefix: &str| {
+        vec![(
+            format!("{prefix}__TELEMETRY__OTLP_ENDPOINT"),
+            endpoint.clone(),
+        )]
+    };
+    let mut stack = Stack::start_with(StackOptions {
+        crm_env: otlp("CRM"),
+        erp_env: otlp("ERP"),
+        // Killed and restarted below: it takes its partitions itself, as under `make run`.
+        bridge_env: [
+            otlp("BRIDGE"),
+            vec![("BRIDGE__CONSUMER__ASSIGNMENT".into(), "all".into())],
+        ]
+        .concat(),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (mut crm, mut erp) = support::clients(&stack).await;
+    const SKUS: [&str; 6] = ["TR-1", "TR-2", "TR-3", "TR-4", "TR-5", "TR-6"];
+    for sku in SKUS {
+        support::stock_product(&mut erp, sku, 1_000, 10).await;
+    }
+    for sku in SKUS {
+        support::crm_available(&crm, sku, 10).await;
+    }
+
+    // The burst, while the bridge is down: 12 customers and 6 receipts, each from its own
+    // frontend span.
+    stack.bridge.kill();
+    let mut customers = Vec::new();
+    for n in 0..12 {
+        let frontend = FrontendSpan::new();
+        let id = crm
+            .create_customer(frontend.request(crm::CreateCustomerRequest {
+                customer: Some(crm::Customer {
+                    display_name: format!("Traced {n}"),
+                    email: format!("traced{n}@example.com"),
+                    ..crm::Customer::default()
+                }),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .id;
+        customers.push((frontend, id));
+    }
+    let mut receipts = Vec::new();
+    for sku in SKUS {
+        let frontend = FrontendSpan::new();
+        erp.receive_stock(frontend.request(erp::ReceiveStockRequest {
+            sku: sku.into(),
+            warehouse: "MAIN".into(),
+            quantity: 5,
+            reference: format!("traced {sku}"),
+        }))
+        .await
+        .unwrap();
+        receipts.push((frontend, sku));
+    }
+    stack.bridge.start().unwrap();
+    for (_, id) in &customers {
+        support::erp_has_customer(&erp, id).await;
+    }
+    for sku in SKUS {
+        support::crm_available(&crm, sku, 15).await;
+    }
+    // A clean stop flushes every process's spans to the receiver.
+    for process in [&mut stack.bridge, &mut stack.crm, &mut stack.erp] {
+        assert!(process.terminate(Duration::from_secs(30)).unwrap());
+    }
+
+    let spans = Spans::new(receiver.spans());
+    let mut failures = Vec::new();
+    let mut paths: HashMap<&str, usize> = HashMap::new();
+    let mut example = None;
+    for (frontend, id) in &customers {
+        match spans.follow(
+            frontend,
+            id,
+            "/tandem.crm.v1.CrmService/CreateCustomer",
+            &["apply", "apply_many"],
+        ) {
+            Ok(path) => {
+                *paths.entry(path).or_default() += 1;
+                if path == "batch" && example.is_none() {
+                    example = Some(spans.describe(frontend, &["apply", "apply_many"]));
+                }
+            }
+            Err(why) => failures.push(format!("customer {id}: {why}")),
+        }
+    }
+    for (frontend, sku) in &receipts {
+        match spans.follow(
+            frontend,
+            sku,
+            "/tandem.erp.v1.ErpService/ReceiveStock",
+            &["apply_stock_levels"],
+        ) {
+            Ok(path) => *paths.entry(path).or_default() += 1,
+            Err(why) => failures.push(format!("stock {sku}: {why}")),
+        }
+    }
+    let mut names: Vec<String> = spans
+        .all
+        .iter()
+        .map(|s| format!("{}:{}", s.service, s.name))
+        .collect();
+    names.sort();
+    names.dedup();
+    println!(
+        "{} spans received ({}); paths followed: {paths:?}",
+        spans.all.len(),
+        names.join(", ")
+    );
+    if let Some(example) = &example {
+        println!("one batched customer's journey:\n{example}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} changes cannot be followed:\n{}",
+        failures.len(),
+        customers.len() + receipts.len(),
+        failures.join("\n")
+    );
+    assert!(
+        paths.get("batch").copied().unwrap_or(0) > 0,
+        "no change went through a batch, so the batch path was not tested: {paths:?}"
+    );
+}

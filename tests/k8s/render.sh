@@ -48,5 +48,8 @@ for overlay in "${overlays[@]}"; do
     echo "ok   [render] overlays/$overlay renders with kubectl kustomize"
 done
 
-TANDEM_ROOT=$root TANDEM_K8S=$k8s "$venv/bin/python" "$here/checks.py" "$work" "${overlays[@]}"
+export TANDEM_ROOT=$root TANDEM_K8S=$k8s
+"$venv/bin/python" "$here/checks.py" "$work" "${overlays[@]}"
+# The checks can fail: each planted defect must be caught by the check meant for it.
+"$venv/bin/python" "$here/defects.py"
 echo "all Kubernetes manifest checks passed"

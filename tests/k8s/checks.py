@@ -6,6 +6,7 @@ message naming the object and the defect, and exit status 1.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def run(render_dir, overlays):
     schema.validate([o for o in examples if o["kind"] == "Secret"], "base/*.example.yaml", schemas)
     ok("schema", "base", "the documented Secrets are valid Kubernetes Secrets")
     check_certificates(examples)
+    check_image_build(ROOT)
     for r in renders:
         schema.check_schemas(r, schemas)
         if r.overlay == "prod":
@@ -66,6 +68,26 @@ def check_certificates(examples):
     if "sync-bridge" not in certificates.get("sync-bridge", {}).get("dnsNames", []):
         fail("certificates", "certificates.example.yaml: the bridge's certificate does not name sync-bridge")
     ok("certificates", "base", "the example server certificates name the Services' DNS names, the bridge's names sync-bridge")
+
+
+def check_image_build(root):
+    """The image holds the three processes and tandemctl, runs as a numeric non-root user,
+    and its build context leaves out build output and history."""
+    containerfile = (root / "deploy" / "Containerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", containerfile, re.M)
+    if not users or not re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", users[-1]):
+        fail("image", f"deploy/Containerfile: the last USER is {users[-1:] or 'missing'}; expected a numeric non-root uid")
+    for binary in ("crm-service", "erp-service", "sync-bridge", "tandemctl"):
+        if f"target/release/{binary}" not in containerfile:
+            fail("image", f"deploy/Containerfile: does not copy {binary} into the image")
+    if re.search(r"^FROM\s+\S+:latest\b|^FROM\s+[^:@\s]+(\s|$)", containerfile, re.M):
+        fail("image", "deploy/Containerfile: a base image is `latest` or untagged")
+    ignore = (root / ".dockerignore").read_text().split() if (root / ".dockerignore").is_file() else []
+    for wanted in ("target/", ".git/"):
+        if wanted not in ignore:
+            fail("image", f".dockerignore: does not leave out {wanted}")
+    ok("image", "deploy/Containerfile", "crm-service, erp-service, sync-bridge and tandemctl in one image, numeric "
+       f"non-root USER {users[-1]}, tagged base images; .dockerignore leaves out target/ and .git/")
 
 
 def main(argv):

@@ -13,8 +13,16 @@ from pathlib import Path
 import checks
 from rendered import CheckFailed
 
-# (what, file under deploy/k8s, text, replacement (first occurrence), the check that must fail)
+# (what, file under deploy/k8s (or, with a leading /, under the repository root), text,
+#  its replacement (first occurrence), the check that must fail)
 DEFECTS = [
+    ("the image running as root", "/deploy/Containerfile", "USER 10001:10001", "USER root", "image"),
+    ("target/ in the build context", "/.dockerignore", "\ntarget/\n", "\n", "image"),
+    ("a topic added to the code but not declared", "/proto/src/events/mod.rs",
+     'pub const DEAD_LETTER: &str = "tandem.dead-letter";',
+     'pub const DEAD_LETTER: &str = "tandem.dead-letter";\n    pub const AUDIT: &str = "tandem.audit";', "topics"),
+    ("a metric renamed in the code but not in the alerts", "/common/src/metrics_names.rs",
+     '"tandem_database_up"', '"tandem_database_reachable"', "metrics"),
     ("an unknown field in a container", "base/crm.yaml",
      '          command: ["/usr/local/bin/crm-service"]\n',
      '          command: ["/usr/local/bin/crm-service"]\n          restartPolicyy: Always\n', "schema"),
@@ -77,6 +85,22 @@ DEFECTS = [
 ]
 
 
+# The files outside deploy/k8s that the checks read, for defects planted there.
+ROOT_FILES = ("deploy/Containerfile", ".dockerignore", "proto/src/events", "common/src", "crm-service/src",
+              "erp-service/src", "sync-bridge/src")
+
+
+def copy_root(root, to):
+    shutil.rmtree(to, ignore_errors=True)
+    for part in ROOT_FILES:
+        (to / part).parent.mkdir(parents=True, exist_ok=True)
+        if (root / part).is_dir():
+            shutil.copytree(root / part, to / part)
+        else:
+            shutil.copy(root / part, to / part)
+    return to
+
+
 def render(k8s, out):
     for overlay in ("local", "prod"):
         run = subprocess.run(["kubectl", "kustomize", str(k8s / "overlays" / overlay)], capture_output=True, text=True)
@@ -88,14 +112,19 @@ def render(k8s, out):
 
 def main():
     failures = 0
-    original = checks.K8S
+    original, original_root = checks.K8S, checks.ROOT
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         for what, file, text, replacement, check in DEFECTS:
             k8s = work / "k8s"
             shutil.rmtree(k8s, ignore_errors=True)
             shutil.copytree(original, k8s)
-            path = k8s / file
+            checks.ROOT = original_root
+            if file.startswith("/"):
+                checks.ROOT = copy_root(original_root, work / "root")
+                path = checks.ROOT / file[1:]
+            else:
+                path = k8s / file
             source = path.read_text()
             if text not in source:
                 print(f"FAIL [defects]: {file} no longer contains {text!r}; update the defect {what!r}", file=sys.stderr)

@@ -33,6 +33,7 @@ def run(render_dir, overlays):
     ok("schema", "base", "the documented Secrets are valid Kubernetes Secrets")
     check_certificates(examples)
     check_image_build(ROOT)
+    check_tandemctl_pod(schemas, documented)
     for r in renders:
         schema.check_schemas(r, schemas)
         if r.overlay == "prod":
@@ -65,9 +66,35 @@ def check_certificates(examples):
         for wanted in (service, f"{service}.tandem.svc"):
             if wanted not in names:
                 fail("certificates", f"certificates.example.yaml: {service}'s certificate does not name {wanted}")
-    if "sync-bridge" not in certificates.get("sync-bridge", {}).get("dnsNames", []):
-        fail("certificates", "certificates.example.yaml: the bridge's certificate does not name sync-bridge")
-    ok("certificates", "base", "the example server certificates name the Services' DNS names, the bridge's names sync-bridge")
+    for client in ("sync-bridge", "tandemctl"):
+        if client not in certificates.get(client, {}).get("dnsNames", []):
+            fail("certificates", f"certificates.example.yaml: {client}'s certificate does not name {client}")
+    ok("certificates", "base", "the example server certificates name the Services' DNS names, the clients' name sync-bridge and tandemctl")
+
+
+def check_tandemctl_pod(schemas, documented):
+    """The operator's tandemctl pod (base/tandemctl.example.yaml) follows the Deployments' rules,
+    and uses the ops Kafka user and a certificate of its own."""
+    r = Render("tandemctl.example", K8S / "base" / "tandemctl.example.yaml")
+    schema.validate(r.objects, r.overlay, schemas)
+    policy.check_pod_security(r, namespaces=())
+    policy.check_loopback(r)
+    policy.check_images(r)
+    policy.check_secrets(r, documented)
+    pod = r.find("Pod", "tandemctl")
+    if pod["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "tandemctl":
+        fail("tandemctl", "tandemctl.example.yaml: the pod lacks app.kubernetes.io/name=tandemctl (the network policies' label)")
+    if pod["spec"].get("automountServiceAccountToken") is not False:
+        fail("tandemctl", "tandemctl.example.yaml: automountServiceAccountToken is not false")
+    container = pod["spec"]["containers"][0]
+    env = r.env("tandemctl", container)
+    if env.get("BRIDGE__KAFKA__SASL_USERNAME") != "tandem-ops":
+        fail("tandemctl", "tandemctl.example.yaml: Kafka user is not tandem-ops")
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    if volumes["tls"]["secret"]["secretName"] != "tandemctl-tls":
+        fail("tandemctl", "tandemctl.example.yaml: not its own certificate (Secret tandemctl-tls)")
+    ok("tandemctl", "base", "the operator's tandemctl pod: schema-valid, restricted, labelled for the network "
+       "policies, no token, Kafka user tandem-ops, certificate tandemctl-tls")
 
 
 def check_image_build(root):

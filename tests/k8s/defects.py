@@ -74,6 +74,8 @@ DEFECTS = [
      "alerts"),
     ("an HPA-scaled Deployment with fixed replicas", "overlays/prod/kustomization.yaml", '"(crm|erp)-service"',
      '"(crm)-service"', "production"),
+    ("a rolling update that stops an old pod first", "base/bridge.yaml", "maxUnavailable: 0", "maxUnavailable: 1",
+     "production"),
     ("the CRM allowed to reach the ERP's database", "base/networkpolicy.yaml", "matchLabels: {cnpg.io/cluster: crm}\n      ports",
      "matchLabels: {cnpg.io/cluster: erp}\n      ports", "egress"),
     ("a database's PostgreSQL port open to every namespace", "base/networkpolicy.yaml",

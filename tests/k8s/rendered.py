@@ -77,7 +77,7 @@ class Render:
     def workloads(self):
         """(description, object, pod spec) of every object with a pod template."""
         for o in self.objects:
-            pod = (o.get("spec") or {}).get("template", {}).get("spec")
+            pod = o.get("spec") if o["kind"] == "Pod" else (o.get("spec") or {}).get("template", {}).get("spec")
             if pod is not None:
                 yield f"{o['kind']} {o['metadata']['name']}", o, pod
 

@@ -25,7 +25,7 @@ K8S = Path(os.environ.get("TANDEM_K8S", ROOT / "deploy" / "k8s"))
 def run(render_dir, overlays):
     documented = Documented(K8S)
     topics = code_topics(ROOT)
-    schemas = schema.Schemas()
+    schemas = schema.schemas()
     renders = [Render(overlay, Path(render_dir) / f"{overlay}.yaml") for overlay in overlays]
     examples = [o for name in ("secret.example.yaml", "operator-secrets.example.yaml", "certificates.example.yaml")
                 for o in load_yaml(K8S / "base" / name)]

@@ -40,6 +40,7 @@ def run(render_dir, overlays):
             policy.check_reflection(r)
         policy.check_ports(r)
         policy.check_probes(r)
+        policy.check_shutdown(r, ROOT)
         policy.check_pod_security(r)
         policy.check_service_accounts(r)
         policy.check_loopback(r)

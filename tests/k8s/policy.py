@@ -59,8 +59,11 @@ def check_ports(r):
 
 
 def check_probes(r):
-    """Every probe names a port the process listens on with its configuration: the `http`
-    listener (*__HTTP__LISTEN) for HTTP probes, the gRPC listener for gRPC probes."""
+    """Every probe names a port the process listens on with its configuration: the admin
+    listener (*__HTTP__LISTEN), which answers /healthz and /readyz over HTTP and the same
+    readiness as plaintext gRPC health (the kubelet's gRPC probe speaks no TLS, and the gRPC
+    ports do). Readiness goes through gRPC health; it reflects the database (services) and
+    the CRM, the ERP and the broker (bridge)."""
     count = 0
     for where, pod, c in r.containers():
         name = where.split(" ", 1)[1].split("/")[0]
@@ -79,25 +82,71 @@ def check_probes(r):
             if probe is None:
                 fail("probes", f"{r.overlay} {where}: no {kind}")
             if "httpGet" in probe:
-                port, wanted = probe["httpGet"]["port"], "HTTP"
+                port = probe["httpGet"]["port"]
                 if probe["httpGet"].get("path") not in ("/healthz", "/readyz"):
                     fail("probes", f"{r.overlay} {where}: {kind} asks {probe['httpGet'].get('path')!r}; "
                          "the processes answer /healthz and /readyz")
             elif "grpc" in probe:
-                port, wanted = probe["grpc"]["port"], "GRPC"
+                port = probe["grpc"]["port"]
             else:
                 fail("probes", f"{r.overlay} {where}: {kind} is neither httpGet nor grpc")
             number = named.get(port, port)
             if not isinstance(number, int):
                 fail("probes", f"{r.overlay} {where}: {kind} port {port!r} is not a named container port")
-            if listening.get(number) != wanted:
+            if listening.get(number) != "HTTP":
                 fail("probes", f"{r.overlay} {where}: {kind} probes port {number}, but the process listens there "
-                     f"on {listening.get(number) or 'nothing'} (listeners: {listening}); expected {prefix}__{wanted}__LISTEN")
+                     f"on {listening.get(number) or 'nothing'} (listeners: {listening}); probes go to "
+                     f"{prefix}__HTTP__LISTEN, the admin port (the gRPC ports speak TLS, which no probe does)")
             count += 1
-        if c["readinessProbe"].get("httpGet", {}).get("path") == "/healthz":
-            fail("probes", f"{r.overlay} {where}: readiness asks /healthz (liveness); it must ask /readyz")
-    ok("probes", r.overlay, f"all {count} probes hit /healthz or /readyz (readiness: /readyz) on the port the "
-       "process's *__HTTP__LISTEN (or gRPC listener) binds on 0.0.0.0")
+        readiness = c["readinessProbe"]
+        if "grpc" not in readiness or readiness["grpc"].get("service", "") != "":
+            fail("probes", f"{r.overlay} {where}: readiness is {readiness!r}; it must be the gRPC health "
+                 "check (service \"\") on the admin port")
+    ok("probes", r.overlay, f"all {count} probes hit the admin port *__HTTP__LISTEN binds on 0.0.0.0; "
+       "readiness through gRPC health, liveness and startup through /healthz")
+
+
+def rust_seconds(root, path, constant):
+    """The value of `const <constant>: Duration = Duration::from_secs(N)` in a Rust file."""
+    text = (root / path).read_text()
+    m = re.search(rf"const {constant}: Duration = Duration::from_secs\((\d+)\)", text)
+    if not m:
+        fail("shutdown", f"{path}: no `{constant}: Duration = Duration::from_secs(N)` to read")
+    return int(m.group(1))
+
+
+def check_shutdown(r, root):
+    """Each pod's stop fits its grace period: the preStop sleep, then *__SHUTDOWN_GRACE_MS
+    (draining and flushing share it), the last phase's floor (shutdown::LAST_PHASE_FLOOR) and
+    the runtime's bounded exit (runtime::EXIT_GRACE), all within terminationGracePeriodSeconds,
+    after which the kubelet sends SIGKILL."""
+    floor = rust_seconds(root, "common/src/shutdown.rs", "LAST_PHASE_FLOOR")
+    exit_grace = rust_seconds(root, "common/src/runtime.rs", "EXIT_GRACE")
+    for o in r.objects:
+        if o["kind"] != "Deployment" or o["metadata"]["name"] not in PROCESSES:
+            continue
+        name = o["metadata"]["name"]
+        prefix = PROCESSES[name]
+        pod = o["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        env = r.env(f"Deployment {name}/{c['name']}", c)
+        grace_ms = env.get(f"{prefix}__SHUTDOWN_GRACE_MS")
+        if not grace_ms or not str(grace_ms).isdigit():
+            fail("shutdown", f"{r.overlay} {name}: {prefix}__SHUTDOWN_GRACE_MS is {grace_ms!r}; set it, so the "
+                 "sum below is the one the process runs with")
+        pre_stop = c.get("lifecycle", {}).get("preStop", {})
+        sleep = pre_stop.get("sleep", {}).get("seconds", 0)
+        if not sleep:
+            fail("shutdown", f"{r.overlay} {name}: no preStop sleep; endpoints would still send calls to a "
+                 "pod that stopped accepting them")
+        period = pod.get("terminationGracePeriodSeconds", 30)
+        total = sleep + int(grace_ms) / 1000 + floor + exit_grace
+        if total > period:
+            fail("shutdown", f"{r.overlay} {name}: preStop {sleep} s + shutdown grace {int(grace_ms) / 1000:g} s + "
+                 f"last-phase floor {floor} s + exit {exit_grace} s = {total:g} s, more than "
+                 f"terminationGracePeriodSeconds {period}: the kubelet would SIGKILL it mid-flush")
+    ok("shutdown", r.overlay, f"every pod's preStop sleep + *__SHUTDOWN_GRACE_MS + {floor} s + {exit_grace} s "
+       "fits its terminationGracePeriodSeconds")
 
 
 def check_pod_security(r, namespaces=("tandem", "kafka")):

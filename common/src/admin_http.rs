@@ -58,9 +58,13 @@ impl Readiness {
         }
         if let Some(pool) = &self.database {
             let ping = sqlx::query("SELECT 1").execute(pool);
-            match tokio::time::timeout(Duration::from_secs(1), ping).await {
-                Ok(Ok(_)) => {}
-                _ => return Err("database unreachable"),
+            let up = matches!(
+                tokio::time::timeout(Duration::from_secs(1), ping).await,
+                Ok(Ok(_))
+            );
+            metrics::gauge!(crate::metrics_names::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
+            if !up {
+                return Err("database unreachable");
             }
         }
         Ok(())

@@ -16,8 +16,15 @@ pub const OUTBOX_PUBLISH_FAILED: &str = "tandem_outbox_publish_failed_total";
 pub const OUTBOX_LAG_SECONDS: &str = "tandem_outbox_publish_lag_seconds";
 /// Gauge: 1 while this replica's relay holds the leader lock.
 pub const OUTBOX_LEADER: &str = "tandem_outbox_relay_leader";
+/// Gauge: age in seconds of the oldest unpublished outbox row the leading relay last read (0
+/// when none is waiting, and on a replica that is not the leader).
+pub const OUTBOX_OLDEST_UNPUBLISHED_SECONDS: &str = "tandem_outbox_oldest_unpublished_seconds";
 /// Counter: published outbox rows deleted after the retention period.
 pub const OUTBOX_PRUNED: &str = "tandem_outbox_pruned_total";
+
+/// Gauge: 1 when the service's database answered its last readiness check (every 2 s),
+/// 0 when it did not.
+pub const DATABASE_UP: &str = "tandem_database_up";
 
 /// Counter: events the bridge applied. Labels: `type`, `outcome` (`applied`, `unchanged`).
 pub const BRIDGE_EVENTS_APPLIED: &str = "tandem_bridge_events_applied_total";

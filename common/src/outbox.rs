@@ -200,6 +200,7 @@ impl Relay {
             let mut conn = leader;
             let result = self.lead(&mut conn, &shutdown, &mut backoff).await;
             metrics::gauge!(m::OUTBOX_LEADER).set(0.0);
+            metrics::gauge!(m::OUTBOX_OLDEST_UNPUBLISHED_SECONDS).set(0.0);
             // Closing the session releases the advisory lock.
             drop(conn);
             match result {
@@ -298,6 +299,13 @@ impl Relay {
                 created_at,
             })
             .collect();
+        // Rows are read in id order, so the first is the oldest waiting (near enough: ids
+        // are taken before commit).
+        let oldest = rows
+            .first()
+            .map(|row| (Utc::now() - row.created_at).to_std().unwrap_or_default());
+        metrics::gauge!(m::OUTBOX_OLDEST_UNPUBLISHED_SECONDS)
+            .set(oldest.unwrap_or_default().as_secs_f64());
         if rows.is_empty() {
             return Ok(0);
         }

@@ -26,7 +26,11 @@ class Api:
     def __init__(self, addr, service, cfg):
         creds = grpc.ssl_channel_credentials(root_certificates=Path(cfg["ca_file"]).read_bytes())
         # The certificate must name the address dialled: no target-name override.
-        self.channel = grpc.secure_channel(addr, creds, options=[("grpc.max_reconnect_backoff_ms", 1000)])
+        self.channel = grpc.secure_channel(addr, creds, options=[
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            # Service names resolve to pod addresses here (no ClusterIP), so a replaced pod
+            # means a new address: re-resolve at once, not after gRPC's default 30 s.
+            ("grpc.dns_min_time_between_resolutions_ms", 200)])
         self.addr, self.service, self.cfg = addr, service, cfg
         self.token = cfg["token"]
         self._pool = None

@@ -1,0 +1,132 @@
+"""Proves the checks can fail: plants one defect at a time in a copy of deploy/k8s, renders
+it, and expects the named check to fail on it. A defect the checks let through fails this run.
+
+    defects.py             # run by tests/k8s/render.sh after the checks pass
+"""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import checks
+from rendered import CheckFailed
+
+# (what, file under deploy/k8s, text, replacement (first occurrence), the check that must fail)
+DEFECTS = [
+    ("an unknown field in a container", "base/crm.yaml",
+     '          command: ["/usr/local/bin/crm-service"]\n',
+     '          command: ["/usr/local/bin/crm-service"]\n          restartPolicyy: Always\n', "schema"),
+    ("a string where Kubernetes wants an integer", "base/bridge.yaml",
+     "terminationGracePeriodSeconds: 30", 'terminationGracePeriodSeconds: "30"', "schema"),
+    ("an unknown field in the Kafka", "kafka/kafka.yaml", "    version: 3.9.0", "    versions: 3.9.0", "schema"),
+    ("a string for a KafkaTopic's partitions", "kafka/topics.yaml", "partitions: 3\n", 'partitions: "3"\n', "schema"),
+    ("a misspelt ACL operation", "kafka-users/users.yaml", "operations: [Write, Describe]",
+     "operations: [Writes, Describe]", "schema"),
+    ("a value outside a CloudNativePG enum", "postgres/clusters.yaml",
+     "primaryUpdateStrategy: unsupervised", "primaryUpdateStrategy: automatic", "schema"),
+    ("an unknown field in a managed role", "postgres/clusters.yaml", "        login: true", "        logon: true", "schema"),
+    ("a bad ObjectStore retention", "components/backup/backup.yaml", 'retentionPolicy: "30d"',
+     'retentionPolicy: "30 days"', "schema"),
+    ("a bad PodMonitor interval", "monitoring/podmonitor.yaml", "interval: 15s", "interval: 15 seconds", "schema"),
+    ("a writable root filesystem", "base/bridge.yaml", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false",
+     "pod-security"),
+    ("no seccomp profile", "base/crm.yaml", "seccompProfile: {type: RuntimeDefault}", "seccompProfile: {type: Unconfined}",
+     "pod-security"),
+    ("a namespace without restricted enforcement", "kafka/namespace.yaml",
+     "pod-security.kubernetes.io/enforce: restricted", "pod-security.kubernetes.io/enforce: baseline", "pod-security"),
+    ("a ServiceAccount token mounted", "base/erp.yaml", "automountServiceAccountToken: false",
+     "automountServiceAccountToken: true", "serviceaccounts"),
+    ("an address on loopback", "base/config.env", "OTLP_ENDPOINT=", "OTLP_ENDPOINT=http://localhost:4317", "loopback"),
+    ("a pinned image replaced by latest", "overlays/prod/kustomization.yaml", 'newTag: "0.1.0"', "newTag: latest", "images"),
+    ("readiness on the gRPC port", "base/crm.yaml", "httpGet: {path: /readyz, port: http}",
+     "httpGet: {path: /readyz, port: grpc}", "probes"),
+    ("an undocumented Secret key", "base/crm.yaml", "{name: crm-runtime, key: password}",
+     "{name: crm-runtime, key: pass}", "secrets"),
+    ("the database CA's private key mounted", "base/erp.yaml", "items: [{key: ca.crt, path: ca.crt}]",
+     "items: [{key: ca.key, path: ca.crt}]", "secrets"),
+    ("a database URL without verify-full", "base/crm.yaml", "sslmode=verify-full", "sslmode=require", "databases"),
+    ("a topic of the code missing", "kafka/topics.yaml", "name: erp.stock\n", "name: erp.stocks\n", "topics"),
+    ("a topic declared twice (and another missing)", "kafka/topics.yaml",
+     "  name: integration.stock\n  labels: {strimzi.io/cluster: tandem-kafka}\nspec:\n",
+     "  name: integration.stock\n  labels: {strimzi.io/cluster: tandem-kafka}\nspec:\n  topicName: integration.orders\n",
+     "topics"),
+    ("order commands compacted", "kafka/topics.yaml", 'config: {cleanup.policy: delete, retention.ms: "604800000"',
+     'config: {cleanup.policy: compact, retention.ms: "604800000"', "topics"),
+    ("the CRM's user allowed to write an ERP topic", "kafka-users/users.yaml", "name: crm.customers,",
+     "name: erp.customers,", "kafka-users"),
+    ("the bridge allowed to create topics", "kafka-users/users.yaml", "operations: [Read, Describe]",
+     "operations: [Read, Describe, Create]", "kafka-users"),
+    ("a scheduled backup removed", "components/backup/backup.yaml", "cluster: {name: erp}", "cluster: {name: crm}",
+     "backups"),
+    ("a dashboard query on a metric no binary exports", "monitoring/dashboard.json", "tandem_grpc_calls_shed_total",
+     "tandem_grpc_calls_dropped_total", "metrics"),
+    ("an alert threshold changed without its tests", "monitoring/rules.yaml", "          ) > 5\n", "          ) > 50\n",
+     "alerts"),
+    ("an HPA-scaled Deployment with fixed replicas", "overlays/prod/kustomization.yaml", '"(crm|erp)-service"',
+     '"(crm)-service"', "production"),
+    ("the CRM allowed to reach the ERP's database", "base/networkpolicy.yaml", "matchLabels: {cnpg.io/cluster: crm}\n      ports",
+     "matchLabels: {cnpg.io/cluster: erp}\n      ports", "egress"),
+    ("a database's PostgreSQL port open to every namespace", "base/networkpolicy.yaml",
+     "namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: cnpg-system}}", "namespaceSelector: {}", "ingress"),
+    ("the sync port open to a frontend", "base/networkpolicy.yaml",
+     "        - podSelector: {matchLabels: {app.kubernetes.io/name: tandemctl}}\n      ports: [{protocol: TCP, port: 50061}]",
+     "        - podSelector: {matchLabels: {tandem.io/frontend: \"true\"}}\n      ports: [{protocol: TCP, port: 50061}]",
+     "sync-ingress"),
+]
+
+
+def render(k8s, out):
+    for overlay in ("local", "prod"):
+        run = subprocess.run(["kubectl", "kustomize", str(k8s / "overlays" / overlay)], capture_output=True, text=True)
+        if run.returncode != 0:
+            return f"kustomize: {run.stderr.strip()}"
+        (out / f"{overlay}.yaml").write_text(run.stdout)
+    return None
+
+
+def main():
+    failures = 0
+    original = checks.K8S
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        for what, file, text, replacement, check in DEFECTS:
+            k8s = work / "k8s"
+            shutil.rmtree(k8s, ignore_errors=True)
+            shutil.copytree(original, k8s)
+            path = k8s / file
+            source = path.read_text()
+            if text not in source:
+                print(f"FAIL [defects]: {file} no longer contains {text!r}; update the defect {what!r}", file=sys.stderr)
+                return 1
+            path.write_text(source.replace(text, replacement, 1))
+            rendered = work / "rendered"
+            rendered.mkdir(exist_ok=True)
+            error = render(k8s, rendered)
+            caught = None
+            if error is None:
+                checks.K8S = k8s
+                try:
+                    with open("/dev/null", "w") as quiet:
+                        stdout, sys.stdout = sys.stdout, quiet
+                        try:
+                            checks.run(rendered, ["local", "prod"])
+                        finally:
+                            sys.stdout = stdout
+                except CheckFailed as e:
+                    caught = str(e)
+            if caught and caught.startswith(f"FAIL [{check}]"):
+                print(f"ok   [defects] {what} ({file}): caught by [{check}]")
+            else:
+                failures += 1
+                print(f"FAIL [defects]: {what} ({file}) was {'caught by ' + caught.split(']')[0] + ']' if caught else 'not caught' if error is None else 'not renderable: ' + error}, "
+                      f"expected [{check}] to fail", file=sys.stderr)
+    if failures:
+        return 1
+    print(f"ok   [defects] the checks caught all {len(DEFECTS)} planted defects, each in the check meant for it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

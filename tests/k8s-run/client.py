@@ -138,7 +138,7 @@ def e2e(cfg):
         except Exception as e:  # noqa: BLE001
             ok = False
             out(step="order", ok=False, detail=why(e))
-    out(step="done", ok=ok, sku=sku, warehouse=wh)
+    out(step="done", ok=ok, sku=sku, warehouse=wh, customer=cid)
     return 0 if ok else 1
 
 

@@ -255,6 +255,10 @@ class Pod:
 
     # ---------------------------------------------------------------- probes
     def probe(self, spec):
+        ok, why = self._probe(spec)
+        return ok, "".join(ch if ch.isprintable() else "?" for ch in why)[:300]
+
+    def _probe(self, spec):
         timeout = spec.get("timeoutSeconds", 1)
         try:
             if "httpGet" in spec:

@@ -57,6 +57,7 @@ class Network:
         self.endpoints = {}    # (ns, name) -> [ip] (Ready pods, newest first)
         self.hosts_files = {}  # netns name -> (pod k8s namespace, path)
         self._n = 0
+        self.made_etc_netns = not Path("/etc/netns").exists()
         sh("ip", "link", "add", self.bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
         sh("ip", "link", "set", self.bridge, "up")
@@ -148,6 +149,11 @@ class Network:
         for link in self.links:
             sh("ip", "link", "del", link, check=False)
         sh("ip", "link", "del", self.bridge, check=False)
+        if self.made_etc_netns:
+            try:
+                Path("/etc/netns").rmdir()  # only when empty (another run may use it)
+            except OSError:
+                pass
 
 
 def _rm_tree(path: Path):

@@ -202,9 +202,10 @@ class Run:
             self.pods[name_of(d)] = []
             for _ in range(d["spec"].get("replicas", 1)):
                 self.new_pod(d, app_ns, fatal=True)
+        deadline = time.time() + self.args.ready_timeout  # the pods start together
         for d in deployments:
             for p in self.pods[name_of(d)]:
-                self.wait_ready(p, "start", fatal=False)
+                self.wait_ready(p, "start", fatal=False, deadline=deadline)
         self.check_traps("wiring")
         self.check_listeners()
         # The runbook's `kubectl exec deploy/sync-bridge -- tandemctl status ...`: the operator's
@@ -318,10 +319,11 @@ class Run:
             self.fail("exec", f"kubectl exec {pod.name} -- tandemctl status customer {customer_id}: "
                       + " | ".join(out.splitlines()[-4:]))
 
-    def wait_ready(self, pod, step, timeout=None, fatal=True):
+    def wait_ready(self, pod, step, timeout=None, fatal=True, deadline=None):
         timeout = timeout or self.args.ready_timeout
         t0 = time.time()
-        while time.time() - t0 < timeout:
+        deadline = deadline or t0 + timeout
+        while time.time() < deadline:
             if pod.ready:
                 c = pod.container
                 probes = ", ".join(f"{k[:-5]} {describe_probe(c[k])}" for k in
@@ -335,7 +337,7 @@ class Run:
             if hit and time.time() - hit[2] > 15 and time.time() - t0 > 20:
                 break  # not Ready, and it dials a peer on its own loopback: no need to wait longer
             time.sleep(0.2)
-        why = pod.failure or (f"not Ready after {time.time() - t0:.0f} s; last probe: {getattr(pod, 'last_probe', 'none yet')}")
+        why = pod.failure or (f"not Ready after {time.time() - pod.t0:.0f} s; last probe: {getattr(pod, 'last_probe', 'none yet')}")
         hits = [h for h in self.trap_hits if h[0] == pod.name]
         extra = ("\n      " + self.trap_message(pod, hits[0][1])) if hits else ""
         self.fail(step, f"{pod.name}: {why}{extra}", fatal=fatal)

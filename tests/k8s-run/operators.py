@@ -117,6 +117,10 @@ class Postgres:
                 raise RuntimeError(f"PostgreSQL {self.name} did not start: {(d / 'log').read_text()[-800:]}")
             time.sleep(0.1)
         self.sock = sock
+        while subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", str(sock), "-U", "postgres"]).returncode != 0:
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"PostgreSQL {self.name} not accepting connections: {(d / 'log').read_text()[-800:]}")
+            time.sleep(0.1)
         sql = []
         for role, r in self.roles.items():
             opts = ("LOGIN" if r.get("login", True) else "NOLOGIN") + (" SUPERUSER" if r.get("superuser") else "")

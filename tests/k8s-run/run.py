@@ -197,6 +197,16 @@ class Run:
                         self.fail("services", f"Service {name_of(o)} port {p['port']} -> targetPort {tp}: port "
                                   "translation is not emulated (names resolve to pod addresses)")
 
+        for (sns, sname), svc in services.items():
+            sel = (svc.get("spec") or {}).get("selector") or {}
+            backs = [name_of(d) for d in deployments if ns_of(d, app_ns) == sns and sel and k8s.selector_matches(
+                {"matchLabels": sel}, d["spec"]["template"]["metadata"].get("labels") or {})]
+            if sel and not backs:
+                self.fail("services", f"Service {sns}/{sname} selects no pod of any Deployment (selector {sel}): "
+                          "its name would resolve to nothing")
+            elif backs:
+                self.ok("services", f"Service {sns}/{sname} selects the pods of {', '.join(backs)}")
+
         # ---------------------------------------------------------- pods
         for d in deployments:
             self.pods[name_of(d)] = []

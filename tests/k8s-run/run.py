@@ -311,7 +311,23 @@ class Run:
             self.fail("pods", str(e), fatal)
             return None
         self.pods[name_of(d)].append(pod)
+        self.check_peer_addresses(name_of(d), pod)
         return pod
+
+    def check_peer_addresses(self, dep, pod):
+        """A process that is given one service's address but not the other's (the bridge
+        talks to both) falls back to its built-in localhost default for the missing one."""
+        if getattr(self, "_peers_checked", set()) & {dep}:
+            return
+        self.__dict__.setdefault("_peers_checked", set()).add(dep)
+        for prefix in sorted({k.split("__")[0] for k in pod.env if re.match(r"^[A-Z]+__(CRM|ERP)__URL$", k)}):
+            have = {peer: pod.env.get(f"{prefix}__{peer}__URL") for peer in ("CRM", "ERP")}
+            for peer, other in (("CRM", "ERP"), ("ERP", "CRM")):
+                if have[other] and not have[peer]:
+                    port = 50061 if peer == "CRM" else 50062
+                    self.fail("wiring", f"{dep}: its pod spec gives it the {other} address ({prefix}__{other}__URL="
+                              f"{have[other]}) but no {peer} address (no {prefix}__{peer}__URL): it falls back to "
+                              f"its built-in default, 127.0.0.1:{port}, which in a pod is the pod itself")
 
     def exec_tandemctl(self, customer_id, step):
         bridges = [p for p in self.pods.get("sync-bridge", []) if p.proc and p.proc.poll() is None]
@@ -373,14 +389,16 @@ class Run:
             if key not in self.__dict__.setdefault("_reported", set()):
                 self._reported.add(key)
                 self.fail(step, self.trap_message(pod, port))
-        if not seen and step == "wiring" and not getattr(self, "_wiring_ok", False):
+        if not seen and not self.failures and step == "wiring" and not getattr(self, "_wiring_ok", False):
             self._wiring_ok = True
             self.ok(step, "no pod dialled a peer on its own loopback (every address it uses is a Service name)")
 
     def check_listeners(self):
         """Every probe's port and every declared container port is one the process listens on."""
         for dep, pods in self.pods.items():
-            for p in pods:
+            for p in pods[:1]:
+                if p.proc.poll() is not None:
+                    continue
                 r = subprocess.run(["ip", "netns", "exec", p.netns, "ss", "-Hltn"], capture_output=True, text=True)
                 listening = {int(m) for m in re.findall(r":(\d+)\s", r.stdout + " ")}
                 declared = {x["containerPort"]: x.get("name") for x in p.container.get("ports") or []}

@@ -6,6 +6,7 @@ message naming the object and the defect, and exit status 1.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,13 +25,15 @@ K8S = Path(os.environ.get("TANDEM_K8S", ROOT / "deploy" / "k8s"))
 def run(render_dir, overlays):
     documented = Documented(K8S)
     topics = code_topics(ROOT)
-    schemas = schema.Schemas()
+    schemas = schema.schemas()
     renders = [Render(overlay, Path(render_dir) / f"{overlay}.yaml") for overlay in overlays]
     examples = [o for name in ("secret.example.yaml", "operator-secrets.example.yaml", "certificates.example.yaml")
                 for o in load_yaml(K8S / "base" / name)]
     schema.validate([o for o in examples if o["kind"] == "Secret"], "base/*.example.yaml", schemas)
     ok("schema", "base", "the documented Secrets are valid Kubernetes Secrets")
     check_certificates(examples)
+    check_image_build(ROOT)
+    check_tandemctl_pod(schemas, documented)
     for r in renders:
         schema.check_schemas(r, schemas)
         if r.overlay == "prod":
@@ -63,9 +66,55 @@ def check_certificates(examples):
         for wanted in (service, f"{service}.tandem.svc"):
             if wanted not in names:
                 fail("certificates", f"certificates.example.yaml: {service}'s certificate does not name {wanted}")
-    if "sync-bridge" not in certificates.get("sync-bridge", {}).get("dnsNames", []):
-        fail("certificates", "certificates.example.yaml: the bridge's certificate does not name sync-bridge")
-    ok("certificates", "base", "the example server certificates name the Services' DNS names, the bridge's names sync-bridge")
+    for client in ("sync-bridge", "tandemctl"):
+        if client not in certificates.get(client, {}).get("dnsNames", []):
+            fail("certificates", f"certificates.example.yaml: {client}'s certificate does not name {client}")
+    ok("certificates", "base", "the example server certificates name the Services' DNS names, the clients' name sync-bridge and tandemctl")
+
+
+def check_tandemctl_pod(schemas, documented):
+    """The operator's tandemctl pod (base/tandemctl.example.yaml) follows the Deployments' rules,
+    and uses the ops Kafka user and a certificate of its own."""
+    r = Render("tandemctl.example", K8S / "base" / "tandemctl.example.yaml")
+    schema.validate(r.objects, r.overlay, schemas)
+    policy.check_pod_security(r, namespaces=())
+    policy.check_loopback(r)
+    policy.check_images(r)
+    policy.check_secrets(r, documented)
+    pod = r.find("Pod", "tandemctl")
+    if pod["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "tandemctl":
+        fail("tandemctl", "tandemctl.example.yaml: the pod lacks app.kubernetes.io/name=tandemctl (the network policies' label)")
+    if pod["spec"].get("automountServiceAccountToken") is not False:
+        fail("tandemctl", "tandemctl.example.yaml: automountServiceAccountToken is not false")
+    container = pod["spec"]["containers"][0]
+    env = r.env("tandemctl", container)
+    if env.get("BRIDGE__KAFKA__SASL_USERNAME") != "tandem-ops":
+        fail("tandemctl", "tandemctl.example.yaml: Kafka user is not tandem-ops")
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    if volumes["tls"]["secret"]["secretName"] != "tandemctl-tls":
+        fail("tandemctl", "tandemctl.example.yaml: not its own certificate (Secret tandemctl-tls)")
+    ok("tandemctl", "base", "the operator's tandemctl pod: schema-valid, restricted, labelled for the network "
+       "policies, no token, Kafka user tandem-ops, certificate tandemctl-tls")
+
+
+def check_image_build(root):
+    """The image holds the three processes and tandemctl, runs as a numeric non-root user,
+    and its build context leaves out build output and history."""
+    containerfile = (root / "deploy" / "Containerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", containerfile, re.M)
+    if not users or not re.fullmatch(r"[1-9][0-9]*(:[0-9]+)?", users[-1]):
+        fail("image", f"deploy/Containerfile: the last USER is {users[-1:] or 'missing'}; expected a numeric non-root uid")
+    for binary in ("crm-service", "erp-service", "sync-bridge", "tandemctl"):
+        if f"target/release/{binary}" not in containerfile:
+            fail("image", f"deploy/Containerfile: does not copy {binary} into the image")
+    if re.search(r"^FROM\s+\S+:latest\b|^FROM\s+[^:@\s]+(\s|$)", containerfile, re.M):
+        fail("image", "deploy/Containerfile: a base image is `latest` or untagged")
+    ignore = (root / ".dockerignore").read_text().split() if (root / ".dockerignore").is_file() else []
+    for wanted in ("target/", ".git/"):
+        if wanted not in ignore:
+            fail("image", f".dockerignore: does not leave out {wanted}")
+    ok("image", "deploy/Containerfile", "crm-service, erp-service, sync-bridge and tandemctl in one image, numeric "
+       f"non-root USER {users[-1]}, tagged base images; .dockerignore leaves out target/ and .git/")
 
 
 def main(argv):

@@ -4,17 +4,28 @@ it, and expects the named check to fail on it. A defect the checks let through f
     defects.py             # run by tests/k8s/render.sh after the checks pass
 """
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import checks
 from rendered import CheckFailed
 
-# (what, file under deploy/k8s, text, replacement (first occurrence), the check that must fail)
+# (what, file under deploy/k8s (or, with a leading /, under the repository root), text,
+#  its replacement (first occurrence), the check that must fail)
 DEFECTS = [
+    ("the image running as root", "/deploy/Containerfile", "USER 10001:10001", "USER root", "image"),
+    ("target/ in the build context", "/.dockerignore", "\ntarget/\n", "\n", "image"),
+    ("a topic added to the code but not declared", "/proto/src/events/mod.rs",
+     'pub const DEAD_LETTER: &str = "tandem.dead-letter";',
+     'pub const DEAD_LETTER: &str = "tandem.dead-letter";\n    pub const AUDIT: &str = "tandem.audit";', "topics"),
+    ("a metric renamed in the code but not in the alerts", "/common/src/metrics_names.rs",
+     '"tandem_database_up"', '"tandem_database_reachable"', "metrics"),
     ("an unknown field in a container", "base/crm.yaml",
      '          command: ["/usr/local/bin/crm-service"]\n',
      '          command: ["/usr/local/bin/crm-service"]\n          restartPolicyy: Always\n', "schema"),
@@ -66,6 +77,8 @@ DEFECTS = [
      "alerts"),
     ("an HPA-scaled Deployment with fixed replicas", "overlays/prod/kustomization.yaml", '"(crm|erp)-service"',
      '"(crm)-service"', "production"),
+    ("a rolling update that stops an old pod first", "base/bridge.yaml", "maxUnavailable: 0", "maxUnavailable: 1",
+     "production"),
     ("the CRM allowed to reach the ERP's database", "base/networkpolicy.yaml", "matchLabels: {cnpg.io/cluster: crm}\n      ports",
      "matchLabels: {cnpg.io/cluster: erp}\n      ports", "egress"),
     ("a database's PostgreSQL port open to every namespace", "base/networkpolicy.yaml",
@@ -77,6 +90,22 @@ DEFECTS = [
 ]
 
 
+# The files outside deploy/k8s that the checks read, for defects planted there.
+ROOT_FILES = ("deploy/Containerfile", ".dockerignore", "proto/src/events", "common/src", "crm-service/src",
+              "erp-service/src", "sync-bridge/src")
+
+
+def copy_root(root, to):
+    shutil.rmtree(to, ignore_errors=True)
+    for part in ROOT_FILES:
+        (to / part).parent.mkdir(parents=True, exist_ok=True)
+        if (root / part).is_dir():
+            shutil.copytree(root / part, to / part)
+        else:
+            shutil.copy(root / part, to / part)
+    return to
+
+
 def render(k8s, out):
     for overlay in ("local", "prod"):
         run = subprocess.run(["kubectl", "kustomize", str(k8s / "overlays" / overlay)], capture_output=True, text=True)
@@ -86,42 +115,50 @@ def render(k8s, out):
     return None
 
 
+def plant(index, defect, work, original, original_root):
+    """A copy of the manifests (and of the root files) with one defect, rendered: (k8s, root,
+    rendered directory, a kustomize error or None)."""
+    what, file, text, replacement, _ = defect
+    base = work / str(index)
+    k8s, root, rendered = base / "k8s", original_root, base / "rendered"
+    shutil.copytree(original, k8s)
+    rendered.mkdir()
+    if file.startswith("/"):
+        root = copy_root(original_root, base / "root")
+        path = root / file[1:]
+    else:
+        path = k8s / file
+    source = path.read_text()
+    if text not in source:
+        return k8s, root, rendered, f"{file} no longer contains {text!r}; update the defect"
+    path.write_text(source.replace(text, replacement, 1))
+    return k8s, root, rendered, render(k8s, rendered)
+
+
 def main():
     failures = 0
-    original = checks.K8S
-    with tempfile.TemporaryDirectory() as work:
+    original, original_root = checks.K8S, checks.ROOT
+    with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(max_workers=4) as pool:
         work = Path(work)
-        for what, file, text, replacement, check in DEFECTS:
-            k8s = work / "k8s"
-            shutil.rmtree(k8s, ignore_errors=True)
-            shutil.copytree(original, k8s)
-            path = k8s / file
-            source = path.read_text()
-            if text not in source:
-                print(f"FAIL [defects]: {file} no longer contains {text!r}; update the defect {what!r}", file=sys.stderr)
-                return 1
-            path.write_text(source.replace(text, replacement, 1))
-            rendered = work / "rendered"
-            rendered.mkdir(exist_ok=True)
-            error = render(k8s, rendered)
+        # Copies and renders run in parallel (kustomize is most of the time); checks one by one.
+        planted = list(pool.map(lambda item: plant(*item, work, original, original_root), enumerate(DEFECTS)))
+        for (what, file, _, _, check), (k8s, root, rendered, error) in zip(DEFECTS, planted):
             caught = None
             if error is None:
-                checks.K8S = k8s
+                checks.K8S, checks.ROOT = k8s, root
                 try:
-                    with open("/dev/null", "w") as quiet:
-                        stdout, sys.stdout = sys.stdout, quiet
-                        try:
-                            checks.run(rendered, ["local", "prod"])
-                        finally:
-                            sys.stdout = stdout
+                    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                        checks.run(rendered, ["local", "prod"])
                 except CheckFailed as e:
                     caught = str(e)
             if caught and caught.startswith(f"FAIL [{check}]"):
                 print(f"ok   [defects] {what} ({file}): caught by [{check}]")
-            else:
-                failures += 1
-                print(f"FAIL [defects]: {what} ({file}) was {'caught by ' + caught.split(']')[0] + ']' if caught else 'not caught' if error is None else 'not renderable: ' + error}, "
-                      f"expected [{check}] to fail", file=sys.stderr)
+                continue
+            failures += 1
+            outcome = ("caught by " + caught.split("]")[0] + "]") if caught else \
+                "not caught" if error is None else f"not planted: {error}"
+            print(f"FAIL [defects]: {what} ({file}) was {outcome}, expected [{check}] to fail", file=sys.stderr)
+    checks.K8S, checks.ROOT = original, original_root
     if failures:
         return 1
     print(f"ok   [defects] the checks caught all {len(DEFECTS)} planted defects, each in the check meant for it")

@@ -100,7 +100,7 @@ def check_probes(r):
        "process's *__HTTP__LISTEN (or gRPC listener) binds on 0.0.0.0")
 
 
-def check_pod_security(r):
+def check_pod_security(r, namespaces=("tandem", "kafka")):
     """The restricted Pod Security Standard on every pod template, and on the namespaces."""
     count = 0
     for name, _, pod in r.workloads():
@@ -139,15 +139,15 @@ def check_pod_security(r):
             if any("hostPort" in p for p in c.get("ports", [])):
                 fail("pod-security", f"{where}: a container port sets hostPort")
             count += 1
-    namespaces = {o["metadata"]["name"]: o for o in r.of_kind("Namespace")}
-    for wanted in ("tandem", "kafka"):
-        labels = namespaces.get(wanted, {}).get("metadata", {}).get("labels", {})
+    rendered = {o["metadata"]["name"]: o for o in r.of_kind("Namespace")}
+    for wanted in namespaces:
+        labels = rendered.get(wanted, {}).get("metadata", {}).get("labels", {})
         if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
             fail("pod-security", f"{r.overlay}: namespace {wanted} does not enforce the restricted Pod Security "
                  f"Standard (labels {labels})")
     ok("pod-security", r.overlay, f"every pod template ({count} containers) meets restricted Pod Security "
        "(non-root, RuntimeDefault seccomp, no escalation, drop ALL, read-only root, no host namespaces or "
-       "hostPath); namespaces tandem and kafka enforce restricted")
+       "hostPath)" + (f"; namespaces {' and '.join(namespaces)} enforce restricted" if namespaces else ""))
 
 
 def check_service_accounts(r):
@@ -391,6 +391,10 @@ def check_production_shape(r):
         if not any(all(labels.get(k) == v for k, v in p["spec"]["selector"].get("matchLabels", {}).items())
                    and p["metadata"].get("namespace") == o["metadata"].get("namespace") for p in pdbs):
             fail("production", f"{r.overlay} Deployment {name}: no PodDisruptionBudget selects its pods")
+        rolling = o["spec"].get("strategy", {})
+        if rolling.get("type") != "RollingUpdate" or rolling.get("rollingUpdate", {}).get("maxUnavailable") != 0:
+            fail("production", f"{r.overlay} Deployment {name}: strategy {rolling}; expected RollingUpdate with "
+                 "maxUnavailable 0 (a new pod ready before an old one stops)")
         if r.overlay != "prod":
             continue
         if name in SERVICES:
@@ -420,7 +424,7 @@ def check_production_shape(r):
         for o in r.of_kind("KafkaNodePool"):
             if o["spec"]["replicas"] < 3:
                 fail("production", f"prod KafkaNodePool {o['metadata']['name']}: {o['spec']['replicas']} nodes, expected 3")
-    ok("production", r.overlay, "a PDB per Deployment, requests and limits (cpu, memory) on every container"
+    ok("production", r.overlay, "a PDB per Deployment, rolling updates with maxUnavailable 0, requests and limits (cpu, memory) on every container"
        + ("; services autoscaled (HPA, no fixed replicas), the bridge on several replicas, spread over zones "
           "and hosts, 3 PostgreSQL instances and 3 Kafka nodes" if r.overlay == "prod" else ""))
 

@@ -31,7 +31,8 @@ stamp=$(sha256sum "$here/requirements.txt" | cut -c1-16)
 if [[ ! -x $venv/bin/python || $(cat "$venv/.requirements" 2>/dev/null) != "$stamp" ]]; then
     log "installing the manifest checks' Python packages into $venv"
     rm -rf "$venv"
-    python3 -m venv "$venv"
+    # Debian's python3 makes venvs only with its python3-venv package.
+    python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv && python3 -m venv "$venv"; }
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
     echo "$stamp" >"$venv/.requirements"
 fi
@@ -48,7 +49,7 @@ for overlay in "${overlays[@]}"; do
     echo "ok   [render] overlays/$overlay renders with kubectl kustomize"
 done
 
-export TANDEM_ROOT=$root TANDEM_K8S=$k8s
+export TANDEM_ROOT=$root TANDEM_K8S=$k8s PYTHONDONTWRITEBYTECODE=1
 "$venv/bin/python" "$here/checks.py" "$work" "${overlays[@]}"
 # The checks can fail: each planted defect must be caught by the check meant for it.
 "$venv/bin/python" "$here/defects.py"

@@ -2,6 +2,8 @@
 Kubernetes OpenAPI schemas that the `kubernetes-validate` package bundles (strict: unknown
 fields rejected), the operators' kinds against the schemas in tests/k8s/schemas (ours)."""
 
+import json
+from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
@@ -48,6 +50,26 @@ class Schemas:
         return self.validators[key]
 
 
+@lru_cache(maxsize=None)
+def schemas():
+    """The operators' schemas, loaded once per process."""
+    return Schemas()
+
+
+@lru_cache(maxsize=4096)
+def kubernetes_errors(text):
+    """The first error of a Kubernetes object (given as JSON) against its schema, or None; one
+    validation per distinct object (defects.py checks many nearly identical renders)."""
+    obj = json.loads(text)
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        return ("missing", "")
+    except kubernetes_validate.ValidationError as e:
+        return ("/".join(str(p) for p in e.path) or "(top)", e.message)
+    return None
+
+
 def errors_of(validator, obj):
     return sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
 
@@ -69,14 +91,12 @@ def validate(objects, where, schemas):
             continue
         if api_version in OPERATOR_SCHEMAS:
             fail("schema", f"{name}: tests/k8s/schemas/{OPERATOR_SCHEMAS[api_version]} has no schema for {o.get('kind')}")
-        try:
-            kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.SchemaNotFoundError:
+        error = kubernetes_errors(json.dumps(o, sort_keys=True))
+        if error and error[0] == "missing":
             fail("schema", f"{name}: neither Kubernetes {KUBERNETES_VERSION} nor tests/k8s/schemas knows "
                  f"{api_version} {o.get('kind')} (add a schema there)")
-        except kubernetes_validate.ValidationError as e:
-            path = "/".join(str(p) for p in e.path) or "(top)"
-            fail("schema", f"{name} at {path}: {e.message}")
+        if error:
+            fail("schema", f"{name} at {error[0]}: {error[1]}")
         counts["kubernetes"] += 1
     return counts
 

@@ -92,11 +92,28 @@ async fn with_the_broker_down_writes_go_on_and_the_outbox_drains_when_it_returns
         written.len() as i64,
         "the outbox holds every change"
     );
+    // The leading relay reports how long the oldest waiting row has waited (the
+    // TandemOutboxStuck alert), and 0 once the outbox has drained.
+    let oldest = || Stack::metric(stack.crm_http, "tandem_outbox_oldest_unpublished_seconds");
+    eventually(
+        WAIT,
+        "the oldest unpublished row's age reported",
+        || async { (oldest() >= 2.0).then_some(()) },
+    )
+    .await
+    .unwrap();
 
     stack.broker.restart().unwrap();
     eventually(Duration::from_secs(60), "the outbox drained", || async {
         (unpublished(&stack.crm_db).await == 0).then_some(())
     })
+    .await
+    .unwrap();
+    eventually(
+        WAIT,
+        "the oldest unpublished row's age back to 0",
+        || async { (oldest() == 0.0).then_some(()) },
+    )
     .await
     .unwrap();
     for id in &ids {
@@ -191,6 +208,8 @@ async fn with_the_database_down_the_crm_answers_unavailable_and_recovers_by_itse
         .unwrap_err();
     assert_eq!(read.code(), Code::Unavailable, "{read}");
     assert_eq!(http_get(http, "/readyz").unwrap().0, 503);
+    // The alert TandemDatabaseUnreachable reads this gauge (set by the readiness check).
+    assert_eq!(Stack::metric(http, "tandem_database_up"), 0.0);
     assert_eq!(
         http_get(http, "/healthz").unwrap().0,
         200,
@@ -231,6 +250,7 @@ async fn with_the_database_down_the_crm_answers_unavailable_and_recovers_by_itse
     .await
     .unwrap();
     wait_ready(http, Duration::from_secs(10)).unwrap();
+    assert_eq!(Stack::metric(http, "tandem_database_up"), 1.0);
     eventually(
         Duration::from_secs(10),
         "gRPC health SERVING again",

@@ -28,6 +28,8 @@ psql "$TANDEM_TEST_DATABASE_URL" -Atqc \
 
 log "checking the Kubernetes manifests"
 tests/k8s/render.sh
+log "running the local overlay's pods in network namespaces"
+tests/k8s-run/run.sh --bin-dir target/debug
 
 log "testing"
 cargo test --workspace --locked --features "$features" "$@"

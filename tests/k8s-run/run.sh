@@ -7,6 +7,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 source "$root/scripts/common.sh"
 [ "$(id -u)" = 0 ] || die "tests/k8s-run needs root (network namespaces, mounts)"
+command -v openssl >/dev/null || apt_install openssl
+command -v ip >/dev/null && command -v ss >/dev/null || apt_install iproute2
 for tool in kubectl openssl ip unshare setpriv nsenter ss; do
   command -v "$tool" >/dev/null || die "tests/k8s-run: $tool is not installed"
 done

@@ -306,6 +306,27 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 
+/// How often [`export_pool_metrics`] samples the pool.
+const POOL_METRICS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Exports the pool's connections (idle, in use) and its maximum every few seconds until
+/// `stop` ([`crate::metrics_names::DB_POOL_CONNECTIONS`]).
+pub async fn export_pool_metrics(pool: PgPool, stop: tokio_util::sync::CancellationToken) {
+    use crate::metrics_names as m;
+    let max = f64::from(pool.options().get_max_connections());
+    loop {
+        // Set every time: the recorder may be installed after this task starts.
+        metrics::gauge!(m::DB_POOL_MAX_CONNECTIONS).set(max);
+        let (size, idle) = (pool.size(), pool.num_idle());
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+        metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+        metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "in_use").set(f64::from(size - idle));
+        if crate::shutdown::sleep_or_cancel(POOL_METRICS_INTERVAL, &stop).await {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

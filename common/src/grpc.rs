@@ -11,6 +11,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
     admin_http::Readiness,
+    call_metrics::KnownServices,
     host::{GrpcSettings, GrpcSurface},
     limits::LimitsLayer,
     telemetry::{GrpcTraceLayer, InFlight},
@@ -52,6 +53,18 @@ pub async fn serve(
     } = surface;
     let (health, health_service) = tonic_health::server::health_reporter();
     let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+    // The services whose methods may name a metric label.
+    let reflection_names = [
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+    let known = KnownServices::new(
+        names
+            .iter()
+            .map(String::as_str)
+            .chain(["grpc.health.v1.Health"])
+            .chain(reflection_names.into_iter().filter(|_| settings.reflection)),
+    );
     tokio::spawn(follow_readiness(
         health.clone(),
         names.clone(),
@@ -92,7 +105,7 @@ pub async fn serve(
             .add_service(reflection_v1alpha);
     }
     let router = Server::builder()
-        .layer(GrpcTraceLayer::new(in_flight))
+        .layer(GrpcTraceLayer::new(in_flight, known))
         .layer(LimitsLayer::new(&settings.limits))
         .layer(guard)
         .tcp_nodelay(true)

@@ -295,6 +295,10 @@ impl Host {
     ) -> Result<(), HostError> {
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
+        tokio::spawn(crate::db::export_pool_metrics(
+            pool.clone(),
+            relay_stop.clone(),
+        ));
         // The budget starts at the signal, not when draining ends.
         let signalled = {
             let shutdown = shutdown.clone();

@@ -22,6 +22,7 @@
 pub mod admin_http;
 pub mod auth;
 pub mod backoff;
+pub mod call_metrics;
 pub mod db;
 pub mod event;
 pub mod failpoint;

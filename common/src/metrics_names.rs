@@ -46,3 +46,241 @@ pub const BRIDGE_TARGET_UP: &str = "tandem_bridge_target_up";
 /// Counter: times the bridge left its consumer group and joined again after holding no
 /// partition for `consumer.rejoin_after_ms`.
 pub const BRIDGE_REJOINS: &str = "tandem_bridge_rejoins_total";
+
+/// Counter: gRPC calls a server answered. Labels: `method` (`/pkg.Service/Method` of a service
+/// the port serves, else `unknown`), `code` (`OK`, `NOT_FOUND`, ...).
+pub const GRPC_SERVER_CALLS: &str = "tandem_grpc_server_calls_total";
+/// Histogram: seconds from a call's arrival to the end of its response. Labels: `method`.
+pub const GRPC_SERVER_CALL_SECONDS: &str = "tandem_grpc_server_call_duration_seconds";
+/// Gauge: the database pool's connections. Labels: `state` (`idle`, `in_use`).
+pub const DB_POOL_CONNECTIONS: &str = "tandem_db_pool_connections";
+/// Gauge: the most connections the database pool may open (`database.max_connections`).
+pub const DB_POOL_MAX_CONNECTIONS: &str = "tandem_db_pool_max_connections";
+
+/// What a metric measures, for its `# HELP` and `# TYPE` lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Described {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub unit: metrics::Unit,
+    pub help: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric above, described. `/metrics` prints each one's HELP line once it has a value.
+pub const ALL: &[Described] = &[
+    d(
+        GRPC_CALLS_SHED,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "gRPC calls refused with RESOURCE_EXHAUSTED because too many were in flight",
+    ),
+    d(
+        GRPC_SERVER_CALLS,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "gRPC calls answered, by method and status code",
+    ),
+    d(
+        GRPC_SERVER_CALL_SECONDS,
+        Kind::Histogram,
+        metrics::Unit::Seconds,
+        "time from a gRPC call's arrival to the end of its response, by method",
+    ),
+    d(
+        OUTBOX_PUBLISHED,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "outbox rows published to Kafka, by topic",
+    ),
+    d(
+        OUTBOX_PUBLISH_FAILED,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "outbox publish attempts that failed, by topic",
+    ),
+    d(
+        OUTBOX_LAG_SECONDS,
+        Kind::Histogram,
+        metrics::Unit::Seconds,
+        "time from an outbox row's commit to the broker's acknowledgement",
+    ),
+    d(
+        OUTBOX_LEADER,
+        Kind::Gauge,
+        metrics::Unit::Count,
+        "1 while this replica's outbox relay holds the leader lock",
+    ),
+    d(
+        OUTBOX_OLDEST_UNPUBLISHED_SECONDS,
+        Kind::Gauge,
+        metrics::Unit::Seconds,
+        "age of the oldest unpublished outbox row the leading relay last read (0: none, or not the leader)",
+    ),
+    d(
+        OUTBOX_PRUNED,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "published outbox rows deleted after the retention period",
+    ),
+    d(
+        DATABASE_UP,
+        Kind::Gauge,
+        metrics::Unit::Count,
+        "1 when the service's database answered its last readiness check",
+    ),
+    d(
+        DB_POOL_CONNECTIONS,
+        Kind::Gauge,
+        metrics::Unit::Count,
+        "database pool connections, by state (idle, in_use)",
+    ),
+    d(
+        DB_POOL_MAX_CONNECTIONS,
+        Kind::Gauge,
+        metrics::Unit::Count,
+        "the most connections the database pool may open",
+    ),
+    d(
+        BRIDGE_EVENTS_APPLIED,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "events the bridge applied, by type and outcome (applied, unchanged)",
+    ),
+    d(
+        BRIDGE_EVENTS_RETRIED,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "attempts the bridge retried after a transient failure, by type",
+    ),
+    d(
+        BRIDGE_EVENTS_DEAD_LETTERED,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "events sent to the dead-letter topic, by type and reason",
+    ),
+    d(
+        BRIDGE_CONSUMER_LAG,
+        Kind::Gauge,
+        metrics::Unit::Count,
+        "messages between the bridge's position and the end of the partition, by topic and partition",
+    ),
+    d(
+        BRIDGE_OLDEST_UNAPPLIED_SECONDS,
+        Kind::Gauge,
+        metrics::Unit::Seconds,
+        "age of the oldest event received and not yet applied, by topic and partition (0: none)",
+    ),
+    d(
+        BRIDGE_COMMIT_TO_APPLY_SECONDS,
+        Kind::Histogram,
+        metrics::Unit::Seconds,
+        "time from an event's occurred_at to its effect applied in the other service, by flow",
+    ),
+    d(
+        BRIDGE_TARGET_UP,
+        Kind::Gauge,
+        metrics::Unit::Count,
+        "1 while the bridge reaches a target (crm, erp: SERVING; broker: metadata answered)",
+    ),
+    d(
+        BRIDGE_REJOINS,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "times the bridge left its consumer group and joined again after holding no partition too long",
+    ),
+];
+
+const fn d(name: &'static str, kind: Kind, unit: metrics::Unit, help: &'static str) -> Described {
+    Described {
+        name,
+        kind,
+        unit,
+        help,
+    }
+}
+
+/// Registers every metric's unit and description with the installed recorder.
+pub fn describe_all() {
+    for metric in ALL {
+        match metric.kind {
+            Kind::Counter => metrics::describe_counter!(metric.name, metric.unit, metric.help),
+            Kind::Gauge => metrics::describe_gauge!(metric.name, metric.unit, metric.help),
+            Kind::Histogram => {
+                metrics::describe_histogram!(metric.name, metric.unit, metric.help);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `pub const NAME: &str = "tandem_…"` of this file is described exactly once, with
+    /// the conventions Prometheus expects (counters end in `_total`, seconds in `_seconds`).
+    #[test]
+    fn every_metric_is_described_once_and_named_by_convention() {
+        let source = include_str!("metrics_names.rs");
+        let declared: Vec<&str> = source
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub const "))
+            .filter_map(|rest| rest.split_once(": &str = \""))
+            .filter_map(|(_, value)| value.split_once('"'))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(declared.len() >= 20, "{declared:?}");
+        for name in &declared {
+            let described: Vec<_> = ALL.iter().filter(|m| m.name == *name).collect();
+            assert_eq!(
+                described.len(),
+                1,
+                "{name} described {} times",
+                described.len()
+            );
+            let metric = described[0];
+            assert!(name.starts_with("tandem_"), "{name}");
+            assert_eq!(
+                metric.kind == Kind::Counter,
+                name.ends_with("_total"),
+                "{name}: counters, and only counters, end in _total"
+            );
+            if metric.unit == metrics::Unit::Seconds {
+                assert!(
+                    name.ends_with("_seconds"),
+                    "{name}: in seconds, so ends in _seconds"
+                );
+            }
+            assert!(!metric.help.is_empty(), "{name}");
+        }
+        assert_eq!(
+            ALL.len(),
+            declared.len(),
+            "ALL describes a metric not declared here"
+        );
+    }
+
+    /// The runbook's metrics table names every metric, so operators can look each one up.
+    #[test]
+    fn the_runbook_documents_every_metric() {
+        let runbook = include_str!("../../docs/runbook.md");
+        let table = runbook
+            .split("## Metrics")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap_or_default();
+        for metric in ALL {
+            assert!(
+                table.contains(&format!("| `{}` |", metric.name)),
+                "docs/runbook.md, Metrics: no row for {}",
+                metric.name
+            );
+        }
+    }
+}

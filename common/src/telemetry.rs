@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
+use crate::call_metrics::{CallRecord, KnownServices, MeteredBody};
+
 /// The W3C trace context header name, in HTTP/2 metadata and Kafka headers alike.
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -182,16 +184,18 @@ pub fn inject_grpc_trace<T>(request: &mut tonic::Request<T>) {
 }
 
 /// A tower layer for gRPC servers: one span per call, named after the method and continuing
-/// the caller's `traceparent`; and a count of calls in flight, so shutdown can wait for
-/// them (and not for idle client connections).
+/// the caller's `traceparent`; the call's RED metrics ([`crate::call_metrics`]); and a count
+/// of calls in flight, so shutdown can wait for them (and not for idle client connections).
 #[derive(Debug, Clone, Default)]
 pub struct GrpcTraceLayer {
     in_flight: InFlight,
+    known: KnownServices,
 }
 
 impl GrpcTraceLayer {
-    pub fn new(in_flight: InFlight) -> Self {
-        Self { in_flight }
+    /// `known`: the services the port serves, the only ones whose methods name a metric label.
+    pub fn new(in_flight: InFlight, known: KnownServices) -> Self {
+        Self { in_flight, known }
     }
 }
 
@@ -225,6 +229,7 @@ impl<S> tower_layer::Layer<S> for GrpcTraceLayer {
         GrpcTrace {
             inner,
             in_flight: self.in_flight.clone(),
+            known: self.known.clone(),
         }
     }
 }
@@ -234,17 +239,19 @@ impl<S> tower_layer::Layer<S> for GrpcTraceLayer {
 pub struct GrpcTrace<S> {
     inner: S,
     in_flight: InFlight,
+    known: KnownServices,
 }
 
-impl<S, B> tower_service::Service<http::Request<B>> for GrpcTrace<S>
+impl<S, B, ResBody> tower_service::Service<http::Request<B>> for GrpcTrace<S>
 where
-    S: tower_service::Service<http::Request<B>>,
+    S: tower_service::Service<http::Request<B>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<MeteredBody<ResBody>>;
     type Error = S::Error;
-    type Future =
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>,
+    >;
 
     fn poll_ready(
         &mut self,
@@ -256,6 +263,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         use tracing::Instrument;
         let method = request.uri().path();
+        let record = CallRecord::start(self.known.label(method));
         let span = tracing::info_span!(
             "grpc.call",
             otel.name = method,
@@ -278,7 +286,11 @@ where
         Box::pin(async move {
             let response = call.await;
             drop(guard);
-            response
+            response.map(|response| {
+                let mut record = record;
+                record.code_from(response.headers());
+                response.map(|body| MeteredBody::new(body, record))
+            })
         })
     }
 }

@@ -347,12 +347,12 @@ impl Bridge {
             });
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut oldest_ms = 0_i64;
         for ((topic, partition), worker) in workers.iter_mut() {
             let head = worker.head_timestamp_ms.load(Ordering::SeqCst);
-            if head > 0 {
-                oldest_ms = oldest_ms.max(now_ms - head);
-            }
+            let oldest_ms = if head > 0 { (now_ms - head).max(0) } else { 0 };
+            metrics::gauge!(m::BRIDGE_OLDEST_UNAPPLIED_SECONDS,
+                "topic" => topic.clone(), "partition" => partition.to_string())
+            .set(oldest_ms as f64 / 1_000.0);
             if worker.paused && worker.depth.load(Ordering::SeqCst) < RESUME_BELOW {
                 let mut list = TopicPartitionList::new();
                 list.add_partition(topic, *partition);
@@ -362,7 +362,6 @@ impl Bridge {
                 }
             }
         }
-        metrics::gauge!(m::BRIDGE_OLDEST_UNAPPLIED_SECONDS).set(oldest_ms as f64 / 1_000.0);
     }
 
     /// Reports whether the bridge holds partitions and, in group mode, leaves and joins the

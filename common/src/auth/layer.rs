@@ -21,7 +21,7 @@
 //!
 //! ```text
 //! Server::builder()
-//!     .layer(GrpcTraceLayer::new(in_flight)) // outermost: its span sees the subject
+//!     .layer(GrpcTraceLayer::new(in_flight, known)) // outermost: its span sees the subject
 //!     .layer(AuthLayer::new(verifier, CRM_ACCESS))
 //!     .add_routes(routes)
 //! ```
@@ -519,6 +519,7 @@ mod tests {
         let server = tonic::transport::Server::builder()
             .layer(crate::telemetry::GrpcTraceLayer::new(
                 crate::telemetry::InFlight::default(),
+                crate::call_metrics::KnownServices::default(),
             ))
             .layer(AuthLayer::new(verifier(&[&key]), HEALTH_TABLE))
             .add_service(health)

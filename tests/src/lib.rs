@@ -14,6 +14,7 @@
 pub mod bad_requests;
 pub mod evidence;
 pub mod outcomes;
+pub mod pitr;
 pub mod postgres;
 pub mod security;
 mod tls_broker;

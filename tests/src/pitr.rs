@@ -135,14 +135,23 @@ impl ArchivedPostgres {
 
     /// The restore: stops the server (as a lost disk would), replaces its data directory with
     /// the base backup, has it replay the archive up to `target` on the backup's timeline and
-    /// promote, and starts it on the same port. Returns how long the server took to be back.
-    pub fn restore(&self, target: &RecoveryTarget) -> Result<Duration> {
+    /// promote, and starts it on the same port. Returns once it is promoted (out of recovery,
+    /// taking writes), with how long that took.
+    pub async fn restore(&self, target: &RecoveryTarget) -> Result<Duration> {
         ensure!(self.base.exists(), "no base backup to restore");
         let started = Instant::now();
-        let _ = self.pg.stop();
+        self.pg.stop().context("stopping the server to restore")?;
         let data = self.pg.data_dir();
         std::fs::remove_dir_all(data).with_context(|| format!("removing {}", data.display()))?;
         copy_tree(&self.base, data)?;
+        // The backup copied the live server's socket lock file (the socket directory is the
+        // data directory here) and its log.
+        for entry in std::fs::read_dir(data)?.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".s.PGSQL.") || name == "server.log" {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         let target = match target {
             RecoveryTarget::EndOfBackup => "recovery_target = 'immediate'".to_owned(),
             RecoveryTarget::RestorePoint(name) => format!("recovery_target_name = '{name}'"),
@@ -161,7 +170,21 @@ impl ArchivedPostgres {
         self.pg
             .resume()
             .with_context(|| format!("the restored server did not start: {}", self.log()))?;
-        Ok(started.elapsed())
+        // It accepts read-only connections while it replays; wait for the promotion.
+        let mut conn = PgConnection::connect(&self.pg.admin_url()).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                .fetch_one(&mut conn)
+                .await?;
+            if !in_recovery {
+                return Ok(started.elapsed());
+            }
+            if Instant::now() > deadline {
+                bail!("still in recovery after 60 s: {}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The server's log (recovery messages included).

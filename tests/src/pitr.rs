@@ -37,7 +37,8 @@ pub struct ArchivedPostgres {
 
 impl ArchivedPostgres {
     /// Starts a [`TestPostgres::start_tls`] cluster with WAL archiving into a directory of its
-    /// own, and local replication connections for `pg_basebackup`.
+    /// own, and local replication connections for `pg_basebackup`. A segment is copied under
+    /// a temporary name and renamed, so the archive never holds a partial segment.
     pub fn start_tls() -> Result<Self> {
         let pg = TestPostgres::start_tls()?;
         let archive = pg.data_dir().with_extension("wal-archive");
@@ -49,7 +50,8 @@ impl ArchivedPostgres {
         settings.push_str(&format!(
             "\n# Tandem test kit: continuous WAL archiving\nwal_level = replica\n\
              archive_mode = on\n\
-             archive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f'\n\
+             archive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f.part && \
+             mv {archive}/%f.part {archive}/%f'\n\
              archive_timeout = 60\n",
             archive = archive.display()
         ));
@@ -129,7 +131,12 @@ impl ArchivedPostgres {
     /// How many WAL segments the archive holds.
     pub fn archived_segments(&self) -> usize {
         std::fs::read_dir(&self.archive)
-            .map(|entries| entries.filter_map(|e| e.ok()).count())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| !e.file_name().to_string_lossy().ends_with(".part"))
+                    .count()
+            })
             .unwrap_or(0)
     }
 

@@ -231,12 +231,13 @@ async fn crm_phase(
     changes
 }
 
-/// Waits until the ERP mirrors every acknowledged customer version and order, and the CRM
-/// shows the ERP's decision on every order.
+/// Waits until the ERP mirrors every acknowledged customer version and (with `orders`) the
+/// CRM shows the ERP's decision on every order.
 async fn crm_mirrored(
     crm: &CrmServiceClient<Authed>,
     erp: &ErpServiceClient<Authed>,
     acks: &CrmAcks,
+    orders: bool,
 ) -> Duration {
     let started = Instant::now();
     for (id, (version, name)) in &acks.customers {
@@ -261,7 +262,7 @@ async fn crm_mirrored(
         .await
         .unwrap();
     }
-    for id in &acks.orders {
+    for id in acks.orders.iter().filter(|_| orders) {
         eventually(CONVERGE, &format!("order {id} decided in the CRM"), || {
             let mut crm = crm.clone();
             let id = id.clone();
@@ -536,7 +537,7 @@ async fn crm_restore_and_resync(
         .unwrap()
         .clone();
     rename(&mut crm, acks, &edited, "Edited after the resync").await;
-    crm_mirrored(&crm, &erp, acks).await;
+    crm_mirrored(&crm, &erp, acks, recover).await;
 }
 
 #[tokio::test]
@@ -550,14 +551,14 @@ async fn crm_restored_to_a_point_in_time_and_to_its_backup_resyncs_without_losin
     for n in 0..size.seed {
         create_customer(&mut crm, &mut erp, &mut acks, &format!("Seed{n}")).await;
     }
-    crm_mirrored(&crm, &erp, &acks).await;
+    crm_mirrored(&crm, &erp, &acks, true).await;
     pg.base_backup().unwrap();
 
     let before = crm_phase(&mut crm, &mut erp, &mut acks, "A", size).await;
-    crm_mirrored(&crm, &erp, &acks).await;
+    crm_mirrored(&crm, &erp, &acks, true).await;
     let lsn = pg.restore_point(POINT).await.unwrap();
     let after = crm_phase(&mut crm, &mut erp, &mut acks, "B", size).await;
-    let synced = crm_mirrored(&crm, &erp, &acks).await;
+    let synced = crm_mirrored(&crm, &erp, &acks, true).await;
     pg.flush_archive().await.unwrap();
     println!(
         "CRM drill: {before} changes before restore point {POINT} ({lsn}), {after} after; \

@@ -466,6 +466,7 @@ async fn resend_orders(
         }
         let fulfilment = order.fulfilment.clone().unwrap_or_default();
         let mut outcome = String::new();
+        let mut refused = None;
         if existing.is_none() {
             match flows
                 .erp
@@ -474,11 +475,20 @@ async fn resend_orders(
                 .await
             {
                 Ok(_) => outcome.push_str("re-accepted"),
+                // Its product or customer is not in the restored ERP: listed, with what to do.
+                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                    outcome.push_str("not re-accepted");
+                    refused = Some(format!(
+                        "the ERP refused it: {}; bring the product back (--recover-from-mirror) \
+                         or create it, then run the resync again",
+                        status.message()
+                    ));
+                }
                 Err(status) => {
                     report
                         .failures
                         .push(format!("accepting order {} again: {status}", order.id));
-                    outcome.push_str(&format!("not re-accepted ({})", status.message()));
+                    outcome.push_str("not re-accepted");
                 }
             }
         }
@@ -503,19 +513,33 @@ async fn resend_orders(
                     .push(format!("cancelling order {} again: {status}", order.id)),
             }
         }
-        report.lost.push(Lost {
-            kind: "order",
-            id: order.id.clone(),
-            owner_version: existing.map_or(0, |o| o.version),
-            mirror_version: fulfilment.source_version,
-            mirror: fulfilment_json(&fulfilment),
-            outcome,
-            version: 0,
-            todo: Some(format!(
+        let todo = refused.or_else(|| {
+            Some(format!(
                 "the CRM saw {}; the ERP decided again against its restored stock and credit: redo lost shipments and invoices",
                 fulfilment.status().as_str_name()
-            )),
+            ))
         });
+        // The lift before found it missing: that entry becomes this one.
+        match report
+            .lost
+            .iter_mut()
+            .find(|l| l.kind == "order" && l.id == order.id)
+        {
+            Some(entry) => {
+                entry.outcome = outcome;
+                entry.todo = todo;
+            }
+            None => report.lost.push(Lost {
+                kind: "order",
+                id: order.id.clone(),
+                owner_version: existing.map_or(0, |o| o.version),
+                mirror_version: fulfilment.source_version,
+                mirror: fulfilment_json(&fulfilment),
+                outcome,
+                version: 0,
+                todo,
+            }),
+        }
         if fulfilment.source_version > 0 {
             floors.push((
                 order.id.clone(),

@@ -380,10 +380,17 @@ async fn crm_restore_and_resync(
     acks: &mut CrmAcks,
     target: RecoveryTarget,
     recover: bool,
+    at_target: &BTreeMap<String, (i64, String)>,
 ) {
     restore(stack, pg, "crm", &target).await;
     let (mut crm, erp) = clients(stack).await;
     let owner = crm_customers(&crm).await;
+    // The restored CRM holds exactly what its clients had been told at the target.
+    let restored: BTreeMap<String, (i64, String)> = owner
+        .values()
+        .map(|c| (c.id.clone(), (c.version, c.display_name.clone())))
+        .collect();
+    assert_eq!(&restored, at_target, "the CRM restored to {target:?}");
     let owner_orders = crm_orders(&crm).await;
     let mirror = erp_customers(&erp).await;
     let mirror_orders = erp_orders(&erp).await;
@@ -553,10 +560,12 @@ async fn crm_restored_to_a_point_in_time_and_to_its_backup_resyncs_without_losin
     }
     crm_mirrored(&crm, &erp, &acks, true).await;
     pg.base_backup().unwrap();
+    let at_backup = acks.customers.clone();
 
     let before = crm_phase(&mut crm, &mut erp, &mut acks, "A", size).await;
     crm_mirrored(&crm, &erp, &acks, true).await;
     let lsn = pg.restore_point(POINT).await.unwrap();
+    let at_point = acks.customers.clone();
     let after = crm_phase(&mut crm, &mut erp, &mut acks, "B", size).await;
     let synced = crm_mirrored(&crm, &erp, &acks, true).await;
     pg.flush_archive().await.unwrap();
@@ -574,6 +583,7 @@ async fn crm_restored_to_a_point_in_time_and_to_its_backup_resyncs_without_losin
         &mut acks,
         RecoveryTarget::RestorePoint(POINT.into()),
         false,
+        &at_point,
     )
     .await;
     let (report, _) = resync(&stack, "crm", true);
@@ -592,6 +602,7 @@ async fn crm_restored_to_a_point_in_time_and_to_its_backup_resyncs_without_losin
         &mut acks,
         RecoveryTarget::EndOfBackup,
         true,
+        &at_backup,
     )
     .await;
     let started = Instant::now();
@@ -762,6 +773,14 @@ async fn erp_mirrored(crm: &CrmServiceClient<Authed>, erp: &ErpServiceClient<Aut
     started.elapsed()
 }
 
+async fn product_versions(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, i64> {
+    erp_products(erp)
+        .await
+        .into_values()
+        .map(|p| (p.sku, p.version))
+        .collect()
+}
+
 async fn set_price(erp: &mut ErpServiceClient<Authed>, sku: &str, price: i64) -> i64 {
     erp.update_product(erp::UpdateProductRequest {
         product: Some(erp::Product {
@@ -894,10 +913,17 @@ async fn erp_restore_and_resync(
     pg: &ArchivedPostgres,
     target: RecoveryTarget,
     recover: bool,
+    at_target: &BTreeMap<String, i64>,
 ) -> Value {
     restore(stack, pg, "erp", &target).await;
     let (crm, mut erp) = clients(stack).await;
     let owner_products = erp_products(&erp).await;
+    // The restored ERP holds exactly the products (and versions) it had at the target.
+    let restored: BTreeMap<String, i64> = owner_products
+        .values()
+        .map(|p| (p.sku.clone(), p.version))
+        .collect();
+    assert_eq!(&restored, at_target, "the ERP restored to {target:?}");
     let owner_orders = erp_orders(&erp).await;
     let owner_customers = erp_customers(&erp).await;
     let owner_available = erp_available(&erp).await;
@@ -1068,10 +1094,12 @@ async fn erp_restored_to_a_point_in_time_and_to_its_backup_resyncs_without_losin
     }
     erp_mirrored(&crm, &erp).await;
     pg.base_backup().unwrap();
+    let at_backup = product_versions(&erp).await;
 
     let before = erp_phase(&mut crm, &mut erp, &customers, "A", size).await;
     erp_mirrored(&crm, &erp).await;
     let lsn = pg.restore_point(POINT).await.unwrap();
+    let at_point = product_versions(&erp).await;
     let after = erp_phase(&mut crm, &mut erp, &customers, "B", size).await;
     let synced = erp_mirrored(&crm, &erp).await;
     pg.flush_archive().await.unwrap();
@@ -1090,6 +1118,7 @@ async fn erp_restored_to_a_point_in_time_and_to_its_backup_resyncs_without_losin
         &pg,
         RecoveryTarget::RestorePoint(POINT.into()),
         false,
+        &at_point,
     )
     .await;
     let (report, _) = resync(&stack, "erp", true);
@@ -1104,7 +1133,14 @@ async fn erp_restored_to_a_point_in_time_and_to_its_backup_resyncs_without_losin
     println!("{}", reconcile_clean(&stack));
 
     // (a) To the base backup, recovering from the mirror at once.
-    erp_restore_and_resync(&mut stack, &pg, RecoveryTarget::EndOfBackup, true).await;
+    erp_restore_and_resync(
+        &mut stack,
+        &pg,
+        RecoveryTarget::EndOfBackup,
+        true,
+        &at_backup,
+    )
+    .await;
     let started = Instant::now();
     println!("{}", reconcile_clean(&stack));
     println!("second reconcile: {:?}", started.elapsed());

@@ -101,11 +101,13 @@ impl Report {
         out.push_str(&format!("total drift: {}", self.drift.len()));
         if self.repaired > 0 || !self.all_repaired() {
             out.push_str(&format!(
-                ", repaired: {}, not applied: {}, repair failures: {}",
+                ", repaired: {}, repair failures: {}",
                 self.repaired,
-                self.not_applied.len(),
                 self.repair_failures.len()
             ));
+            if !self.not_applied.is_empty() {
+                out.push_str(&format!(", not applied: {}", self.not_applied.len()));
+            }
             for problem in self
                 .not_applied
                 .iter()
@@ -728,5 +730,43 @@ pub(crate) fn accept_request(order: &crm::Order) -> erp::AcceptOrderRequest {
             .collect(),
         final_attempt: false,
         event_id: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repair_counts_only_when_the_target_applied_it() {
+        let mut report = Report::default();
+        report.record(Ok(true), "customer a".into());
+        // After a restore of the owner, the mirror answers OK but holds a newer version.
+        report.record(Ok(false), "customer b".into());
+        report.record(Err(Status::unavailable("down")), "customer c".into());
+        assert_eq!(report.repaired, 1);
+        assert_eq!(report.not_applied.len(), 1);
+        assert!(report.not_applied[0].starts_with("customer b: not applied"));
+        assert!(report.not_applied[0].contains("resync --after-restore"));
+        assert_eq!(report.repair_failures.len(), 1);
+        assert!(!report.all_repaired());
+        let rendered = report.render(5);
+        assert!(
+            rendered.contains("repaired: 1, repair failures: 1, not applied: 1"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn drift_only_a_mirror_holds_is_never_repaired() {
+        let mut report = Report::default();
+        report.only_in_mirror(false, "customer a".into());
+        assert!(
+            report.all_repaired(),
+            "reconcile without --repair repairs nothing"
+        );
+        report.only_in_mirror(true, "customer a".into());
+        assert_eq!(report.repaired, 0);
+        assert!(report.not_applied[0].contains("--recover-from-mirror"));
     }
 }

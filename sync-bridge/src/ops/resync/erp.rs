@@ -57,8 +57,18 @@ struct Mirror {
     customers: Vec<crm::Customer>,
 }
 
-/// One kind of floor: (key, the CRM's version, the CRM's values, what is left to do).
-type Floors = Vec<(String, i64, serde_json::Value, Option<String>)>;
+/// The version of one entity the CRM has seen, with its values there.
+#[derive(Debug, Clone)]
+struct Floor {
+    key: String,
+    mirror_version: i64,
+    /// The CRM's values (what the report shows when the ERP was behind).
+    mirror: serde_json::Value,
+    /// What is left for the operator when the ERP was behind.
+    todo: Option<String>,
+}
+
+type Floors = Vec<Floor>;
 
 /// The resync after a restore of the ERP's database.
 pub async fn resync(
@@ -252,29 +262,29 @@ fn floors(mirror: &Mirror) -> [Floors; 4] {
         .products
         .iter()
         .filter(|p| p.product_version > 0)
-        .map(|p| {
-            (
-                p.sku.clone(),
-                p.product_version,
-                product_json(p),
-                Some("the ERP's restored product replaced these values; enter again what still holds".to_owned()),
-            )
+        .map(|p| Floor {
+            key: p.sku.clone(),
+            mirror_version: p.product_version,
+            mirror: product_json(p),
+            todo: Some(
+                "the ERP's restored product replaced these values; enter again what still holds"
+                    .to_owned(),
+            ),
         })
         .collect();
     let stock = mirror
         .products
         .iter()
         .filter(|p| p.stock_version > 0)
-        .map(|p| {
-            (
-                p.sku.clone(),
-                p.stock_version,
-                json!({"available": p.available}),
-                Some(format!(
-                    "stock movements after the restore point are lost (the CRM saw {} available): count the sku again",
-                    p.available
-                )),
-            )
+        .map(|p| Floor {
+            key: p.sku.clone(),
+            mirror_version: p.stock_version,
+            mirror: json!({"available": p.available}),
+            todo: Some(format!(
+                "stock movements after the restore point are lost (the CRM saw {} available): \
+                 count the sku again",
+                p.available
+            )),
         })
         .collect();
     let orders = mirror
@@ -282,16 +292,14 @@ fn floors(mirror: &Mirror) -> [Floors; 4] {
         .iter()
         .filter_map(|o| {
             let fulfilment = o.fulfilment.as_ref()?;
-            (fulfilment.source_version > 0).then(|| {
-                (
-                    o.id.clone(),
-                    fulfilment.source_version,
-                    fulfilment_json(fulfilment),
-                    Some(format!(
-                        "the CRM saw {}: redo the fulfilment steps the ERP lost (shipment, invoice)",
-                        fulfilment.status().as_str_name()
-                    )),
-                )
+            (fulfilment.source_version > 0).then(|| Floor {
+                key: o.id.clone(),
+                mirror_version: fulfilment.source_version,
+                mirror: fulfilment_json(fulfilment),
+                todo: Some(format!(
+                    "the CRM saw {}: redo the fulfilment steps the ERP lost (shipment, invoice)",
+                    fulfilment.status().as_str_name()
+                )),
             })
         })
         .collect();
@@ -300,21 +308,20 @@ fn floors(mirror: &Mirror) -> [Floors; 4] {
         .iter()
         .filter_map(|c| {
             let finance = c.finance.as_ref()?;
-            (finance.source_version > 0).then(|| {
-                (
-                    c.id.clone(),
-                    finance.source_version,
-                    json!({
-                        "credit_limit": money_json(finance.credit_limit.as_ref()),
-                        "payment_terms": finance.payment_terms,
-                        "open_balance": money_json(finance.open_balance.as_ref()),
-                        "credit_hold": finance.credit_hold,
-                    }),
-                    Some(
-                        "credit terms, payments and invoices after the restore point are lost: enter them again"
-                            .to_owned(),
-                    ),
-                )
+            (finance.source_version > 0).then(|| Floor {
+                key: c.id.clone(),
+                mirror_version: finance.source_version,
+                mirror: json!({
+                    "credit_limit": money_json(finance.credit_limit.as_ref()),
+                    "payment_terms": finance.payment_terms,
+                    "open_balance": money_json(finance.open_balance.as_ref()),
+                    "credit_hold": finance.credit_hold,
+                }),
+                todo: Some(
+                    "credit terms, payments and invoices after the restore point are lost: \
+                     enter them again"
+                        .to_owned(),
+                ),
             })
         })
         .collect();
@@ -337,7 +344,7 @@ type Pending = (&'static str, String, i64);
 /// Sends the floors in calls of at most [`BATCH`]; lists what was lifted or missing.
 async fn lift(flows: &Flows, floors: &[Floors; 4], report: &mut ResyncReport) -> Vec<Pending> {
     let mut pending = Vec::new();
-    let all: Vec<(usize, &(String, i64, serde_json::Value, Option<String>))> = floors
+    let all: Vec<(usize, &Floor)> = floors
         .iter()
         .enumerate()
         .flat_map(|(kind, floors)| floors.iter().map(move |floor| (kind, floor)))
@@ -350,10 +357,10 @@ async fn lift(flows: &Flows, floors: &[Floors; 4], report: &mut ResyncReport) ->
     }
     for batch in all.chunks(BATCH) {
         let mut request = erp::LiftVersionsRequest::default();
-        for (kind, (key, version, _, _)) in batch {
+        for (kind, floor) in batch {
             let floor = erp::VersionFloor {
-                key: key.clone(),
-                mirror_version: *version,
+                key: floor.key.clone(),
+                mirror_version: floor.mirror_version,
             };
             match kind {
                 0 => request.products.push(floor),
@@ -383,7 +390,13 @@ async fn lift(flows: &Flows, floors: &[Floors; 4], report: &mut ResyncReport) ->
             response.orders.into_iter(),
             response.finance.into_iter(),
         ];
-        for (kind, (key, mirror_version, values, todo)) in batch {
+        for (kind, floor) in batch {
+            let Floor {
+                key,
+                mirror_version,
+                mirror: values,
+                todo,
+            } = floor;
             let Some(result) = answers[*kind].next() else {
                 report
                     .failures
@@ -541,12 +554,12 @@ async fn resend_orders(
             }),
         }
         if fulfilment.source_version > 0 {
-            floors.push((
-                order.id.clone(),
-                fulfilment.source_version,
-                json!(null),
-                None,
-            ));
+            floors.push(Floor {
+                key: order.id.clone(),
+                mirror_version: fulfilment.source_version,
+                mirror: json!(null),
+                todo: None,
+            });
         }
     }
     Ok(floors)

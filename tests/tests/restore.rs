@@ -1036,6 +1036,53 @@ async fn erp_restore_and_resync(
             decided.get(id).map(|o| o.status())
         );
     }
+    // Invoice numbers never repeat one issued before the restore: a new order, shipped and
+    // invoiced now, gets a number the CRM has not seen.
+    let seen_invoices: BTreeSet<String> = orders
+        .values()
+        .filter_map(|o| o.fulfilment.as_ref())
+        .map(|f| f.invoice_number.clone())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let issued_after: BTreeSet<String> = seen_invoices
+        .iter()
+        .filter(|n| {
+            !owner_orders
+                .values()
+                .any(|o| o.invoice.as_ref().is_some_and(|i| &&i.invoice_number == n))
+        })
+        .cloned()
+        .collect();
+    if !issued_after.is_empty() {
+        let listed = lost(&report, "invoice_numbers");
+        assert_eq!(
+            listed.keys().cloned().collect::<Vec<_>>(),
+            vec![seen_invoices.iter().max().unwrap().clone()],
+            "the report says the invoice numbering moved above the highest the CRM saw"
+        );
+    }
+    let (mut crm_client, buyer) = (crm.clone(), customers.keys().next().unwrap().clone());
+    let fresh = submit_order(&mut crm_client, &buyer, "DRILL-0", 1).await;
+    crm_fulfilment(&crm, &fresh.id, crm::FulfilmentStatus::Reserved).await;
+    let sales_order = erp_order(&mut erp, &fresh.id).await;
+    erp.ship_order(erp::ShipOrderRequest {
+        id: sales_order.id.clone(),
+    })
+    .await
+    .unwrap();
+    let invoiced = erp
+        .invoice_order(erp::InvoiceOrderRequest { id: sales_order.id })
+        .await
+        .unwrap()
+        .into_inner();
+    let number = invoiced.invoice.unwrap().invoice_number;
+    assert!(
+        !seen_invoices.contains(&number),
+        "invoice {number} was issued before the restore already: {seen_invoices:?}"
+    );
+    crm_fulfilment(&crm, &fresh.id, crm::FulfilmentStatus::Invoiced).await;
+    println!("  a new invoice after the resync: {number} (the CRM had seen {seen_invoices:?})");
+
     if recover {
         for sku in &lost_products {
             let product = erp_products(&erp).await.remove(sku).unwrap();

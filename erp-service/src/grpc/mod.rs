@@ -545,7 +545,10 @@ impl ErpSync for ErpApi {
             ("finance", Kind::Finance, &request.finance),
         ];
         let total: usize = groups.iter().map(|(_, _, floors)| floors.len()).sum();
-        if total == 0 || total > RESYNC_BATCH {
+        if request.invoice_number_floor < 0 {
+            return Err(Error::invalid("invoice_number_floor", "must not be negative").into());
+        }
+        if (total == 0 && request.invoice_number_floor == 0) || total > RESYNC_BATCH {
             return Err(Error::invalid(
                 "products",
                 format!("1..={RESYNC_BATCH} floors in all (products, stock, orders, finance), not {total}"),
@@ -567,12 +570,18 @@ impl ErpSync for ErpApi {
                 results.push(lifted(key.to_owned(), outcome));
             }
         }
+        let invoice_numbers_advanced = request.invoice_number_floor > 0
+            && self
+                .restore
+                .advance_invoice_numbers(request.invoice_number_floor)
+                .await?;
         let [products, stock, orders, finance] = results;
         Ok(Response::new(pb::LiftVersionsResponse {
             products,
             stock,
             orders,
             finance,
+            invoice_numbers_advanced,
         }))
     }
 

@@ -189,6 +189,19 @@ impl Restore {
         })
     }
 
+    /// Moves the invoice numbering above `floor`, the highest number the CRM has seen: a
+    /// number issued before the restore (and lost with it) is never issued again. `true`
+    /// when it had to move.
+    #[tracing::instrument(skip(self))]
+    pub async fn advance_invoice_numbers(&self, floor: i64) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let advanced = store::advance_invoice_numbers(&mut conn, floor).await?;
+        if advanced {
+            tracing::info!(floor, "invoice numbering advanced");
+        }
+        Ok(advanced)
+    }
+
     /// Takes a product back from the CRM's catalogue mirror when the mirror's version is above
     /// the ERP's, or the ERP lost it (see `ErpSync.RecoverProducts`).
     #[tracing::instrument(skip_all, fields(sku = %mirrored.sku))]

@@ -105,3 +105,25 @@ pub async fn set_finance_version(
             ))
         })
 }
+
+/// Moves the invoice numbering up so the next number is above `floor`; `true` when it had to.
+pub async fn advance_invoice_numbers(
+    conn: &mut PgConnection,
+    floor: i64,
+) -> Result<bool, sqlx::Error> {
+    // The last number issued (0 before the first).
+    let (last, called): (i64, bool) =
+        sqlx::query_as("SELECT last_value, is_called FROM invoice_numbers")
+            .fetch_one(&mut *conn)
+            .await?;
+    let issued = if called { last } else { last - 1 };
+    if issued >= floor {
+        return Ok(false);
+    }
+    // nextval, not setval: the service's runtime role may use the sequence, not alter it.
+    sqlx::query("SELECT max(nextval('invoice_numbers')) FROM generate_series(1, $1::bigint)")
+        .bind(floor - issued)
+        .execute(conn)
+        .await?;
+    Ok(true)
+}

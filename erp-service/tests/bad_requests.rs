@@ -1322,6 +1322,15 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             }),
         ),
         row!(
+            "LiftVersions with a negative invoice number floor",
+            "invoice_number_floor",
+            sync.lift_versions(pb::LiftVersionsRequest {
+                stock: vec![floor("W-1", 3)],
+                invoice_number_floor: -1,
+                ..pb::LiftVersionsRequest::default()
+            }),
+        ),
+        row!(
             "LiftVersions with 501 floors",
             "products",
             sync.lift_versions(pb::LiftVersionsRequest {

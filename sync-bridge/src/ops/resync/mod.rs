@@ -151,6 +151,13 @@ impl ResyncReport {
             out.push_str("what the restore lost (the mirror's values):\n");
         }
         for lost in &self.lost {
+            if lost.kind == "invoice_numbers" {
+                out.push_str(&format!(
+                    "  invoice numbers: now continue above {}, the highest the mirror saw\n",
+                    lost.id
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "  {} {}: owner v{} < mirror v{} {} -> {}{}\n",
                 lost.kind,
@@ -227,5 +234,53 @@ where
             return (started.elapsed(), left);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(kind: &'static str, outcome: &str, todo: Option<&str>) -> Lost {
+        Lost {
+            kind,
+            id: "c-1".into(),
+            owner_version: 2,
+            mirror_version: 4,
+            mirror: json!({"display_name": "Acme"}),
+            outcome: outcome.into(),
+            version: 5,
+            todo: todo.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_report_names_what_was_lost_with_the_mirrors_values() {
+        let mut report = ResyncReport::new(Side::Crm, false);
+        report.checked.push(("customer", 3));
+        report
+            .lost
+            .push(lost("customer", "lifted", Some("re-enter")));
+        report.lost.push(lost("customer", "missing", None));
+        let text = report.render(5);
+        assert!(text.contains("customer   checked       3"), "{text}");
+        assert!(text.contains("customer lifted: 1"), "{text}");
+        assert!(
+            text.contains(
+                r#"customer c-1: owner v2 < mirror v4 {"display_name":"Acme"} -> lifted at v5"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("to do: re-enter"), "{text}");
+        let json = report.to_json();
+        assert_eq!(json["lost"].as_array().map(Vec::len), Some(2));
+        assert_eq!(json["counts"]["customer missing"], 1);
+        assert_eq!(json["lost"][0]["mirror"]["display_name"], "Acme");
+        assert!(report.succeeded());
+        report.unconverged.push("customer c-1 v5".into());
+        assert!(
+            !report.succeeded(),
+            "a lifted version the mirror never applied fails it"
+        );
     }
 }

@@ -437,12 +437,13 @@ async fn crm_restore_and_resync(
 
     let (report, took) = resync(stack, "crm", recover);
     println!(
-        "resync --after-restore crm{}: {took:?}\n{}",
+        "resync --after-restore crm{}: {took:?}, converged in {} ms\n{}",
         if recover {
             " --recover-from-mirror"
         } else {
             ""
         },
+        report["converged_ms"],
         serde_json::to_string_pretty(&report["counts"]).unwrap()
     );
 
@@ -587,6 +588,10 @@ async fn crm_restored_to_a_point_in_time_and_to_its_backup_resyncs_without_losin
     )
     .await;
     let (report, _) = resync(&stack, "crm", true);
+    println!(
+        "then --recover-from-mirror: {}",
+        serde_json::to_string_pretty(&report["counts"]).unwrap()
+    );
     assert!(
         lost(&report, "customer")
             .values()

@@ -1,5 +1,5 @@
 # Tandem: `make run` and `make test` provision what they need on a fresh machine.
-.PHONY: run test lint fmt build provision stop bench chaos fuzz
+.PHONY: run test lint fmt build provision stop bench chaos drill fuzz
 
 run: ## Provision, build and run the whole stack in the foreground (Ctrl-C stops it)
 	scripts/run.sh
@@ -38,6 +38,9 @@ chaos: ## The long fault-injection run: kills and restarts during a seeded workl
 	  CHAOS_DEADLINE_S=$${CHAOS_DEADLINE_S:-3600} \
 	  CHAOS_FAULT_GAP_MS=$${CHAOS_FAULT_GAP_MS:-3000} \
 	  scripts/test.sh -p tandem-tests --test chaos -- --nocapture
+
+drill: ## The full backup-and-restore drill per database: WAL archive, base backup, PITR, resync
+	TANDEM_DRILL=full scripts/test.sh -p tandem-tests --test restore -- --nocapture --test-threads 1
 
 fuzz: ## Each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz on nightly
 	scripts/fuzz.sh

@@ -26,6 +26,7 @@ use crate::{
     finance::FinanceMirror,
     grpc::{CrmApi, SyncApi},
     orders::Orders,
+    restore::Restore,
     settings::Settings,
 };
 
@@ -60,6 +61,7 @@ pub struct Application {
     orders: Orders,
     catalogue: Catalogue,
     finance: FinanceMirror,
+    restore: Restore,
     /// Largest message on the public and on the sync port.
     max_message_bytes: (usize, usize),
     /// Who may call the public and the sync port.
@@ -88,6 +90,7 @@ impl Application {
         Ok(Self {
             host,
             customers: Customers::new(pool.clone(), waker.clone()),
+            restore: Restore::new(pool.clone(), waker.clone()),
             orders: Orders::new(pool.clone(), waker),
             catalogue: Catalogue::new(pool.clone()),
             finance: FinanceMirror::new(pool.clone()),
@@ -156,6 +159,7 @@ impl Application {
                         self.catalogue,
                         self.orders,
                         self.finance,
+                        self.restore,
                     ))
                     .max_decoding_message_size(sync_max)
                     .max_encoding_message_size(sync_max),

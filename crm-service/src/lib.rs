@@ -7,6 +7,8 @@
 //! - [`orders`]: sales orders: quoting, lifecycle, events, and the mirrored fulfilment status.
 //! - [`catalogue`]: the mirror of ERP products and available stock.
 //! - [`finance`]: the mirror of each customer's ERP finance view.
+//! - [`restore`]: after a restore of the database, versions lifted above the ERP's mirror and
+//!   what the restore lost taken back from it.
 //! - [`grpc`]: the `tandem.crm.v1.CrmService` and `tandem.crm.v1.CrmSync` handlers.
 //! - [`validation`], [`mirror`]: field rules, apply outcomes.
 //! - [`error`]: the service's error type and its mapping to `tonic::Status`.
@@ -19,6 +21,7 @@ pub mod finance;
 pub mod grpc;
 pub mod mirror;
 pub mod orders;
+pub mod restore;
 pub mod settings;
 pub mod validation;
 

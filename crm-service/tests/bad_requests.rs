@@ -7,6 +7,7 @@
 mod common;
 
 use common::{Crm, customer, mask, money};
+use tandem_proto::crm::v1 as pb;
 use tandem_proto::crm::v1::{
     Address, AddressKind, ApplyCustomerFinanceRequest, ApplyOrderStatusRequest,
     ApplyProductRequest, ApplyStockLevelsRequest, ArchiveCustomerRequest, Contact,
@@ -110,6 +111,42 @@ fn upsert(edit: fn(&mut UpsertCustomerByExternalRefRequest)) -> UpsertCustomerBy
         event_id: uuid::Uuid::now_v7().to_string(),
     };
     with(request, edit)
+}
+
+/// A valid `LiftCustomerVersions` of one customer, edited by `edit`.
+fn lift(edit: fn(&mut pb::MirroredCustomer)) -> pb::LiftCustomerVersionsRequest {
+    let mut mirrored = pb::MirroredCustomer {
+        customer: Some(pb::Customer {
+            id: uuid::Uuid::now_v7().to_string(),
+            display_name: "Ada".into(),
+            email: "ada@example.com".into(),
+            ..pb::Customer::default()
+        }),
+        mirror_version: 3,
+    };
+    edit(&mut mirrored);
+    pb::LiftCustomerVersionsRequest {
+        customers: vec![mirrored],
+        recover_from_mirror: true,
+    }
+}
+
+/// A valid `RecoverOrders` of one order, edited by `edit`.
+fn recover(edit: fn(&mut pb::MirroredOrder)) -> pb::RecoverOrdersRequest {
+    let mut order = pb::MirroredOrder {
+        id: uuid::Uuid::now_v7().to_string(),
+        customer_id: uuid::Uuid::now_v7().to_string(),
+        currency_code: "EUR".into(),
+        lines: vec![pb::MirroredOrderLine {
+            sku: "A".into(),
+            quantity: 1,
+            unit_price_minor: 100,
+        }],
+    };
+    edit(&mut order);
+    pb::RecoverOrdersRequest {
+        orders: vec![order],
+    }
 }
 
 fn place(edit: fn(&mut PlaceExternalOrderRequest)) -> PlaceExternalOrderRequest {
@@ -1053,6 +1090,60 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "PlaceExternalOrder in another currency than the catalogue's",
             "lines[0].sku",
             sync.place_external_order(place(|r| r.currency_code = "USD".into())),
+        ),
+        // ---- CrmSync.LiftCustomerVersions
+        row!(
+            "LiftCustomerVersions without customers",
+            "customers",
+            sync.lift_customer_versions(pb::LiftCustomerVersionsRequest::default()),
+        ),
+        row!(
+            "LiftCustomerVersions with a zero mirror version",
+            "customers[0].mirror_version",
+            sync.lift_customer_versions(lift(|c| c.mirror_version = 0)),
+        ),
+        row!(
+            "LiftCustomerVersions without the customer",
+            "customers[0].customer",
+            sync.lift_customer_versions(lift(|c| c.customer = None)),
+        ),
+        row!(
+            "LiftCustomerVersions with a malformed id",
+            "customers[0].customer.id",
+            sync.lift_customer_versions(lift(|c| c.customer.as_mut().unwrap().id = "7".into())),
+        ),
+        row!(
+            "LiftCustomerVersions with a malformed e-mail",
+            "customers[0].customer.email",
+            sync.lift_customer_versions(lift(|c| {
+                c.customer.as_mut().unwrap().email = "ada@".into()
+            })),
+        ),
+        // ---- CrmSync.RecoverOrders
+        row!(
+            "RecoverOrders without orders",
+            "orders",
+            sync.recover_orders(pb::RecoverOrdersRequest::default()),
+        ),
+        row!(
+            "RecoverOrders with a malformed id",
+            "orders[0].id",
+            sync.recover_orders(recover(|o| o.id = "7".into())),
+        ),
+        row!(
+            "RecoverOrders with a malformed currency",
+            "orders[0].currency_code",
+            sync.recover_orders(recover(|o| o.currency_code = "euro".into())),
+        ),
+        row!(
+            "RecoverOrders without lines",
+            "orders[0].lines",
+            sync.recover_orders(recover(|o| o.lines.clear())),
+        ),
+        row!(
+            "RecoverOrders with a zero quantity",
+            "orders[0].lines[0].quantity",
+            sync.recover_orders(recover(|o| o.lines[0].quantity = 0)),
         ),
     ];
 

@@ -22,7 +22,7 @@ use tonic::service::RoutesBuilder;
 
 use crate::{
     customers::Customers, finance::Finances, grpc::ErpApi, money::is_currency, orders::Orders,
-    products::Products, republish::Republisher, settings::Settings, stock::Stock,
+    products::Products, republish::Republisher, restore::Restore, settings::Settings, stock::Stock,
     warehouses::Warehouses,
 };
 
@@ -97,6 +97,7 @@ impl Application {
                 stock: Stock::new(pool.clone(), waker.clone()),
                 finances: Finances::new(pool.clone(), waker.clone(), settings.finance.clone()),
                 orders: Orders::new(pool.clone(), waker.clone(), settings.finance.clone()),
+                restore: Restore::new(pool.clone(), waker.clone(), settings.finance.clone()),
                 republisher: Republisher::new(pool.clone(), waker),
             },
             pool,

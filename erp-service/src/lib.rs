@@ -9,6 +9,8 @@
 //! - [`orders`]: sales orders from acceptance to invoice or cancellation.
 //! - [`finance`]: credit terms, open balance, payments, the credit check.
 //! - [`republish`]: the snapshot of everything the ERP publishes, for an initial load.
+//! - [`restore`]: after a restore of the database, versions lifted above the CRM's mirrors and
+//!   products taken back from its catalogue.
 //! - [`grpc`]: the `tandem.erp.v1.ErpService` and `tandem.erp.v1.ErpSync` handlers.
 //! - [`error`]: the service's error type and its mapping to `tonic::Status`.
 //! - [`text`]: the NUL characters PostgreSQL cannot store, refused by field.
@@ -22,6 +24,7 @@ pub mod money;
 pub mod orders;
 pub mod products;
 pub mod republish;
+pub mod restore;
 mod retry;
 pub mod settings;
 pub mod stock;

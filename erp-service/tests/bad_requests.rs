@@ -101,6 +101,31 @@ fn stock_level(sku: &str, warehouse: &str) -> pb::GetStockLevelRequest {
     }
 }
 
+fn floor(key: &str, mirror_version: i64) -> pb::VersionFloor {
+    pb::VersionFloor {
+        key: key.into(),
+        mirror_version,
+    }
+}
+
+/// A valid `RecoverProducts` of one product, edited by `edit`.
+fn recover_product(edit: fn(&mut pb::MirroredProduct)) -> pb::RecoverProductsRequest {
+    let mut product = pb::MirroredProduct {
+        sku: "W-1".into(),
+        display_name: "Widget".into(),
+        unit_price: Some(pb::Money {
+            currency_code: "EUR".into(),
+            amount_minor: 100,
+        }),
+        active: true,
+        mirror_version: 3,
+    };
+    edit(&mut product);
+    pb::RecoverProductsRequest {
+        products: vec![product],
+    }
+}
+
 fn count(edit: fn(&mut pb::CountStockRequest)) -> pb::CountStockRequest {
     let request = pb::CountStockRequest {
         sku: "W-1".into(),
@@ -1273,6 +1298,66 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "CountStock with a NUL character in the source",
             "source",
             sync.count_stock(count(|r| r.source = "w\0ms".into())),
+        ),
+        // ---- ErpSync.LiftVersions
+        row!(
+            "LiftVersions without floors",
+            "products",
+            sync.lift_versions(pb::LiftVersionsRequest::default()),
+        ),
+        row!(
+            "LiftVersions with a zero mirror version",
+            "orders[0].mirror_version",
+            sync.lift_versions(pb::LiftVersionsRequest {
+                orders: vec![floor("crm-1", 0)],
+                ..pb::LiftVersionsRequest::default()
+            }),
+        ),
+        row!(
+            "LiftVersions without a key",
+            "stock[0].key",
+            sync.lift_versions(pb::LiftVersionsRequest {
+                stock: vec![floor("", 3)],
+                ..pb::LiftVersionsRequest::default()
+            }),
+        ),
+        row!(
+            "LiftVersions with a negative invoice number floor",
+            "invoice_number_floor",
+            sync.lift_versions(pb::LiftVersionsRequest {
+                stock: vec![floor("W-1", 3)],
+                invoice_number_floor: -1,
+                ..pb::LiftVersionsRequest::default()
+            }),
+        ),
+        row!(
+            "LiftVersions with 501 floors",
+            "products",
+            sync.lift_versions(pb::LiftVersionsRequest {
+                finance: vec![floor("c", 1); 501],
+                ..pb::LiftVersionsRequest::default()
+            }),
+        ),
+        // ---- ErpSync.RecoverProducts
+        row!(
+            "RecoverProducts without products",
+            "products",
+            sync.recover_products(pb::RecoverProductsRequest::default()),
+        ),
+        row!(
+            "RecoverProducts with a malformed sku",
+            "products[0].sku",
+            sync.recover_products(recover_product(|p| p.sku = "W 1".into())),
+        ),
+        row!(
+            "RecoverProducts without a name",
+            "products[0].display_name",
+            sync.recover_products(recover_product(|p| p.display_name.clear())),
+        ),
+        row!(
+            "RecoverProducts with a zero mirror version",
+            "products[0].mirror_version",
+            sync.recover_products(recover_product(|p| p.mirror_version = 0)),
         ),
     ];
 

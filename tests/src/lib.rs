@@ -15,6 +15,7 @@ pub mod bad_requests;
 pub mod evidence;
 pub mod otlp;
 pub mod outcomes;
+pub mod pitr;
 pub mod postgres;
 pub mod security;
 mod tls_broker;

@@ -80,7 +80,7 @@ fn pg_bin() -> Result<PathBuf> {
         .context("no initdb under /usr/lib/postgresql/*/bin")
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -89,7 +89,7 @@ fn is_root() -> bool {
 }
 
 /// Runs a PostgreSQL program as the cluster's owner.
-fn as_owner(program: &PathBuf, args: &[&str]) -> Result<()> {
+pub(crate) fn as_owner(program: &PathBuf, args: &[&str]) -> Result<()> {
     let status = if is_root() {
         Command::new("runuser")
             .args(["-u", "postgres", "--"])
@@ -111,7 +111,7 @@ fn as_owner(program: &PathBuf, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn chown_to_postgres(path: &Path) -> Result<()> {
+pub(crate) fn chown_to_postgres(path: &Path) -> Result<()> {
     if is_root() {
         let status = Command::new("chown")
             .args(["postgres:postgres"])
@@ -213,6 +213,16 @@ impl TestPostgres {
             ca,
             dir: client_dir,
         })
+    }
+
+    /// The data directory (`PGDATA`), which is also the server's socket directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory of the PostgreSQL programs this cluster runs with.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
     }
 
     /// The CA and client files of a [`TestPostgres::start_tls`] cluster.

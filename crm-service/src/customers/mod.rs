@@ -250,7 +250,11 @@ pub async fn insert_with_event(conn: &mut PgConnection, profile: Profile) -> Res
 
 /// Writes the outbox row of a customer event (`crm.customer.upserted` or
 /// `crm.customer.archived`: both carry the full profile).
-async fn publish(conn: &mut PgConnection, event_type: &str, customer: &Customer) -> Result<()> {
+pub(crate) async fn publish(
+    conn: &mut PgConnection,
+    event_type: &str,
+    customer: &Customer,
+) -> Result<()> {
     let event = Envelope::new(
         event_type,
         1,

@@ -32,6 +32,28 @@ pub fn new_profile(customer: pb::Customer) -> Result<Profile, Error> {
     })
 }
 
+/// The profile fields the ERP mirrors, from a `MirroredCustomer` (no contacts: the ERP keeps
+/// none), normalised and validated like any profile.
+pub fn mirrored_profile(customer: pb::Customer) -> Result<Profile, Error> {
+    let status = match known("status", customer.status)? {
+        pb::CustomerStatus::Unspecified | pb::CustomerStatus::Active => CustomerStatus::Active,
+        pb::CustomerStatus::Archived => CustomerStatus::Archived,
+    };
+    let profile = Profile {
+        display_name: customer.display_name,
+        email: customer.email,
+        phone: Some(customer.phone),
+        tax_id: Some(customer.tax_id),
+        status,
+        external_ref: Some(customer.external_ref),
+        contacts: Vec::new(),
+        addresses: addresses(&customer.addresses)?,
+    }
+    .normalised();
+    crate::error::check(profile.violations())?;
+    Ok(profile)
+}
+
 fn contacts(contacts: &[pb::Contact]) -> Vec<Contact> {
     contacts
         .iter()

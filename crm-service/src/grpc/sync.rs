@@ -5,12 +5,16 @@
 //! - `UpsertCustomerByExternalRef`, `PlaceExternalOrder`: integrators' customers and orders.
 //!   The CRM owns these, so a change publishes its normal `crm.*` event.
 //! - `Republish`: the current state of every customer and known order, through the outbox.
+//! - `LiftCustomerVersions`, `RecoverOrders`: the resync after a restore of the CRM's
+//!   database (see [`crate::restore`]).
 
 use tandem_proto::crm::v1::{
     ApplyCustomerFinanceRequest, ApplyCustomerFinanceResponse, ApplyOrderStatusRequest,
     ApplyOrderStatusResponse, ApplyProductRequest, ApplyProductResponse, ApplyStockLevelsRequest,
-    ApplyStockLevelsResponse, PlaceExternalOrderRequest, PlaceExternalOrderResponse,
-    RepublishRequest, RepublishResponse, StockLevelResult, UpsertCustomerByExternalRefRequest,
+    ApplyStockLevelsResponse, LiftCustomerVersionsRequest, LiftCustomerVersionsResponse,
+    LiftOutcome, LiftedCustomer, PlaceExternalOrderRequest, PlaceExternalOrderResponse,
+    RecoverOrdersRequest, RecoverOrdersResponse, RecoveredOrder, RepublishRequest,
+    RepublishResponse, StockLevelResult, UpsertCustomerByExternalRefRequest,
     UpsertCustomerByExternalRefResponse, crm_sync_server::CrmSync,
 };
 use tonic::{Request, Response, Status};
@@ -22,13 +26,18 @@ use crate::{
     error::{Error, check},
     finance::{FinanceData, FinanceMirror},
     orders::{ExternalOrder, FulfilmentUpdate, LineRequest, Orders},
+    restore::{MirroredCustomer, MirroredLine, MirroredOrder, Outcome, Restore},
 };
+
+/// The most entities one resync call carries.
+const RESYNC_BATCH: usize = 500;
 
 pub struct SyncApi {
     customers: Customers,
     catalogue: Catalogue,
     orders: Orders,
     finance: FinanceMirror,
+    restore: Restore,
 }
 
 impl SyncApi {
@@ -37,14 +46,167 @@ impl SyncApi {
         catalogue: Catalogue,
         orders: Orders,
         finance: FinanceMirror,
+        restore: Restore,
     ) -> Self {
         Self {
             customers,
             catalogue,
             orders,
             finance,
+            restore,
         }
     }
+}
+
+fn outcome_to(outcome: Outcome) -> LiftOutcome {
+    match outcome {
+        Outcome::Current => LiftOutcome::Current,
+        Outcome::Lifted => LiftOutcome::Lifted,
+        Outcome::Recovered => LiftOutcome::Recovered,
+        Outcome::Missing => LiftOutcome::Missing,
+        Outcome::CustomerMissing => LiftOutcome::CustomerMissing,
+    }
+}
+
+/// 1..=[`RESYNC_BATCH`] entities.
+fn batch_size(field: &str, len: usize) -> Result<(), Error> {
+    if len == 0 || len > RESYNC_BATCH {
+        return Err(Error::invalid(
+            field,
+            format!("1 to {RESYNC_BATCH} entries, not {len}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The customers of a `LiftCustomerVersions` call, every bad field named.
+fn mirrored_customers(
+    request: LiftCustomerVersionsRequest,
+) -> Result<Vec<MirroredCustomer>, Error> {
+    batch_size("customers", request.customers.len())?;
+    let mut violations = Vec::new();
+    let mut customers = Vec::with_capacity(request.customers.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, mirrored) in request.customers.into_iter().enumerate() {
+        let prefix = format!("customers[{i}].");
+        if mirrored.mirror_version <= 0 {
+            violations.push(tandem_common::grpc::FieldViolation::new(
+                format!("{prefix}mirror_version"),
+                "must be positive",
+            ));
+        }
+        let Some(customer) = mirrored.customer else {
+            violations.push(tandem_common::grpc::FieldViolation::new(
+                format!("{prefix}customer"),
+                "required",
+            ));
+            continue;
+        };
+        let id = match parse_id("id", &customer.id)
+            .map_err(|e| e.prefixed(&format!("{prefix}customer.")))
+        {
+            Ok(id) => id,
+            Err(Error::Invalid(found)) => {
+                violations.extend(found);
+                continue;
+            }
+            Err(other) => return Err(other),
+        };
+        if !seen.insert(id) {
+            violations.push(tandem_common::grpc::FieldViolation::new(
+                format!("{prefix}customer.id"),
+                "appears twice",
+            ));
+        }
+        match customers_pb::mirrored_profile(customer) {
+            Ok(profile) => customers.push(MirroredCustomer {
+                id,
+                profile,
+                mirror_version: mirrored.mirror_version,
+            }),
+            Err(error @ Error::Invalid(_)) => {
+                if let Error::Invalid(found) = error.prefixed(&format!("{prefix}customer.")) {
+                    violations.extend(found);
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    check(violations)?;
+    Ok(customers)
+}
+
+/// The orders of a `RecoverOrders` call, every bad field named.
+fn mirrored_orders(request: RecoverOrdersRequest) -> Result<Vec<MirroredOrder>, Error> {
+    use tandem_common::grpc::FieldViolation;
+    batch_size("orders", request.orders.len())?;
+    let mut violations = Vec::new();
+    let mut orders = Vec::with_capacity(request.orders.len());
+    for (i, order) in request.orders.into_iter().enumerate() {
+        let prefix = format!("orders[{i}].");
+        let id = parse_id(&format!("{prefix}id"), &order.id);
+        let customer_id = parse_id(&format!("{prefix}customer_id"), &order.customer_id);
+        let currency = order.currency_code.trim().to_owned();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+            violations.push(FieldViolation::new(
+                format!("{prefix}currency_code"),
+                "three upper-case letters",
+            ));
+        }
+        if order.lines.is_empty() || order.lines.len() > RESYNC_BATCH {
+            violations.push(FieldViolation::new(
+                format!("{prefix}lines"),
+                format!("1 to {RESYNC_BATCH} lines"),
+            ));
+        }
+        let mut skus = std::collections::HashSet::new();
+        for (j, line) in order.lines.iter().enumerate() {
+            let sku = line.sku.trim();
+            if sku.is_empty() || !skus.insert(sku.to_owned()) {
+                violations.push(FieldViolation::new(
+                    format!("{prefix}lines[{j}].sku"),
+                    "required, each sku at most once",
+                ));
+            }
+            if line.quantity <= 0 {
+                violations.push(FieldViolation::new(
+                    format!("{prefix}lines[{j}].quantity"),
+                    "must be positive",
+                ));
+            }
+            if line.unit_price_minor < 0 {
+                violations.push(FieldViolation::new(
+                    format!("{prefix}lines[{j}].unit_price_minor"),
+                    "must not be negative",
+                ));
+            }
+        }
+        match (id, customer_id) {
+            (Ok(id), Ok(customer_id)) => orders.push(MirroredOrder {
+                id,
+                customer_id,
+                currency,
+                lines: order
+                    .lines
+                    .iter()
+                    .map(|line| MirroredLine {
+                        sku: line.sku.trim().to_owned(),
+                        quantity: line.quantity,
+                        unit_price_minor: line.unit_price_minor,
+                    })
+                    .collect(),
+            }),
+            (id, customer_id) => {
+                for error in [id.err(), customer_id.err()].into_iter().flatten() {
+                    if let Error::Invalid(found) = error {
+                        violations.extend(found);
+                    }
+                }
+            }
+        }
+    }
+    check(violations)?;
+    Ok(orders)
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -247,6 +409,50 @@ impl CrmSync for SyncApi {
             order: Some(orders_pb::to_proto(&order)),
             applied,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(customers, recover_from_mirror))]
+    async fn lift_customer_versions(
+        &self,
+        request: Request<LiftCustomerVersionsRequest>,
+    ) -> Reply<LiftCustomerVersionsResponse> {
+        let request = request.into_inner();
+        let recover = request.recover_from_mirror;
+        let span = tracing::Span::current();
+        span.record("customers", request.customers.len());
+        span.record("recover_from_mirror", recover);
+        let customers = mirrored_customers(request)?;
+        let mut results = Vec::with_capacity(customers.len());
+        for mirrored in &customers {
+            let lifted = self.restore.lift_customer(mirrored, recover).await?;
+            results.push(LiftedCustomer {
+                id: mirrored.id.to_string(),
+                outcome: outcome_to(lifted.outcome) as i32,
+                previous_version: lifted.previous_version,
+                version: lifted.version,
+            });
+        }
+        Ok(Response::new(LiftCustomerVersionsResponse { results }))
+    }
+
+    #[tracing::instrument(skip_all, fields(orders))]
+    async fn recover_orders(
+        &self,
+        request: Request<RecoverOrdersRequest>,
+    ) -> Reply<RecoverOrdersResponse> {
+        let request = request.into_inner();
+        tracing::Span::current().record("orders", request.orders.len());
+        let orders = mirrored_orders(request)?;
+        let mut results = Vec::with_capacity(orders.len());
+        for order in &orders {
+            let (outcome, version) = self.restore.recover_order(order).await?;
+            results.push(RecoveredOrder {
+                id: order.id.to_string(),
+                outcome: outcome_to(outcome) as i32,
+                version,
+            });
+        }
+        Ok(Response::new(RecoverOrdersResponse { results }))
     }
 
     async fn republish(&self, _request: Request<RepublishRequest>) -> Reply<RepublishResponse> {

@@ -339,7 +339,11 @@ async fn quote(
     model::quote(requests, &products)
 }
 
-async fn publish(conn: &mut PgConnection, event_type: &str, order: &Order) -> Result<()> {
+pub(crate) async fn publish(
+    conn: &mut PgConnection,
+    event_type: &str,
+    order: &Order,
+) -> Result<()> {
     let event = Envelope::new(
         event_type,
         1,

@@ -351,7 +351,7 @@ async fn attach_lines(conn: &mut PgConnection, orders: &mut [Order]) -> Result<(
     Ok(())
 }
 
-async fn insert_lines(
+pub(crate) async fn insert_lines(
     conn: &mut PgConnection,
     id: Uuid,
     lines: &[Line],

@@ -17,8 +17,9 @@ use crate::{
     error::Error,
     finance::Finances,
     orders::{OrderFilter, Orders},
-    products::{ProductFilter, Products},
+    products::{ProductFields, ProductFilter, Products},
     republish::Republisher,
+    restore::{self, Kind, MirroredProduct, Restore},
     stock::{AdjustmentReason, Count, MovementOutcome, Stock, StockRequest},
     text,
     warehouses::Warehouses,
@@ -34,6 +35,42 @@ pub struct ErpApi {
     pub finances: Finances,
     pub orders: Orders,
     pub republisher: Republisher,
+    pub restore: Restore,
+}
+
+/// Most entities in one `LiftVersions` or `RecoverProducts` call.
+const RESYNC_BATCH: usize = 500;
+
+fn lifted(key: String, lifted: restore::Lifted) -> pb::LiftedVersion {
+    let outcome = match lifted.outcome {
+        restore::Outcome::Current => pb::LiftOutcome::Current,
+        restore::Outcome::Lifted => pb::LiftOutcome::Lifted,
+        restore::Outcome::Recovered => pb::LiftOutcome::Recovered,
+        restore::Outcome::Missing => pb::LiftOutcome::Missing,
+    };
+    pb::LiftedVersion {
+        key,
+        outcome: outcome as i32,
+        previous_version: lifted.previous_version,
+        version: lifted.version,
+    }
+}
+
+/// Every bad floor of a `LiftVersions` request, by field.
+fn floor_violations(field: &str, floors: &[pb::VersionFloor]) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    for (i, floor) in floors.iter().enumerate() {
+        if floor.key.trim().is_empty() {
+            violations.push(FieldViolation::new(format!("{field}[{i}].key"), "required"));
+        }
+        if floor.mirror_version <= 0 {
+            violations.push(FieldViolation::new(
+                format!("{field}[{i}].mirror_version"),
+                "must be positive",
+            ));
+        }
+    }
+    violations
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -493,6 +530,111 @@ impl ErpSync for ErpApi {
             applied: counted.applied,
             level: Some(convert::level(&counted.level)),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn lift_versions(
+        &self,
+        request: Request<pb::LiftVersionsRequest>,
+    ) -> Reply<pb::LiftVersionsResponse> {
+        let request = request.into_inner();
+        let groups = [
+            ("products", Kind::Product, &request.products),
+            ("stock", Kind::Stock, &request.stock),
+            ("orders", Kind::Order, &request.orders),
+            ("finance", Kind::Finance, &request.finance),
+        ];
+        let total: usize = groups.iter().map(|(_, _, floors)| floors.len()).sum();
+        if request.invoice_number_floor < 0 {
+            return Err(Error::invalid("invoice_number_floor", "must not be negative").into());
+        }
+        if (total == 0 && request.invoice_number_floor == 0) || total > RESYNC_BATCH {
+            return Err(Error::invalid(
+                "products",
+                format!("1..={RESYNC_BATCH} floors in all (products, stock, orders, finance), not {total}"),
+            )
+            .into());
+        }
+        let violations: Vec<FieldViolation> = groups
+            .iter()
+            .flat_map(|(field, _, floors)| floor_violations(field, floors))
+            .collect();
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations).into());
+        }
+        let mut results: [Vec<pb::LiftedVersion>; 4] = Default::default();
+        for ((_, kind, floors), results) in groups.iter().zip(results.iter_mut()) {
+            for floor in floors.iter() {
+                let key = floor.key.trim();
+                let outcome = self.restore.lift(*kind, key, floor.mirror_version).await?;
+                results.push(lifted(key.to_owned(), outcome));
+            }
+        }
+        let invoice_numbers_advanced = request.invoice_number_floor > 0
+            && self
+                .restore
+                .advance_invoice_numbers(request.invoice_number_floor)
+                .await?;
+        let [products, stock, orders, finance] = results;
+        Ok(Response::new(pb::LiftVersionsResponse {
+            products,
+            stock,
+            orders,
+            finance,
+            invoice_numbers_advanced,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn recover_products(
+        &self,
+        request: Request<pb::RecoverProductsRequest>,
+    ) -> Reply<pb::RecoverProductsResponse> {
+        let request = request.into_inner();
+        if request.products.is_empty() || request.products.len() > RESYNC_BATCH {
+            return Err(Error::invalid("products", format!("1..={RESYNC_BATCH} products")).into());
+        }
+        let mut violations = Vec::new();
+        let mut products = Vec::with_capacity(request.products.len());
+        for (i, product) in request.products.into_iter().enumerate() {
+            let price = product.unit_price.unwrap_or_default();
+            let fields = ProductFields {
+                display_name: product.display_name.trim().to_owned(),
+                description: String::new(),
+                unit_price_minor: price.amount_minor,
+                currency: price.currency_code,
+                active: product.active,
+            };
+            let prefix = format!("products[{i}].");
+            violations.extend(crate::products::model::sku_violation(
+                &format!("{prefix}sku"),
+                &product.sku,
+            ));
+            violations.extend(fields.violations(&prefix));
+            if product.mirror_version <= 0 {
+                violations.push(FieldViolation::new(
+                    format!("{prefix}mirror_version"),
+                    "must be positive",
+                ));
+            }
+            products.push(MirroredProduct {
+                sku: product.sku,
+                display_name: fields.display_name,
+                unit_price_minor: fields.unit_price_minor,
+                currency: fields.currency,
+                active: fields.active,
+                mirror_version: product.mirror_version,
+            });
+        }
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations).into());
+        }
+        let mut results = Vec::with_capacity(products.len());
+        for product in &products {
+            let outcome = self.restore.recover_product(product).await?;
+            results.push(lifted(product.sku.clone(), outcome));
+        }
+        Ok(Response::new(pb::RecoverProductsResponse { results }))
     }
 
     async fn republish(

@@ -6,6 +6,7 @@
 //! tandemctl publish --topic TOPIC --file event.json [--key KEY] [--unchecked]
 //! tandemctl status customer|order|product ID
 //! tandemctl reconcile [--repair]
+//! tandemctl resync --after-restore crm|erp [--recover-from-mirror] [--wait-s 120] [--json]
 //! tandemctl snapshot
 //! ```
 //! `tandemctl` reads the bridge's settings (`BRIDGE_CONFIG` file, `BRIDGE__*` environment):
@@ -76,6 +77,30 @@ enum Command {
         #[arg(long)]
         repair: bool,
         /// Examples shown per kind of drift.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// After one service's database was restored to an earlier point: lift its versions
+    /// above what the other side has seen, list what the restore lost (with the other side's
+    /// values), wait for the other side, then reconcile with repair.
+    Resync {
+        /// Whose database was restored.
+        #[arg(long, value_enum)]
+        after_restore: ops::resync::Side,
+        /// Take back what the restore lost from the other side's copy, where it holds the
+        /// entity's whole owned state (CRM: customers, submitted orders; ERP: products).
+        #[arg(long)]
+        recover_from_mirror: bool,
+        /// How long to wait for the other side to apply the lifted versions.
+        #[arg(long, default_value_t = 120)]
+        wait_s: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Examples shown per kind of drift in the closing reconcile.
         #[arg(long, default_value_t = 5)]
         examples: usize,
         /// No progress bar.
@@ -232,8 +257,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (_, erp_channel, flows) = channels()?;
             let report = ops::reconcile::reconcile(&flows, erp_channel, repair, quiet).await?;
             println!("{}", report.render(examples));
-            if !report.repair_failures.is_empty() || (!repair && !report.drift.is_empty()) {
+            if !report.all_repaired() || (!repair && !report.drift.is_empty()) {
                 anyhow::bail!("drift found");
+            }
+        }
+        Command::Resync {
+            after_restore,
+            recover_from_mirror,
+            wait_s,
+            json,
+            examples,
+            quiet,
+        } => {
+            let (_, erp_channel, flows) = channels()?;
+            let wait = Duration::from_secs(wait_s);
+            let quiet = quiet || json;
+            let report = match after_restore {
+                ops::resync::Side::Crm => {
+                    ops::resync::crm::resync(&flows, erp_channel, recover_from_mirror, quiet, wait)
+                        .await?
+                }
+                ops::resync::Side::Erp => {
+                    ops::resync::erp::resync(&flows, erp_channel, recover_from_mirror, quiet, wait)
+                        .await?
+                }
+            };
+            if json {
+                println!("{:#}", report.to_json());
+            } else {
+                println!("{}", report.render(examples));
+            }
+            if !report.succeeded() {
+                anyhow::bail!("the resync did not complete: see the failures above");
             }
         }
         Command::Snapshot => {

@@ -6,6 +6,7 @@ pub mod dev;
 pub mod dlq;
 pub mod publish;
 pub mod reconcile;
+pub mod resync;
 pub mod status;
 
 use std::time::Duration;

@@ -2,6 +2,12 @@
 //! field with its owner's, reports drift (counts and examples) and, with `--repair`,
 //! re-applies the owner's state to the mirror through the sync RPCs with `repair` set (an
 //! equal version applies too, so drift written without a version change is fixed).
+//!
+//! A repair counts as repaired only when the target says it applied it. After a restore of
+//! an owner's database the mirror holds versions newer than the owner's, so the re-sent state
+//! is stale and not applied: reconcile reports it as "not applied" and points to
+//! `tandemctl resync --after-restore`. Entities only a mirror holds (the owner lost them) are
+//! drift that no repair from the owner can fix: also reported, not counted as repaired.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -28,17 +34,44 @@ pub struct Report {
     /// Entities compared, per kind.
     pub compared: BTreeMap<&'static str, usize>,
     pub drift: Vec<Drift>,
+    /// Repairs the target applied.
     pub repaired: usize,
+    /// Repairs the target answered OK to without applying them (it holds a newer version),
+    /// and drift the owner cannot repair (only the mirror has the entity).
+    pub not_applied: Vec<String>,
     pub repair_failures: Vec<String>,
 }
 
+/// What a repair that the target did not apply means, and what to do.
+const AFTER_RESTORE: &str = "after a restore of the owner's database, run `tandemctl resync \
+                             --after-restore crm|erp`";
+
 impl Report {
-    /// Counts one repair: done, or failed with what was being repaired.
-    fn record<T>(&mut self, result: Result<T, Status>, what: String) {
+    /// Counts one repair: applied (`Ok(true)`), answered but not applied (`Ok(false)`: the
+    /// target holds a newer version), or failed.
+    pub(crate) fn record(&mut self, result: Result<bool, Status>, what: String) {
         match result {
-            Ok(_) => self.repaired += 1,
+            Ok(true) => self.repaired += 1,
+            Ok(false) => self.not_applied.push(format!(
+                "{what}: not applied, the mirror holds a newer version ({AFTER_RESTORE})"
+            )),
             Err(status) => self.repair_failures.push(format!("{what}: {status}")),
         }
+    }
+
+    /// Drift no repair from the owner can fix: only the mirror holds `what`.
+    fn only_in_mirror(&mut self, repair: bool, what: String) {
+        if repair {
+            self.not_applied.push(format!(
+                "{what}: only the mirror has it, nothing to repair from ({AFTER_RESTORE} \
+                 --recover-from-mirror)"
+            ));
+        }
+    }
+
+    /// Did every repair apply?
+    pub fn all_repaired(&self) -> bool {
+        self.not_applied.is_empty() && self.repair_failures.is_empty()
     }
 
     /// Drift counts per kind.
@@ -66,21 +99,29 @@ impl Report {
             }
         }
         out.push_str(&format!("total drift: {}", self.drift.len()));
-        if self.repaired > 0 || !self.repair_failures.is_empty() {
+        if self.repaired > 0 || !self.all_repaired() {
             out.push_str(&format!(
                 ", repaired: {}, repair failures: {}",
                 self.repaired,
                 self.repair_failures.len()
             ));
-            for failure in self.repair_failures.iter().take(examples) {
-                out.push_str(&format!("\n  {failure}"));
+            if !self.not_applied.is_empty() {
+                out.push_str(&format!(", not applied: {}", self.not_applied.len()));
+            }
+            for problem in self
+                .not_applied
+                .iter()
+                .take(examples)
+                .chain(self.repair_failures.iter().take(examples))
+            {
+                out.push_str(&format!("\n  {problem}"));
             }
         }
         out
     }
 }
 
-const PAGE: i32 = 500;
+pub(crate) const PAGE: i32 = 500;
 
 fn bar(label: &'static str, quiet: bool) -> ProgressBar {
     if quiet {
@@ -95,7 +136,7 @@ fn bar(label: &'static str, quiet: bool) -> ProgressBar {
 }
 
 /// Reads every page of a List RPC: `fetch(page_token)` answers one page and the next token.
-async fn all_pages<T, F, Fut>(
+pub(crate) async fn all_pages<T, F, Fut>(
     label: &'static str,
     quiet: bool,
     mut fetch: F,
@@ -120,9 +161,12 @@ where
     Ok(all)
 }
 
-type ErpClient = erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>;
+pub(crate) type ErpClient = erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>;
 
-fn profile_differences(owner: &crm::Customer, mirror: &erp::CustomerProfile) -> Vec<String> {
+pub(crate) fn profile_differences(
+    owner: &crm::Customer,
+    mirror: &erp::CustomerProfile,
+) -> Vec<String> {
     let mut fields = Vec::new();
     let mut check = |name: &str, a: &str, b: &str| {
         if a != b {
@@ -190,7 +234,7 @@ fn erp_money(m: Option<&erp::Money>) -> (String, i64) {
         .unwrap_or_default()
 }
 
-fn to_crm_money(m: Option<&erp::Money>) -> Option<crm::Money> {
+pub(crate) fn to_crm_money(m: Option<&erp::Money>) -> Option<crm::Money> {
     m.map(|m| crm::Money {
         currency_code: m.currency_code.clone(),
         amount_minor: m.amount_minor,
@@ -257,7 +301,8 @@ pub async fn reconcile(
                         .erp
                         .clone()
                         .apply_customer(flows.request(request))
-                        .await,
+                        .await
+                        .map(|r| r.into_inner().applied),
                     format!("customer {}", owner.id),
                 )
             }
@@ -305,13 +350,28 @@ pub async fn reconcile(
                         .crm_sync
                         .clone()
                         .apply_customer_finance(flows.request(request))
-                        .await,
+                        .await
+                        .map(|r| r.into_inner().applied),
                     format!("finance {}", owner.id),
                 )
             }
         }
     }
     report.compared.insert("customer_finance", finance_compared);
+    let owned: HashSet<&str> = owners.iter().map(|c| c.id.as_str()).collect();
+    let mut orphans: Vec<&String> = mirrors
+        .keys()
+        .filter(|id| !owned.contains(id.as_str()))
+        .collect();
+    orphans.sort();
+    for id in orphans {
+        report.drift.push(Drift {
+            kind: "customer_profile",
+            id: id.clone(),
+            detail: "only in the ERP's mirror: the CRM does not have it".to_owned(),
+        });
+        report.only_in_mirror(repair, format!("customer {id}"));
+    }
 
     reconcile_catalogue(flows, &erp, repair, quiet, &mut report).await?;
     reconcile_orders(flows, &erp, repair, quiet, &mut report).await?;
@@ -421,11 +481,26 @@ async fn reconcile_catalogue(
                         .crm_sync
                         .clone()
                         .apply_product(flows.request(request))
-                        .await,
+                        .await
+                        .map(|r| r.into_inner().applied),
                     format!("product {}", owner.sku),
                 )
             }
         }
+    }
+    let owned: HashSet<&str> = owners.iter().map(|p| p.sku.as_str()).collect();
+    let mut orphans: Vec<&crm::Product> = mirrors
+        .values()
+        .filter(|p| p.product_version > 0 && !owned.contains(p.sku.as_str()))
+        .collect();
+    orphans.sort_by(|a, b| a.sku.cmp(&b.sku));
+    for orphan in orphans {
+        report.drift.push(Drift {
+            kind: "product",
+            id: orphan.sku.clone(),
+            detail: "only in the CRM's catalogue mirror: the ERP does not have it".to_owned(),
+        });
+        report.only_in_mirror(repair, format!("product {}", orphan.sku));
     }
     for (sku, owner_available) in &available {
         let mirrored = mirrors.get(sku);
@@ -457,7 +532,8 @@ async fn reconcile_catalogue(
                     .crm_sync
                     .clone()
                     .apply_stock_levels(flows.request(request))
-                    .await,
+                    .await
+                    .map(|r| r.into_inner().results.first().is_some_and(|l| l.applied)),
                 format!("stock {sku}"),
             )
         }
@@ -465,7 +541,7 @@ async fn reconcile_catalogue(
     Ok(())
 }
 
-fn fulfilment_of(status: erp::SalesOrderStatus) -> crm::FulfilmentStatus {
+pub(crate) fn fulfilment_of(status: erp::SalesOrderStatus) -> crm::FulfilmentStatus {
     match status {
         erp::SalesOrderStatus::Reserved => crm::FulfilmentStatus::Reserved,
         erp::SalesOrderStatus::Backordered => crm::FulfilmentStatus::Backordered,
@@ -540,6 +616,9 @@ async fn reconcile_orders(
                 Some(_) => format!("CRM {:?} vs ERP {:?}", fulfilment.status(), expected),
             },
         });
+        if repair && mirror.is_none() {
+            report.only_in_mirror(repair, format!("order {}", owner.crm_order_id));
+        }
         if repair && mirror.is_some() {
             let request = crm::ApplyOrderStatusRequest {
                 order_id: owner.crm_order_id.clone(),
@@ -567,7 +646,8 @@ async fn reconcile_orders(
                     .crm_sync
                     .clone()
                     .apply_order_status(flows.request(request))
-                    .await,
+                    .await
+                    .map(|r| r.into_inner().applied),
                 format!("order {}", owner.crm_order_id),
             )
         }
@@ -625,15 +705,16 @@ async fn reconcile_submissions(
                     event_id: String::new(),
                 }))
                 .await
-                .map(|_| ()),
-            other => other.map(|_| ()),
+                .map(|r| r.into_inner().status() == erp::SalesOrderStatus::Cancelled),
+            // Accepted now, or by someone else meanwhile (then not by this repair).
+            other => other.map(|r| r.into_inner().created),
         };
         report.record(result, format!("order submission {}", order.id));
     }
 }
 
 /// The CRM's order as the ERP accepts it (what `crm.order.submitted` carries).
-fn accept_request(order: &crm::Order) -> erp::AcceptOrderRequest {
+pub(crate) fn accept_request(order: &crm::Order) -> erp::AcceptOrderRequest {
     erp::AcceptOrderRequest {
         crm_order_id: order.id.clone(),
         customer_id: order.customer_id.clone(),
@@ -649,5 +730,43 @@ fn accept_request(order: &crm::Order) -> erp::AcceptOrderRequest {
             .collect(),
         final_attempt: false,
         event_id: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repair_counts_only_when_the_target_applied_it() {
+        let mut report = Report::default();
+        report.record(Ok(true), "customer a".into());
+        // After a restore of the owner, the mirror answers OK but holds a newer version.
+        report.record(Ok(false), "customer b".into());
+        report.record(Err(Status::unavailable("down")), "customer c".into());
+        assert_eq!(report.repaired, 1);
+        assert_eq!(report.not_applied.len(), 1);
+        assert!(report.not_applied[0].starts_with("customer b: not applied"));
+        assert!(report.not_applied[0].contains("resync --after-restore"));
+        assert_eq!(report.repair_failures.len(), 1);
+        assert!(!report.all_repaired());
+        let rendered = report.render(5);
+        assert!(
+            rendered.contains("repaired: 1, repair failures: 1, not applied: 1"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn drift_only_a_mirror_holds_is_never_repaired() {
+        let mut report = Report::default();
+        report.only_in_mirror(false, "customer a".into());
+        assert!(
+            report.all_repaired(),
+            "reconcile without --repair repairs nothing"
+        );
+        report.only_in_mirror(true, "customer a".into());
+        assert_eq!(report.repaired, 0);
+        assert!(report.not_applied[0].contains("--recover-from-mirror"));
     }
 }

@@ -1,0 +1,334 @@
+//! The CRM's database was restored. The ERP mirrors customer profiles (with their version)
+//! and holds every submitted order (customer, currency, lines with the quoted prices).
+//!
+//! - Customers: the ERP's version of each is sent to `CrmSync.LiftCustomerVersions`; the CRM
+//!   lifts its own above it (its profile wins), or with `--recover-from-mirror` takes the
+//!   mirror's profile back (the ERP mirrors every owned field but the contacts, which stay as
+//!   restored). A customer only the ERP has is listed, and re-created with the flag.
+//! - Orders the ERP holds that the CRM lost (or holds as a draft again) are listed, and with
+//!   the flag re-created as SUBMITTED from the ERP's copy (`CrmSync.RecoverOrders`); their
+//!   fulfilment status follows from the reconcile at the end. The ERP does not gate orders on
+//!   the CRM's order version, so orders need no lift.
+//! - The CRM's own mirrors (catalogue, stock, fulfilment, finance) are behind too: the
+//!   reconcile with repair at the end re-applies the ERP's state.
+
+use std::{collections::HashMap, time::Duration};
+
+use serde_json::json;
+use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
+use uuid::Uuid;
+
+use super::{BATCH, Lost, ResyncReport, Side, converge};
+use crate::{
+    flows::Flows,
+    ops::reconcile::{self, ErpClient, PAGE, all_pages},
+};
+
+/// The ERP's copy of a customer, as the CRM's message.
+fn customer_from_mirror(profile: &erp::CustomerProfile) -> crm::Customer {
+    crm::Customer {
+        id: profile.id.clone(),
+        display_name: profile.display_name.clone(),
+        email: profile.email.clone(),
+        phone: profile.phone.clone(),
+        tax_id: profile.tax_id.clone(),
+        status: match profile.status() {
+            erp::CustomerStatus::Archived => crm::CustomerStatus::Archived,
+            _ => crm::CustomerStatus::Active,
+        } as i32,
+        external_ref: profile.external_ref.clone(),
+        addresses: profile
+            .addresses
+            .iter()
+            .map(|a| crm::Address {
+                kind: match a.kind() {
+                    erp::AddressKind::Billing => crm::AddressKind::Billing,
+                    erp::AddressKind::Shipping => crm::AddressKind::Shipping,
+                    erp::AddressKind::Unspecified => crm::AddressKind::Unspecified,
+                } as i32,
+                line1: a.line1.clone(),
+                line2: a.line2.clone(),
+                city: a.city.clone(),
+                postal_code: a.postal_code.clone(),
+                region: a.region.clone(),
+                country_code: a.country_code.clone(),
+            })
+            .collect(),
+        ..crm::Customer::default()
+    }
+}
+
+fn profile_json(profile: &erp::CustomerProfile) -> serde_json::Value {
+    json!({
+        "display_name": profile.display_name,
+        "email": profile.email,
+        "phone": profile.phone,
+        "tax_id": profile.tax_id,
+        "status": profile.status().as_str_name(),
+        "external_ref": profile.external_ref,
+        "addresses": profile.addresses.len(),
+    })
+}
+
+fn order_json(order: &erp::SalesOrder) -> serde_json::Value {
+    json!({
+        "customer_id": order.customer_id,
+        "status": order.status().as_str_name(),
+        "lines": order.lines.iter().map(|l| json!({
+            "sku": l.sku, "quantity": l.quantity, "unit_price_minor": l.unit_price_minor,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn outcome_name(outcome: crm::LiftOutcome) -> &'static str {
+    match outcome {
+        crm::LiftOutcome::Current => "current",
+        crm::LiftOutcome::Lifted => "lifted",
+        crm::LiftOutcome::Recovered => "recovered",
+        crm::LiftOutcome::Missing => "missing",
+        crm::LiftOutcome::CustomerMissing => "customer missing",
+        crm::LiftOutcome::Unspecified => "unknown",
+    }
+}
+
+/// The resync after a restore of the CRM's database.
+pub async fn resync(
+    flows: &Flows,
+    erp_channel: tonic::transport::Channel,
+    recover: bool,
+    quiet: bool,
+    wait: Duration,
+) -> anyhow::Result<ResyncReport> {
+    let erp = ErpClient::new(erp_channel.clone());
+    let mut report = ResyncReport::new(Side::Crm, recover);
+
+    let mirror: Vec<(erp::CustomerProfile, i64)> = all_pages("ERP customers", quiet, |token| {
+        let mut erp = erp.clone();
+        let request = flows.request(erp::ListCustomersRequest {
+            page_size: PAGE,
+            page_token: token,
+        });
+        async move {
+            let page = erp.list_customers(request).await?.into_inner();
+            Ok((page.customers, page.next_page_token))
+        }
+    })
+    .await?
+    .into_iter()
+    .filter_map(|c| Some((c.profile?, c.profile_version)))
+    .filter(|(_, version)| *version > 0)
+    .collect();
+    report.checked.push(("customer", mirror.len()));
+
+    // Customers: lift (or recover) in batches.
+    let mut lifted: Vec<(String, i64)> = Vec::new();
+    for batch in mirror.chunks(BATCH) {
+        let request = crm::LiftCustomerVersionsRequest {
+            customers: batch
+                .iter()
+                .map(|(profile, version)| crm::MirroredCustomer {
+                    customer: Some(customer_from_mirror(profile)),
+                    mirror_version: *version,
+                })
+                .collect(),
+            recover_from_mirror: recover,
+        };
+        let results = match flows
+            .crm_sync
+            .clone()
+            .lift_customer_versions(flows.request(request))
+            .await
+        {
+            Ok(response) => response.into_inner().results,
+            Err(status) => {
+                report.failures.push(format!(
+                    "lifting {} customers from {}: {status}",
+                    batch.len(),
+                    batch[0].0.id
+                ));
+                continue;
+            }
+        };
+        for ((profile, mirror_version), result) in batch.iter().zip(results) {
+            let outcome = result.outcome();
+            if outcome == crm::LiftOutcome::Current {
+                continue;
+            }
+            if matches!(
+                outcome,
+                crm::LiftOutcome::Lifted | crm::LiftOutcome::Recovered
+            ) {
+                lifted.push((profile.id.clone(), result.version));
+            }
+            report.lost.push(Lost {
+                kind: "customer",
+                id: profile.id.clone(),
+                owner_version: result.previous_version,
+                mirror_version: *mirror_version,
+                mirror: profile_json(profile),
+                outcome: outcome_name(outcome).to_owned(),
+                version: result.version,
+                todo: match outcome {
+                    crm::LiftOutcome::Lifted => Some(
+                        "the CRM's restored profile replaced the mirror's values shown here; \
+                         re-enter what still holds"
+                            .to_owned(),
+                    ),
+                    crm::LiftOutcome::Missing => Some(
+                        "only the ERP has this customer: run again with --recover-from-mirror"
+                            .to_owned(),
+                    ),
+                    crm::LiftOutcome::Recovered => Some(
+                        "contacts are not mirrored: check them (a re-created customer has none)"
+                            .to_owned(),
+                    ),
+                    _ => None,
+                },
+            });
+        }
+    }
+
+    // Orders the ERP holds that the CRM lost.
+    let held = all_pages("ERP orders", quiet, |token| {
+        let mut erp = erp.clone();
+        let request = flows.request(erp::ListSalesOrdersRequest {
+            page_size: PAGE,
+            page_token: token,
+            ..erp::ListSalesOrdersRequest::default()
+        });
+        async move {
+            let page = erp.list_sales_orders(request).await?.into_inner();
+            Ok((page.orders, page.next_page_token))
+        }
+    })
+    .await?;
+    let owned: HashMap<String, crm::Order> = all_pages("CRM orders", quiet, |token| {
+        let mut crm = flows.crm.clone();
+        let request = flows.request(crm::ListOrdersRequest {
+            page_size: PAGE,
+            page_token: token,
+            ..crm::ListOrdersRequest::default()
+        });
+        async move {
+            let page = crm.list_orders(request).await?.into_inner();
+            Ok((page.orders, page.next_page_token))
+        }
+    })
+    .await?
+    .into_iter()
+    .map(|o| (o.id.clone(), o))
+    .collect();
+    report.checked.push(("order", held.len()));
+    let lost_orders: Vec<&erp::SalesOrder> = held
+        .iter()
+        .filter(|o| {
+            owned
+                .get(&o.crm_order_id)
+                .is_none_or(|owner| owner.status() == crm::OrderStatus::Draft)
+        })
+        .collect();
+    let mut outcomes: HashMap<String, (String, i64)> = HashMap::new();
+    if recover {
+        let recoverable: Vec<&erp::SalesOrder> = lost_orders
+            .iter()
+            .copied()
+            .filter(|o| Uuid::parse_str(&o.crm_order_id).is_ok() && !o.lines.is_empty())
+            .collect();
+        for batch in recoverable.chunks(BATCH) {
+            let request = crm::RecoverOrdersRequest {
+                orders: batch
+                    .iter()
+                    .map(|o| crm::MirroredOrder {
+                        id: o.crm_order_id.clone(),
+                        customer_id: o.customer_id.clone(),
+                        currency_code: o
+                            .total
+                            .as_ref()
+                            .map(|t| t.currency_code.clone())
+                            .unwrap_or_default(),
+                        lines: o
+                            .lines
+                            .iter()
+                            .map(|l| crm::MirroredOrderLine {
+                                sku: l.sku.clone(),
+                                quantity: l.quantity,
+                                unit_price_minor: l.unit_price_minor,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            };
+            match flows
+                .crm_sync
+                .clone()
+                .recover_orders(flows.request(request))
+                .await
+            {
+                Ok(response) => {
+                    for result in response.into_inner().results {
+                        outcomes.insert(
+                            result.id.clone(),
+                            (outcome_name(result.outcome()).to_owned(), result.version),
+                        );
+                    }
+                }
+                Err(status) => report.failures.push(format!(
+                    "recovering {} orders from {}: {status}",
+                    batch.len(),
+                    batch[0].crm_order_id
+                )),
+            }
+        }
+    }
+    for order in lost_orders {
+        let (outcome, version) = outcomes
+            .remove(&order.crm_order_id)
+            .unwrap_or_else(|| ("missing".to_owned(), 0));
+        let todo = match outcome.as_str() {
+            "recovered" => None,
+            "customer missing" => {
+                Some("its customer is not in the CRM: recover the customer first".to_owned())
+            }
+            _ => {
+                Some("only the ERP has this order: run again with --recover-from-mirror".to_owned())
+            }
+        };
+        report.lost.push(Lost {
+            kind: "order",
+            id: order.crm_order_id.clone(),
+            owner_version: owned.get(&order.crm_order_id).map_or(0, |o| o.version),
+            mirror_version: order.version,
+            mirror: order_json(order),
+            outcome,
+            version,
+            todo,
+        });
+    }
+
+    // Wait until the ERP applied every lifted customer version.
+    let (took, left) = converge(wait, || {
+        let erp = erp.clone();
+        let lifted = lifted.clone();
+        async move {
+            let mut left = Vec::new();
+            for (id, version) in lifted {
+                let applied = erp
+                    .clone()
+                    .get_customer(flows.request(erp::GetCustomerRequest { id: id.clone() }))
+                    .await
+                    .map(|c| c.into_inner().profile_version)
+                    .unwrap_or(0);
+                if applied < version {
+                    left.push(format!("customer {id} v{version}"));
+                }
+            }
+            left
+        }
+    })
+    .await;
+    report.converged_in = took;
+    report.unconverged = left;
+
+    report.reconcile = reconcile::reconcile(flows, erp_channel, true, quiet).await?;
+    Ok(report)
+}

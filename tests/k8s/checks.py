@@ -34,6 +34,7 @@ def run(render_dir, overlays):
     check_certificates(examples)
     check_image_build(ROOT)
     check_tandemctl_pod(schemas, documented)
+    check_recovery_examples(schemas, next(r for r in renders if r.overlay == "prod"))
     for r in renders:
         schema.check_schemas(r, schemas)
         if r.overlay == "prod":
@@ -96,6 +97,44 @@ def check_tandemctl_pod(schemas, documented):
         fail("tandemctl", "tandemctl.example.yaml: not its own certificate (Secret tandemctl-tls)")
     ok("tandemctl", "base", "the operator's tandemctl pod: schema-valid, restricted, labelled for the network "
        "policies, no token, Kafka user tandem-ops, certificate tandemctl-tls")
+
+
+def check_recovery_examples(schemas, backup):
+    """Each recovery example (examples/recovery/*.yaml) is a valid Cluster that re-creates a
+    Cluster of the render under its own name, reads the archive the backup component writes
+    (its ObjectStore, serverName = the cluster's name), and archives under a new serverName."""
+    stores = {o["metadata"]["name"] for o in backup.objects if o["kind"] == "ObjectStore"}
+    clusters = {o["metadata"]["name"]: o for o in backup.objects if o["kind"] == "Cluster"}
+    examples = sorted((K8S / "examples" / "recovery").glob("*.yaml"))
+    if not examples:
+        fail("recovery", "no example in deploy/k8s/examples/recovery")
+    for path in examples:
+        r = Render(f"examples/recovery/{path.name}", path)
+        schema.validate(r.objects, r.overlay, schemas)
+        for cluster in (o for o in r.objects if o["kind"] == "Cluster"):
+            name, spec = cluster["metadata"]["name"], cluster["spec"]
+            where = f"{path.name}: Cluster {name}"
+            if name not in clusters:
+                fail("recovery", f"{where} re-creates no Cluster of the prod render ({sorted(clusters)})")
+            source = spec.get("bootstrap", {}).get("recovery", {}).get("source")
+            external = {e["name"]: e for e in spec.get("externalClusters", [])}
+            if source not in external:
+                fail("recovery", f"{where}: bootstrap.recovery.source {source!r} is no externalCluster")
+            read = external[source].get("plugin", {}).get("parameters", {})
+            if read.get("barmanObjectName") not in stores or read.get("serverName") != name:
+                fail("recovery", f"{where}: reads {read}, not the archive components/backup writes "
+                     f"(barmanObjectName one of {sorted(stores)}, serverName {name!r})")
+            archive = next((p.get("parameters", {}) for p in spec.get("plugins", []) if p.get("isWALArchiver")), {})
+            if archive.get("serverName") in (None, name):
+                fail("recovery", f"{where}: archives under serverName {archive.get('serverName')!r}; a restored "
+                     "cluster must archive under a new one, or it writes over the archive it came from")
+            owner = clusters[name]["spec"]["bootstrap"]["initdb"]
+            recovery = spec["bootstrap"]["recovery"]
+            if (recovery.get("database"), recovery.get("owner")) != (owner.get("database"), owner.get("owner")):
+                fail("recovery", f"{where}: database/owner {recovery.get('database')}/{recovery.get('owner')} "
+                     f"differ from the Cluster's {owner.get('database')}/{owner.get('owner')}")
+    ok("recovery", "examples", f"{len(examples)} recovery example(s): schema-valid, re-create a rendered Cluster "
+       "from the backup component's archive, archive under a new serverName")
 
 
 def check_image_build(root):

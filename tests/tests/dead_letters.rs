@@ -129,13 +129,14 @@ fn shown(listing: &str) -> usize {
         .unwrap_or_else(|| panic!("no count in:\n{listing}"))
 }
 
-/// The replays published to `crm.customers` (records with a `tandem.replay_id` header).
+/// The replays published to `crm.customers` (records with a `tandem.replays` header; the
+/// originals have none).
 async fn replays(broker: &TestBroker) -> Vec<Record> {
     read_until_markers(&broker.brokers, topics::CRM_CUSTOMERS)
         .await
         .unwrap()
         .into_iter()
-        .filter(|r| r.header("tandem.replay_id").is_some())
+        .filter(|r| r.header("tandem.replays").is_some())
         .collect()
 }
 

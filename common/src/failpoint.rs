@@ -18,6 +18,9 @@
 //! - `crm-stock-mid-batch` (CRM, applying a batch of stock levels): after the first level
 //!   of the batch is written, before the transaction commits; nothing of the batch stays and
 //!   the bridge applies it all again.
+//! - `tandemctl-replay-after-intent` and `tandemctl-replay-after-publish` (`tandemctl dlq
+//!   replay`, context: the source topic): a replay recorded as begun, before and after its
+//!   publish; the next replay publishes it, or finds it published and records it, once.
 
 /// Arms the points named in `FAILPOINTS`; a bad entry is reported and ignored.
 pub fn init_from_env() {

@@ -427,6 +427,21 @@ impl KafkaSettings {
 
     /// Creates `topics` when [`KafkaSettings::create_topics`] is on; existing topics are fine.
     pub async fn ensure_topics(&self, topics: &[&str]) -> Result<(), KafkaSetupError> {
+        self.create_missing(topics, &[]).await
+    }
+
+    /// Creates `topics` with `cleanup.policy=compact` (the broker keeps the last record per
+    /// key) when [`KafkaSettings::create_topics`] is on; existing topics are left as they are.
+    pub async fn ensure_compacted_topics(&self, topics: &[&str]) -> Result<(), KafkaSetupError> {
+        self.create_missing(topics, &[("cleanup.policy", "compact")])
+            .await
+    }
+
+    async fn create_missing(
+        &self,
+        topics: &[&str],
+        config: &[(&str, &str)],
+    ) -> Result<(), KafkaSetupError> {
         if !self.create_topics || topics.is_empty() {
             return Ok(());
         }
@@ -442,10 +457,13 @@ impl KafkaSettings {
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|name| {
-                NewTopic::new(
-                    name,
-                    self.topic_partitions,
-                    TopicReplication::Fixed(self.topic_replication),
+                config.iter().fold(
+                    NewTopic::new(
+                        name,
+                        self.topic_partitions,
+                        TopicReplication::Fixed(self.topic_replication),
+                    ),
+                    |topic, (key, value)| topic.set(key, value),
                 )
             })
             .collect();

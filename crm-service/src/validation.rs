@@ -21,24 +21,6 @@ const COUNTRY_CODES: &[&str] = &[
     "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
 ];
 
-/// Active ISO 4217 currency codes usable for trade (no precious metals, bond units or test
-/// codes).
-const CURRENCY_CODES: &[&str] = &[
-    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
-    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
-    "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUP", "CVE",
-    "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL",
-    "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR",
-    "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD",
-    "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK",
-    "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN", "NIO",
-    "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON",
-    "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD",
-    "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD",
-    "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND", "VUV",
-    "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
-];
-
 pub const SKU_MAX: usize = 64;
 
 /// Blank optional text becomes `None`; the rest is trimmed.
@@ -140,14 +122,10 @@ pub fn country_code_problem(code: &str) -> Option<String> {
     }
 }
 
+/// The currency rule both services share (`tandem_proto::money`): an ISO 4217 code with minor
+/// units, not withdrawn.
 pub fn currency_problem(code: &str) -> Option<String> {
-    if code.is_empty() {
-        Some("required".to_owned())
-    } else if CURRENCY_CODES.binary_search(&code).is_err() {
-        Some("not an ISO 4217 currency code (e.g. EUR, USD)".to_owned())
-    } else {
-        None
-    }
+    tandem_proto::money::currency_problem(code)
 }
 
 #[cfg(test)]
@@ -157,7 +135,6 @@ mod tests {
     #[test]
     fn code_lists_are_sorted_so_binary_search_works() {
         assert!(COUNTRY_CODES.windows(2).all(|w| w[0] < w[1]));
-        assert!(CURRENCY_CODES.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(COUNTRY_CODES.len(), 249);
     }
 
@@ -172,7 +149,7 @@ mod tests {
         for good in ["EUR", "USD", "JPY", "CHF"] {
             assert_eq!(currency_problem(good), None, "{good}");
         }
-        for bad in ["", "eur", "EU", "EURO", "XXX", "XTS"] {
+        for bad in ["", "eur", "EU", "EURO", "XXX", "XTS", "HRK"] {
             assert!(currency_problem(bad).is_some(), "{bad} accepted");
         }
     }

@@ -805,6 +805,12 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "product.unit_price.currency_code",
             sync.apply_product(apply_product(|p| p.unit_price = Some(money("euro", 1)))),
         ),
+        // One currency rule for both services (ISO 4217 with minor units, not withdrawn).
+        row!(
+            "ApplyProduct in a currency withdrawn from ISO 4217",
+            "product.unit_price.currency_code",
+            sync.apply_product(apply_product(|p| p.unit_price = Some(money("BGN", 1)))),
+        ),
         row!(
             "ApplyProduct without a price",
             "product.unit_price.currency_code",
@@ -940,6 +946,14 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             sync.apply_customer_finance(finance(|r| {
                 r.credit_limit = Some(money("EU", 1));
                 r.open_balance = Some(money("EU", 0));
+            })),
+        ),
+        row!(
+            "ApplyCustomerFinance in a currency withdrawn from ISO 4217",
+            "credit_limit.currency_code",
+            sync.apply_customer_finance(finance(|r| {
+                r.credit_limit = Some(money("BGN", 1));
+                r.open_balance = Some(money("BGN", 0));
             })),
         ),
         row!(

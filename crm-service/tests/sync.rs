@@ -541,6 +541,49 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
         })
         .await
         .unwrap();
+    // Cancelled after a request, the ERP confirming (version 3; the ERP's status bumps no CRM
+    // version): the ERP knows it, so it is republished.
+    let cancelled = crm
+        .client
+        .create_order(draft(vec![("B", 2)]))
+        .await
+        .unwrap()
+        .into_inner();
+    crm.client
+        .submit_order(SubmitOrderRequest {
+            id: cancelled.id.clone(),
+            version: 0,
+        })
+        .await
+        .unwrap();
+    crm.client
+        .request_order_cancellation(RequestOrderCancellationRequest {
+            id: cancelled.id.clone(),
+            version: 0,
+            reason: "customer changed their mind".into(),
+        })
+        .await
+        .unwrap();
+    crm.sync
+        .apply_order_status(ApplyOrderStatusRequest {
+            order_id: cancelled.id.clone(),
+            status: FulfilmentStatus::Cancelled as i32,
+            source_version: 2,
+            event_id: uuid::Uuid::now_v7().to_string(),
+            ..ApplyOrderStatusRequest::default()
+        })
+        .await
+        .unwrap();
+    let status = crm
+        .client
+        .get_order(GetOrderRequest {
+            id: cancelled.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status();
+    assert_eq!(status, OrderStatus::Cancelled);
     let external = crm
         .sync
         .place_external_order(external_order("shop-7", "web:ada", &[("A", 5)]))
@@ -550,17 +593,17 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
         .order
         .unwrap();
 
-    // Before: 5 customer events (ada, bob x2, eve x2), 4 order events.
+    // Before: 5 customer events (ada, bob x2, eve x2), 6 order events.
     // (Records come per partition, so new ones are told apart by their event ids.)
     let before: HashSet<String> = [
         crm.events(topics::CRM_CUSTOMERS, 5).await,
-        crm.events(topics::CRM_ORDERS, 4).await,
+        crm.events(topics::CRM_ORDERS, 6).await,
     ]
     .iter()
     .flatten()
     .map(|r| r.payload["id"].as_str().unwrap().to_owned())
     .collect();
-    assert_eq!(before.len(), 9);
+    assert_eq!(before.len(), 11);
     let new = |records: &[Record]| -> Vec<Record> {
         records
             .iter()
@@ -575,7 +618,7 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((counts.customers, counts.orders), (3, 3));
+    assert_eq!((counts.customers, counts.orders), (3, 4));
 
     let customer_events = crm.events(topics::CRM_CUSTOMERS, 8).await;
     assert_eq!(customer_events.len(), 8);
@@ -612,10 +655,10 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
         "+49 30 1234567"
     );
 
-    let order_events = crm.events(topics::CRM_ORDERS, 7).await;
-    assert_eq!(order_events.len(), 7);
+    let order_events = crm.events(topics::CRM_ORDERS, 10).await;
+    assert_eq!(order_events.len(), 10);
     let new_order_events = new(&order_events);
-    assert_eq!(new_order_events.len(), 3);
+    assert_eq!(new_order_events.len(), 4);
     let republished: HashMap<String, (String, i64)> = new_order_events
         .iter()
         .map(|r| {
@@ -637,11 +680,15 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
                 pending.id.clone(),
                 ("crm.order.cancel_requested".to_owned(), 3)
             ),
+            (
+                cancelled.id.clone(),
+                ("crm.order.cancel_requested".to_owned(), 3)
+            ),
             (external.id.clone(), ("crm.order.submitted".to_owned(), 1)),
         ])
     );
     // Each republished event carries the same state as the last one first published.
-    for id in [&submitted.id, &pending.id, &external.id] {
+    for id in [&submitted.id, &pending.id, &cancelled.id, &external.id] {
         let per_order: Vec<_> = order_events
             .iter()
             .filter(|r| r.key.as_deref() == Some(id.as_str()))

@@ -328,6 +328,17 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "product.unit_price.currency_code",
             api.create_product(create_product(|p| p.unit_price = money("eur", 1))),
         ),
+        // One currency rule for both services (ISO 4217 with minor units, not withdrawn).
+        row!(
+            "CreateProduct in a well-formed but unknown currency",
+            "product.unit_price.currency_code",
+            api.create_product(create_product(|p| p.unit_price = money("ABC", 1))),
+        ),
+        row!(
+            "CreateProduct in a currency withdrawn from ISO 4217",
+            "product.unit_price.currency_code",
+            api.create_product(create_product(|p| p.unit_price = money("HRK", 1))),
+        ),
         // ---- ErpService.GetProduct
         row!(
             "GetProduct without an id",
@@ -766,6 +777,11 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             api.set_credit_terms(terms(&[], |r| r.credit_limit = money("E", 1))),
         ),
         row!(
+            "SetCreditTerms in the ISO 4217 test code",
+            "credit_limit.currency_code",
+            api.set_credit_terms(terms(&[], |r| r.credit_limit = money("XTS", 1))),
+        ),
+        row!(
             "SetCreditTerms to 366 days",
             "payment_terms_days",
             api.set_credit_terms(terms(&["payment_terms_days"], |r| {
@@ -782,6 +798,11 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "RecordPayment without a customer id",
             "customer_id",
             api.record_payment(payment(|r| r.customer_id.clear())),
+        ),
+        row!(
+            "RecordPayment in a well-formed but unknown currency",
+            "amount.currency_code",
+            api.record_payment(payment(|r| r.amount = money("ABC", 100))),
         ),
         row!(
             "RecordPayment with a malformed customer id",
@@ -1164,6 +1185,14 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "AcceptOrder without a customer id",
             "customer_id",
             sync.accept_order(accept(|r| r.customer_id.clear())),
+        ),
+        row!(
+            "AcceptOrder in a well-formed but unknown currency",
+            "currency_code",
+            sync.accept_order(accept(|r| {
+                r.crm_order_id = "crm-9".into();
+                r.currency_code = "ABC".into();
+            })),
         ),
         row!(
             "AcceptOrder with a malformed customer id",

@@ -2,6 +2,7 @@
 //! descriptor sets that server reflection serves, and the payloads of the events on Kafka.
 
 pub mod events;
+pub mod money;
 
 /// `tandem.crm.v1`: the CRM's public API and its sync API.
 pub mod crm {

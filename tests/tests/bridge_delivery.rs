@@ -20,6 +20,14 @@ mod support;
 
 use support::{WAIT, tandemctl};
 
+/// The `N dead letter(s) shown` count of a `dlq list` output.
+fn shown(listing: &str) -> usize {
+    listing
+        .lines()
+        .find_map(|line| line.split_once(" dead letter(s) shown")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no count in:\n{listing}"))
+}
+
 fn customer_event(id: &str, version: i64, name: &str) -> Value {
     json!({
         "id": uuid::Uuid::now_v7(),
@@ -339,7 +347,7 @@ async fn a_backlog_past_the_pause_threshold_drains_completely() {
 }
 
 #[tokio::test]
-async fn dead_letters_are_listed_published_and_replayed_with_a_loop_guard() {
+async fn dead_letters_are_listed_replayed_once_with_a_loop_guard_and_resolved() {
     let stack = Stack::start().await.unwrap();
     let id = uuid::Uuid::now_v7().to_string();
     // A schema-invalid event, published with the CLI (unchecked, on purpose).
@@ -380,38 +388,62 @@ async fn dead_letters_are_listed_published_and_replayed_with_a_loop_guard() {
         "{published}"
     );
 
-    // Once the bridge committed past the event, its dead letter is in the topic.
+    // Once the bridge committed past the event, its dead letter is in the topic, open.
     settled(&stack, WAIT).await.unwrap();
     let listed = tandemctl(&stack, &["dlq", "list", "--reason", "schema_invalid"]);
-    assert_eq!(listed.lines().last(), Some("1 dead letter(s)"), "{listed}");
+    assert_eq!(shown(&listed), 1, "{listed}");
     assert!(listed.contains("crm.customer.upserted"), "{listed}");
     assert!(listed.contains("replays=0"), "{listed}");
-    let rejected = tandemctl(&stack, &["dlq", "list", "--reason", "rejected"]);
-    assert_eq!(
-        rejected.lines().last(),
-        Some("0 dead letter(s)"),
-        "{rejected}"
+    assert!(
+        listed.contains("read tandem.dead-letter: 1 records, offsets 1 of 1, to the end offsets"),
+        "{listed}"
     );
+    let rejected = tandemctl(&stack, &["dlq", "list", "--reason", "rejected"]);
+    assert_eq!(shown(&rejected), 0, "{rejected}");
 
-    // Replay once: it fails again and comes back with replays=1.
+    // Replay once: it fails again and comes back as a new open dead letter with replays=1;
+    // the first is replayed, no longer open.
     let replayed = tandemctl(
         &stack,
         &["dlq", "replay", "--type", "crm.customer.upserted"],
     );
     assert!(replayed.starts_with("1 replayed, 0 refused"), "{replayed}");
     settled(&stack, WAIT).await.unwrap();
-    let twice = tandemctl(&stack, &["dlq", "list"]);
-    assert_eq!(twice.lines().last(), Some("2 dead letter(s)"), "{twice}");
-    assert!(twice.contains("replays=1"), "{twice}");
+    let open = tandemctl(&stack, &["dlq", "list"]);
+    assert_eq!(shown(&open), 1, "{open}");
+    assert!(open.contains("replays=1"), "{open}");
+    assert!(open.contains("open 1, replaying 0, replayed 1"), "{open}");
 
-    // The loop guard: with at most one replay, the first letter may go again, the second not.
+    // The loop guard: with at most one replay, the second letter may not go; the first is
+    // not replayed again without --again.
     let guarded = tandemctl(
         &stack,
         &["dlq", "replay", "--max-replays", "1", "--dry-run"],
     );
     assert!(
-        guarded.starts_with("1 would be replayed, 1 refused"),
+        guarded.starts_with("0 would be replayed, 1 refused")
+            && guarded.contains("1 already replayed"),
         "{guarded}"
+    );
+
+    // Resolved, both are closed: not listed as open, not replayed.
+    let resolved = tandemctl(
+        &stack,
+        &[
+            "dlq",
+            "resolve",
+            "--reason",
+            "schema_invalid",
+            "--note",
+            "test event, bad on purpose",
+        ],
+    );
+    assert!(resolved.starts_with("2 resolved"), "{resolved}");
+    assert_eq!(shown(&tandemctl(&stack, &["dlq", "list"])), 0);
+    let closed = tandemctl(&stack, &["dlq", "replay"]);
+    assert!(
+        closed.starts_with("0 replayed") && closed.contains("2 resolved or purged"),
+        "{closed}"
     );
     let _ = std::fs::remove_file(file);
 }

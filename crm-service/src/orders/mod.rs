@@ -207,11 +207,12 @@ impl Orders {
         Ok(placed)
     }
 
-    /// Publishes the current state of every order the ERP knows again
-    /// (`crm.order.cancel_requested` while CANCEL_REQUESTED, else `crm.order.submitted`) at its
-    /// current version, in batches of at most [`REPUBLISH_BATCH`] per transaction. Drafts are
-    /// private; CANCELLED orders were cancelled by the ERP itself (or were drafts). Returns
-    /// how many.
+    /// Publishes the current state of every order the ERP knows again at its current version,
+    /// in batches of at most [`REPUBLISH_BATCH`] per transaction: `crm.order.submitted` while
+    /// SUBMITTED, `crm.order.cancel_requested` while CANCEL_REQUESTED and once CANCELLED (the
+    /// CRM's side of a cancelled order is its cancellation; the ERP answers a cancel of an
+    /// order it cancelled already with that order, unchanged). Drafts, cancelled ones
+    /// included, are private. Returns how many.
     #[tracing::instrument(skip(self))]
     pub async fn republish(&self) -> Result<i64> {
         let mut after = None;
@@ -220,11 +221,19 @@ impl Orders {
             let mut tx = self.pool.begin().await?;
             let batch = store::published_batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
             for order in &batch {
-                let event_type = match order.status {
-                    OrderStatus::CancelRequested => types::CRM_ORDER_CANCEL_REQUESTED,
-                    _ => types::CRM_ORDER_SUBMITTED,
-                };
-                publish(&mut tx, event_type, order).await?;
+                match order.status {
+                    OrderStatus::CancelRequested => {
+                        publish(&mut tx, types::CRM_ORDER_CANCEL_REQUESTED, order).await?;
+                    }
+                    OrderStatus::Cancelled => {
+                        let requested = Order {
+                            status: OrderStatus::CancelRequested,
+                            ..order.clone()
+                        };
+                        publish(&mut tx, types::CRM_ORDER_CANCEL_REQUESTED, &requested).await?;
+                    }
+                    _ => publish(&mut tx, types::CRM_ORDER_SUBMITTED, order).await?,
+                }
             }
             tx.commit().await?;
             self.waker.wake();

@@ -154,9 +154,10 @@ pub async fn get_by_external_ref(
     complete_one(conn, row).await
 }
 
-/// Up to `limit` orders the ERP knows (SUBMITTED or CANCEL_REQUESTED) with ids after `after`,
-/// in id order, with their lines, their rows locked against changes (`FOR SHARE`) until the
-/// transaction ends: a consistent batch to republish.
+/// Up to `limit` orders the ERP knows (SUBMITTED, CANCEL_REQUESTED, and CANCELLED once
+/// submitted: a cancelled draft was never published) with ids after `after`, in id order, with
+/// their lines, their rows locked against changes (`FOR SHARE`) until the transaction ends: a
+/// consistent batch to republish.
 pub async fn published_batch_for_share(
     conn: &mut PgConnection,
     after: Option<Uuid>,
@@ -164,7 +165,9 @@ pub async fn published_batch_for_share(
 ) -> Result<Vec<Order>, sqlx::Error> {
     let rows: Vec<OrderRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM orders \
-         WHERE status IN ('SUBMITTED', 'CANCEL_REQUESTED') AND ($1::uuid IS NULL OR id > $1) \
+         WHERE (status IN ('SUBMITTED', 'CANCEL_REQUESTED') \
+                OR (status = 'CANCELLED' AND submit_time IS NOT NULL)) \
+           AND ($1::uuid IS NULL OR id > $1) \
          ORDER BY id LIMIT $2 FOR SHARE"
     ))
     .bind(after)

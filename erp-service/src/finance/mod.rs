@@ -22,7 +22,7 @@ pub use model::{
 
 use crate::{
     error::{Error, Result},
-    money::is_currency,
+    money::currency_problem,
     products::SOURCE,
 };
 
@@ -103,11 +103,8 @@ impl Finances {
                     "must not be negative",
                 ));
             }
-            if !is_currency(currency) {
-                violations.push(FieldViolation::new(
-                    "credit_limit.currency_code",
-                    "an ISO 4217 code, e.g. EUR",
-                ));
+            if let Some(problem) = currency_problem(currency) {
+                violations.push(FieldViolation::new("credit_limit.currency_code", problem));
             }
         }
         if patch
@@ -178,11 +175,8 @@ impl Finances {
                 "must be positive",
             ));
         }
-        if !is_currency(currency) {
-            violations.push(FieldViolation::new(
-                "amount.currency_code",
-                "an ISO 4217 code, e.g. EUR",
-            ));
+        if let Some(problem) = currency_problem(currency) {
+            violations.push(FieldViolation::new("amount.currency_code", problem));
         }
         let length = reference.chars().count();
         if length == 0 || length > 200 {

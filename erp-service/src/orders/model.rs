@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 pub use tandem_proto::events::erp::OrderStatus;
 
-use crate::{money::is_currency, products::is_sku, stock::plan::Need};
+use crate::{money::currency_problem, products::is_sku, stock::plan::Need};
 
 /// Most lines an order may have.
 pub const MAX_LINES: usize = 500;
@@ -163,11 +163,8 @@ impl NewOrder {
             "crm_order_id",
             &self.crm_order_id,
         ));
-        if !is_currency(&self.currency) {
-            violations.push(FieldViolation::new(
-                "currency_code",
-                "an ISO 4217 code, e.g. EUR",
-            ));
+        if let Some(problem) = currency_problem(&self.currency) {
+            violations.push(FieldViolation::new("currency_code", problem));
         }
         if self.lines.is_empty() || self.lines.len() > MAX_LINES {
             violations.push(FieldViolation::new("lines", "1..=500 lines"));

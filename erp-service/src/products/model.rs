@@ -5,7 +5,7 @@ use tandem_common::grpc::FieldViolation;
 use tandem_proto::events::erp::ProductUpsertedV1;
 use uuid::Uuid;
 
-use crate::money::is_currency;
+use crate::money::currency_problem;
 
 /// The fields a caller sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +85,10 @@ impl ProductFields {
                 "must not be negative",
             ));
         }
-        if !is_currency(&self.currency) {
+        if let Some(problem) = currency_problem(&self.currency) {
             violations.push(FieldViolation::new(
                 format!("{prefix}unit_price.currency_code"),
-                "an ISO 4217 code, e.g. EUR",
+                problem,
             ));
         }
         violations

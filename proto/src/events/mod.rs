@@ -14,7 +14,7 @@ pub mod integration;
 mod validate;
 
 #[cfg(feature = "schema-validation")]
-pub use validate::{SchemaError, validate};
+pub use validate::{SchemaError, validate, validate_dead_letter_state};
 
 /// Kafka topics, one per source and entity.
 pub mod topics {
@@ -24,6 +24,10 @@ pub mod topics {
 
     /// Events the bridge could never apply, with the reason in headers.
     pub const DEAD_LETTER: &str = "tandem.dead-letter";
+
+    /// The state of each dead letter (replayed, resolved, purged), written by `tandemctl`;
+    /// compacted, keyed by the dead-lettered event's source position.
+    pub const DEAD_LETTER_STATE: &str = "tandem.dead-letter.state";
 
     /// Every topic of change events: the services' and the integrators'. The bridge consumes
     /// them all.
@@ -55,6 +59,9 @@ pub mod aggregates {
 /// JSON Schemas: the envelope and each event type's payload.
 pub mod schemas {
     pub const ENVELOPE: &str = include_str!("../../schemas/envelope.v1.json");
+
+    /// A record of the dead-letter state topic (not an event: no envelope).
+    pub const DEAD_LETTER_STATE: &str = include_str!("../../schemas/dead_letter.state.v1.json");
 
     /// The payload schema of `event_type` at `schema_version`, if Tandem knows it.
     pub fn for_event(event_type: &str, schema_version: u32) -> Option<&'static str> {

@@ -90,6 +90,18 @@ pub fn validate(event: &Value) -> Result<(), SchemaError> {
     }
 }
 
+/// Checks a record of the dead-letter state topic against its schema.
+pub fn validate_dead_letter_state(record: &Value) -> Result<(), String> {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    match first_errors(
+        VALIDATOR.get_or_init(|| compile(schemas::DEAD_LETTER_STATE)),
+        record,
+    ) {
+        None => Ok(()),
+        Some(detail) => Err(detail),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -121,6 +133,7 @@ mod tests {
     #[test]
     fn every_bundled_schema_compiles() {
         compile(schemas::ENVELOPE);
+        compile(schemas::DEAD_LETTER_STATE);
         let all = super::super::crm::EVENT_TYPES
             .iter()
             .chain(super::super::erp::EVENT_TYPES)

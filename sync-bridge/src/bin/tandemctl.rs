@@ -1,8 +1,11 @@
 //! `tandemctl`: the operator's command line for Tandem's event flows.
 //!
 //! ```text
-//! tandemctl dlq list [--type T] [--reason R] [--since RFC3339] [--until RFC3339]
-//! tandemctl dlq replay [same filters] [--max-replays 3] [--dry-run]
+//! tandemctl dlq list [--type T] [--reason R] [--since RFC3339] [--until RFC3339] [--key K]
+//!                    [--id TOPIC/PARTITION/OFFSET] [--state S | --all] [--limit N] [--timeout-s 60]
+//! tandemctl dlq replay [same filters] [--again] [--max-replays 3] [--dry-run] [--by NAME]
+//! tandemctl dlq resolve --note TEXT [same filters] [--dry-run] [--by NAME]
+//! tandemctl dlq purge [same filters] [--note TEXT] [--dry-run] [--by NAME]
 //! tandemctl publish --topic TOPIC --file event.json [--key KEY] [--unchecked]
 //! tandemctl status customer|order|product ID
 //! tandemctl reconcile [--repair]
@@ -21,9 +24,9 @@ use clap::{Args, Parser, Subcommand};
 use sync_bridge::{
     Settings,
     flows::Flows,
-    ops::{self, dlq},
+    ops::{self, dlq, dlq_state},
 };
-use tandem_common::{auth::Role, tls};
+use tandem_common::{auth::Role, kafka::KafkaSettings, tls};
 use tandem_proto::{
     crm::v1::{RepublishRequest, crm_sync_client::CrmSyncClient},
     erp::v1::{erp_service_client::ErpServiceClient, erp_sync_client::ErpSyncClient},
@@ -135,18 +138,49 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DlqCommand {
-    /// List dead letters, oldest first.
-    List(DlqArgs),
-    /// Re-publish dead letters to their source topics.
+    /// List dead letters, oldest first: the open ones (and interrupted replays) unless
+    /// --state or --all says otherwise; then how far both topics were read.
+    List {
+        #[command(flatten)]
+        select: DlqArgs,
+        /// Every state.
+        #[arg(long, conflicts_with = "state")]
+        all: bool,
+    },
+    /// Re-publish open dead letters to their source topics, recording each replay.
     Replay {
         #[command(flatten)]
-        filter: DlqArgs,
+        select: DlqArgs,
+        /// Also those replayed before, once more.
+        #[arg(long)]
+        again: bool,
         /// Refuse events already replayed this many times (the loop guard).
         #[arg(long, default_value_t = 3)]
         max_replays: u32,
-        /// Count what would be replayed, publish nothing.
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Mark dead letters resolved (dealt with otherwise): no longer listed as open, never
+    /// replayed.
+    Resolve {
+        #[command(flatten)]
+        select: DlqArgs,
+        /// How they were resolved (required).
         #[arg(long)]
-        dry_run: bool,
+        note: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Mark dead letters purged: hidden from listings (but --all) and never replayed; also
+    /// forgets the states of dead letters the topic no longer holds.
+    Purge {
+        #[command(flatten)]
+        select: DlqArgs,
+        /// Why.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
 }
 
@@ -155,10 +189,13 @@ struct DlqArgs {
     /// Dead-letter topic.
     #[arg(long, default_value = tandem_proto::events::topics::DEAD_LETTER)]
     topic: String,
+    /// The dead letters' state topic.
+    #[arg(long, default_value = tandem_proto::events::topics::DEAD_LETTER_STATE)]
+    state_topic: String,
     /// Event type, e.g. crm.customer.upserted (`unknown` for unparseable payloads).
     #[arg(long = "type")]
     event_type: Option<String>,
-    /// Reason: unparseable, schema_invalid, unknown_type, rejected.
+    /// Reason: unparseable, schema_invalid, unknown_type, rejected, missing_dependency.
     #[arg(long)]
     reason: Option<String>,
     /// Dead-lettered at or after (RFC 3339).
@@ -167,6 +204,48 @@ struct DlqArgs {
     /// Dead-lettered before (RFC 3339).
     #[arg(long)]
     until: Option<DateTime<Utc>>,
+    /// Kafka key (the aggregate id).
+    #[arg(long)]
+    key: Option<String>,
+    /// A dead letter's id as listed (TOPIC/PARTITION/OFFSET of its source record); repeat for
+    /// several.
+    #[arg(long = "id")]
+    ids: Vec<String>,
+    /// Only dead letters in this state: open, replaying, replayed, resolved, purged (repeat
+    /// for several; list and purge).
+    #[arg(long)]
+    state: Vec<dlq_state::State>,
+    /// Read at most this many dead letters (the output says when it stopped there).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seconds allowed for reading each topic (the output says when it stopped there).
+    #[arg(long, default_value_t = 60)]
+    timeout_s: u64,
+}
+
+#[derive(Args)]
+struct OperatorArgs {
+    /// Count only: publish and record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Who is recorded as having done it (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+impl OperatorArgs {
+    fn operator(&self) -> dlq::Operator {
+        let by = self
+            .by
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|by| !by.trim().is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        dlq::Operator {
+            by,
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 impl DlqArgs {
@@ -176,11 +255,43 @@ impl DlqArgs {
             reason: self.reason.clone(),
             since: self.since,
             until: self.until,
+            key: self.key.clone(),
+            ids: self.ids.clone(),
+            states: self.state.clone(),
         }
+    }
+
+    fn limits(&self) -> ops::ReadLimits {
+        ops::ReadLimits {
+            timeout: Duration::from_secs(self.timeout_s),
+            max_records: self.limit,
+        }
+    }
+
+    fn load(&self, kafka: &KafkaSettings) -> anyhow::Result<dlq::Listing> {
+        Ok(dlq::load(
+            kafka,
+            &self.topic,
+            &self.state_topic,
+            &self.limits(),
+        )?)
     }
 }
 
+/// Prints how far the listing read; an error (exit status 1) when it did not read everything.
+fn finish_reading(listing: &dlq::Listing) -> anyhow::Result<()> {
+    println!("{}", listing.progress());
+    if !listing.complete() {
+        anyhow::bail!(
+            "incomplete read: not every dead letter was seen (see above); run again with a larger \
+             --limit or --timeout-s"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    tandem_common::failpoint::init_from_env();
     let cli = Cli::parse();
     match tandem_common::runtime::block_on(run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
@@ -312,34 +423,108 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Dlq {
-            command: DlqCommand::List(args),
+            command: DlqCommand::List { select, all },
         } => {
-            let letters = dlq::list(&kafka, &args.topic, &args.filter())?;
-            for letter in &letters {
-                println!("{}", letter.describe());
+            let mut filter = select.filter();
+            if all {
+                filter.states = dlq_state::State::ALL.to_vec();
             }
-            println!("{} dead letter(s)", letters.len());
+            let listing = select.load(&kafka)?;
+            let shown = dlq::listed(&listing, &filter);
+            for entry in &shown {
+                println!("{}", entry.describe());
+            }
+            println!(
+                "{} dead letter(s) shown; all read, by state: {}",
+                shown.len(),
+                listing.counts()
+            );
+            finish_reading(&listing)?;
         }
         Command::Dlq {
             command:
                 DlqCommand::Replay {
-                    filter,
+                    select,
+                    again,
                     max_replays,
-                    dry_run,
+                    operator,
                 },
         } => {
-            let letters = dlq::list(&kafka, &filter.topic, &filter.filter())?;
-            let report = dlq::replay(&kafka, &letters, max_replays, dry_run).await?;
-            println!(
-                "{} {}, {} refused by the loop guard (replayed {max_replays} times already)",
-                report.replayed,
-                if dry_run {
-                    "would be replayed"
-                } else {
-                    "replayed"
+            let listing = select.load(&kafka)?;
+            let operator = operator.operator();
+            let options = dlq::ReplayOptions { max_replays, again };
+            let report = dlq::replay(
+                &kafka,
+                &listing,
+                &select.filter(),
+                &select.state_topic,
+                &options,
+                &operator,
+                &select.limits(),
+            )
+            .await?;
+            println!("{}", report.describe(operator.dry_run, max_replays));
+            finish_reading(&listing)?;
+        }
+        Command::Dlq {
+            command:
+                DlqCommand::Resolve {
+                    select,
+                    note,
+                    operator,
                 },
-                report.refused
-            );
+        } => {
+            let note = dlq::check_note(&note)?;
+            let filter = select.filter();
+            if !filter.selects() {
+                anyhow::bail!(
+                    "name the dead letters to resolve: --id, --type, --reason, --key, --since or --until"
+                );
+            }
+            let listing = select.load(&kafka)?;
+            let operator = operator.operator();
+            let report = dlq::mark(
+                &kafka,
+                &listing,
+                &filter,
+                &select.state_topic,
+                dlq_state::State::Resolved,
+                Some(note),
+                &operator,
+            )
+            .await?;
+            println!("{}", report.describe("resolved", operator.dry_run));
+            finish_reading(&listing)?;
+        }
+        Command::Dlq {
+            command:
+                DlqCommand::Purge {
+                    select,
+                    note,
+                    operator,
+                },
+        } => {
+            let note = note.as_deref().map(dlq::check_note).transpose()?;
+            let filter = select.filter();
+            if !filter.selects() && filter.states.is_empty() {
+                anyhow::bail!(
+                    "name the dead letters to purge: --id, --type, --reason, --key, --since, --until or --state"
+                );
+            }
+            let listing = select.load(&kafka)?;
+            let operator = operator.operator();
+            let report = dlq::mark(
+                &kafka,
+                &listing,
+                &filter,
+                &select.state_topic,
+                dlq_state::State::Purged,
+                note,
+                &operator,
+            )
+            .await?;
+            println!("{}", report.describe("purged", operator.dry_run));
+            finish_reading(&listing)?;
         }
         Command::DevPki { .. } | Command::Token { .. } => {}
         Command::Publish {

@@ -161,7 +161,8 @@ def code_topics(root):
     mod = (events / "mod.rs").read_text()
     change = re.search(r"pub const CHANGE_EVENTS: &\[&str\] = &\[(.*?)\];", mod, re.S)
     dead = consts.get("DEAD_LETTER", (None, None))[1]
-    if not change or not dead or not by_source.get("crm") or not by_source.get("erp"):
+    dead_state = consts.get("DEAD_LETTER_STATE", (None, None))[1]
+    if not change or not dead or not dead_state or not by_source.get("crm") or not by_source.get("erp"):
         fail("topics", f"could not read the code's topic lists from {events}")
     change_events = {consts[c][1] for c in re.findall(r"[A-Z_]+", change.group(1))}
     return {
@@ -171,4 +172,5 @@ def code_topics(root):
         "integration": by_source.get("integration", set()),
         "change_events": change_events,
         "dead_letter": dead,
+        "dead_letter_state": dead_state,
     }

@@ -58,6 +58,10 @@ def check_topics(r, topics):
             fail("topics", f"{where}: compacted, but its consumers need every event (see the comment in kafka/topics.yaml)")
         if not compacted and int(config["retention.ms"]) < 0:
             fail("topics", f"{where}: kept forever without compaction")
+    state = declared[topics["dead_letter_state"]][0]["spec"]["config"]
+    if state.get("cleanup.policy") != "compact":
+        fail("topics", f"{r.overlay}: {topics['dead_letter_state']} is not compacted; its readers need the last state "
+             "of every dead letter, kept for as long as the dead letter is")
     dead = declared[topics["dead_letter"]][0]["spec"]["config"]
     if int(dead["retention.ms"]) < 30 * DAY_MS:
         fail("topics", f"{r.overlay}: the dead-letter topic keeps {dead['retention.ms']} ms, less than 30 days")
@@ -91,9 +95,12 @@ def check_users(r, topics):
         "tandem-sync-bridge": topic_rules(topics["change_events"], "Read", "Describe")
         | {("group", "tandem-sync-bridge", "literal", "Read")}
         | topic_rules({topics["dead_letter"]}, "Write", "Describe"),
+        # dlq list/replay/resolve/purge: reads dead letters and their states, writes states,
+        # republishes to the change topics and reads them back to settle an interrupted replay.
         "tandem-ops": topic_rules({topics["dead_letter"]}, "Read", "Describe")
+        | topic_rules({topics["dead_letter_state"]}, "Read", "Write", "Describe")
         | {("group", "tandemctl", "literal", "Read")}
-        | topic_rules(topics["change_events"], "Write", "Describe"),
+        | topic_rules(topics["change_events"], "Read", "Write", "Describe"),
         "tandem-integrator": {("topic", "integration.", "prefix", "Write"), ("topic", "integration.", "prefix", "Describe")},
     }
     if set(users) != set(expected):
@@ -109,4 +116,4 @@ def check_users(r, topics):
                  f"{sorted(expected[name] - got)} too few")
     ok("kafka-users", r.overlay, "each KafkaUser (SCRAM-SHA-512) is granted exactly its process's topics: services "
        "write their own, the bridge reads every change topic in its group and writes dead letters, tandemctl "
-       "reads dead letters and writes change topics, integrators write integration.* only")
+       "reads dead letters, reads and writes their states and the change topics, integrators write integration.* only")

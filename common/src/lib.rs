@@ -31,6 +31,7 @@ pub mod guard;
 pub mod host;
 pub mod kafka;
 pub mod limits;
+pub mod log_json;
 pub mod metrics_names;
 pub mod outbox;
 pub mod paging;

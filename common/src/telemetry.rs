@@ -100,7 +100,11 @@ pub fn init(
     // The same directives select the spans that become OpenTelemetry spans: without them the
     // layer would build a span (and span events) for every TRACE and DEBUG callsite of sqlx,
     // h2 and hyper, which costs a request more than its own work.
-    let (log_filter, span_filter) = (parse(&filter)?, parse(&filter)?);
+    //
+    // One filter for the whole subscriber, not one per layer: two EnvFilters as per-layer
+    // filters interfere (a target directive such as `tandem_common=debug` made events vanish
+    // and spans go missing from the log lines), and both layers want the same selection.
+    let filter = parse(&filter)?;
 
     let mut provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service).build());
@@ -125,14 +129,15 @@ pub fn init(
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_current_span(true)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(crate::log_json::JsonWithTrace)
             .with_writer(std::io::stderr)
             .boxed(),
     };
     tracing_subscriber::registry()
-        .with(fmt.with_filter(log_filter))
-        .with(otel.with_filter(span_filter))
+        .with(filter)
+        .with(fmt)
+        .with(otel)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(TelemetryGuard { provider })
@@ -282,10 +287,13 @@ where
         );
         let guard = self.in_flight.enter();
         // Inner layers (the guard among them) run inside the span, so they can record on it.
-        let call = span.in_scope(|| self.inner.call(request)).instrument(span);
+        let call = span
+            .in_scope(|| self.inner.call(request))
+            .instrument(span.clone());
         Box::pin(async move {
             let response = call.await;
             drop(guard);
+            span.in_scope(|| tracing::debug!("call answered"));
             response.map(|response| {
                 let mut record = record;
                 record.code_from(response.headers());

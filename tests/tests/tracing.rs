@@ -315,3 +315,122 @@ async fn a_burst_of_changes_is_traceable_end_to_end_through_batches() {
         "no change went through a batch, so the batch path was not tested: {paths:?}"
     );
 }
+
+/// With `log_format = json`, each log line is one JSON object, and a line written inside a
+/// call's or an event's span carries that span's `trace_id` and `span_id`: the frontend's trace
+/// id is found in the CRM's line for its call and in the bridge's line for the event it caused.
+/// No line holds a secret: the database roles' passwords, the caller's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_callers_trace_and_no_secret() {
+    let admin = tandem_tests::admin_database_url();
+    let roles = tandem_tests::postgres::DatabaseRoles::create(&admin, "logs")
+        .await
+        .unwrap();
+    let password = |url: &str| -> String {
+        let userinfo = url.split("://").nth(1).unwrap().split('@').next().unwrap();
+        userinfo.split(':').nth(1).unwrap().to_owned()
+    };
+    let secrets = [password(&roles.owner_url), password(&roles.runtime_url)];
+    let json = |prefix: &str, filter: &str| {
+        vec![
+            (
+                format!("{prefix}__TELEMETRY__LOG_FORMAT"),
+                "json".to_owned(),
+            ),
+            ("RUST_LOG".to_owned(), filter.to_owned()),
+        ]
+    };
+    // A target directive too: with one filter per layer, it used to make lines vanish.
+    let mut crm_env = json("CRM", "info,tandem_common=debug");
+    crm_env.extend([
+        ("CRM__DATABASE__URL".to_owned(), roles.runtime_url.clone()),
+        (
+            "CRM__DATABASE__MIGRATION_URL".to_owned(),
+            roles.owner_url.clone(),
+        ),
+    ]);
+    let stack = Stack::start_with(StackOptions {
+        crm_env,
+        bridge_env: json("BRIDGE", "info,sync_bridge=debug"),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let token = stack
+        .security
+        .token("log-tester", tandem_tests::security::ALL_ROLES)
+        .unwrap();
+    let (mut crm, erp) = support::clients(&stack).await;
+    let frontend = FrontendSpan::new();
+    let id = crm
+        .create_customer(frontend.request(crm::CreateCustomerRequest {
+            customer: Some(crm::Customer {
+                display_name: "Logged".into(),
+                email: "logged@example.com".into(),
+                ..crm::Customer::default()
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    support::erp_has_customer(&erp, &id).await;
+
+    let lines = |output: &str| -> Vec<serde_json::Value> {
+        output
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    let in_trace = |lines: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["trace_id"] == frontend.trace_id.as_str())
+            .cloned()
+            .collect()
+    };
+    let (crm_out, bridge_out) = (stack.crm.output(), stack.bridge.output());
+    let (crm_lines, bridge_lines) = (lines(&crm_out), lines(&bridge_out));
+    assert!(
+        !crm_lines.is_empty() && !bridge_lines.is_empty(),
+        "JSON lines expected"
+    );
+    let crm_call = in_trace(&crm_lines);
+    assert!(
+        crm_call
+            .iter()
+            .any(|l| l["fields"]["message"] == "call answered"
+                && l["span"]["rpc.method"] == "/tandem.crm.v1.CrmService/CreateCustomer"
+                && l["span_id"].as_str().is_some_and(|s| s.len() == 16)),
+        "no CRM line of the call in trace {}:\n{}",
+        frontend.trace_id,
+        crm_out
+            .lines()
+            .filter(|l| !l.contains("Health/Check"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let bridge_event = in_trace(&bridge_lines);
+    assert!(
+        bridge_event
+            .iter()
+            .any(|l| l["fields"]["message"] == "event applied"
+                && l["span"]["aggregate_id"] == id.as_str()),
+        "no bridge line of the event in trace {}:\n{bridge_out}",
+        frontend.trace_id
+    );
+    for (process, output) in [
+        ("crm-service", &crm_out),
+        ("sync-bridge", &bridge_out),
+        ("erp-service", &stack.erp.output()),
+    ] {
+        for secret in secrets.iter().chain([&token]) {
+            assert!(
+                !output.contains(secret.as_str()),
+                "{process} logged a secret ({}…)",
+                &secret[..6]
+            );
+        }
+    }
+}

@@ -18,6 +18,8 @@ pub const OUTBOX_LAG_SECONDS: &str = "tandem_outbox_publish_lag_seconds";
 pub const OUTBOX_LEADER: &str = "tandem_outbox_relay_leader";
 /// Counter: published outbox rows deleted after the retention period.
 pub const OUTBOX_PRUNED: &str = "tandem_outbox_pruned_total";
+/// Counter: request ids (idempotent requests) deleted after their retention period.
+pub const IDEMPOTENCY_PRUNED: &str = "tandem_idempotency_pruned_total";
 
 /// Counter: events the bridge applied. Labels: `type`, `outcome` (`applied`, `unchanged`).
 pub const BRIDGE_EVENTS_APPLIED: &str = "tandem_bridge_events_applied_total";

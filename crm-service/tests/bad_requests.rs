@@ -43,12 +43,14 @@ fn address(kind: AddressKind) -> Address {
 
 fn create(edit: fn(&mut Customer)) -> CreateCustomerRequest {
     CreateCustomerRequest {
+        request_id: String::new(),
         customer: Some(with(customer("Nobody"), edit)),
     }
 }
 
 fn new_order(customer_id: &str, order_lines: &[(&str, i64)]) -> CreateOrderRequest {
     CreateOrderRequest {
+        request_id: String::new(),
         order: Some(Order {
             customer_id: customer_id.into(),
             lines: lines(order_lines),
@@ -161,6 +163,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     let [draft, submitted] = <[String; 2]>::try_from(draft_ids).unwrap();
     crm.client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: submitted.clone(),
             version: 0,
         })
@@ -219,7 +222,10 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         row!(
             "CreateCustomer without a customer",
             "customer",
-            api.create_customer(CreateCustomerRequest { customer: None }),
+            api.create_customer(CreateCustomerRequest {
+                request_id: String::new(),
+                customer: None
+            }),
         ),
         row!(
             "CreateCustomer with an empty display name",
@@ -509,7 +515,10 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         row!(
             "CreateOrder without an order",
             "order",
-            api.create_order(CreateOrderRequest { order: None }),
+            api.create_order(CreateOrderRequest {
+                request_id: String::new(),
+                order: None
+            }),
         ),
         row!(
             "CreateOrder without a customer id",
@@ -560,6 +569,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "CreateOrder with 201 lines",
             "order.lines",
             api.create_order(CreateOrderRequest {
+                request_id: String::new(),
                 order: Some(Order {
                     customer_id: ada.clone(),
                     lines: (0..201)
@@ -668,6 +678,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "SubmitOrder with a malformed id",
             "id",
             api.submit_order(SubmitOrderRequest {
+                request_id: String::new(),
                 id: format!("{draft}x"),
                 version: 0,
             }),

@@ -34,6 +34,7 @@ fn product(edit: fn(&mut pb::Product)) -> pb::Product {
 
 fn create_product(edit: fn(&mut pb::Product)) -> pb::CreateProductRequest {
     pb::CreateProductRequest {
+        request_id: String::new(),
         product: Some(product(edit)),
         inactive: false,
     }
@@ -58,12 +59,14 @@ fn warehouse(edit: fn(&mut pb::Warehouse)) -> pb::CreateWarehouseRequest {
         create_time: None,
     };
     pb::CreateWarehouseRequest {
+        request_id: String::new(),
         warehouse: Some(with(warehouse, edit)),
     }
 }
 
 fn receive(edit: fn(&mut pb::ReceiveStockRequest)) -> pb::ReceiveStockRequest {
     let request = pb::ReceiveStockRequest {
+        request_id: String::new(),
         sku: "W-1".into(),
         warehouse: "AMS".into(),
         quantity: 1,
@@ -74,6 +77,7 @@ fn receive(edit: fn(&mut pb::ReceiveStockRequest)) -> pb::ReceiveStockRequest {
 
 fn adjust(edit: fn(&mut pb::AdjustStockRequest)) -> pb::AdjustStockRequest {
     let request = pb::AdjustStockRequest {
+        request_id: String::new(),
         sku: "W-1".into(),
         warehouse: "AMS".into(),
         quantity_delta: -1,
@@ -85,6 +89,7 @@ fn adjust(edit: fn(&mut pb::AdjustStockRequest)) -> pb::AdjustStockRequest {
 
 fn transfer(edit: fn(&mut pb::TransferStockRequest)) -> pb::TransferStockRequest {
     let request = pb::TransferStockRequest {
+        request_id: String::new(),
         sku: "W-1".into(),
         from_warehouse: "AMS".into(),
         to_warehouse: "BER".into(),
@@ -139,6 +144,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         };
         erp.api
             .create_warehouse(pb::CreateWarehouseRequest {
+                request_id: String::new(),
                 warehouse: Some(warehouse),
             })
             .await
@@ -172,6 +178,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         .unwrap();
     let terms = |paths: &[&str], edit: fn(&mut pb::SetCreditTermsRequest)| {
         let request = pb::SetCreditTermsRequest {
+            version: None,
             customer_id: customer.clone(),
             credit_limit: money("EUR", 100_000),
             payment_terms_days: 30,
@@ -210,6 +217,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     let sync = erp.sync.clone();
     let payment = |edit: fn(&mut pb::RecordPaymentRequest)| {
         let request = pb::RecordPaymentRequest {
+            request_id: String::new(),
             customer_id: customer.clone(),
             amount: money("EUR", 100),
             reference: "PAY-1".into(),
@@ -410,7 +418,10 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         row!(
             "CreateWarehouse without a warehouse",
             "warehouse",
-            api.create_warehouse(pb::CreateWarehouseRequest { warehouse: None }),
+            api.create_warehouse(pb::CreateWarehouseRequest {
+                request_id: String::new(),
+                warehouse: None
+            }),
         ),
         row!(
             "CreateWarehouse without a code",
@@ -812,34 +823,50 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         row!(
             "ReleaseCreditHold without an id",
             "id",
-            api.release_credit_hold(pb::ReleaseCreditHoldRequest { id: String::new() }),
+            api.release_credit_hold(pb::ReleaseCreditHoldRequest {
+                request_id: String::new(),
+                id: String::new()
+            }),
         ),
         row!(
             "ReleaseCreditHold with a malformed id",
             "id",
-            api.release_credit_hold(pb::ReleaseCreditHoldRequest { id: "1".into() }),
+            api.release_credit_hold(pb::ReleaseCreditHoldRequest {
+                request_id: String::new(),
+                id: "1".into()
+            }),
         ),
         row!(
             "ShipOrder without an id",
             "id",
-            api.ship_order(pb::ShipOrderRequest { id: String::new() }),
+            api.ship_order(pb::ShipOrderRequest {
+                request_id: String::new(),
+                id: String::new()
+            }),
         ),
         row!(
             "ShipOrder with a malformed id",
             "id",
             api.ship_order(pb::ShipOrderRequest {
+                request_id: String::new(),
                 id: format!("{}0", order.id),
             }),
         ),
         row!(
             "InvoiceOrder without an id",
             "id",
-            api.invoice_order(pb::InvoiceOrderRequest { id: String::new() }),
+            api.invoice_order(pb::InvoiceOrderRequest {
+                request_id: String::new(),
+                id: String::new()
+            }),
         ),
         row!(
             "InvoiceOrder with a malformed id",
             "id",
-            api.invoice_order(pb::InvoiceOrderRequest { id: "crm-1".into() }),
+            api.invoice_order(pb::InvoiceOrderRequest {
+                request_id: String::new(),
+                id: "crm-1".into()
+            }),
         ),
         // ---- ErpService.ListSalesOrders
         row!(

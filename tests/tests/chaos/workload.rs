@@ -238,6 +238,7 @@ impl Worker {
         let name = format!("Chaos {}-{n}", self.seed);
         let email = format!("c{}x{n}@example.com", self.seed);
         let request = crm::CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(crm::Customer {
                 display_name: name.clone(),
                 email: email.clone(),
@@ -270,6 +271,7 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let credit = erp::SetCreditTermsRequest {
+            version: None,
             customer_id: created.id.clone(),
             credit_limit: eur(100_000_000),
             payment_terms_days: 30,
@@ -393,6 +395,7 @@ impl Worker {
         let sku = SKUS[self.rng.random_range(0..SKUS.len())];
         let quantity = self.rng.random_range(1..4);
         let request = crm::CreateOrderRequest {
+            request_id: String::new(),
             order: Some(crm::Order {
                 customer_id: customer.clone(),
                 currency_code: "EUR".into(),
@@ -429,6 +432,7 @@ impl Worker {
             return true;
         };
         let submit = crm::SubmitOrderRequest {
+            request_id: String::new(),
             id: draft.id.clone(),
             version: draft.version,
         };
@@ -577,6 +581,7 @@ impl Worker {
         let done = call(Retry::Always, self.policy, || {
             let mut erp = erp.clone();
             let request = erp::ShipOrderRequest {
+                request_id: String::new(),
                 id: order.id.clone(),
             };
             async move { erp.ship_order(request).await.map(Response::into_inner) }
@@ -621,6 +626,7 @@ impl Worker {
         let done = call(Retry::Always, self.policy, || {
             let mut erp = erp.clone();
             let request = erp::InvoiceOrderRequest {
+                request_id: String::new(),
                 id: order.id.clone(),
             };
             async move { erp.invoice_order(request).await.map(Response::into_inner) }
@@ -663,6 +669,7 @@ impl Worker {
         let quantity = self.rng.random_range(1..10);
         let reference = format!("po-{}-{n}", self.seed);
         let request = erp::ReceiveStockRequest {
+            request_id: String::new(),
             sku: sku.into(),
             warehouse: WAREHOUSE.into(),
             quantity,
@@ -754,6 +761,7 @@ impl Worker {
         let amount = self.rng.random_range(1..500);
         let reference = format!("pay-{}-{n}", self.seed);
         let request = erp::RecordPaymentRequest {
+            request_id: String::new(),
             customer_id: customer.clone(),
             amount: eur(amount),
             reference: reference.clone(),

@@ -218,6 +218,37 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     };
 
     let rows = vec![
+        // ---- request_id, on every creating RPC
+        row!(
+            "CreateCustomer with a request id that is not a UUID",
+            "request_id",
+            api.create_customer(with(create(|c| c.display_name = "Grace".into()), |r| {
+                r.request_id = "retry-1".into()
+            })),
+        ),
+        row!(
+            "CreateCustomer with the nil UUID as request id",
+            "request_id",
+            api.create_customer(with(create(|c| c.display_name = "Grace".into()), |r| {
+                r.request_id = uuid::Uuid::nil().to_string()
+            })),
+        ),
+        row!(
+            "CreateOrder with a request id without hyphens",
+            "request_id",
+            api.create_order(with(new_order(&ada, &[("A", 1)]), |r| {
+                r.request_id = uuid::Uuid::now_v7().simple().to_string()
+            })),
+        ),
+        row!(
+            "SubmitOrder with a request id that is not a UUID",
+            "request_id",
+            api.submit_order(SubmitOrderRequest {
+                request_id: "submit-once".into(),
+                id: draft.clone(),
+                version: 0,
+            }),
+        ),
         // ---- CrmService.CreateCustomer
         row!(
             "CreateCustomer without a customer",

@@ -249,7 +249,82 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     };
     let batch = |customers: Vec<pb::ApplyCustomerRequest>| pb::ApplyCustomersRequest { customers };
 
+    let order_id = order.id.clone();
     let rows = vec![
+        // ---- request_id, on every creating or stock- or money-moving RPC
+        row!(
+            "CreateProduct with a request id that is not a UUID",
+            "request_id",
+            api.create_product(with(create_product(|p| p.sku = "W-9".into()), |r| {
+                r.request_id = "retry-1".into()
+            })),
+        ),
+        row!(
+            "CreateWarehouse with the nil UUID as request id",
+            "request_id",
+            api.create_warehouse(with(warehouse(|w| w.code = "NEW".into()), |r| {
+                r.request_id = Uuid::nil().to_string()
+            })),
+        ),
+        row!(
+            "ReceiveStock with a request id without hyphens",
+            "request_id",
+            api.receive_stock(with(receive(|r| r.quantity = 1), |r| {
+                r.request_id = Uuid::now_v7().simple().to_string()
+            })),
+        ),
+        row!(
+            "AdjustStock with a request id in braces",
+            "request_id",
+            api.adjust_stock(with(adjust(|a| a.quantity_delta = 1), |r| {
+                r.request_id = format!("{{{}}}", Uuid::now_v7())
+            })),
+        ),
+        row!(
+            "TransferStock with a request id of 37 characters",
+            "request_id",
+            api.transfer_stock(with(transfer(|t| t.quantity = 1), |r| {
+                r.request_id = format!("{}0", Uuid::now_v7())
+            })),
+        ),
+        row!(
+            "RecordPayment with a request id that is not a UUID",
+            "request_id",
+            api.record_payment(payment(|r| {
+                r.reference = "PAY-9".into();
+                r.request_id = "pay-9".into();
+            })),
+        ),
+        row!(
+            "ReleaseCreditHold with a request id that is not a UUID",
+            "request_id",
+            api.release_credit_hold(pb::ReleaseCreditHoldRequest {
+                id: order_id.clone(),
+                request_id: "x".into(),
+            }),
+        ),
+        row!(
+            "ShipOrder with a request id that is not a UUID",
+            "request_id",
+            api.ship_order(pb::ShipOrderRequest {
+                id: order_id.clone(),
+                request_id: "\0".into(),
+            }),
+        ),
+        row!(
+            "InvoiceOrder with a request id that is not a UUID",
+            "request_id",
+            api.invoice_order(pb::InvoiceOrderRequest {
+                id: order_id.clone(),
+                request_id: " ".into(),
+            }),
+        ),
+        // ---- SetCreditTerms' version
+        row!(
+            "SetCreditTerms with a negative version",
+            "version",
+            api.set_credit_terms(terms(&[], |r| r.version = Some(-1))),
+        ),
         // ---- ErpService.CreateProduct
         row!(
             "CreateProduct without a product",

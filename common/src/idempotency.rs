@@ -56,7 +56,7 @@ pub const REUSED: &str = "REQUEST_ID_REUSED";
 #[serde(default)]
 pub struct IdempotencySettings {
     /// A request id is honoured for at least this many hours after its first call; after
-    /// that the same id acts as a new request.
+    /// that the same id acts as a new request. Negative counts as 0.
     pub retention_hours: i32,
     /// How often expired ids are pruned, in seconds.
     pub prune_interval_s: u64,
@@ -356,7 +356,7 @@ impl Pruner {
                      WHERE created_at < now() - make_interval(hours => $1) \
                      LIMIT $2 FOR UPDATE SKIP LOCKED)",
             )
-            .bind(self.settings.retention_hours)
+            .bind(self.settings.retention_hours.max(0))
             .bind(batch)
             .execute(&self.pool)
             .await?

@@ -122,6 +122,7 @@ impl System {
     pub async fn prepare(&mut self, skus: usize, customers: usize) -> Result<()> {
         let mut erp = self.erp.clone();
         erp.create_warehouse(erp::CreateWarehouseRequest {
+            request_id: String::new(),
             warehouse: Some(erp::Warehouse {
                 code: WAREHOUSE.into(),
                 display_name: "Bench warehouse".into(),
@@ -133,6 +134,7 @@ impl System {
         let names: Vec<String> = (0..skus).map(|i| format!("BENCH-{i:05}")).collect();
         for sku in &names {
             erp.create_product(erp::CreateProductRequest {
+                request_id: String::new(),
                 product: Some(erp::Product {
                     sku: sku.clone(),
                     display_name: format!("Bench product {sku}"),
@@ -375,6 +377,7 @@ impl System {
             async move {
                 let index = seq as usize % skus.len();
                 erp.receive_stock(erp::ReceiveStockRequest {
+                    request_id: String::new(),
                     sku: skus[index].clone(),
                     warehouse: WAREHOUSE.into(),
                     quantity: 1,
@@ -422,6 +425,7 @@ fn free_addr() -> SocketAddr {
 
 pub fn new_customer(tag: &str) -> crm::CreateCustomerRequest {
     crm::CreateCustomerRequest {
+        request_id: String::new(),
         customer: Some(crm::Customer {
             display_name: format!("Bench Customer {tag}"),
             email: format!("bench-{tag}@example.com"),

@@ -10,6 +10,7 @@
 //! - [`host`]: binds the gRPC and admin listeners and runs both until shutdown.
 //! - [`db`]: PostgreSQL pool creation.
 //! - [`event`]: the event envelope every Kafka message carries.
+//! - [`idempotency`]: request ids (AIP-155) stored with the effect, and their pruner.
 //! - [`outbox`]: writing outbox rows and relaying them to Kafka.
 //! - [`paging`]: AIP-158 page sizes and page tokens for List RPCs.
 //! - [`kafka`]: client configuration, topic creation and header helpers.
@@ -29,6 +30,7 @@ pub mod failpoint;
 pub mod grpc;
 pub mod guard;
 pub mod host;
+pub mod idempotency;
 pub mod kafka;
 pub mod limits;
 pub mod log_json;

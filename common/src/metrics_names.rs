@@ -21,6 +21,8 @@ pub const OUTBOX_LEADER: &str = "tandem_outbox_relay_leader";
 pub const OUTBOX_OLDEST_UNPUBLISHED_SECONDS: &str = "tandem_outbox_oldest_unpublished_seconds";
 /// Counter: published outbox rows deleted after the retention period.
 pub const OUTBOX_PRUNED: &str = "tandem_outbox_pruned_total";
+/// Counter: request ids (idempotent requests) deleted after their retention period.
+pub const IDEMPOTENCY_PRUNED: &str = "tandem_idempotency_pruned_total";
 
 /// Gauge: 1 when the service's database answered its last readiness check (every 2 s),
 /// 0 when it did not.

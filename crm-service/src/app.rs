@@ -10,6 +10,7 @@ use tandem_common::{
     db,
     guard::Guard,
     host::{GrpcSurface, Host, HostError},
+    idempotency::Pruner,
     kafka::KafkaError,
     outbox::Relay,
     paging,
@@ -57,6 +58,7 @@ pub struct Application {
     host: Host,
     pool: PgPool,
     relay: Relay,
+    pruner: Pruner,
     customers: Customers,
     orders: Orders,
     catalogue: Catalogue,
@@ -94,6 +96,7 @@ impl Application {
             orders: Orders::new(pool.clone(), waker),
             catalogue: Catalogue::new(pool.clone()),
             finance: FinanceMirror::new(pool.clone()),
+            pruner: Pruner::new(pool.clone(), &settings.idempotency),
             pool,
             relay,
             max_message_bytes: (
@@ -130,6 +133,7 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
+        tokio::spawn(self.pruner.run(shutdown.child_token()));
         let (public_max, sync_max) = self.max_message_bytes;
         let (public_guard, sync_guard) = self.guards;
         let api = CrmApi::new(

@@ -1,6 +1,9 @@
 //! The CRM's error type, and its one mapping to `tonic::Status`.
 
-use tandem_common::grpc::{self, FieldViolation};
+use tandem_common::{
+    grpc::{self, FieldViolation},
+    idempotency::IdempotencyError,
+};
 use tonic::Status;
 
 /// The `domain` of every `google.rpc.ErrorInfo` the CRM returns.
@@ -44,6 +47,9 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("cannot encode event: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A request id reused for another request, or its store failing.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
 }
 
 impl Error {
@@ -102,6 +108,7 @@ impl From<Error> for Status {
             } => grpc::failed_precondition_info(message, ERROR_DOMAIN, reason, metadata),
             Error::Database(error) => grpc::database_status(&error),
             Error::Encode(error) => grpc::internal("event encoding failed", &error),
+            Error::Idempotency(error) => error.into_status(ERROR_DOMAIN),
         }
     }
 }

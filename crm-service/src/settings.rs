@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use tandem_common::{
     auth::AuthSettings,
     host::GrpcSettings,
+    idempotency::IdempotencySettings,
     kafka::KafkaSettings,
     outbox::OutboxSettings,
     settings::{self, DatabaseSettings, ListenSettings, SettingsError},
@@ -29,6 +30,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
+    /// How long request ids of idempotent calls are honoured, and their pruning.
+    pub idempotency: IdempotencySettings,
     pub telemetry: TelemetrySettings,
     /// Longest wait for in-flight calls and the outbox to drain at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
@@ -48,6 +51,7 @@ impl Default for Settings {
             },
             kafka: KafkaSettings::default(),
             outbox: OutboxSettings::default(),
+            idempotency: IdempotencySettings::default(),
             telemetry: TelemetrySettings::default(),
             shutdown_grace_ms: 10_000,
         }

@@ -44,12 +44,14 @@ fn address(kind: AddressKind) -> Address {
 
 fn create(edit: fn(&mut Customer)) -> CreateCustomerRequest {
     CreateCustomerRequest {
+        request_id: String::new(),
         customer: Some(with(customer("Nobody"), edit)),
     }
 }
 
 fn new_order(customer_id: &str, order_lines: &[(&str, i64)]) -> CreateOrderRequest {
     CreateOrderRequest {
+        request_id: String::new(),
         order: Some(Order {
             customer_id: customer_id.into(),
             lines: lines(order_lines),
@@ -198,6 +200,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     let [draft, submitted] = <[String; 2]>::try_from(draft_ids).unwrap();
     crm.client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: submitted.clone(),
             version: 0,
         })
@@ -252,11 +255,45 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     };
 
     let rows = vec![
+        // ---- request_id, on every creating RPC
+        row!(
+            "CreateCustomer with a request id that is not a UUID",
+            "request_id",
+            api.create_customer(with(create(|c| c.display_name = "Grace".into()), |r| {
+                r.request_id = "retry-1".into()
+            })),
+        ),
+        row!(
+            "CreateCustomer with the nil UUID as request id",
+            "request_id",
+            api.create_customer(with(create(|c| c.display_name = "Grace".into()), |r| {
+                r.request_id = uuid::Uuid::nil().to_string()
+            })),
+        ),
+        row!(
+            "CreateOrder with a request id without hyphens",
+            "request_id",
+            api.create_order(with(new_order(&ada, &[("A", 1)]), |r| {
+                r.request_id = uuid::Uuid::now_v7().simple().to_string()
+            })),
+        ),
+        row!(
+            "SubmitOrder with a request id that is not a UUID",
+            "request_id",
+            api.submit_order(SubmitOrderRequest {
+                request_id: "submit-once".into(),
+                id: draft.clone(),
+                version: 0,
+            }),
+        ),
         // ---- CrmService.CreateCustomer
         row!(
             "CreateCustomer without a customer",
             "customer",
-            api.create_customer(CreateCustomerRequest { customer: None }),
+            api.create_customer(CreateCustomerRequest {
+                request_id: String::new(),
+                customer: None
+            }),
         ),
         row!(
             "CreateCustomer with an empty display name",
@@ -546,7 +583,10 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         row!(
             "CreateOrder without an order",
             "order",
-            api.create_order(CreateOrderRequest { order: None }),
+            api.create_order(CreateOrderRequest {
+                request_id: String::new(),
+                order: None
+            }),
         ),
         row!(
             "CreateOrder without a customer id",
@@ -597,6 +637,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "CreateOrder with 201 lines",
             "order.lines",
             api.create_order(CreateOrderRequest {
+                request_id: String::new(),
                 order: Some(Order {
                     customer_id: ada.clone(),
                     lines: (0..201)
@@ -705,6 +746,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "SubmitOrder with a malformed id",
             "id",
             api.submit_order(SubmitOrderRequest {
+                request_id: String::new(),
                 id: format!("{draft}x"),
                 version: 0,
             }),

@@ -35,6 +35,7 @@ async fn create_then_get_returns_the_stored_customer_and_publishes_it() {
     let created = crm
         .client
         .create_customer(CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(ada()),
         })
         .await
@@ -85,6 +86,7 @@ async fn invalid_input_names_every_field_and_writes_nothing() {
     let status = crm
         .client
         .create_customer(CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(Customer {
                 display_name: String::new(),
                 email: "ada@".into(),
@@ -106,7 +108,10 @@ async fn invalid_input_names_every_field_and_writes_nothing() {
 
     let missing = crm
         .client
-        .create_customer(CreateCustomerRequest { customer: None })
+        .create_customer(CreateCustomerRequest {
+            request_id: String::new(),
+            customer: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument);
@@ -137,6 +142,7 @@ async fn updates_bump_the_version_and_stale_writes_are_aborted() {
     let created = crm
         .client
         .create_customer(CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(ada()),
         })
         .await
@@ -183,6 +189,7 @@ async fn updates_bump_the_version_and_stale_writes_are_aborted() {
     let duplicate_ref = crm
         .client
         .create_customer(CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(Customer {
                 email: "other@example.com".into(),
                 ..ada()
@@ -336,6 +343,7 @@ async fn contacts_and_addresses_are_stored_validated_replaced_and_published() {
     let refused = crm
         .client
         .create_customer(CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(Customer {
                 external_ref: "shop:other".into(),
                 contacts: vec![Contact {
@@ -360,6 +368,7 @@ async fn contacts_and_addresses_are_stored_validated_replaced_and_published() {
     let no_kind = crm
         .client
         .create_customer(CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(Customer {
                 external_ref: "shop:other".into(),
                 addresses: vec![Address {

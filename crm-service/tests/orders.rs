@@ -26,6 +26,7 @@ fn line(sku: &str, quantity: i64) -> OrderLine {
 
 fn draft(customer_id: &str, lines: Vec<OrderLine>) -> CreateOrderRequest {
     CreateOrderRequest {
+        request_id: String::new(),
         order: Some(Order {
             customer_id: customer_id.into(),
             lines,
@@ -128,6 +129,7 @@ async fn an_order_is_quoted_edited_submitted_and_cancelled_with_its_events() {
     let submitted = crm
         .client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: created.id.clone(),
             version: 2,
         })
@@ -151,6 +153,7 @@ async fn an_order_is_quoted_edited_submitted_and_cancelled_with_its_events() {
     let again = crm
         .client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: created.id.clone(),
             version: 0,
         })
@@ -315,7 +318,10 @@ async fn bad_orders_are_refused_with_their_fields_and_write_nothing() {
     assert_eq!(violated_fields(&bad_customer), ["order.customer_id"]);
     let no_order = crm
         .client
-        .create_order(CreateOrderRequest { order: None })
+        .create_order(CreateOrderRequest {
+            request_id: String::new(),
+            order: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&no_order), ["order"]);
@@ -334,6 +340,7 @@ async fn bad_orders_are_refused_with_their_fields_and_write_nothing() {
             .unwrap_err(),
         crm.client
             .submit_order(SubmitOrderRequest {
+                request_id: String::new(),
                 id: uuid::Uuid::now_v7().to_string(),
                 version: 0,
             })
@@ -372,6 +379,7 @@ async fn bad_orders_are_refused_with_their_fields_and_write_nothing() {
     let submit_empty = crm
         .client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: empty.id.clone(),
             version: 0,
         })
@@ -414,6 +422,7 @@ async fn bad_orders_are_refused_with_their_fields_and_write_nothing() {
     let submit_archived = crm
         .client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: pending.id.clone(),
             version: 0,
         })
@@ -452,6 +461,7 @@ async fn the_fulfilment_status_is_mirrored_version_gated_and_never_published() {
     assert_eq!(on_draft.code(), Code::FailedPrecondition);
     crm.client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: order.id.clone(),
             version: 0,
         })
@@ -631,6 +641,7 @@ async fn orders_list_by_customer_and_status_over_several_pages() {
     for id in [&ada_orders[1], &ada_orders[3], &grace_order.id] {
         crm.client
             .submit_order(SubmitOrderRequest {
+                request_id: String::new(),
                 id: id.clone(),
                 version: 0,
             })
@@ -741,7 +752,11 @@ async fn of_concurrent_submits_exactly_one_wins_and_publishes() {
             let id = order.id.clone();
             tokio::spawn(async move {
                 client
-                    .submit_order(SubmitOrderRequest { id, version: 0 })
+                    .submit_order(SubmitOrderRequest {
+                        request_id: String::new(),
+                        id,
+                        version: 0,
+                    })
                     .await
             })
         })
@@ -787,6 +802,7 @@ async fn a_submit_whose_event_cannot_be_written_changes_nothing() {
     let failed = crm
         .client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: order.id.clone(),
             version: 1,
         })
@@ -812,6 +828,7 @@ async fn a_submit_whose_event_cannot_be_written_changes_nothing() {
     let submitted = crm
         .client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: order.id.clone(),
             version: 1,
         })

@@ -317,6 +317,7 @@ async fn an_external_order_is_placed_submitted_and_published_once() {
     let desk = crm
         .client
         .create_order(CreateOrderRequest {
+            request_id: String::new(),
             order: Some(Order {
                 customer_id: customer_id.clone(),
                 lines: vec![OrderLine {
@@ -477,6 +478,7 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
     // Orders: a draft and a cancelled draft (never published), a submitted one (version 2), one
     // with a cancellation pending (version 3), and an external one (version 1).
     let draft = |lines: Vec<(&str, i64)>| CreateOrderRequest {
+        request_id: String::new(),
         order: Some(Order {
             customer_id: ada_id.clone(),
             lines: lines
@@ -515,6 +517,7 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
         .into_inner();
     crm.client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: submitted.id.clone(),
             version: 0,
         })
@@ -528,6 +531,7 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
         .into_inner();
     crm.client
         .submit_order(SubmitOrderRequest {
+            request_id: String::new(),
             id: pending.id.clone(),
             version: 0,
         })

@@ -10,6 +10,7 @@ use tandem_common::{
     db,
     guard::Guard,
     host::{GrpcSurface, Host, HostError},
+    idempotency::Pruner,
     kafka::KafkaError,
     outbox::Relay,
     paging,
@@ -52,6 +53,7 @@ pub struct Application {
     host: Host,
     pool: PgPool,
     relay: Relay,
+    pruner: Pruner,
     api: ErpApi,
     /// Largest message on the public and on the sync port.
     max_message_bytes: (usize, usize),
@@ -100,6 +102,7 @@ impl Application {
                 restore: Restore::new(pool.clone(), waker.clone(), settings.finance.clone()),
                 republisher: Republisher::new(pool.clone(), waker),
             },
+            pruner: Pruner::new(pool.clone(), &settings.idempotency),
             pool,
             relay,
             max_message_bytes: (
@@ -137,6 +140,7 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), HostError> {
         let api = self.api;
+        tokio::spawn(self.pruner.run(shutdown.child_token()));
         let (public_max, sync_max) = self.max_message_bytes;
         let (public_guard, sync_guard) = self.guards;
         let surface = GrpcSurface {

@@ -2,7 +2,10 @@
 
 use std::collections::HashMap;
 
-use tandem_common::grpc::{self, FieldViolation};
+use tandem_common::{
+    grpc::{self, FieldViolation},
+    idempotency::IdempotencyError,
+};
 use tonic::Status;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -50,6 +53,9 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("cannot encode event: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A request id reused for another request, or its store failing.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     /// A broken internal invariant; logged, never detailed to the caller.
     #[error("internal error: {0}")]
     Internal(String),
@@ -133,6 +139,7 @@ impl From<Error> for Status {
             } => grpc::failed_precondition_info(message, ERROR_DOMAIN, info.reason, info.metadata),
             Error::Database(error) => grpc::database_status(&error),
             Error::Encode(error) => grpc::internal("event encoding failed", &error),
+            Error::Idempotency(error) => error.into_status(ERROR_DOMAIN),
             Error::Internal(detail) => grpc::internal("internal invariant broken", &detail),
         }
     }

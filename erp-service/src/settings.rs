@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use tandem_common::{
     auth::AuthSettings,
     host::GrpcSettings,
+    idempotency::IdempotencySettings,
     kafka::KafkaSettings,
     outbox::OutboxSettings,
     settings::{self, DatabaseSettings, ListenSettings, SettingsError},
@@ -31,6 +32,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
+    /// How long request ids of idempotent calls are honoured, and their pruning.
+    pub idempotency: IdempotencySettings,
     pub telemetry: TelemetrySettings,
     /// Credit terms of customers finance has not set terms for (`ERP__FINANCE__*`).
     pub finance: FinanceDefaults,
@@ -52,6 +55,7 @@ impl Default for Settings {
             },
             kafka: KafkaSettings::default(),
             outbox: OutboxSettings::default(),
+            idempotency: IdempotencySettings::default(),
             telemetry: TelemetrySettings::default(),
             finance: FinanceDefaults::default(),
             shutdown_grace_ms: 10_000,

@@ -34,6 +34,7 @@ fn product(edit: fn(&mut pb::Product)) -> pb::Product {
 
 fn create_product(edit: fn(&mut pb::Product)) -> pb::CreateProductRequest {
     pb::CreateProductRequest {
+        request_id: String::new(),
         product: Some(product(edit)),
         inactive: false,
     }
@@ -58,12 +59,14 @@ fn warehouse(edit: fn(&mut pb::Warehouse)) -> pb::CreateWarehouseRequest {
         create_time: None,
     };
     pb::CreateWarehouseRequest {
+        request_id: String::new(),
         warehouse: Some(with(warehouse, edit)),
     }
 }
 
 fn receive(edit: fn(&mut pb::ReceiveStockRequest)) -> pb::ReceiveStockRequest {
     let request = pb::ReceiveStockRequest {
+        request_id: String::new(),
         sku: "W-1".into(),
         warehouse: "AMS".into(),
         quantity: 1,
@@ -74,6 +77,7 @@ fn receive(edit: fn(&mut pb::ReceiveStockRequest)) -> pb::ReceiveStockRequest {
 
 fn adjust(edit: fn(&mut pb::AdjustStockRequest)) -> pb::AdjustStockRequest {
     let request = pb::AdjustStockRequest {
+        request_id: String::new(),
         sku: "W-1".into(),
         warehouse: "AMS".into(),
         quantity_delta: -1,
@@ -85,6 +89,7 @@ fn adjust(edit: fn(&mut pb::AdjustStockRequest)) -> pb::AdjustStockRequest {
 
 fn transfer(edit: fn(&mut pb::TransferStockRequest)) -> pb::TransferStockRequest {
     let request = pb::TransferStockRequest {
+        request_id: String::new(),
         sku: "W-1".into(),
         from_warehouse: "AMS".into(),
         to_warehouse: "BER".into(),
@@ -164,6 +169,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         };
         erp.api
             .create_warehouse(pb::CreateWarehouseRequest {
+                request_id: String::new(),
                 warehouse: Some(warehouse),
             })
             .await
@@ -197,6 +203,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         .unwrap();
     let terms = |paths: &[&str], edit: fn(&mut pb::SetCreditTermsRequest)| {
         let request = pb::SetCreditTermsRequest {
+            version: None,
             customer_id: customer.clone(),
             credit_limit: money("EUR", 100_000),
             payment_terms_days: 30,
@@ -235,6 +242,7 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     let sync = erp.sync.clone();
     let payment = |edit: fn(&mut pb::RecordPaymentRequest)| {
         let request = pb::RecordPaymentRequest {
+            request_id: String::new(),
             customer_id: customer.clone(),
             amount: money("EUR", 100),
             reference: "PAY-1".into(),
@@ -266,7 +274,82 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
     };
     let batch = |customers: Vec<pb::ApplyCustomerRequest>| pb::ApplyCustomersRequest { customers };
 
+    let order_id = order.id.clone();
     let rows = vec![
+        // ---- request_id, on every creating or stock- or money-moving RPC
+        row!(
+            "CreateProduct with a request id that is not a UUID",
+            "request_id",
+            api.create_product(with(create_product(|p| p.sku = "W-9".into()), |r| {
+                r.request_id = "retry-1".into()
+            })),
+        ),
+        row!(
+            "CreateWarehouse with the nil UUID as request id",
+            "request_id",
+            api.create_warehouse(with(warehouse(|w| w.code = "NEW".into()), |r| {
+                r.request_id = Uuid::nil().to_string()
+            })),
+        ),
+        row!(
+            "ReceiveStock with a request id without hyphens",
+            "request_id",
+            api.receive_stock(with(receive(|r| r.quantity = 1), |r| {
+                r.request_id = Uuid::now_v7().simple().to_string()
+            })),
+        ),
+        row!(
+            "AdjustStock with a request id in braces",
+            "request_id",
+            api.adjust_stock(with(adjust(|a| a.quantity_delta = 1), |r| {
+                r.request_id = format!("{{{}}}", Uuid::now_v7())
+            })),
+        ),
+        row!(
+            "TransferStock with a request id of 37 characters",
+            "request_id",
+            api.transfer_stock(with(transfer(|t| t.quantity = 1), |r| {
+                r.request_id = format!("{}0", Uuid::now_v7())
+            })),
+        ),
+        row!(
+            "RecordPayment with a request id that is not a UUID",
+            "request_id",
+            api.record_payment(payment(|r| {
+                r.reference = "PAY-9".into();
+                r.request_id = "pay-9".into();
+            })),
+        ),
+        row!(
+            "ReleaseCreditHold with a request id that is not a UUID",
+            "request_id",
+            api.release_credit_hold(pb::ReleaseCreditHoldRequest {
+                id: order_id.clone(),
+                request_id: "x".into(),
+            }),
+        ),
+        row!(
+            "ShipOrder with a request id that is not a UUID",
+            "request_id",
+            api.ship_order(pb::ShipOrderRequest {
+                id: order_id.clone(),
+                request_id: "\0".into(),
+            }),
+        ),
+        row!(
+            "InvoiceOrder with a request id that is not a UUID",
+            "request_id",
+            api.invoice_order(pb::InvoiceOrderRequest {
+                id: order_id.clone(),
+                request_id: " ".into(),
+            }),
+        ),
+        // ---- SetCreditTerms' version
+        row!(
+            "SetCreditTerms with a negative version",
+            "version",
+            api.set_credit_terms(terms(&[], |r| r.version = Some(-1))),
+        ),
         // ---- ErpService.CreateProduct
         row!(
             "CreateProduct without a product",
@@ -446,7 +529,10 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         row!(
             "CreateWarehouse without a warehouse",
             "warehouse",
-            api.create_warehouse(pb::CreateWarehouseRequest { warehouse: None }),
+            api.create_warehouse(pb::CreateWarehouseRequest {
+                request_id: String::new(),
+                warehouse: None
+            }),
         ),
         row!(
             "CreateWarehouse without a code",
@@ -858,34 +944,50 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
         row!(
             "ReleaseCreditHold without an id",
             "id",
-            api.release_credit_hold(pb::ReleaseCreditHoldRequest { id: String::new() }),
+            api.release_credit_hold(pb::ReleaseCreditHoldRequest {
+                request_id: String::new(),
+                id: String::new()
+            }),
         ),
         row!(
             "ReleaseCreditHold with a malformed id",
             "id",
-            api.release_credit_hold(pb::ReleaseCreditHoldRequest { id: "1".into() }),
+            api.release_credit_hold(pb::ReleaseCreditHoldRequest {
+                request_id: String::new(),
+                id: "1".into()
+            }),
         ),
         row!(
             "ShipOrder without an id",
             "id",
-            api.ship_order(pb::ShipOrderRequest { id: String::new() }),
+            api.ship_order(pb::ShipOrderRequest {
+                request_id: String::new(),
+                id: String::new()
+            }),
         ),
         row!(
             "ShipOrder with a malformed id",
             "id",
             api.ship_order(pb::ShipOrderRequest {
+                request_id: String::new(),
                 id: format!("{}0", order.id),
             }),
         ),
         row!(
             "InvoiceOrder without an id",
             "id",
-            api.invoice_order(pb::InvoiceOrderRequest { id: String::new() }),
+            api.invoice_order(pb::InvoiceOrderRequest {
+                request_id: String::new(),
+                id: String::new()
+            }),
         ),
         row!(
             "InvoiceOrder with a malformed id",
             "id",
-            api.invoice_order(pb::InvoiceOrderRequest { id: "crm-1".into() }),
+            api.invoice_order(pb::InvoiceOrderRequest {
+                request_id: String::new(),
+                id: "crm-1".into()
+            }),
         ),
         // ---- ErpService.ListSalesOrders
         row!(

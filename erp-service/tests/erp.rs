@@ -82,6 +82,7 @@ impl support::Erp {
     async fn product(&mut self, sku: &str, price: i64) -> pb::Product {
         self.api
             .create_product(pb::CreateProductRequest {
+                request_id: String::new(),
                 product: Some(pb::Product {
                     sku: sku.into(),
                     display_name: format!("Product {sku}"),
@@ -98,6 +99,7 @@ impl support::Erp {
     async fn warehouse(&mut self, code: &str) {
         self.api
             .create_warehouse(pb::CreateWarehouseRequest {
+                request_id: String::new(),
                 warehouse: Some(pb::Warehouse {
                     code: code.into(),
                     display_name: format!("Warehouse {code}"),
@@ -116,6 +118,7 @@ impl support::Erp {
     ) -> pb::StockMovementResult {
         self.api
             .receive_stock(pb::ReceiveStockRequest {
+                request_id: String::new(),
                 sku: sku.into(),
                 warehouse: warehouse.into(),
                 quantity,
@@ -278,6 +281,7 @@ async fn products_and_warehouses_are_created_listed_updated_and_published() {
     let duplicate = erp
         .api
         .create_product(pb::CreateProductRequest {
+            request_id: String::new(),
             product: Some(pb::Product {
                 sku: "A-100".into(),
                 display_name: "Again".into(),
@@ -292,6 +296,7 @@ async fn products_and_warehouses_are_created_listed_updated_and_published() {
     let invalid = erp
         .api
         .create_product(pb::CreateProductRequest {
+            request_id: String::new(),
             product: Some(pb::Product {
                 sku: "bad sku".into(),
                 display_name: String::new(),
@@ -426,6 +431,7 @@ async fn products_and_warehouses_are_created_listed_updated_and_published() {
     let again = erp
         .api
         .create_warehouse(pb::CreateWarehouseRequest {
+            request_id: String::new(),
             warehouse: Some(pb::Warehouse {
                 code: "WH-1".into(),
                 display_name: "Again".into(),
@@ -479,6 +485,7 @@ async fn stock_movements_keep_levels_and_ledger_in_step() {
     let adjusted = erp
         .api
         .adjust_stock(pb::AdjustStockRequest {
+            request_id: String::new(),
             sku: "W-1".into(),
             warehouse: "AMS".into(),
             quantity_delta: -2,
@@ -509,6 +516,7 @@ async fn stock_movements_keep_levels_and_ledger_in_step() {
     let moved = erp
         .api
         .transfer_stock(pb::TransferStockRequest {
+            request_id: String::new(),
             sku: "W-1".into(),
             from_warehouse: "AMS".into(),
             to_warehouse: "BER".into(),
@@ -687,6 +695,7 @@ async fn an_order_is_reserved_shipped_invoiced_and_paid() {
     let shipped = erp
         .api
         .ship_order(pb::ShipOrderRequest {
+            request_id: String::new(),
             id: order.id.clone(),
         })
         .await
@@ -700,6 +709,7 @@ async fn an_order_is_reserved_shipped_invoiced_and_paid() {
     let invoiced = erp
         .api
         .invoice_order(pb::InvoiceOrderRequest {
+            request_id: String::new(),
             id: order.id.clone(),
         })
         .await
@@ -734,6 +744,7 @@ async fn an_order_is_reserved_shipped_invoiced_and_paid() {
     let paid = erp
         .api
         .record_payment(pb::RecordPaymentRequest {
+            request_id: String::new(),
             customer_id: customer.clone(),
             amount: money(1_200),
             reference: "PAY-1".into(),
@@ -746,6 +757,7 @@ async fn an_order_is_reserved_shipped_invoiced_and_paid() {
     let again = erp
         .api
         .record_payment(pb::RecordPaymentRequest {
+            request_id: String::new(),
             customer_id: customer.clone(),
             amount: money(1_200),
             reference: "PAY-1".into(),
@@ -762,6 +774,7 @@ async fn an_order_is_reserved_shipped_invoiced_and_paid() {
     let conflicting = erp
         .api
         .record_payment(pb::RecordPaymentRequest {
+            request_id: String::new(),
             customer_id: customer.clone(),
             amount: money(5),
             reference: "PAY-1".into(),
@@ -830,12 +843,16 @@ async fn illegal_transitions_answer_failed_precondition_and_change_nothing() {
     assert_eq!(rejected.status(), S::Rejected);
     for id in [&shipped.id, &invoiced.id] {
         erp.api
-            .ship_order(pb::ShipOrderRequest { id: id.clone() })
+            .ship_order(pb::ShipOrderRequest {
+                request_id: String::new(),
+                id: id.clone(),
+            })
             .await
             .unwrap();
     }
     erp.api
         .invoice_order(pb::InvoiceOrderRequest {
+            request_id: String::new(),
             id: invoiced.id.clone(),
         })
         .await
@@ -867,7 +884,10 @@ async fn illegal_transitions_answer_failed_precondition_and_change_nothing() {
         if status != S::Reserved {
             refused.push(
                 erp.api
-                    .ship_order(pb::ShipOrderRequest { id: id.clone() })
+                    .ship_order(pb::ShipOrderRequest {
+                        request_id: String::new(),
+                        id: id.clone(),
+                    })
                     .await
                     .map(|_| ()),
             );
@@ -875,7 +895,10 @@ async fn illegal_transitions_answer_failed_precondition_and_change_nothing() {
         if status != S::Shipped {
             refused.push(
                 erp.api
-                    .invoice_order(pb::InvoiceOrderRequest { id: id.clone() })
+                    .invoice_order(pb::InvoiceOrderRequest {
+                        request_id: String::new(),
+                        id: id.clone(),
+                    })
                     .await
                     .map(|_| ()),
             );
@@ -883,7 +906,10 @@ async fn illegal_transitions_answer_failed_precondition_and_change_nothing() {
         if status != S::CreditHold {
             refused.push(
                 erp.api
-                    .release_credit_hold(pb::ReleaseCreditHoldRequest { id: id.clone() })
+                    .release_credit_hold(pb::ReleaseCreditHoldRequest {
+                        request_id: String::new(),
+                        id: id.clone(),
+                    })
                     .await
                     .map(|_| ()),
             );
@@ -919,6 +945,7 @@ async fn illegal_transitions_answer_failed_precondition_and_change_nothing() {
     let unknown = erp
         .api
         .ship_order(pb::ShipOrderRequest {
+            request_id: String::new(),
             id: Uuid::now_v7().to_string(),
         })
         .await
@@ -963,6 +990,7 @@ async fn credit_is_checked_and_finance_can_release_a_hold() {
     let released = erp
         .api
         .release_credit_hold(pb::ReleaseCreditHoldRequest {
+            request_id: String::new(),
             id: third.id.clone(),
         })
         .await
@@ -1026,6 +1054,7 @@ async fn credit_is_checked_and_finance_can_release_a_hold() {
     let released = erp
         .api
         .release_credit_hold(pb::ReleaseCreditHoldRequest {
+            request_id: String::new(),
             id: held.id.clone(),
         })
         .await
@@ -1505,7 +1534,10 @@ async fn random_step(
         7 if !orders.is_empty() => {
             let (_, id) = orders[rng.random_range(0..orders.len())].clone();
             erp.api
-                .ship_order(pb::ShipOrderRequest { id })
+                .ship_order(pb::ShipOrderRequest {
+                    request_id: String::new(),
+                    id,
+                })
                 .await
                 .map(|_| ())
         }

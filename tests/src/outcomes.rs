@@ -252,11 +252,11 @@ pub fn tally_table(kinds: &BTreeMap<&'static str, Tally>) -> String {
 /// When a client retries a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
-    /// Not idempotent (it would apply twice): retried only when the request provably never
-    /// reached the server.
+    /// Not idempotent (it would apply twice; e.g. a create without a request id): retried
+    /// only when the request provably never reached the server.
     IfNeverSent,
-    /// Idempotent by itself (version-gated, state-gated, or keyed by a unique reference):
-    /// retried after any failure that is not a definite answer.
+    /// Idempotent (a request id its retries repeat, or version-gated, state-gated, or keyed
+    /// by a unique reference): retried after any failure that is not a definite answer.
     Always,
 }
 

@@ -625,6 +625,7 @@ async fn a_thousand_bad_messages_are_dead_lettered_and_every_valid_one_applies_o
         );
         if b < BUYERS / 2 {
             crm.create_customer(crm::CreateCustomerRequest {
+                request_id: String::new(),
                 customer: Some(crm::Customer {
                     display_name: name.clone(),
                     email: email.clone(),

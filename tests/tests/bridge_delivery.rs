@@ -532,6 +532,7 @@ async fn under_make_run_settings_a_killed_bridge_converges_every_acknowledged_ve
     for n in 0..10 {
         let customer = crm
             .create_customer(crm::CreateCustomerRequest {
+                request_id: String::new(),
                 customer: Some(crm::Customer {
                     display_name: format!("Run {n}"),
                     email: format!("run{n}@example.com"),

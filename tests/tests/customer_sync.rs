@@ -71,6 +71,7 @@ async fn a_customer_created_in_the_crm_reaches_the_erp_and_stays_consistent() {
     // A frontend's trace context, to follow through outbox, Kafka and the bridge.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let mut create = Request::new(CreateCustomerRequest {
+        request_id: String::new(),
         customer: Some(crm::Customer {
             display_name: "Grace Hopper".into(),
             email: "grace@navy.mil".into(),

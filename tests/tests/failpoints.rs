@@ -67,6 +67,7 @@ async fn relay_crash_after_the_ack_before_the_mark_publishes_again_and_applies_o
     let (mut crm, erp) = clients(&stack).await;
     let customer = crm
         .create_customer(crm::CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(crm::Customer {
                 display_name: "Twice Sent".into(),
                 email: "twice@example.com".into(),
@@ -264,6 +265,7 @@ async fn crm_crash_in_the_middle_of_a_stock_batch_keeps_none_of_it_then_applies_
     arm(&mut stack);
     for sku in skus {
         erp.receive_stock(erp::ReceiveStockRequest {
+            request_id: String::new(),
             sku: sku.into(),
             warehouse: "MAIN".into(),
             quantity: 10,

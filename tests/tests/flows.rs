@@ -70,6 +70,7 @@ async fn an_order_travels_from_the_sales_desk_to_the_invoice_and_back() {
     let sales_order = erp_order(&mut erp, &order.id).await;
     assert_eq!(sales_order.status(), erp::SalesOrderStatus::Reserved);
     erp.ship_order(erp::ShipOrderRequest {
+        request_id: String::new(),
         id: sales_order.id.clone(),
     })
     .await
@@ -77,6 +78,7 @@ async fn an_order_travels_from_the_sales_desk_to_the_invoice_and_back() {
     crm_fulfilment(&crm, &order.id, crm::FulfilmentStatus::Shipped).await;
     let invoiced = erp
         .invoice_order(erp::InvoiceOrderRequest {
+            request_id: String::new(),
             id: sales_order.id.clone(),
         })
         .await

@@ -28,6 +28,7 @@ use support::*;
 
 fn customer(n: usize) -> crm::CreateCustomerRequest {
     crm::CreateCustomerRequest {
+        request_id: String::new(),
         customer: Some(crm::Customer {
             display_name: format!("Offline {n}"),
             email: format!("offline{n}@example.com"),

@@ -359,6 +359,7 @@ async fn the_crm_binary_migrates_as_the_owner_and_runs_as_a_role_that_cannot_cha
     );
     let created = client
         .create_customer(crm::CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(crm::Customer {
                 display_name: "Least Privilege".into(),
                 email: "least@example.com".into(),

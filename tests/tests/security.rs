@@ -350,6 +350,7 @@ async fn the_subject_of_a_change_is_carried_in_its_event() {
         .unwrap();
     let customer = crm::crm_service_client::CrmServiceClient::new(channel)
         .create_customer(crm::CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(crm::Customer {
                 display_name: "Subject Test".into(),
                 email: "subject@example.com".into(),
@@ -387,6 +388,7 @@ async fn the_services_reach_postgresql_over_verified_tls() {
         .await
         .unwrap()
         .create_customer(crm::CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(crm::Customer {
                 display_name: "Over TLS".into(),
                 email: "tls@example.com".into(),
@@ -482,6 +484,7 @@ async fn create_customer(
     name: &str,
 ) -> String {
     crm.create_customer(crm::CreateCustomerRequest {
+        request_id: String::new(),
         customer: Some(crm::Customer {
             display_name: name.into(),
             email: format!("{}@example.com", name.replace(' ', ".").to_lowercase()),

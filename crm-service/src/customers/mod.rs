@@ -7,6 +7,7 @@ pub mod store;
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
+    idempotency::{self, Answer, Once},
     outbox::{self, OutboxWaker},
     paging::Page,
 };
@@ -37,14 +38,23 @@ impl Customers {
         Self { pool, waker }
     }
 
+    /// Creates a customer; with `once`, at most once per request id (a retry replays).
     #[tracing::instrument(skip_all, fields(customer_id))]
-    pub async fn create(&self, profile: Profile) -> Result<Customer> {
+    pub async fn create(
+        &self,
+        profile: Profile,
+        once: Option<&Once<Customer>>,
+    ) -> Result<Answer<Customer>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         let customer = insert_with_event(&mut tx, profile).await?;
         tracing::Span::current().record("customer_id", tracing::field::display(customer.id));
+        idempotency::remember(&mut tx, once, &customer).await?;
         tx.commit().await?;
         self.waker.wake();
-        Ok(customer)
+        Ok(Answer::Fresh(customer))
     }
 
     #[tracing::instrument(skip(self))]

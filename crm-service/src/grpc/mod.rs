@@ -13,10 +13,39 @@ pub use access::ACCESS;
 pub use service::CrmApi;
 pub use sync::SyncApi;
 
+use prost::Message;
+use tandem_common::{
+    auth,
+    idempotency::{Answer, Once, RequestKey},
+};
 use tandem_proto::crm::v1 as pb;
+use tonic::{Response, Status};
 use uuid::Uuid;
 
 use crate::error::Error;
+
+/// The idempotency of a call to `method` (its full gRPC path): `None` without a request id
+/// (read through `request_id`), else the id under the caller's subject, and how the result is
+/// encoded for a retry. A malformed id is INVALID_ARGUMENT naming `request_id`.
+fn once<M: Message + Clone, T>(
+    method: &'static str,
+    request: &M,
+    request_id: impl FnOnce(&mut M) -> &mut String,
+    encode: fn(&T) -> Vec<u8>,
+) -> Result<Option<Once<T>>, Error> {
+    Ok(
+        RequestKey::of(method, auth::current_subject(), request, request_id)?
+            .map(|key| Once::new(key, encode)),
+    )
+}
+
+/// The response of a fresh result or of a replayed one.
+fn reply<T, M: Message + Default>(
+    answer: Answer<T>,
+    to_proto: impl FnOnce(&T) -> M,
+) -> Result<Response<M>, Status> {
+    Ok(Response::new(answer.reply(to_proto).map_err(Error::from)?))
+}
 
 fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(id).map_err(|_| Error::invalid(field, "must be a UUID"))

@@ -10,9 +10,11 @@ use tandem_proto::crm::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use prost::Message;
+
 use super::{
-    catalogue as catalogue_pb, customers as customers_pb, expected_version, known, optional,
-    orders as orders_pb, parse_id, parse_optional_id,
+    catalogue as catalogue_pb, customers as customers_pb, expected_version, known, once, optional,
+    orders as orders_pb, parse_id, parse_optional_id, reply,
 };
 use crate::{
     PAGE_SIZES,
@@ -47,18 +49,24 @@ impl CrmService for CrmApi {
         &self,
         request: Request<CreateCustomerRequest>,
     ) -> Reply<pb::Customer> {
+        let request = request.into_inner();
+        let once = once(
+            "/tandem.crm.v1.CrmService/CreateCustomer",
+            &request,
+            |r| &mut r.request_id,
+            |c| customers_pb::to_proto(c).encode_to_vec(),
+        )?;
         let customer = request
-            .into_inner()
             .customer
             .ok_or_else(|| Error::invalid("customer", "required"))?;
         let created = async {
             self.customers
-                .create(customers_pb::new_profile(customer)?)
+                .create(customers_pb::new_profile(customer)?, once.as_ref())
                 .await
         }
         .await
         .map_err(|e| e.prefixed("customer."))?;
-        Ok(Response::new(customers_pb::to_proto(&created)))
+        reply(created, customers_pb::to_proto)
     }
 
     async fn get_customer(&self, request: Request<GetCustomerRequest>) -> Reply<pb::Customer> {
@@ -140,17 +148,27 @@ impl CrmService for CrmApi {
     }
 
     async fn create_order(&self, request: Request<CreateOrderRequest>) -> Reply<pb::Order> {
+        let request = request.into_inner();
+        let once = once(
+            "/tandem.crm.v1.CrmService/CreateOrder",
+            &request,
+            |r| &mut r.request_id,
+            |o| orders_pb::to_proto(o).encode_to_vec(),
+        )?;
         let order = request
-            .into_inner()
             .order
             .ok_or_else(|| Error::invalid("order", "required"))?;
         let customer_id = parse_id("order.customer_id", &order.customer_id)?;
         let created = self
             .orders
-            .create(customer_id, &orders_pb::line_requests(&order.lines))
+            .create(
+                customer_id,
+                &orders_pb::line_requests(&order.lines),
+                once.as_ref(),
+            )
             .await
             .map_err(|e| e.prefixed("order."))?;
-        Ok(Response::new(orders_pb::to_proto(&created)))
+        reply(created, orders_pb::to_proto)
     }
 
     async fn get_order(&self, request: Request<GetOrderRequest>) -> Reply<pb::Order> {
@@ -203,12 +221,18 @@ impl CrmService for CrmApi {
 
     async fn submit_order(&self, request: Request<SubmitOrderRequest>) -> Reply<pb::Order> {
         let request = request.into_inner();
+        let once = once(
+            "/tandem.crm.v1.CrmService/SubmitOrder",
+            &request,
+            |r| &mut r.request_id,
+            |o| orders_pb::to_proto(o).encode_to_vec(),
+        )?;
         let id = parse_id("id", &request.id)?;
         let submitted = self
             .orders
-            .submit(id, expected_version(request.version))
+            .submit(id, expected_version(request.version), once.as_ref())
             .await?;
-        Ok(Response::new(orders_pb::to_proto(&submitted)))
+        reply(submitted, orders_pb::to_proto)
     }
 
     async fn request_order_cancellation(

@@ -9,6 +9,7 @@ pub mod store;
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
+    idempotency::{self, Answer, Once},
     outbox::{self, OutboxWaker},
     paging::Page,
 };
@@ -43,9 +44,18 @@ impl Orders {
     }
 
     /// Creates a DRAFT order for an ACTIVE customer, quoting every line from the catalogue.
-    #[tracing::instrument(skip(self, lines), fields(order_id))]
-    pub async fn create(&self, customer_id: Uuid, lines: &[LineRequest]) -> Result<Order> {
+    /// With `once`, at most once per request id (a retry replays the first answer).
+    #[tracing::instrument(skip(self, lines, once), fields(order_id))]
+    pub async fn create(
+        &self,
+        customer_id: Uuid,
+        lines: &[LineRequest],
+        once: Option<&Once<Order>>,
+    ) -> Result<Answer<Order>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         require_active_customer(&mut tx, customer_id).await?;
         let (currency, lines) = quote(&mut tx, lines).await?;
         let order = store::insert(
@@ -57,8 +67,9 @@ impl Orders {
         )
         .await?;
         tracing::Span::current().record("order_id", tracing::field::display(order.id));
+        idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
-        Ok(order)
+        Ok(Answer::Fresh(order))
     }
 
     #[tracing::instrument(skip(self))]
@@ -102,17 +113,27 @@ impl Orders {
     }
 
     /// DRAFT -> SUBMITTED, publishing `crm.order.submitted` with the lines and quoted prices.
-    #[tracing::instrument(skip(self))]
-    pub async fn submit(&self, id: Uuid, expected_version: Option<i64>) -> Result<Order> {
+    /// With `once`, a retry of the same request id replays the first answer.
+    #[tracing::instrument(skip(self, once))]
+    pub async fn submit(
+        &self,
+        id: Uuid,
+        expected_version: Option<i64>,
+        once: Option<&Once<Order>>,
+    ) -> Result<Answer<Order>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         let current = locked(&mut tx, id, expected_version).await?;
         current.check_submittable()?;
         require_active_customer(&mut tx, current.customer_id).await?;
         let order = store::transition(&mut tx, id, OrderStatus::Submitted, None).await?;
         publish(&mut tx, types::CRM_ORDER_SUBMITTED, &order).await?;
+        idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
         self.waker.wake();
-        Ok(order)
+        Ok(Answer::Fresh(order))
     }
 
     /// SUBMITTED -> CANCEL_REQUESTED (publishing `crm.order.cancel_requested`); a DRAFT is

@@ -95,6 +95,7 @@ impl Crm {
     pub async fn create_customer(&mut self, customer: pb::Customer) -> pb::Customer {
         self.client
             .create_customer(CreateCustomerRequest {
+                request_id: String::new(),
                 customer: Some(customer),
             })
             .await

@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     grpc::FieldViolation,
+    idempotency::{self, Answer, Once},
     outbox::{self, OutboxWaker},
 };
 use tandem_proto::events::erp::{aggregates, topics, types};
@@ -92,9 +93,15 @@ impl Finances {
     }
 
     /// Changes the terms named in `patch`. The currency changes only while nothing is owed
-    /// or pending in the old one.
+    /// or pending in the old one. With `expected_version`, fails with `Aborted` (changing
+    /// nothing) unless the finance is still at that version (0: never changed).
     #[tracing::instrument(skip(self))]
-    pub async fn set_terms(&self, customer_id: Uuid, patch: TermsPatch) -> Result<FinanceView> {
+    pub async fn set_terms(
+        &self,
+        customer_id: Uuid,
+        patch: TermsPatch,
+        expected_version: Option<i64>,
+    ) -> Result<FinanceView> {
         let mut violations = Vec::new();
         if let Some((limit, currency)) = &patch.credit_limit {
             if *limit < 0 {
@@ -121,6 +128,15 @@ impl Finances {
             return Err(Error::not_found("customer", customer_id));
         }
         let current = store::lock_or_create(&mut tx, customer_id, &self.defaults).await?;
+        if let Some(expected) = expected_version
+            && expected != current.version
+        {
+            return Err(Error::Aborted(format!(
+                "the finance of customer {customer_id} is at version {}, not {expected}; read \
+                 it again and retry",
+                current.version
+            )));
+        }
         let uninvoiced_minor = store::uninvoiced_total(&mut tx, customer_id).await?;
         let mut next = current.clone();
         if let Some((limit, currency)) = patch.credit_limit {
@@ -160,14 +176,16 @@ impl Finances {
 
     /// Records a payment, lowering the open balance. Idempotent by (customer, reference): a
     /// repeat with the same amount changes nothing; with another amount it is ALREADY_EXISTS.
-    #[tracing::instrument(skip(self))]
+    /// With `once`, a retry of the same request id replays the first answer.
+    #[tracing::instrument(skip(self, once))]
     pub async fn record_payment(
         &self,
         customer_id: Uuid,
         amount_minor: i64,
         currency: &str,
         reference: &str,
-    ) -> Result<FinanceView> {
+        once: Option<&Once<FinanceView>>,
+    ) -> Result<Answer<FinanceView>> {
         let mut violations = Vec::new();
         if amount_minor <= 0 {
             violations.push(FieldViolation::new(
@@ -187,6 +205,9 @@ impl Finances {
             return Err(Error::Invalid(violations));
         }
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         if !store::customer_exists(&mut tx, customer_id).await? {
             return Err(Error::not_found("customer", customer_id));
         }
@@ -194,10 +215,10 @@ impl Finances {
         let uninvoiced_minor = store::uninvoiced_total(&mut tx, customer_id).await?;
         match store::payment(&mut tx, customer_id, reference).await? {
             Some((amount, cur)) if amount == amount_minor && cur == currency => {
-                return Ok(FinanceView {
+                return Ok(Answer::Fresh(FinanceView {
                     finance: current,
                     uninvoiced_minor,
-                });
+                }));
             }
             Some(_) => {
                 return Err(Error::AlreadyExists(format!(
@@ -222,12 +243,14 @@ impl Finances {
         };
         let finance = store::update(&mut tx, &next).await?;
         publish_changed(&mut tx, &finance).await?;
-        tx.commit().await?;
-        self.waker.wake();
-        Ok(FinanceView {
+        let view = FinanceView {
             finance,
             uninvoiced_minor,
-        })
+        };
+        idempotency::remember(&mut tx, once, &view).await?;
+        tx.commit().await?;
+        self.waker.wake();
+        Ok(Answer::Fresh(view))
     }
 }
 

@@ -6,7 +6,12 @@ mod convert;
 
 pub use access::ACCESS;
 
-use tandem_common::grpc::FieldViolation;
+use prost::Message;
+use tandem_common::{
+    auth,
+    grpc::FieldViolation,
+    idempotency::{Answer, Once, RequestKey},
+};
 use tandem_proto::erp::v1::{self as pb, erp_service_server::ErpService, erp_sync_server::ErpSync};
 use tonic::{Request, Response, Status};
 
@@ -82,6 +87,26 @@ fn reference(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
+/// The idempotency of a call to `method` (its full gRPC path): `None` without a request id
+/// (read through `request_id`), else the id under the caller's subject, and how the result is
+/// encoded for a retry. A malformed id is INVALID_ARGUMENT naming `request_id`.
+fn once<M: Message + Clone, T>(
+    method: &'static str,
+    request: &M,
+    request_id: impl FnOnce(&mut M) -> &mut String,
+    encode: fn(&T) -> Vec<u8>,
+) -> Result<Option<Once<T>>, Error> {
+    Ok(
+        RequestKey::of(method, auth::current_subject(), request, request_id)?
+            .map(|key| Once::new(key, encode)),
+    )
+}
+
+/// The response of a fresh result or of a replayed one.
+fn reply<T, M: Message + Default>(answer: Answer<T>, to_proto: impl FnOnce(&T) -> M) -> Reply<M> {
+    Ok(Response::new(answer.reply(to_proto).map_err(Error::from)?))
+}
+
 fn movement_result(outcome: &MovementOutcome) -> pb::StockMovementResult {
     pb::StockMovementResult {
         levels: outcome.levels.iter().map(convert::level).collect(),
@@ -97,12 +122,21 @@ impl ErpService for ErpApi {
         request: Request<pb::CreateProductRequest>,
     ) -> Reply<pb::Product> {
         let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/CreateProduct",
+            &request,
+            |r| &mut r.request_id,
+            |p| convert::product(p).encode_to_vec(),
+        )?;
         let product = request
             .product
             .ok_or_else(|| Error::invalid("product", "required"))?;
         let fields = convert::product_fields(&product, !request.inactive)?;
-        let created = self.products.create(&product.sku, fields).await?;
-        Ok(Response::new(convert::product(&created)))
+        let created = self
+            .products
+            .create(&product.sku, fields, once.as_ref())
+            .await?;
+        reply(created, convert::product)
     }
 
     async fn get_product(&self, request: Request<pb::GetProductRequest>) -> Reply<pb::Product> {
@@ -160,15 +194,21 @@ impl ErpService for ErpApi {
         &self,
         request: Request<pb::CreateWarehouseRequest>,
     ) -> Reply<pb::Warehouse> {
+        let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/CreateWarehouse",
+            &request,
+            |r| &mut r.request_id,
+            |w| convert::warehouse(w).encode_to_vec(),
+        )?;
         let warehouse = request
-            .into_inner()
             .warehouse
             .ok_or_else(|| Error::invalid("warehouse", "required"))?;
         let created = self
             .warehouses
-            .create(&warehouse.code, &warehouse.display_name)
+            .create(&warehouse.code, &warehouse.display_name, once.as_ref())
             .await?;
-        Ok(Response::new(convert::warehouse(&created)))
+        reply(created, convert::warehouse)
     }
 
     async fn list_warehouses(
@@ -191,15 +231,26 @@ impl ErpService for ErpApi {
         request: Request<pb::ReceiveStockRequest>,
     ) -> Reply<pb::StockMovementResult> {
         let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/ReceiveStock",
+            &request,
+            |r| &mut r.request_id,
+            |o| movement_result(o).encode_to_vec(),
+        )?;
         let movement = StockRequest::Receive {
             warehouse: request.warehouse,
             quantity: request.quantity,
         };
         let outcome = self
             .stock
-            .movement(&request.sku, movement, reference(&request.reference))
+            .movement(
+                &request.sku,
+                movement,
+                reference(&request.reference),
+                once.as_ref(),
+            )
             .await?;
-        Ok(Response::new(movement_result(&outcome)))
+        reply(outcome, movement_result)
     }
 
     async fn adjust_stock(
@@ -207,6 +258,12 @@ impl ErpService for ErpApi {
         request: Request<pb::AdjustStockRequest>,
     ) -> Reply<pb::StockMovementResult> {
         let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/AdjustStock",
+            &request,
+            |r| &mut r.request_id,
+            |o| movement_result(o).encode_to_vec(),
+        )?;
         let reason = convert::adjustment_reason(request.reason())
             .ok_or_else(|| Error::invalid("reason", "required"))?;
         if reason == AdjustmentReason::Count {
@@ -223,9 +280,14 @@ impl ErpService for ErpApi {
         };
         let outcome = self
             .stock
-            .movement(&request.sku, movement, reference(&request.reference))
+            .movement(
+                &request.sku,
+                movement,
+                reference(&request.reference),
+                once.as_ref(),
+            )
             .await?;
-        Ok(Response::new(movement_result(&outcome)))
+        reply(outcome, movement_result)
     }
 
     async fn transfer_stock(
@@ -233,6 +295,12 @@ impl ErpService for ErpApi {
         request: Request<pb::TransferStockRequest>,
     ) -> Reply<pb::StockMovementResult> {
         let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/TransferStock",
+            &request,
+            |r| &mut r.request_id,
+            |o| movement_result(o).encode_to_vec(),
+        )?;
         let movement = StockRequest::Transfer {
             from: request.from_warehouse,
             to: request.to_warehouse,
@@ -240,9 +308,14 @@ impl ErpService for ErpApi {
         };
         let outcome = self
             .stock
-            .movement(&request.sku, movement, reference(&request.reference))
+            .movement(
+                &request.sku,
+                movement,
+                reference(&request.reference),
+                once.as_ref(),
+            )
             .await?;
-        Ok(Response::new(movement_result(&outcome)))
+        reply(outcome, movement_result)
     }
 
     async fn get_stock_level(
@@ -335,7 +408,10 @@ impl ErpService for ErpApi {
         let request = request.into_inner();
         let id = parse_id("customer_id", &request.customer_id)?;
         let patch = convert::terms_patch(&request)?;
-        let view = self.finances.set_terms(id, patch).await?;
+        if request.version.is_some_and(|version| version < 0) {
+            return Err(Error::invalid("version", "must not be negative").into());
+        }
+        let view = self.finances.set_terms(id, patch, request.version).await?;
         Ok(Response::new(convert::finance(&view)))
     }
 
@@ -344,6 +420,12 @@ impl ErpService for ErpApi {
         request: Request<pb::RecordPaymentRequest>,
     ) -> Reply<pb::CustomerFinance> {
         let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/RecordPayment",
+            &request,
+            |r| &mut r.request_id,
+            |view| convert::finance(view).encode_to_vec(),
+        )?;
         let id = parse_id("customer_id", &request.customer_id)?;
         let amount = request
             .amount
@@ -355,9 +437,10 @@ impl ErpService for ErpApi {
                 amount.amount_minor,
                 &amount.currency_code,
                 &request.reference,
+                once.as_ref(),
             )
             .await?;
-        Ok(Response::new(convert::finance(&view)))
+        reply(view, convert::finance)
     }
 
     async fn get_sales_order(
@@ -396,25 +479,46 @@ impl ErpService for ErpApi {
         &self,
         request: Request<pb::ReleaseCreditHoldRequest>,
     ) -> Reply<pb::SalesOrder> {
-        let id = parse_id("id", &request.get_ref().id)?;
-        Ok(Response::new(convert::order(
-            &self.orders.release_credit_hold(id).await?,
-        )))
+        let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/ReleaseCreditHold",
+            &request,
+            |r| &mut r.request_id,
+            |order| convert::order(order).encode_to_vec(),
+        )?;
+        let id = parse_id("id", &request.id)?;
+        let released = self.orders.release_credit_hold(id, once.as_ref()).await?;
+        reply(released, convert::order)
     }
 
     async fn ship_order(&self, request: Request<pb::ShipOrderRequest>) -> Reply<pb::SalesOrder> {
-        let id = parse_id("id", &request.get_ref().id)?;
-        Ok(Response::new(convert::order(&self.orders.ship(id).await?)))
+        let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/ShipOrder",
+            &request,
+            |r| &mut r.request_id,
+            |order| convert::order(order).encode_to_vec(),
+        )?;
+        let id = parse_id("id", &request.id)?;
+        reply(self.orders.ship(id, once.as_ref()).await?, convert::order)
     }
 
     async fn invoice_order(
         &self,
         request: Request<pb::InvoiceOrderRequest>,
     ) -> Reply<pb::SalesOrder> {
-        let id = parse_id("id", &request.get_ref().id)?;
-        Ok(Response::new(convert::order(
-            &self.orders.invoice(id).await?,
-        )))
+        let request = request.into_inner();
+        let once = once(
+            "/tandem.erp.v1.ErpService/InvoiceOrder",
+            &request,
+            |r| &mut r.request_id,
+            |order| convert::order(order).encode_to_vec(),
+        )?;
+        let id = parse_id("id", &request.id)?;
+        reply(
+            self.orders.invoice(id, once.as_ref()).await?,
+            convert::order,
+        )
     }
 }
 

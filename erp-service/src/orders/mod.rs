@@ -15,6 +15,7 @@ use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
+    idempotency::{self, Answer, Once},
     outbox::{self, OutboxWaker},
     paging::Page,
 };
@@ -310,13 +311,21 @@ impl Orders {
     }
 
     /// CREDIT_HOLD -> RESERVED, or BACKORDERED when the stock is not there: finance approved.
-    #[tracing::instrument(skip(self))]
-    pub async fn release_credit_hold(&self, id: Uuid) -> Result<Order> {
-        retrying("release credit hold", || self.release_once(id)).await
+    /// With `once`, a retry of the same request id replays the first answer.
+    #[tracing::instrument(skip(self, once))]
+    pub async fn release_credit_hold(
+        &self,
+        id: Uuid,
+        once: Option<&Once<Order>>,
+    ) -> Result<Answer<Order>> {
+        retrying("release credit hold", || self.release_once(id, once)).await
     }
 
-    async fn release_once(&self, id: Uuid) -> Result<Order> {
+    async fn release_once(&self, id: Uuid, once: Option<&Once<Order>>) -> Result<Answer<Order>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         let (mut session, order) = lock_with_stock(&mut tx, id, false).await?;
         // Only a held order is released (BACKORDERED -> RESERVED is for arriving stock).
         if order.status != OrderStatus::CreditHold {
@@ -332,19 +341,24 @@ impl Orders {
         session.publish(&mut tx).await?;
         let order = load_locked(&mut tx, id).await?;
         publish_status(&mut tx, &order).await?;
+        idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
         self.waker.wake();
-        Ok(order)
+        Ok(Answer::Fresh(order))
     }
 
-    /// RESERVED -> SHIPPED: the reserved stock leaves (on hand and reserved both drop).
-    #[tracing::instrument(skip(self))]
-    pub async fn ship(&self, id: Uuid) -> Result<Order> {
-        retrying("ship order", || self.ship_once(id)).await
+    /// RESERVED -> SHIPPED: the reserved stock leaves (on hand and reserved both drop). With
+    /// `once`, a retry of the same request id replays the first answer.
+    #[tracing::instrument(skip(self, once))]
+    pub async fn ship(&self, id: Uuid, once: Option<&Once<Order>>) -> Result<Answer<Order>> {
+        retrying("ship order", || self.ship_once(id, once)).await
     }
 
-    async fn ship_once(&self, id: Uuid) -> Result<Order> {
+    async fn ship_once(&self, id: Uuid, once: Option<&Once<Order>>) -> Result<Answer<Order>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         let (mut session, order) = lock_with_stock(&mut tx, id, false).await?;
         ensure_transition(&order, OrderStatus::Shipped)?;
         for line in &order.lines {
@@ -374,16 +388,21 @@ impl Orders {
         session.publish(&mut tx).await?;
         let order = load_locked(&mut tx, id).await?;
         publish_status(&mut tx, &order).await?;
+        idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
         self.waker.wake();
-        Ok(order)
+        Ok(Answer::Fresh(order))
     }
 
     /// SHIPPED -> INVOICED: issues the invoice (due after the customer's payment terms) and
-    /// raises the customer's open balance by the order total.
-    #[tracing::instrument(skip(self))]
-    pub async fn invoice(&self, id: Uuid) -> Result<Order> {
+    /// raises the customer's open balance by the order total. With `once`, a retry of the
+    /// same request id replays the first answer.
+    #[tracing::instrument(skip(self, once))]
+    pub async fn invoice(&self, id: Uuid, once: Option<&Once<Order>>) -> Result<Answer<Order>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         let order = store::load(&mut tx, id, true)
             .await?
             .ok_or_else(|| Error::not_found("sales order", id))?;
@@ -422,9 +441,10 @@ impl Orders {
         finance::publish_changed(&mut tx, &account).await?;
         let order = load_locked(&mut tx, id).await?;
         publish_status(&mut tx, &order).await?;
+        idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
         self.waker.wake();
-        Ok(order)
+        Ok(Answer::Fresh(order))
     }
 }
 

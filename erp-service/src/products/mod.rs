@@ -7,6 +7,7 @@ pub mod store;
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
+    idempotency::{self, Answer, Once},
     outbox::{self, OutboxWaker},
     paging::Page,
 };
@@ -40,8 +41,14 @@ impl Products {
         Self { pool, waker }
     }
 
-    #[tracing::instrument(skip(self, fields), fields(product_id))]
-    pub async fn create(&self, sku: &str, fields: ProductFields) -> Result<Product> {
+    /// Creates a product; with `once`, at most once per request id (a retry replays).
+    #[tracing::instrument(skip(self, fields, once), fields(product_id))]
+    pub async fn create(
+        &self,
+        sku: &str,
+        fields: ProductFields,
+        once: Option<&Once<Product>>,
+    ) -> Result<Answer<Product>> {
         let fields = fields.normalised();
         let mut violations: Vec<_> = model::sku_violation("product.sku", sku)
             .into_iter()
@@ -51,6 +58,9 @@ impl Products {
             return Err(Error::Invalid(violations));
         }
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         let product = store::insert(&mut tx, Uuid::now_v7(), sku, &fields)
             .await
             .map_err(|error| {
@@ -62,9 +72,10 @@ impl Products {
             })?;
         tracing::Span::current().record("product_id", tracing::field::display(product.id));
         publish_upserted(&mut tx, &product).await?;
+        idempotency::remember(&mut tx, once, &product).await?;
         tx.commit().await?;
         self.waker.wake();
-        Ok(product)
+        Ok(Answer::Fresh(product))
     }
 
     /// By id or sku.

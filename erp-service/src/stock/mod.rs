@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
+    idempotency::{self, Answer, Once},
     outbox::{self, OutboxWaker},
     paging::Page,
 };
@@ -357,17 +358,19 @@ impl Stock {
         Self { pool, waker }
     }
 
-    /// Receives, adjusts or transfers stock of `sku`.
-    #[tracing::instrument(skip(self))]
+    /// Receives, adjusts or transfers stock of `sku`; with `once`, at most once per request
+    /// id (a retry replays the first outcome).
+    #[tracing::instrument(skip(self, once))]
     pub async fn movement(
         &self,
         sku: &str,
         request: StockRequest,
         reference: Option<String>,
-    ) -> Result<MovementOutcome> {
+        once: Option<&Once<MovementOutcome>>,
+    ) -> Result<Answer<MovementOutcome>> {
         validate(sku, &request, reference.as_deref())?;
         retrying("stock movement", || {
-            self.movement_once(sku, &request, reference.as_deref())
+            self.movement_once(sku, &request, reference.as_deref(), once)
         })
         .await
     }
@@ -377,8 +380,12 @@ impl Stock {
         sku: &str,
         request: &StockRequest,
         reference: Option<&str>,
-    ) -> Result<MovementOutcome> {
+        once: Option<&Once<MovementOutcome>>,
+    ) -> Result<Answer<MovementOutcome>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
         for warehouse in request.warehouses() {
             if !warehouses::store::exists(&mut tx, warehouse).await? {
                 return Err(Error::not_found("warehouse", warehouse));
@@ -408,14 +415,15 @@ impl Stock {
             Vec::new()
         };
         session.publish(&mut tx).await?;
-        let levels = session.changed_levels();
-        tx.commit().await?;
-        self.waker.wake();
-        Ok(MovementOutcome {
-            levels,
+        let outcome = MovementOutcome {
+            levels: session.changed_levels(),
             movements,
             reserved_orders,
-        })
+        };
+        idempotency::remember(&mut tx, once, &outcome).await?;
+        tx.commit().await?;
+        self.waker.wake();
+        Ok(Answer::Fresh(outcome))
     }
 
     /// Sets on hand of (sku, warehouse) to the counted quantity, once per event id: one COUNT

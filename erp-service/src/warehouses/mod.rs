@@ -4,7 +4,11 @@ pub mod store;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tandem_common::{grpc::FieldViolation, paging::Page};
+use tandem_common::{
+    grpc::FieldViolation,
+    idempotency::{self, Answer, Once},
+    paging::Page,
+};
 
 use crate::{
     PAGE_SIZES,
@@ -53,8 +57,14 @@ impl Warehouses {
         Self { pool }
     }
 
-    #[tracing::instrument(skip(self))]
-    pub async fn create(&self, code: &str, display_name: &str) -> Result<Warehouse> {
+    /// Creates a warehouse; with `once`, at most once per request id (a retry replays).
+    #[tracing::instrument(skip(self, once))]
+    pub async fn create(
+        &self,
+        code: &str,
+        display_name: &str,
+        once: Option<&Once<Warehouse>>,
+    ) -> Result<Answer<Warehouse>> {
         let display_name = display_name.trim();
         let mut violations = Vec::new();
         if !is_code(code) {
@@ -77,8 +87,11 @@ impl Warehouses {
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }
-        let mut conn = self.pool.acquire().await?;
-        store::insert(&mut conn, code, display_name)
+        let mut tx = self.pool.begin().await?;
+        if let Some(replay) = idempotency::replay(&mut tx, once).await? {
+            return Ok(Answer::Replayed(replay));
+        }
+        let warehouse = store::insert(&mut tx, code, display_name)
             .await
             .map_err(|error| {
                 if tandem_common::db::is_unique_violation(&error) {
@@ -86,7 +99,10 @@ impl Warehouses {
                 } else {
                     Error::Database(error)
                 }
-            })
+            })?;
+        idempotency::remember(&mut tx, once, &warehouse).await?;
+        tx.commit().await?;
+        Ok(Answer::Fresh(warehouse))
     }
 
     #[tracing::instrument(skip(self))]

@@ -2,11 +2,13 @@
 //! every call in the shared [`Ledger`] with what it was told (acknowledged with ids, versions
 //! and amounts; refused with the code; unknown).
 //!
-//! Retries follow what a client without request ids may safely do ([`Retry`]): creating a
-//! customer or an order and receiving stock are retried only when the request never reached
-//! the server; version-gated updates (customer e-mail, submit, cancellation request), state
-//! transitions (ship, invoice), credit terms (absolute values) and payments (unique
-//! reference) after any failure. A version- or state-gated retry refused after an ambiguous
+//! Every creating or stock- or money-moving call (create a customer or an order, submit,
+//! receive stock, ship, invoice, record a payment) carries a request id (AIP-155) that its
+//! retries repeat, so each is retried after any failure that is not a definite answer: a
+//! retry of an attempt that did apply gets that attempt's answer, and an outcome stays
+//! unknown only when every attempt went unanswered. The other version-gated updates
+//! (customer e-mail, cancellation request) and credit terms (absolute values) are retried
+//! after any failure too. A version- or state-gated retry refused after an ambiguous
 //! attempt is resolved by reading: if the read shows this client's own change, the earlier
 //! attempt applied it (every customer and order belongs to one client).
 
@@ -27,6 +29,11 @@ use tandem_tests::{
 use tonic::Response;
 
 use crate::support::eur;
+
+/// A fresh request id: one per logical call, repeated by each of its retries.
+fn request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
 
 /// The skus orders and receipts use.
 pub const SKUS: [&str; 4] = ["CH-A", "CH-B", "CH-C", "CH-D"];
@@ -238,6 +245,7 @@ impl Worker {
         let name = format!("Chaos {}-{n}", self.seed);
         let email = format!("c{}x{n}@example.com", self.seed);
         let request = crm::CreateCustomerRequest {
+            request_id: request_id(),
             customer: Some(crm::Customer {
                 display_name: name.clone(),
                 email: email.clone(),
@@ -245,7 +253,7 @@ impl Worker {
             }),
         };
         let crm = self.crm.clone();
-        let done = call(Retry::IfNeverSent, self.policy, || {
+        let done = call(Retry::Always, self.policy, || {
             let mut crm = crm.clone();
             let request = request.clone();
             async move { crm.create_customer(request).await.map(Response::into_inner) }
@@ -270,6 +278,7 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let credit = erp::SetCreditTermsRequest {
+            version: None,
             customer_id: created.id.clone(),
             credit_limit: eur(100_000_000),
             payment_terms_days: 30,
@@ -393,6 +402,7 @@ impl Worker {
         let sku = SKUS[self.rng.random_range(0..SKUS.len())];
         let quantity = self.rng.random_range(1..4);
         let request = crm::CreateOrderRequest {
+            request_id: request_id(),
             order: Some(crm::Order {
                 customer_id: customer.clone(),
                 currency_code: "EUR".into(),
@@ -405,7 +415,7 @@ impl Worker {
             }),
         };
         let crm = self.crm.clone();
-        let created = call(Retry::IfNeverSent, self.policy, || {
+        let created = call(Retry::Always, self.policy, || {
             let mut crm = crm.clone();
             let request = request.clone();
             async move { crm.create_order(request).await.map(Response::into_inner) }
@@ -429,6 +439,7 @@ impl Worker {
             return true;
         };
         let submit = crm::SubmitOrderRequest {
+            request_id: request_id(),
             id: draft.id.clone(),
             version: draft.version,
         };
@@ -574,9 +585,11 @@ impl Worker {
 
     async fn ship(&mut self, order: erp::SalesOrder) {
         let erp = self.erp.clone();
+        let ship_id = request_id();
         let done = call(Retry::Always, self.policy, || {
             let mut erp = erp.clone();
             let request = erp::ShipOrderRequest {
+                request_id: ship_id.clone(),
                 id: order.id.clone(),
             };
             async move { erp.ship_order(request).await.map(Response::into_inner) }
@@ -618,9 +631,11 @@ impl Worker {
 
     async fn invoice(&mut self, order: erp::SalesOrder) {
         let erp = self.erp.clone();
+        let invoice_id = request_id();
         let done = call(Retry::Always, self.policy, || {
             let mut erp = erp.clone();
             let request = erp::InvoiceOrderRequest {
+                request_id: invoice_id.clone(),
                 id: order.id.clone(),
             };
             async move { erp.invoice_order(request).await.map(Response::into_inner) }
@@ -663,13 +678,14 @@ impl Worker {
         let quantity = self.rng.random_range(1..10);
         let reference = format!("po-{}-{n}", self.seed);
         let request = erp::ReceiveStockRequest {
+            request_id: request_id(),
             sku: sku.into(),
             warehouse: WAREHOUSE.into(),
             quantity,
             reference: reference.clone(),
         };
         let erp = self.erp.clone();
-        let done = call(Retry::IfNeverSent, self.policy, || {
+        let done = call(Retry::Always, self.policy, || {
             let mut erp = erp.clone();
             let request = request.clone();
             async move { erp.receive_stock(request).await.map(Response::into_inner) }
@@ -754,6 +770,7 @@ impl Worker {
         let amount = self.rng.random_range(1..500);
         let reference = format!("pay-{}-{n}", self.seed);
         let request = erp::RecordPaymentRequest {
+            request_id: request_id(),
             customer_id: customer.clone(),
             amount: eur(amount),
             reference: reference.clone(),

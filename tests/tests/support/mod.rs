@@ -30,6 +30,7 @@ pub fn eur(amount_minor: i64) -> Option<erp::Money> {
 /// A product with `stock` units in warehouse MAIN, as the ERP's users would set it up.
 pub async fn stock_product(erp: &mut ErpServiceClient<Authed>, sku: &str, price: i64, stock: i64) {
     erp.create_product(erp::CreateProductRequest {
+        request_id: String::new(),
         product: Some(erp::Product {
             sku: sku.into(),
             display_name: format!("Product {sku}"),
@@ -43,6 +44,7 @@ pub async fn stock_product(erp: &mut ErpServiceClient<Authed>, sku: &str, price:
     .unwrap();
     let _ = erp
         .create_warehouse(erp::CreateWarehouseRequest {
+            request_id: String::new(),
             warehouse: Some(erp::Warehouse {
                 code: "MAIN".into(),
                 display_name: "Main".into(),
@@ -51,6 +53,7 @@ pub async fn stock_product(erp: &mut ErpServiceClient<Authed>, sku: &str, price:
         })
         .await;
     erp.receive_stock(erp::ReceiveStockRequest {
+        request_id: String::new(),
         sku: sku.into(),
         warehouse: "MAIN".into(),
         quantity: stock,
@@ -89,6 +92,7 @@ pub async fn customer_with_credit(
 ) -> String {
     let customer = crm
         .create_customer(crm::CreateCustomerRequest {
+            request_id: String::new(),
             customer: Some(crm::Customer {
                 display_name: name.into(),
                 email: format!("{}@example.com", name.to_lowercase()),
@@ -112,6 +116,7 @@ pub async fn customer_with_credit(
     .await
     .unwrap();
     erp.set_credit_terms(erp::SetCreditTermsRequest {
+        version: None,
         customer_id: id.clone(),
         credit_limit: eur(1_000_000),
         payment_terms_days: 30,
@@ -131,6 +136,7 @@ pub async fn submit_order(
 ) -> crm::Order {
     let draft = draft_order(crm, customer_id, sku, quantity).await;
     crm.submit_order(crm::SubmitOrderRequest {
+        request_id: String::new(),
         id: draft.id.clone(),
         version: draft.version,
     })
@@ -147,6 +153,7 @@ pub async fn draft_order(
     quantity: i64,
 ) -> crm::Order {
     crm.create_order(crm::CreateOrderRequest {
+        request_id: String::new(),
         order: Some(crm::Order {
             customer_id: customer_id.into(),
             currency_code: "EUR".into(),
@@ -238,6 +245,7 @@ pub async fn erp_has_customer(erp: &ErpServiceClient<Authed>, id: &str) {
 /// Gives customer `id` a credit limit of 10,000.00 EUR in the ERP.
 pub async fn set_credit(erp: &mut ErpServiceClient<Authed>, id: &str) {
     erp.set_credit_terms(erp::SetCreditTermsRequest {
+        version: None,
         customer_id: id.to_owned(),
         credit_limit: eur(1_000_000),
         payment_terms_days: 30,

@@ -132,6 +132,12 @@ pub const ALL: &[Described] = &[
         "published outbox rows deleted after the retention period",
     ),
     d(
+        IDEMPOTENCY_PRUNED,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "request ids deleted after idempotency.retention_hours",
+    ),
+    d(
         DATABASE_UP,
         Kind::Gauge,
         metrics::Unit::Count,

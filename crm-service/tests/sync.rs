@@ -557,6 +557,7 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
         .submit_order(SubmitOrderRequest {
             id: cancelled.id.clone(),
             version: 0,
+            request_id: String::new(),
         })
         .await
         .unwrap();

@@ -37,6 +37,7 @@ async fn every_call_is_counted_by_method_and_code_with_its_duration() {
                 email: format!("counted{n}@example.com"),
                 ..crm::Customer::default()
             }),
+            request_id: String::new(),
         })
         .await
         .unwrap();

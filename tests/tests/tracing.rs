@@ -225,6 +225,7 @@ async fn a_burst_of_changes_is_traceable_end_to_end_through_batches() {
                     email: format!("traced{n}@example.com"),
                     ..crm::Customer::default()
                 }),
+                request_id: String::new(),
             }))
             .await
             .unwrap()
@@ -240,6 +241,7 @@ async fn a_burst_of_changes_is_traceable_end_to_end_through_batches() {
             warehouse: "MAIN".into(),
             quantity: 5,
             reference: format!("traced {sku}"),
+            request_id: String::new(),
         }))
         .await
         .unwrap();
@@ -369,6 +371,7 @@ async fn json_logs_carry_the_callers_trace_and_no_secret() {
                 email: "logged@example.com".into(),
                 ..crm::Customer::default()
             }),
+            request_id: String::new(),
         }))
         .await
         .unwrap()

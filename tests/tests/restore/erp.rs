@@ -205,6 +205,7 @@ pub async fn erp_phase(
         warehouse: "MAIN".into(),
         quantity: 7,
         reference: format!("{phase} delivery"),
+        request_id: String::new(),
     })
     .await
     .unwrap();
@@ -224,6 +225,7 @@ pub async fn erp_phase(
     let shipped = erp_order(erp, &placed[0]).await;
     erp.ship_order(erp::ShipOrderRequest {
         id: shipped.id.clone(),
+        request_id: String::new(),
     })
     .await
     .unwrap();
@@ -237,6 +239,7 @@ pub async fn erp_phase(
     if let Some(order) = earlier {
         erp.invoice_order(erp::InvoiceOrderRequest {
             id: order.id.clone(),
+            request_id: String::new(),
         })
         .await
         .unwrap();
@@ -250,6 +253,7 @@ pub async fn erp_phase(
         payment_terms_days: 45,
         credit_hold: false,
         update_mask: None,
+        version: None,
     })
     .await
     .unwrap();
@@ -417,11 +421,15 @@ pub async fn erp_restore_and_resync(
     let sales_order = erp_order(&mut erp, &fresh.id).await;
     erp.ship_order(erp::ShipOrderRequest {
         id: sales_order.id.clone(),
+        request_id: String::new(),
     })
     .await
     .unwrap();
     let invoiced = erp
-        .invoice_order(erp::InvoiceOrderRequest { id: sales_order.id })
+        .invoice_order(erp::InvoiceOrderRequest {
+            id: sales_order.id,
+            request_id: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();

@@ -35,6 +35,7 @@ pub mod kafka;
 pub mod limits;
 pub mod log_json;
 pub mod metrics_names;
+pub mod otlp;
 pub mod outbox;
 pub mod paging;
 pub mod pki;

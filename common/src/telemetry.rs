@@ -11,13 +11,16 @@ use opentelemetry::{
     propagation::TextMapPropagator,
     trace::{TraceContextExt, TracerProvider as _},
 };
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::call_metrics::{CallRecord, KnownServices, MeteredBody};
+use crate::{
+    call_metrics::{CallRecord, KnownServices, MeteredBody},
+    otlp::{self, OtlpHeaders},
+    tls::ClientTlsSettings,
+};
 
 /// The W3C trace context header name, in HTTP/2 metadata and Kafka headers alike.
 pub const TRACEPARENT: &str = "traceparent";
@@ -32,6 +35,19 @@ pub struct TelemetrySettings {
     pub log_filter: String,
     /// OTLP/gRPC endpoint, e.g. `http://otel-collector:4317`. Empty: no export.
     pub otlp_endpoint: String,
+    /// TLS to the collector (`telemetry.otlp_tls.enabled`, `ca_file`, and `cert_file` /
+    /// `key_file` for a collector that asks for a client certificate; reloaded when changed).
+    pub otlp_tls: ClientTlsSettings,
+    /// Headers on every export, `name=value,name=value` (a vendor's token, say). Never
+    /// printed.
+    pub otlp_headers: OtlpHeaders,
+    /// Share of the traces that start in this process to sample, 0 to 1 (default 1). A trace
+    /// that arrives with a decision (a frontend's or producer's `traceparent`) keeps it.
+    pub sampler_ratio: f64,
+    /// `deployment.environment.name` of the exported spans, e.g. `production`. Empty: none.
+    pub environment: String,
+    /// More resource attributes, `name=value,name=value`.
+    pub resource_attributes: String,
 }
 
 impl Default for TelemetrySettings {
@@ -40,6 +56,11 @@ impl Default for TelemetrySettings {
             log_format: LogFormat::Text,
             log_filter: "info,sqlx=warn,h2=warn,tower=warn,rdkafka=warn".to_owned(),
             otlp_endpoint: String::new(),
+            otlp_tls: ClientTlsSettings::default(),
+            otlp_headers: OtlpHeaders::default(),
+            sampler_ratio: 1.0,
+            environment: String::new(),
+            resource_attributes: String::new(),
         }
     }
 }
@@ -59,12 +80,8 @@ pub enum TelemetryError {
         #[source]
         source: tracing_subscriber::filter::ParseError,
     },
-    #[error("cannot build the OTLP exporter for {endpoint}: {source}")]
-    Exporter {
-        endpoint: String,
-        #[source]
-        source: opentelemetry_otlp::ExporterBuildError,
-    },
+    #[error(transparent)]
+    Otlp(#[from] otlp::OtlpError),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
 }
@@ -107,17 +124,18 @@ pub fn init(
     let filter = parse(&filter)?;
 
     let mut provider = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service).build());
+        .with_resource(otlp::resource(
+            service,
+            &settings.environment,
+            &settings.resource_attributes,
+        )?)
+        .with_sampler(otlp::sampler(settings.sampler_ratio)?);
     if !settings.otlp_endpoint.is_empty() {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(settings.otlp_endpoint.clone())
-            .build()
-            .map_err(|source| TelemetryError::Exporter {
-                endpoint: settings.otlp_endpoint.clone(),
-                source,
-            })?;
-        provider = provider.with_batch_exporter(exporter);
+        provider = provider.with_batch_exporter(otlp::exporter(
+            &settings.otlp_endpoint,
+            &settings.otlp_tls,
+            &settings.otlp_headers,
+        )?);
     }
     let provider = provider.build();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());

@@ -31,6 +31,8 @@ pub struct ReceivedSpan {
     /// (trace id, span id) of every linked span.
     pub links: Vec<(String, String)>,
     pub attributes: HashMap<String, String>,
+    /// The exporting process's resource attributes (`service.version`, ...).
+    pub resource: HashMap<String, String>,
 }
 
 impl ReceivedSpan {
@@ -40,7 +42,11 @@ impl ReceivedSpan {
 }
 
 #[derive(Clone, Default)]
-struct Store(Arc<Mutex<Vec<ReceivedSpan>>>);
+struct Store {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    /// The request headers (gRPC metadata) of every export call.
+    headers: Arc<Mutex<Vec<HashMap<String, String>>>>,
+}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -69,6 +75,20 @@ impl TraceService for Store {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = request
+            .metadata()
+            .iter()
+            .filter_map(|entry| match entry {
+                tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                    Some((key.to_string(), value.to_str().ok()?.to_owned()))
+                }
+                tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            })
+            .collect();
+        self.headers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(headers);
         let mut received = Vec::new();
         for resource_spans in request.into_inner().resource_spans {
             let resource = resource_spans
@@ -90,11 +110,12 @@ impl TraceService for Store {
                             .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
                             .collect(),
                         attributes: attributes(&span.attributes),
+                        resource: resource.clone(),
                     });
                 }
             }
         }
-        self.0
+        self.spans
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(received);
@@ -105,35 +126,79 @@ impl TraceService for Store {
 /// The receiver, serving on a free loopback port until dropped.
 pub struct OtlpReceiver {
     pub addr: SocketAddr,
+    scheme: &'static str,
     store: Store,
     stop: CancellationToken,
 }
 
 impl OtlpReceiver {
     pub async fn start() -> Result<Self> {
+        Self::serve(None).await
+    }
+
+    /// The receiver behind TLS, with the server certificate of `security` (names localhost
+    /// and 127.0.0.1): endpoint `https://127.0.0.1:<port>`.
+    pub async fn start_tls(security: &crate::security::Security) -> Result<Self> {
+        let settings = tandem_common::tls::ServerTlsSettings {
+            enabled: true,
+            cert_file: security.dir.join("server.pem").display().to_string(),
+            key_file: security.dir.join("server.key").display().to_string(),
+            ..tandem_common::tls::ServerTlsSettings::default()
+        };
+        Self::serve(Some(tandem_common::tls::ReloadingServerConfig::load(
+            &settings,
+        )?))
+        .await
+    }
+
+    async fn serve(tls: Option<tandem_common::tls::ReloadingServerConfig>) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let store = Store::default();
         let stop = CancellationToken::new();
-        let server = tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(store.clone()))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                stop.clone().cancelled_owned(),
-            );
-        tokio::spawn(server);
-        Ok(Self { addr, store, stop })
+        let router =
+            tonic::transport::Server::builder().add_service(TraceServiceServer::new(store.clone()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        match tls {
+            Some(tls) => {
+                tokio::spawn(router.serve_with_incoming_shutdown(
+                    tandem_common::tls::incoming(listener, tls),
+                    stop.clone().cancelled_owned(),
+                ));
+            }
+            None => {
+                tokio::spawn(router.serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stop.clone().cancelled_owned(),
+                ));
+            }
+        }
+        Ok(Self {
+            addr,
+            scheme,
+            store,
+            stop,
+        })
     }
 
     /// What the processes' `*__TELEMETRY__OTLP_ENDPOINT` should say.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.store
-            .0
+            .spans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The headers of every export call received so far.
+    pub fn headers(&self) -> Vec<HashMap<String, String>> {
+        self.store
+            .headers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()

@@ -437,3 +437,92 @@ async fn json_logs_carry_the_callers_trace_and_no_secret() {
         }
     }
 }
+
+/// Export as production configures it: to a collector behind TLS (trusting its CA), with a
+/// vendor's token in the headers, a ratio sampler of 0 that still keeps the traces a frontend
+/// asked to sample (parent-based), and resource attributes. The token never reaches a log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_tls_collector_with_headers_sampled_by_their_parent() {
+    let pki = tandem_tests::security::Security::create().unwrap();
+    let receiver = OtlpReceiver::start_tls(&pki).await.unwrap();
+    const TOKEN: &str = "Bearer otlp-sekret-7f3a";
+    let crm_env = [
+        ("CRM__TELEMETRY__OTLP_ENDPOINT", receiver.endpoint()),
+        ("CRM__TELEMETRY__OTLP_TLS__ENABLED", "true".to_owned()),
+        ("CRM__TELEMETRY__OTLP_TLS__CA_FILE", pki.ca_file()),
+        (
+            "CRM__TELEMETRY__OTLP_HEADERS",
+            format!("authorization={TOKEN},x-tenant=acme"),
+        ),
+        ("CRM__TELEMETRY__SAMPLER_RATIO", "0".to_owned()),
+        ("CRM__TELEMETRY__ENVIRONMENT", "drill".to_owned()),
+        (
+            "CRM__TELEMETRY__RESOURCE_ATTRIBUTES",
+            "team=sales".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut stack = Stack::start_with(StackOptions {
+        crm_env,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (mut crm, _) = support::clients(&stack).await;
+    let customer = |name: &str| crm::CreateCustomerRequest {
+        customer: Some(crm::Customer {
+            display_name: name.into(),
+            email: format!("{}@example.com", name.to_lowercase()),
+            ..crm::Customer::default()
+        }),
+        request_id: String::new(),
+    };
+    let frontend = FrontendSpan::new();
+    crm.create_customer(frontend.request(customer("Sampled")))
+        .await
+        .unwrap();
+    // No traceparent: a trace that starts here, where the ratio (0) decides.
+    crm.create_customer(customer("Unsampled")).await.unwrap();
+    assert!(stack.crm.terminate(Duration::from_secs(30)).unwrap());
+
+    let spans = receiver.spans();
+    let crm_spans: Vec<_> = spans
+        .iter()
+        .filter(|s| s.service == "crm-service")
+        .collect();
+    assert!(
+        crm_spans.iter().any(|s| s.trace_id == frontend.trace_id
+            && s.attribute("rpc.method") == Some("/tandem.crm.v1.CrmService/CreateCustomer")),
+        "the sampled call's span reached the collector over TLS: {crm_spans:#?}"
+    );
+    assert!(
+        crm_spans.iter().all(|s| s.trace_id == frontend.trace_id),
+        "with sampler_ratio 0 only the frontend's sampled trace is exported: {:#?}",
+        crm_spans
+            .iter()
+            .filter(|s| s.trace_id != frontend.trace_id)
+            .map(|s| &s.name)
+            .collect::<Vec<_>>()
+    );
+    let resource = &crm_spans[0].resource;
+    assert_eq!(
+        resource
+            .get("deployment.environment.name")
+            .map(String::as_str),
+        Some("drill")
+    );
+    assert_eq!(resource.get("team").map(String::as_str), Some("sales"));
+    assert!(resource.contains_key("service.version"), "{resource:?}");
+    let headers = receiver.headers();
+    assert!(!headers.is_empty());
+    for seen in &headers {
+        assert_eq!(seen.get("authorization").map(String::as_str), Some(TOKEN));
+        assert_eq!(seen.get("x-tenant").map(String::as_str), Some("acme"));
+    }
+    assert!(
+        !stack.crm.output().contains("otlp-sekret"),
+        "the collector's token was logged"
+    );
+}

@@ -58,10 +58,11 @@ else
 fi
 
 pids=()
-start() { # name binary [environment file]
+start() { # name binary [environment file [arguments...]]
   local name=$1 bin=$2 envfile=${3:-/dev/null}
+  shift $(($# < 3 ? $# : 3))
   # The log prefixer ignores Ctrl-C so the last lines of a stopping process still show.
-  (source "$envfile"; exec "target/debug/$bin") \
+  (source "$envfile"; exec "target/debug/$bin" "$@") \
     > >(trap '' INT TERM; exec sed -u "s/^/$(printf '%-6s' "$name")| /") 2>&1 &
   pids+=($!)
 }
@@ -87,13 +88,23 @@ stop_all() {
 interrupted=false
 trap 'interrupted=true' INT TERM
 
+# Traces: a local collector writes every span to a file; `tandemctl trace ID` prints a
+# change's journey from it. TANDEM_TRACES=off leaves it out.
+if [ "${TANDEM_TRACES:-}" != off ]; then
+  traces=${TANDEM_TRACES:-$TANDEM_STATE/traces.jsonl}
+  export CRM__TELEMETRY__OTLP_ENDPOINT=${CRM__TELEMETRY__OTLP_ENDPOINT:-http://127.0.0.1:4317}
+  export ERP__TELEMETRY__OTLP_ENDPOINT=${ERP__TELEMETRY__OTLP_ENDPOINT:-http://127.0.0.1:4317}
+  export BRIDGE__TELEMETRY__OTLP_ENDPOINT=${BRIDGE__TELEMETRY__OTLP_ENDPOINT:-http://127.0.0.1:4317}
+  printf 'export TANDEM_TRACES=%q\n' "$traces" >> "$pki/client.env"
+  start traces tandemctl /dev/null trace-collector --listen 127.0.0.1:4317 --out "$traces"
+fi
 start crm crm-service
 start erp erp-service
 caller_env sync-bridge > "$pki/bridge.env"
 start bridge sync-bridge "$pki/bridge.env"
 log "CRM gRPC 127.0.0.1:50051 (sync :50061, http :9101), ERP gRPC 127.0.0.1:50052 (sync :50062, http :9102), bridge http :9103"
 log "in another shell: source $pki/client.env; export TANDEM_TOKEN=\$(target/debug/tandemctl token --role sales)"
-log "then: tools/grpc.sh 127.0.0.1:50051 list; Ctrl-C stops everything"
+log "then: tools/grpc.sh 127.0.0.1:50051 list; tandemctl trace <an id> shows a change's journey; Ctrl-C stops everything"
 # Ctrl-C (or SIGTERM) ends the wait; so does any process exiting on its own. Either way,
 # stop the rest; only the second is a failure.
 wait -n "${pids[@]}" || true

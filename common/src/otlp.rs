@@ -163,6 +163,88 @@ pub fn resource(
         .build())
 }
 
+/// One span as a collector received it, ids in lower-case hex; what `tandemctl
+/// trace-collector` writes (one JSON object per line) and `tandemctl trace` reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CollectedSpan {
+    /// The exporting process's `service.name`.
+    pub service: String,
+    pub name: String,
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    /// (trace id, span id) of every linked span (a batch links its events).
+    pub links: Vec<(String, String)>,
+    pub attributes: BTreeMap<String, String>,
+    /// The process's resource attributes (`service.version`, ...).
+    pub resource: BTreeMap<String, String>,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+}
+
+impl CollectedSpan {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    /// Every span of an OTLP export request.
+    pub fn from_request(
+        request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    ) -> Vec<Self> {
+        use opentelemetry_proto::tonic::common::v1::{
+            AnyValue, KeyValue as Pair, any_value::Value,
+        };
+        fn hex(bytes: &[u8]) -> String {
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+        fn text(value: Option<&AnyValue>) -> String {
+            match value.and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => s.clone(),
+                Some(Value::IntValue(i)) => i.to_string(),
+                Some(Value::BoolValue(b)) => b.to_string(),
+                Some(Value::DoubleValue(d)) => d.to_string(),
+                Some(other) => format!("{other:?}"),
+                None => String::new(),
+            }
+        }
+        fn pairs(list: &[Pair]) -> BTreeMap<String, String> {
+            list.iter()
+                .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                .collect()
+        }
+        let mut spans = Vec::new();
+        for resource_spans in request.resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| pairs(&r.attributes))
+                .unwrap_or_default();
+            let service = resource.get("service.name").cloned().unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push(Self {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: hex(&span.trace_id),
+                        span_id: hex(&span.span_id),
+                        parent_span_id: hex(&span.parent_span_id),
+                        links: span
+                            .links
+                            .iter()
+                            .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                            .collect(),
+                        attributes: pairs(&span.attributes),
+                        resource: resource.clone(),
+                        start_unix_nano: span.start_time_unix_nano,
+                        end_unix_nano: span.end_time_unix_nano,
+                    });
+                }
+            }
+        }
+        spans
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

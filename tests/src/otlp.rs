@@ -9,64 +9,20 @@ use std::{
 };
 
 use anyhow::Result;
-use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
-    },
-    common::v1::{AnyValue, KeyValue, any_value::Value},
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    trace_service_server::{TraceService, TraceServiceServer},
 };
 use tokio_util::sync::CancellationToken;
 
-/// One span as received, ids in lower-case hex.
-#[derive(Debug, Clone)]
-pub struct ReceivedSpan {
-    /// The exporting process's `service.name`.
-    pub service: String,
-    pub name: String,
-    pub trace_id: String,
-    pub span_id: String,
-    /// Empty for a root span.
-    pub parent_span_id: String,
-    /// (trace id, span id) of every linked span.
-    pub links: Vec<(String, String)>,
-    pub attributes: HashMap<String, String>,
-    /// The exporting process's resource attributes (`service.version`, ...).
-    pub resource: HashMap<String, String>,
-}
-
-impl ReceivedSpan {
-    pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes.get(key).map(String::as_str)
-    }
-}
+/// One span as received (ids in lower-case hex).
+pub type ReceivedSpan = tandem_common::otlp::CollectedSpan;
 
 #[derive(Clone, Default)]
 struct Store {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     /// The request headers (gRPC metadata) of every export call.
     headers: Arc<Mutex<Vec<HashMap<String, String>>>>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn text(value: Option<&AnyValue>) -> String {
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(Value::StringValue(s)) => s.clone(),
-        Some(Value::IntValue(i)) => i.to_string(),
-        Some(Value::BoolValue(b)) => b.to_string(),
-        Some(Value::DoubleValue(d)) => d.to_string(),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
-    }
-}
-
-fn attributes(list: &[KeyValue]) -> HashMap<String, String> {
-    list.iter()
-        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
-        .collect()
 }
 
 #[tonic::async_trait]
@@ -89,32 +45,7 @@ impl TraceService for Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(headers);
-        let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
-            let resource = resource_spans
-                .resource
-                .map(|r| attributes(&r.attributes))
-                .unwrap_or_default();
-            let service = resource.get("service.name").cloned().unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    received.push(ReceivedSpan {
-                        service: service.clone(),
-                        name: span.name,
-                        trace_id: hex(&span.trace_id),
-                        span_id: hex(&span.span_id),
-                        parent_span_id: hex(&span.parent_span_id),
-                        links: span
-                            .links
-                            .iter()
-                            .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
-                            .collect(),
-                        attributes: attributes(&span.attributes),
-                        resource: resource.clone(),
-                    });
-                }
-            }
-        }
+        let received = ReceivedSpan::from_request(request.into_inner());
         self.spans
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -526,3 +526,99 @@ async fn spans_reach_a_tls_collector_with_headers_sampled_by_their_parent() {
         "the collector's token was logged"
     );
 }
+
+/// What a newcomer runs under `make run`: `tandemctl trace-collector` receives the three
+/// processes' spans into a file, and `tandemctl trace <customer id>` prints the customer's
+/// journey, through the bridge's batch, to the ERP's write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tandemctl_prints_a_batched_changes_journey_from_the_collectors_file() {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], tandem_tests::free_port()));
+    let file = std::env::temp_dir().join(format!("traces-{}.jsonl", uuid::Uuid::now_v7().simple()));
+    let mut collector = std::process::Command::new(tandem_tests::binary("tandemctl"))
+        .args(["trace-collector", "--listen", &addr.to_string(), "--out"])
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tandem_tests::wait_for_tcp(addr, Duration::from_secs(10)).unwrap();
+    let endpoint = format!("http://{addr}");
+    let otlp = |prefix: &str| {
+        vec![(
+            format!("{prefix}__TELEMETRY__OTLP_ENDPOINT"),
+            endpoint.clone(),
+        )]
+    };
+    let mut stack = Stack::start_with(StackOptions {
+        crm_env: otlp("CRM"),
+        erp_env: otlp("ERP"),
+        bridge_env: [
+            otlp("BRIDGE"),
+            vec![("BRIDGE__CONSUMER__ASSIGNMENT".into(), "all".into())],
+        ]
+        .concat(),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (mut crm, erp) = support::clients(&stack).await;
+    stack.bridge.kill();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let customer = crm
+            .create_customer(FrontendSpan::new().request(crm::CreateCustomerRequest {
+                customer: Some(crm::Customer {
+                    display_name: format!("Journey {n}"),
+                    email: format!("journey{n}@example.com"),
+                    ..crm::Customer::default()
+                }),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(customer.id);
+    }
+    stack.bridge.start().unwrap();
+    for id in &ids {
+        support::erp_has_customer(&erp, id).await;
+    }
+    for process in [&mut stack.bridge, &mut stack.crm, &mut stack.erp] {
+        assert!(process.terminate(Duration::from_secs(30)).unwrap());
+    }
+    let trace = |id: &str| {
+        let shown = std::process::Command::new(tandem_tests::binary("tandemctl"))
+            .args(["trace", id, "--file"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            shown.status.success(),
+            "{}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
+        String::from_utf8_lossy(&shown.stdout).into_owned()
+    };
+    let printed: Vec<String> = ids.iter().map(|id| trace(id)).collect();
+    let _ = collector.kill();
+    let _ = collector.wait();
+    let _ = std::fs::remove_file(&file);
+    for (id, printed) in ids.iter().zip(&printed) {
+        for step in [
+            "[crm-service] /tandem.crm.v1.CrmService/CreateCustomer",
+            "[sync-bridge] bridge.event",
+            "[erp-service] /tandem.erp.v1.ErpSync/ApplyCustomer",
+            "[erp-service] apply",
+        ] {
+            assert!(
+                printed.contains(step),
+                "{id}'s journey lacks {step:?}:\n{printed}"
+            );
+        }
+    }
+    // The bridge was down while they were made: at least one went through a batch.
+    let batched = printed
+        .iter()
+        .find(|p| p.contains("[sync-bridge] bridge.batch") && p.contains("apply_many"))
+        .unwrap_or_else(|| panic!("no journey through a batch:\n{}", printed.join("\n")));
+    println!("a batched customer's journey (tandemctl trace):\n{batched}");
+}

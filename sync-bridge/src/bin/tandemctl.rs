@@ -112,6 +112,23 @@ enum Command {
     },
     /// Ask the CRM and the ERP to re-publish every current entity (initial load).
     Snapshot,
+    /// Receive spans over OTLP/gRPC and append them to a file (what `make run` starts).
+    TraceCollector {
+        /// Where the processes export (their `telemetry.otlp_endpoint`).
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        listen: std::net::SocketAddr,
+        /// The file the spans go to, one JSON object per line.
+        #[arg(long, env = "TANDEM_TRACES")]
+        out: std::path::PathBuf,
+    },
+    /// Print the traces an id names (a trace id, or a customer, order or sku id) from the
+    /// collector's file: every span with its service and duration, batches through their links.
+    Trace {
+        id: String,
+        /// The collector's file.
+        #[arg(long, env = "TANDEM_TRACES")]
+        file: std::path::PathBuf,
+    },
     /// Development only: create (once) a private CA, certificates for the services, the bridge
     /// and tandemctl, and a token signing key with its JWKS, in DIR.
     DevPki { dir: std::path::PathBuf },
@@ -308,6 +325,19 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
+        Command::TraceCollector { listen, out } => {
+            let stop = tandem_common::shutdown::on_signal();
+            ops::trace::collect(*listen, out, stop).await?;
+            return Ok(());
+        }
+        Command::Trace { id, file } => {
+            let printed = ops::trace::show(&ops::trace::load(file)?, id);
+            if printed.is_empty() {
+                anyhow::bail!("no span in {} names {id}", file.display());
+            }
+            print!("{printed}");
+            return Ok(());
+        }
         Command::DevPki { dir } => {
             let created = ops::dev::ensure_pki(dir)?;
             if !created.is_empty() {
@@ -526,7 +556,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", report.describe("purged", operator.dry_run));
             finish_reading(&listing)?;
         }
-        Command::DevPki { .. } | Command::Token { .. } => {}
+        Command::DevPki { .. }
+        | Command::Token { .. }
+        | Command::TraceCollector { .. }
+        | Command::Trace { .. } => {}
         Command::Publish {
             topic,
             file,

@@ -10,6 +10,7 @@ pub mod publish;
 pub mod reconcile;
 pub mod resync;
 pub mod status;
+pub mod trace;
 
 use std::time::Duration;
 

@@ -309,7 +309,8 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// How often [`export_pool_metrics`] samples the pool.
 const POOL_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Exports the pool's connections (idle, in use) and its maximum every few seconds until
+/// Exports the pool's connections (idle, in use), its maximum and the time an acquire takes
+/// (sampled) every few seconds until
 /// `stop` ([`crate::metrics_names::DB_POOL_CONNECTIONS`]).
 pub async fn export_pool_metrics(pool: PgPool, stop: tokio_util::sync::CancellationToken) {
     use crate::metrics_names as m;
@@ -321,6 +322,13 @@ pub async fn export_pool_metrics(pool: PgPool, stop: tokio_util::sync::Cancellat
         let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
         metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
         metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "in_use").set(f64::from(size - idle));
+        // The wait a call would have now: one acquire, timed (bounded by the pool's own
+        // acquire timeout), the connection handed straight back.
+        let started = std::time::Instant::now();
+        if let Ok(connection) = pool.acquire().await {
+            drop(connection);
+            metrics::gauge!(m::DB_POOL_ACQUIRE_SECONDS).set(started.elapsed().as_secs_f64());
+        }
         if crate::shutdown::sleep_or_cancel(POOL_METRICS_INTERVAL, &stop).await {
             return;
         }

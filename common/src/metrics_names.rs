@@ -56,6 +56,9 @@ pub const GRPC_SERVER_CALLS: &str = "tandem_grpc_server_calls_total";
 pub const GRPC_SERVER_CALL_SECONDS: &str = "tandem_grpc_server_call_duration_seconds";
 /// Gauge: the database pool's connections. Labels: `state` (`idle`, `in_use`).
 pub const DB_POOL_CONNECTIONS: &str = "tandem_db_pool_connections";
+/// Gauge: seconds the last sampled acquire of a pool connection waited (every 5 s): what a
+/// call waits for a connection now.
+pub const DB_POOL_ACQUIRE_SECONDS: &str = "tandem_db_pool_acquire_seconds";
 /// Gauge: the most connections the database pool may open (`database.max_connections`).
 pub const DB_POOL_MAX_CONNECTIONS: &str = "tandem_db_pool_max_connections";
 
@@ -148,6 +151,12 @@ pub const ALL: &[Described] = &[
         Kind::Gauge,
         metrics::Unit::Count,
         "database pool connections, by state (idle, in_use)",
+    ),
+    d(
+        DB_POOL_ACQUIRE_SECONDS,
+        Kind::Gauge,
+        metrics::Unit::Seconds,
+        "seconds the last sampled acquire of a database pool connection waited",
     ),
     d(
         DB_POOL_MAX_CONNECTIONS,

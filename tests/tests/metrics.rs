@@ -133,7 +133,11 @@ async fn every_call_is_counted_by_method_and_code_with_its_duration() {
         || async {
             let max = sample("tandem_db_pool_max_connections");
             let open = sample("tandem_db_pool_connections");
-            (max > 0.0 && open > 0.0 && open <= max).then_some(())
+            let (_, body) = http_get(http, "/metrics").unwrap();
+            let waited = body
+                .lines()
+                .any(|l| l.starts_with("tandem_db_pool_acquire_seconds "));
+            (max > 0.0 && open > 0.0 && open <= max && waited).then_some(())
         },
     )
     .await

@@ -103,15 +103,16 @@ class Partitions:
                 ("erp", "broker", ep(erp), ep(k))]
 
     def plan(self, links):
-        """Each link once, then two more at random; 3-8 s each (the bridge's at least 5 s, so
-        its 2 s reachability check sees it), at most two at a time."""
+        """Each link once, then two more at random; 3-8 s each (the bridge's 7-10 s: its
+        reachability loop checks the CRM, the ERP and the broker in turn, each for up to 2 s,
+        then sleeps 2 s, so a cut can take ~6 s to show), at most two at a time."""
         order = links[:]
         self.rng.shuffle(order)
         order += self.rng.sample(links, 2)
         cuts, t = [], 2.0
         for link in order:
             t += self.rng.uniform(1.0, 4.0)
-            dur = round(self.rng.uniform(5.0 if link[0] == "bridge" else 3.0, 8.0), 1)
+            dur = round(self.rng.uniform(7.0, 10.0) if link[0] == "bridge" else self.rng.uniform(3.0, 8.0), 1)
             # at most two at a time, never the same link twice at once
             while True:
                 over = [c for c in cuts if c[0] <= t < c[0] + c[1]]
@@ -163,10 +164,13 @@ class Partitions:
 
         def poll(i, what):
             """The bridge's /readyz while its link is cut: not ready, naming it."""
-            seen = []
+            seen, before = [], getattr(self.bridge, "last_probe", None)
             while not stop_poll.is_set() and i in cids:
                 code, body = self.readyz()
                 seen.append((time.time(), code, body))
+                kubelet = getattr(self.bridge, "last_probe", None)
+                if kubelet and kubelet != before and what in kubelet:
+                    readiness[(i, "kubelet")] = kubelet
                 if code == 503 and what in body:
                     break
                 time.sleep(0.5)
@@ -223,12 +227,15 @@ class Partitions:
                      f"refused, {stats['stock_unknown']} unknown); failed calls during the cuts: "
                      f"{stats['failed_total']} ({stats['errors'] or 'none'})")
         # readiness while cut
-        for i, seen in sorted(readiness.items()):
+        for i, seen in sorted((k, v) for k, v in readiness.items() if isinstance(k, int)):
             at, dur, (a, b, _, _) = schedule[i]
+            kubelet = readiness.get((i, "kubelet"))
             hit = next((s for s in seen if s[1] == 503 and f"{b} unreachable" in s[2]), None)
             if hit:
                 run.ok(step, f"bridge<->{b} cut at +{at} s: the bridge's /readyz answered 503 {hit[2]!r} "
-                       f"{hit[0] - (t0 + at):.1f} s into the cut (what its gRPC readiness probe sees too)")
+                       f"{hit[0] - (t0 + at):.1f} s into the cut"
+                       + (f"; the kubelet's readiness probe: {kubelet}" if kubelet else
+                          " (the kubelet's gRPC readiness probe, every 5 s, did not run a failing probe in that time)"))
             else:
                 last = seen[-1][1:] if seen else "no answer"
                 run.fail(step, f"bridge<->{b} cut at +{at} s for {dur} s: the bridge's /readyz never said "

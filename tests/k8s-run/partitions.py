@@ -169,7 +169,7 @@ class Partitions:
                 code, body = self.readyz()
                 seen.append((time.time(), code, body))
                 kubelet = getattr(self.bridge, "last_probe", None)
-                if kubelet and kubelet != before and what in kubelet:
+                if kubelet and kubelet != before and "\\x08\\x01" not in kubelet:  # not SERVING
                     readiness[(i, "kubelet")] = kubelet
                 if code == 503 and what in body:
                     break

@@ -171,7 +171,11 @@ class Partitions:
                 kubelet = getattr(self.bridge, "last_probe", None)
                 if kubelet and kubelet != before and "\\x08\\x01" not in kubelet:  # not SERVING
                     readiness[(i, "kubelet")] = kubelet
-                if code == 503 and what in body:
+                # 503 naming this peer; or, while another of the bridge's links is cut too, naming
+                # that one (/readyz gives the first reason it finds)
+                if code == 503 and (what in body or any(f"{schedule[j][2][1]} unreachable" in body
+                                                        for j in list(cids) if j != i and schedule[j][2][0] == "bridge")):
+                    seen[-1] = seen[-1] + (True,)
                     break
                 time.sleep(0.5)
             readiness[i] = seen
@@ -230,7 +234,7 @@ class Partitions:
         for i, seen in sorted((k, v) for k, v in readiness.items() if isinstance(k, int)):
             at, dur, (a, b, _, _) = schedule[i]
             kubelet = readiness.get((i, "kubelet"))
-            hit = next((s for s in seen if s[1] == 503 and f"{b} unreachable" in s[2]), None)
+            hit = next((s for s in seen if s[1] == 503 and len(s) > 3), None)
             if hit:
                 run.ok(step, f"bridge<->{b} cut at +{at} s: the bridge's /readyz answered 503 {hit[2]!r} "
                        f"{hit[0] - (t0 + at):.1f} s into the cut"

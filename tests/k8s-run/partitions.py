@@ -173,10 +173,12 @@ class Partitions:
                     readiness[(i, "kubelet")] = kubelet
                 # 503 naming this peer; or, while another of the bridge's links is cut too, naming
                 # that one (/readyz gives the first reason it finds)
-                if code == 503 and (what in body or any(f"{schedule[j][2][1]} unreachable" in body
-                                                        for j in list(cids) if j != i and schedule[j][2][0] == "bridge")):
-                    seen[-1] = seen[-1] + (True,)
+                if code == 503 and what in body:
+                    seen[-1] = seen[-1] + ("own",)
                     break
+                if code == 503 and any(f"{schedule[j][2][1]} unreachable" in body
+                                       for j in list(cids) if j != i and schedule[j][2][0] == "bridge"):
+                    seen[-1] = seen[-1] + ("masked",)  # keep polling for its own reason
                 time.sleep(0.5)
             readiness[i] = seen
 
@@ -234,7 +236,8 @@ class Partitions:
         for i, seen in sorted((k, v) for k, v in readiness.items() if isinstance(k, int)):
             at, dur, (a, b, _, _) = schedule[i]
             kubelet = readiness.get((i, "kubelet"))
-            hit = next((s for s in seen if s[1] == 503 and len(s) > 3), None)
+            hit = (next((s for s in seen if len(s) > 3 and s[3] == "own"), None)
+                   or next((s for s in seen if len(s) > 3), None))
             if hit:
                 run.ok(step, f"bridge<->{b} cut at +{at} s: the bridge's /readyz answered 503 {hit[2]!r} "
                        f"{hit[0] - (t0 + at):.1f} s into the cut"
@@ -247,7 +250,9 @@ class Partitions:
         if ready_again is not None:
             run.ok(step, f"the bridge's /readyz answered 200 again {ready_again:.1f} s after the last heal")
         else:
-            run.fail(step, f"the bridge's /readyz still not 200 30 s after the last heal: {self.readyz()}")
+            run.fail(step, f"the bridge's /readyz still not 200 30 s after the last heal: {self.readyz()} "
+                     f"(BRIDGE__CONSUMER__REJOIN_AFTER_MS="
+                     f"{self.bridge.env.get('BRIDGE__CONSUMER__REJOIN_AFTER_MS', 'unset: 60000 by default')})")
         # count
         p = subprocess.run(cmd + ["count", str(cfg_file)], capture_output=True, text=True,
                            timeout=cfg["timeout"] + 120)

@@ -69,6 +69,7 @@ class Run:
         self.examples = []
         self.net = None
         self.clients = []
+        self.partitions = None
 
     # ------------------------------------------------------------ output
     def ok(self, step, msg):
@@ -291,6 +292,12 @@ class Run:
         if not any(r.get("step") == "count" for r in rows):
             self.fail("count", f"the counting client ended without a result (exit {rc})")
         self.check_traps("wiring")
+
+        # ---------------------------------------------------------- network partitions
+        if a.partitions:
+            from partitions import Partitions
+            self.partitions = Partitions(self, a.seed)
+            self.partitions.main(self.client_cfg, done["sku"], done["warehouse"])
 
     # ------------------------------------------------------------ pieces
     def new_pod(self, d, app_ns, fatal):
@@ -632,6 +639,8 @@ class Run:
 
     # ------------------------------------------------------------ cleanup
     def cleanup(self):
+        if self.partitions:  # the cuts' nftables tables, before anything else goes
+            self.partitions.cleanup()
         for ps in self.pods.values():
             for p in ps:
                 p.kill_now()
@@ -687,7 +696,14 @@ def main():
                     help="plant a defect in the rendered manifests (repeatable); the run must fail")
     ap.add_argument("--sync-timeout", type=int, default=30)
     ap.add_argument("--ready-timeout", type=int, default=90)
+    ap.add_argument("--partitions", action=argparse.BooleanOptionalAction, default=True,
+                    help="the network-partition phase after the rollouts (default on)")
+    ap.add_argument("--seed", type=int, default=None, help="the partition schedule's seed (printed)")
+    ap.add_argument("--partition-defect", choices=["skip-heal"],
+                    help="planted: leave the bridge<->erp link cut; the phase must fail")
     args = ap.parse_args()
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 10**6)
     if os.geteuid() != 0:
         print("FAIL [setup] needs root (network namespaces, mounts)")
         return 1

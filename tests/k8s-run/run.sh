@@ -9,7 +9,8 @@ source "$root/scripts/common.sh"
 [ "$(id -u)" = 0 ] || die "tests/k8s-run needs root (network namespaces, mounts)"
 command -v openssl >/dev/null || apt_install openssl
 command -v ip >/dev/null && command -v ss >/dev/null || apt_install iproute2
-for tool in kubectl openssl ip unshare setpriv nsenter ss; do
+command -v nft >/dev/null || apt_install nftables  # the partition phase: DROP rules per pod
+for tool in kubectl openssl ip unshare setpriv nsenter ss nft; do
   command -v "$tool" >/dev/null || die "tests/k8s-run: $tool is not installed"
 done
 command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || apt_install stunnel4

@@ -42,6 +42,7 @@ def run(render_dir, overlays):
         policy.check_ports(r)
         policy.check_probes(r)
         policy.check_shutdown(r, ROOT)
+        policy.check_bridge_assignment(r)
         policy.check_pod_security(r)
         policy.check_service_accounts(r)
         policy.check_loopback(r)

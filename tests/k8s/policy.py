@@ -106,6 +106,24 @@ def check_probes(r):
        "readiness through gRPC health, liveness and startup through /healthz")
 
 
+def check_bridge_assignment(r):
+    """`consumer.assignment = all` makes one bridge take every partition itself: two replicas
+    would both apply every event. So `all` only with exactly one replica and no autoscaler."""
+    bridge = r.find("Deployment", "sync-bridge")
+    c = bridge["spec"]["template"]["spec"]["containers"][0]
+    mode = r.env("Deployment sync-bridge/" + c["name"], c).get("BRIDGE__CONSUMER__ASSIGNMENT", "group")
+    replicas = bridge["spec"].get("replicas", 1)
+    scaled = any(o["kind"] == "HorizontalPodAutoscaler" and o["spec"]["scaleTargetRef"]["name"] == "sync-bridge"
+                 for o in r.objects)
+    if mode not in ("group", "all"):
+        fail("bridge", f"{r.overlay} sync-bridge: BRIDGE__CONSUMER__ASSIGNMENT is {mode!r}")
+    if mode == "all" and (replicas != 1 or scaled):
+        fail("bridge", f"{r.overlay} sync-bridge: assignment all with {replicas} replicas"
+             + (" and an autoscaler" if scaled else "") + ": every replica would apply every event")
+    ok("bridge", r.overlay, f"the bridge runs {replicas} replica(s) in `{mode}` assignment"
+       + (" (it takes every partition itself)" if mode == "all" else " (the group shares the partitions)"))
+
+
 def rust_seconds(root, path, constant):
     """The value of `const <constant>: Duration = Duration::from_secs(N)` in a Rust file."""
     text = (root / path).read_text()

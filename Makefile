@@ -1,6 +1,9 @@
 # Tandem: `make run` and `make test` provision what they need on a fresh machine.
 .PHONY: run test lint fmt build provision stop bench chaos drill fuzz
 
+help: ## This list of targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
 run: ## Provision, build and run the whole stack in the foreground (Ctrl-C stops it)
 	scripts/run.sh
 

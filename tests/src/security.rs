@@ -253,3 +253,27 @@ pub const ALL_ROLES: &[Role] = &[
     Role::Finance,
     Role::ReadOnly,
 ];
+
+/// Calls `path` on `channel` with an empty request (every request message encodes to nothing
+/// when empty), with `token` as the bearer token when given; answers the status code (`Ok`
+/// when the call succeeded). For tables of calls that are about who may call, not what.
+pub async fn call_empty(channel: Channel, token: Option<&str>, path: &str) -> tonic::Code {
+    let mut request = tonic::Request::new(());
+    if let Some(token) = token
+        && let Ok(value) = format!("Bearer {token}").parse()
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if let Err(error) = grpc.ready().await {
+        return tonic::Status::from_error(Box::new(error)).code();
+    }
+    let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
+    let Ok(path) = tonic::codegen::http::uri::PathAndQuery::try_from(path) else {
+        return tonic::Code::InvalidArgument;
+    };
+    match grpc.unary(request, path, codec).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}

@@ -6,25 +6,7 @@
 
 use tandem_proto::crm::v1 as crm;
 use tandem_tests::{Stack, http_get, security};
-use tonic::{Code, Request, codegen::http::uri::PathAndQuery, transport::Channel};
-
-/// Calls `path` with an empty request and a token with every role; answers the status code.
-async fn call(channel: Channel, token: &str, path: &str) -> Code {
-    let mut request = Request::new(());
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
-    match grpc
-        .unary(request, PathAndQuery::try_from(path).unwrap(), codec)
-        .await
-    {
-        Ok(_) => Code::Ok,
-        Err(status) => status.code(),
-    }
-}
+use tonic::Code;
 
 #[tokio::test]
 async fn every_call_is_counted_by_method_and_code_with_its_duration() {
@@ -59,7 +41,7 @@ async fn every_call_is_counted_by_method_and_code_with_its_duration() {
         let path = format!("/made.up{n}.Service/Method{n}");
         // The port's guard refuses a method its role table does not name.
         assert_eq!(
-            call(channel.clone(), &token, &path).await,
+            security::call_empty(channel.clone(), Some(&token), &path).await,
             Code::PermissionDenied
         );
     }

@@ -28,10 +28,7 @@ use tandem_tests::{
     Stack, read_topic,
     security::{self, Bearer, Security},
 };
-use tonic::{
-    Code, Request, codegen::http::uri::PathAndQuery, service::interceptor::InterceptedService,
-    transport::Channel,
-};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const ROLES: [(&str, Role); 5] = [
@@ -83,26 +80,7 @@ const ERP_EXPECTED: &[(&str, &str)] = &[
     ("InvoiceOrder", "finance admin"),
 ];
 
-/// Calls `path` with an empty request (every request message encodes to nothing when
-/// empty) and answers the status code (`Ok` when the call succeeded).
-async fn call(channel: Channel, token: Option<&str>, path: &str) -> Code {
-    let mut request = Request::new(());
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
-    match grpc
-        .unary(request, PathAndQuery::try_from(path).unwrap(), codec)
-        .await
-    {
-        Ok(_) => Code::Ok,
-        Err(status) => status.code(),
-    }
-}
+use security::call_empty as call;
 
 #[tokio::test]
 async fn every_public_rpc_answers_each_role_as_the_role_table_says() {

@@ -179,21 +179,18 @@ impl Spans {
     }
 }
 
-// Several threads: the receiver must keep serving while the test blocks on a process's exit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_changes_is_traceable_end_to_end_through_batches() {
-    let receiver = OtlpReceiver::start().await.unwrap();
-    let endpoint = receiver.endpoint();
+/// A stack whose three processes export to `endpoint`; the bridge takes its partitions itself
+/// (the tests kill and restart it, as under `make run`).
+async fn traced_stack(endpoint: &str) -> Stack {
     let otlp = |prefix: &str| {
         vec![(
             format!("{prefix}__TELEMETRY__OTLP_ENDPOINT"),
-            endpoint.clone(),
+            endpoint.to_owned(),
         )]
     };
-    let mut stack = Stack::start_with(StackOptions {
+    Stack::start_with(StackOptions {
         crm_env: otlp("CRM"),
         erp_env: otlp("ERP"),
-        // Killed and restarted below: it takes its partitions itself, as under `make run`.
         bridge_env: [
             otlp("BRIDGE"),
             vec![("BRIDGE__CONSUMER__ASSIGNMENT".into(), "all".into())],
@@ -202,7 +199,14 @@ async fn a_burst_of_changes_is_traceable_end_to_end_through_batches() {
         ..StackOptions::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+// Several threads: the receiver must keep serving while the test blocks on a process's exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_changes_is_traceable_end_to_end_through_batches() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let mut stack = traced_stack(&receiver.endpoint()).await;
     let (mut crm, mut erp) = support::clients(&stack).await;
     const SKUS: [&str; 6] = ["TR-1", "TR-2", "TR-3", "TR-4", "TR-5", "TR-6"];
     for sku in SKUS {
@@ -541,25 +545,7 @@ async fn tandemctl_prints_a_batched_changes_journey_from_the_collectors_file() {
         .spawn()
         .unwrap();
     tandem_tests::wait_for_tcp(addr, Duration::from_secs(10)).unwrap();
-    let endpoint = format!("http://{addr}");
-    let otlp = |prefix: &str| {
-        vec![(
-            format!("{prefix}__TELEMETRY__OTLP_ENDPOINT"),
-            endpoint.clone(),
-        )]
-    };
-    let mut stack = Stack::start_with(StackOptions {
-        crm_env: otlp("CRM"),
-        erp_env: otlp("ERP"),
-        bridge_env: [
-            otlp("BRIDGE"),
-            vec![("BRIDGE__CONSUMER__ASSIGNMENT".into(), "all".into())],
-        ]
-        .concat(),
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let mut stack = traced_stack(&format!("http://{addr}")).await;
     let (mut crm, erp) = support::clients(&stack).await;
     stack.bridge.kill();
     let mut ids = Vec::new();

@@ -90,17 +90,25 @@ class Partitions:
 
         crm, erp, bridge = live("crm-service"), live("erp-service"), live("sync-bridge")
         brokers = [s for s in run.standins if isinstance(s, ops.Broker)]
-        db_host = urlsplit(crm.env.get("CRM__DATABASE__URL", "")).hostname or ""
-        crm_db = next((s for s in run.standins if isinstance(s, ops.Postgres)
-                       and db_host.split(".")[0] in s.service_names), None)
-        if not brokers or not crm_db:
-            run.fail("partitions", f"no broker or no CRM database stand-in (CRM database host {db_host!r})", True)
+        def database(pod, key):
+            host = urlsplit(pod.env.get(key, "")).hostname or ""
+            found = next((s for s in run.standins if isinstance(s, ops.Postgres)
+                          and host.split(".")[0] in s.service_names), None)
+            if found is None:
+                run.fail("partitions", f"no database stand-in for {key} (host {host!r})", True)
+            return found
+
+        crm_db = database(crm, "CRM__DATABASE__URL")
+        erp_db = database(erp, "ERP__DATABASE__URL")
+        if not brokers:
+            run.fail("partitions", "no broker stand-in", True)
         k = brokers[0]
         ep = lambda x: (x.netns, x.ip)  # noqa: E731
         self.bridge = bridge
         return [("bridge", "broker", ep(bridge), ep(k)), ("bridge", "erp", ep(bridge), ep(erp)),
+                ("bridge", "crm", ep(bridge), ep(crm)),
                 ("crm", "crm database", ep(crm), ep(crm_db)), ("crm", "broker", ep(crm), ep(k)),
-                ("erp", "broker", ep(erp), ep(k))]
+                ("erp", "erp database", ep(erp), ep(erp_db)), ("erp", "broker", ep(erp), ep(k))]
 
     def plan(self, links):
         """Each link once, then two more at random; 3-8 s each (the bridge's 7-10 s: its

@@ -121,13 +121,15 @@ class Partitions:
         for link in order:
             t += self.rng.uniform(1.0, 4.0)
             dur = round(self.rng.uniform(7.0, 10.0) if link[0] == "bridge" else self.rng.uniform(3.0, 8.0), 1)
-            # at most two at a time, never the same link twice at once
-            while True:
+            # at most two at a time, never the same link twice at once (nor within 1 s of its
+            # heal); each step moves t past the end of a conflict, so this ends
+            for _ in range(100):
                 over = [c for c in cuts if c[0] <= t < c[0] + c[1]]
                 same = [c for c in cuts if c[2] == link and c[0] <= t < c[0] + c[1] + 1]
                 if len(over) < 2 and not same:
                     break
-                t = min(c[0] + c[1] for c in over + same) + 0.5
+                ends = [c[0] + c[1] for c in over] + [c[0] + c[1] + 1 for c in same]
+                t = min(e for e in ends if e >= t) + 0.5
             cuts.append((round(t, 1), dur, link))
         return cuts
 

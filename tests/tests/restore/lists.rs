@@ -1,6 +1,6 @@
 //! Every entity of a kind, read page by page through the public APIs.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, future::Future};
 
 use tandem_proto::{
     crm::v1::{self as crm, crm_service_client::CrmServiceClient},
@@ -8,10 +8,26 @@ use tandem_proto::{
 };
 use tandem_tests::security::Authed;
 
-pub async fn crm_customers(crm: &CrmServiceClient<Authed>) -> BTreeMap<String, crm::Customer> {
-    let mut all = BTreeMap::new();
-    let mut page_token = String::new();
+/// Every item of a paged List call: `page(token)` answers one page's items and the next
+/// page's token (empty after the last page).
+async fn all_pages<T, F, Fut>(mut page: F) -> Vec<T>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = (Vec<T>, String)>,
+{
+    let (mut all, mut token) = (Vec::new(), String::new());
     loop {
+        let (items, next) = page(token).await;
+        all.extend(items);
+        if next.is_empty() {
+            return all;
+        }
+        token = next;
+    }
+}
+
+pub async fn crm_customers(crm: &CrmServiceClient<Authed>) -> BTreeMap<String, crm::Customer> {
+    all_pages(|page_token| async move {
         let page = crm
             .clone()
             .list_customers(crm::ListCustomersRequest {
@@ -22,18 +38,16 @@ pub async fn crm_customers(crm: &CrmServiceClient<Authed>) -> BTreeMap<String, c
             .await
             .unwrap()
             .into_inner();
-        all.extend(page.customers.into_iter().map(|c| (c.id.clone(), c)));
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
-    }
+        (page.customers, page.next_page_token)
+    })
+    .await
+    .into_iter()
+    .map(|c| (c.id.clone(), c))
+    .collect()
 }
 
 pub async fn crm_orders(crm: &CrmServiceClient<Authed>) -> BTreeMap<String, crm::Order> {
-    let mut all = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
+    all_pages(|page_token| async move {
         let page = crm
             .clone()
             .list_orders(crm::ListOrdersRequest {
@@ -44,18 +58,16 @@ pub async fn crm_orders(crm: &CrmServiceClient<Authed>) -> BTreeMap<String, crm:
             .await
             .unwrap()
             .into_inner();
-        all.extend(page.orders.into_iter().map(|o| (o.id.clone(), o)));
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
-    }
+        (page.orders, page.next_page_token)
+    })
+    .await
+    .into_iter()
+    .map(|o| (o.id.clone(), o))
+    .collect()
 }
 
 pub async fn erp_customers(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, erp::Customer> {
-    let mut all = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
+    all_pages(|page_token| async move {
         let page = erp
             .clone()
             .list_customers(erp::ListCustomersRequest {
@@ -65,22 +77,16 @@ pub async fn erp_customers(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, e
             .await
             .unwrap()
             .into_inner();
-        all.extend(
-            page.customers
-                .into_iter()
-                .map(|c| (c.profile.as_ref().unwrap().id.clone(), c)),
-        );
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
-    }
+        (page.customers, page.next_page_token)
+    })
+    .await
+    .into_iter()
+    .map(|c| (c.profile.as_ref().unwrap().id.clone(), c))
+    .collect()
 }
 
 pub async fn erp_orders(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, erp::SalesOrder> {
-    let mut all = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
+    all_pages(|page_token| async move {
         let page = erp
             .clone()
             .list_sales_orders(erp::ListSalesOrdersRequest {
@@ -91,18 +97,16 @@ pub async fn erp_orders(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, erp:
             .await
             .unwrap()
             .into_inner();
-        all.extend(page.orders.into_iter().map(|o| (o.crm_order_id.clone(), o)));
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
-    }
+        (page.orders, page.next_page_token)
+    })
+    .await
+    .into_iter()
+    .map(|o| (o.crm_order_id.clone(), o))
+    .collect()
 }
 
 pub async fn erp_products(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, erp::Product> {
-    let mut all = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
+    all_pages(|page_token| async move {
         let page = erp
             .clone()
             .list_products(erp::ListProductsRequest {
@@ -113,19 +117,17 @@ pub async fn erp_products(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, er
             .await
             .unwrap()
             .into_inner();
-        all.extend(page.products.into_iter().map(|p| (p.sku.clone(), p)));
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
-    }
+        (page.products, page.next_page_token)
+    })
+    .await
+    .into_iter()
+    .map(|p| (p.sku.clone(), p))
+    .collect()
 }
 
 /// Available per sku, summed over warehouses.
 pub async fn erp_available(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, i64> {
-    let mut all = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
+    let levels = all_pages(|page_token| async move {
         let page = erp
             .clone()
             .list_stock_levels(erp::ListStockLevelsRequest {
@@ -136,20 +138,18 @@ pub async fn erp_available(erp: &ErpServiceClient<Authed>) -> BTreeMap<String, i
             .await
             .unwrap()
             .into_inner();
-        for level in page.levels {
-            *all.entry(level.sku).or_insert(0) += level.available;
-        }
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
+        (page.levels, page.next_page_token)
+    })
+    .await;
+    let mut all = BTreeMap::new();
+    for level in levels {
+        *all.entry(level.sku).or_insert(0) += level.available;
     }
+    all
 }
 
 pub async fn crm_catalogue(crm: &CrmServiceClient<Authed>) -> BTreeMap<String, crm::Product> {
-    let mut all = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
+    all_pages(|page_token| async move {
         let page = crm
             .clone()
             .list_products(crm::ListProductsRequest {
@@ -160,10 +160,10 @@ pub async fn crm_catalogue(crm: &CrmServiceClient<Authed>) -> BTreeMap<String, c
             .await
             .unwrap()
             .into_inner();
-        all.extend(page.products.into_iter().map(|p| (p.sku.clone(), p)));
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = page.next_page_token;
-    }
+        (page.products, page.next_page_token)
+    })
+    .await
+    .into_iter()
+    .map(|p| (p.sku.clone(), p))
+    .collect()
 }

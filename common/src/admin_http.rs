@@ -111,14 +111,18 @@ impl Readiness {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// Ready, or why not (the same answer `/readyz` and the gRPC health service give).
-    pub async fn check(&self) -> Result<(), &'static str> {
+    /// Ready, or every reason why not, joined by `"; "` (the same answer `/readyz` and the gRPC
+    /// health service give): an operator sees all that is down at once, not only the first.
+    pub async fn check(&self) -> Result<(), String> {
         if !self.ready.load(Ordering::SeqCst) {
-            return Err("not ready");
+            return Err("not ready".to_owned());
         }
-        if let Some(down) = self.dependencies.iter().find(|d| !d.is_up()) {
-            return Err(down.unmet());
-        }
+        let mut unmet: Vec<&'static str> = self
+            .dependencies
+            .iter()
+            .filter(|d| !d.is_up())
+            .map(Dependency::unmet)
+            .collect();
         if let Some(pool) = &self.database {
             let ping = sqlx::query("SELECT 1").execute(pool);
             let up = matches!(
@@ -127,10 +131,14 @@ impl Readiness {
             );
             metrics::gauge!(crate::metrics_names::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
             if !up {
-                return Err("database unreachable");
+                unmet.push("database unreachable");
             }
         }
-        Ok(())
+        if unmet.is_empty() {
+            Ok(())
+        } else {
+            Err(unmet.join("; "))
+        }
     }
 }
 
@@ -172,9 +180,36 @@ async fn metrics(State(state): State<AdminState>) -> String {
     state.prometheus.render()
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
     match state.readiness.check().await {
-        Ok(()) => (StatusCode::OK, "ready\n"),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readiness_names_every_unmet_dependency_not_only_the_first() {
+        let erp = Dependency::new("erp unreachable");
+        let broker = Dependency::new("broker unreachable");
+        let readiness = Readiness::new(None)
+            .requiring(erp.clone())
+            .requiring(broker.clone());
+        assert_eq!(readiness.check().await, Err("not ready".to_owned()));
+        readiness.set_ready(true);
+        assert_eq!(
+            readiness.check().await,
+            Err("erp unreachable; broker unreachable".to_owned())
+        );
+        erp.report(true);
+        assert_eq!(
+            readiness.check().await,
+            Err("broker unreachable".to_owned())
+        );
+        broker.report(true);
+        assert_eq!(readiness.check().await, Ok(()));
     }
 }

@@ -181,14 +181,11 @@ class Partitions:
                 kubelet = getattr(self.bridge, "last_probe", None)
                 if kubelet and kubelet != before and "\\x08\\x01" not in kubelet:  # not SERVING
                     readiness[(i, "kubelet")] = kubelet
-                # 503 naming this peer; or, while another of the bridge's links is cut too, naming
-                # that one (/readyz gives the first reason it finds)
+                # 503 naming this peer (/readyz names every unmet dependency, so another cut
+                # at the same time, of the bridge's links or behind a peer, does not hide it)
                 if code == 503 and what in body:
                     seen[-1] = seen[-1] + ("own",)
                     break
-                if code == 503 and any(f"{schedule[j][2][1]} unreachable" in body
-                                       for j in list(cids) if j != i and schedule[j][2][0] == "bridge"):
-                    seen[-1] = seen[-1] + ("masked",)  # keep polling for its own reason
                 time.sleep(0.5)
             readiness[i] = seen
 

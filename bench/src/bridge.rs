@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use rdkafka::{Offset, TopicPartitionList, consumer::Consumer};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use tandem_common::metrics_names::BRIDGE_OFFSET_RESETS;
 use tandem_proto::events::topics;
 
 use crate::{
@@ -63,7 +64,8 @@ impl LagSampler {
     }
 }
 
-/// Waits until the ERP holds `count` customers (at most `timeout`; a shortfall is reported).
+/// Waits until the ERP holds `count` customers; after `timeout` the phase fails, naming the
+/// shortfall (every acknowledged event must be applied: a shortfall is a finding, not noise).
 async fn wait_applied(system: &System, count: i64, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -72,11 +74,44 @@ async fn wait_applied(system: &System, count: i64, timeout: Duration) -> Result<
             return Ok(());
         }
         if Instant::now() > deadline {
-            eprintln!("  the ERP holds {now} of {count} customers after {timeout:?}; going on");
-            return Ok(());
+            anyhow::bail!(
+                "the ERP holds {now} of {count} customers {timeout:?} after the load: {} \
+                 acknowledged events not applied",
+                count - now
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The bridge's `tandem_bridge_offset_resets_total`, summed over partitions (0 if unreadable).
+fn offset_resets(system: &System) -> f64 {
+    let Ok((200, body)) = tandem_tests::http_get(system.stack.bridge_http, "/metrics") else {
+        return 0.0;
+    };
+    body.lines()
+        .filter(|line| line.starts_with(BRIDGE_OFFSET_RESETS))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The first and the next offset of each partition of `topic` (low and high watermarks).
+async fn log_bounds(brokers: &str, topic: &'static str) -> Result<Vec<(i64, i64)>> {
+    let consumer = bridge_like_consumer(brokers, "bench-log-bounds", 10)?;
+    tokio::task::spawn_blocking(move || -> Result<Vec<(i64, i64)>> {
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect::<Vec<_>>();
+        partitions
+            .into_iter()
+            .map(|p| Ok(consumer.fetch_watermarks(topic, p, timeout)?))
+            .collect()
+    })
+    .await?
 }
 
 fn mean(values: impl Iterator<Item = i64>) -> f64 {
@@ -102,13 +137,15 @@ pub async fn capacity(system: &mut System, backlog: u64) -> Result<Capacity> {
     // drains it. The bridge runs with `consumer.assignment = all`, so its restart involves no
     // group coordination.
     const INGEST_RATE: f64 = 2_000.0;
-    let injector = Injector::new(&system.stack.broker.brokers)?;
+    let brokers = &system.stack.broker.brokers.clone();
+    let injector = Injector::new(brokers)?;
     let base = system.erp_customers().await?;
     system
         .stack
         .bridge
         .terminate(Duration::from_secs(20))
         .context("stopping the bridge")?;
+    let before = log_bounds(brokers, topics::CRM_CUSTOMERS).await?;
     let offered = injector
         .run(
             INGEST_RATE,
@@ -117,9 +154,31 @@ pub async fn capacity(system: &mut System, backlog: u64) -> Result<Capacity> {
         .await;
     let produce_per_second = offered.ok as f64 / offered.seconds.max(0.001);
     let produced = injector.acked.load(Ordering::Relaxed);
+    // A broker deletes the oldest records once a partition outgrows its retention (the mock
+    // cluster keeps 5 MiB per partition); backlog records deleted before the bridge read them
+    // can never be applied, so the phase would measure the broker, not the bridge.
+    let after = log_bounds(brokers, topics::CRM_CUSTOMERS).await?;
+    let deleted: i64 = before
+        .iter()
+        .zip(&after)
+        .map(|((_, high_before), (low_after, _))| (low_after - high_before).max(0))
+        .sum();
     let target = produced as f64;
     let restarted = Instant::now();
     system.stack.bridge.start()?;
+    if deleted > 0 {
+        // The bridge must notice too (it skips to the oldest record the broker holds).
+        let noticed = Instant::now() + Duration::from_secs(20);
+        while offset_resets(system) == 0.0 && Instant::now() < noticed {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        anyhow::bail!(
+            "the broker's retention deleted {deleted} of the {produced} backlog events before the \
+             bridge could read them (log bounds per partition before {before:?}, after {after:?}; \
+             the bridge counted {} offset resets): the backlog does not fit the broker's retention",
+            offset_resets(system)
+        );
+    }
     let (mut t10, mut t90) = (None, None);
     let deadline = restarted + Duration::from_secs(120);
     while Instant::now() < deadline {
@@ -139,6 +198,11 @@ pub async fn capacity(system: &mut System, backlog: u64) -> Result<Capacity> {
         _ => 0.0,
     };
     wait_applied(system, base + produced as i64, Duration::from_secs(30)).await?;
+    anyhow::ensure!(
+        offset_resets(system) == 0.0,
+        "the bridge skipped events the broker no longer held ({} offset resets)",
+        offset_resets(system)
+    );
 
     // Baseline: read the whole topic (this backlog and what came before) with a consumer of
     // the bridge's settings, assigned its partitions directly (no group join), applying nothing.

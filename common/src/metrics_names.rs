@@ -48,6 +48,10 @@ pub const BRIDGE_TARGET_UP: &str = "tandem_bridge_target_up";
 /// Counter: times the bridge left its consumer group and joined again after holding no
 /// partition for `consumer.rejoin_after_ms`.
 pub const BRIDGE_REJOINS: &str = "tandem_bridge_rejoins_total";
+/// Counter: times the broker no longer held a partition's next offset (retention deleted
+/// events the bridge had not read), so the bridge skipped to the oldest record it holds.
+/// Labels: `topic`, `partition`.
+pub const BRIDGE_OFFSET_RESETS: &str = "tandem_bridge_offset_resets_total";
 
 /// Counter: gRPC calls a server answered. Labels: `method` (`/pkg.Service/Method` of a service
 /// the port serves, else `unknown`), `code` (`OK`, `NOT_FOUND`, ...).
@@ -211,6 +215,12 @@ pub const ALL: &[Described] = &[
         Kind::Counter,
         metrics::Unit::Count,
         "times the bridge left its consumer group and joined again after holding no partition too long",
+    ),
+    d(
+        BRIDGE_OFFSET_RESETS,
+        Kind::Counter,
+        metrics::Unit::Count,
+        "times the broker no longer held a partition's next offset, so unread events were skipped",
     ),
 ];
 

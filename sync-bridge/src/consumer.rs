@@ -26,6 +26,8 @@ use std::{
 
 use rdkafka::{
     ClientContext, Message, Offset, Statistics, TopicPartitionList,
+    client::DefaultClientContext,
+    config::RDKafkaLogLevel,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaResult,
     message::OwnedMessage,
@@ -43,7 +45,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     apply::{Applier, Handled},
-    flows,
+    flows, offset_reset,
     settings::{Assignment, ConsumerSettings},
 };
 
@@ -62,6 +64,15 @@ impl ClientContext for BridgeContext {
     // them on every poll while the broker is down.
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(%error, reason, "librdkafka error");
+    }
+
+    /// librdkafka's log lines, as `rdkafka` forwards them, except an offset reset caused by
+    /// the broker's retention: that one is an error with its remedy (see [`offset_reset`]).
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match offset_reset::recognise(level, facility, message) {
+            Some(reset) => offset_reset::report(&reset, message),
+            None => DefaultClientContext.log(level, facility, message),
+        }
     }
 
     fn stats(&self, statistics: Statistics) {

@@ -10,12 +10,14 @@
 //! - [`flows`]: which event goes where: decoding, translation, the target RPC.
 //! - [`ops`]: what the operator CLI `tandemctl` does (dead letters, publishing).
 //! - [`dead_letter`]: publishing events that can never apply, with the reason in headers.
+//! - [`offset_reset`]: events the broker deleted before the bridge read them, made loud.
 
 pub mod app;
 pub mod apply;
 pub mod consumer;
 pub mod dead_letter;
 pub mod flows;
+pub mod offset_reset;
 pub mod ops;
 pub mod reachability;
 pub mod settings;

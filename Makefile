@@ -36,7 +36,7 @@ bench: ## Benchmarks with same-run baselines; writes BENCHMARKS.md and bench-res
 	  psql "$$url" -Atqc "SELECT format('"'"'DROP DATABASE IF EXISTS %I;'"'"', datname) FROM pg_database WHERE datname LIKE '"'"'test\_bench%'"'"'" | psql "$$url" -q >/dev/null && \
 	  TANDEM_TEST_DATABASE_URL=$$url TANSU_BIN=$$TANSU_BIN exec cargo run --release --locked -p tandem-bench'
 
-chaos: ## The long fault-injection run: kills and restarts during a seeded workload, then the invariants
+chaos: ## The long fault-injection run: kills, restarts and network partitions during a seeded workload, then the invariants
 	CHAOS_OPS=$${CHAOS_OPS:-40000} CHAOS_KILLS=$${CHAOS_KILLS:-25} CHAOS_CONTINUOUS=1 \
 	  CHAOS_DEADLINE_S=$${CHAOS_DEADLINE_S:-3600} \
 	  CHAOS_FAULT_GAP_MS=$${CHAOS_FAULT_GAP_MS:-3000} \

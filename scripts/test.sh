@@ -18,6 +18,12 @@ target/debug/tandemctl dev-pki "$TANDEM_STATE/pki"
 scripts/postgres.sh start
 scripts/broker.sh install
 command -v stunnel4 >/dev/null || apt_install stunnel4  # TLS in front of the test broker
+# Network partitions (the chaos suite and the pods test) need ip and nft, and root.
+if [ "$(id -u)" = 0 ]; then
+  command -v ip >/dev/null || apt_install iproute2
+  command -v nft >/dev/null || apt_install nftables
+  export CHAOS_PARTITIONS="${CHAOS_PARTITIONS:-1}"
+fi
 TANDEM_TEST_DATABASE_URL=$(scripts/postgres.sh url)
 export TANDEM_TEST_DATABASE_URL TANSU_BIN
 

@@ -13,6 +13,7 @@
 
 pub mod bad_requests;
 pub mod evidence;
+pub mod netns;
 pub mod otlp;
 pub mod outcomes;
 pub mod pitr;
@@ -23,7 +24,7 @@ mod tls_broker;
 use std::{
     collections::BTreeMap,
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{Mutex, PoisonError},
@@ -129,6 +130,10 @@ pub struct BrokerOptions {
     /// and `127.0.0.1`, which clients connect to. Others make a broker that no client with
     /// host name verification accepts.
     pub tls_cert_names: Option<Vec<String>>,
+    /// Where clients reach it, if not 127.0.0.1: a test network's gateway
+    /// ([`netns::Lab::gateway`]), so processes in other namespaces reach it too. Its TLS
+    /// certificate then names that address as well.
+    pub host: Option<Ipv4Addr>,
 }
 
 impl Default for BrokerOptions {
@@ -142,6 +147,7 @@ impl Default for BrokerOptions {
             tls,
             scram_user: None,
             tls_cert_names: None,
+            host: None,
         }
     }
 }
@@ -185,6 +191,8 @@ pub struct TestBroker {
     pub brokers: String,
     /// Where tansu itself listens (plaintext; behind TLS only stunnel connects there).
     pub port: u16,
+    /// The address tansu listens on.
+    listen: IpAddr,
     dir: PathBuf,
     child: Option<Child>,
     /// tansu's `--advertised-listener-url`.
@@ -207,10 +215,18 @@ impl TestBroker {
             std::env::temp_dir().join(format!("tandem-broker-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir)?;
         let port = free_port();
+        let host = IpAddr::V4(options.host.unwrap_or(Ipv4Addr::LOCALHOST));
+        // Plaintext, tansu itself listens where clients reach it; behind TLS, on the loopback.
+        let listen = if options.tls {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            host
+        };
         let mut broker = Self {
-            brokers: format!("127.0.0.1:{port}"),
+            brokers: format!("{host}:{port}"),
             port,
-            advertised: format!("tcp://127.0.0.1:{port}"),
+            listen,
+            advertised: format!("tcp://{host}:{port}"),
             dir,
             child: None,
             authentication: false,
@@ -230,15 +246,17 @@ impl TestBroker {
             let tls_port = free_port();
             // Metadata must send clients back to the TLS port, on the address its certificate
             // names (librdkafka verifies the host name it connects to).
-            broker.advertised = format!("tcp://127.0.0.1:{tls_port}");
-            broker.brokers = format!("127.0.0.1:{tls_port}");
+            broker.advertised = format!("tcp://{host}:{tls_port}");
+            broker.brokers = format!("{host}:{tls_port}");
             broker.launch()?;
+            let host_name = host.to_string();
             let names: Vec<&str> = match &options.tls_cert_names {
                 Some(names) => names.iter().map(String::as_str).collect(),
-                None => vec!["localhost", "127.0.0.1"],
+                None => vec!["localhost", "127.0.0.1", &host_name],
             };
             broker.tls = Some(tls_broker::TlsFront::start(
                 &broker.dir,
+                host,
                 tls_port,
                 broker.port,
                 &names,
@@ -262,7 +280,7 @@ impl TestBroker {
 
     fn launch(&mut self) -> Result<()> {
         let bin = Self::tansu_bin();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}:{}", self.listen, self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -289,7 +307,10 @@ impl TestBroker {
                 format!("starting the broker {bin}; run `make test` or scripts/broker.sh install")
             })?;
         self.child = Some(child);
-        wait_for_tcp(([127, 0, 0, 1], self.port).into(), Duration::from_secs(20))
+        wait_for_tcp(
+            SocketAddr::new(self.listen, self.port),
+            Duration::from_secs(20),
+        )
     }
 
     /// Stores a SCRAM-SHA-512 credential through `tansu user create` (the broker runs without
@@ -302,7 +323,7 @@ impl TestBroker {
                 "user",
                 "create",
                 "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
+                &format!("tcp://{}:{}", self.listen, self.port),
                 "--mechanism",
                 "scram512",
                 name,
@@ -349,6 +370,7 @@ impl TestBroker {
         Ok(Self {
             brokers: brokers.to_owned(),
             port,
+            listen: Ipv4Addr::LOCALHOST.into(),
             advertised: format!("tcp://127.0.0.1:{port}"),
             dir,
             child: None,
@@ -716,10 +738,17 @@ pub struct ServiceProcess {
     envs: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
+    /// The network namespace it runs in (`ip netns exec`), if not the test's own.
+    netns: Option<String>,
 }
 
 impl ServiceProcess {
     pub fn spawn(name: &str, envs: Vec<(String, String)>) -> Result<Self> {
+        Self::spawn_in(None, name, envs)
+    }
+
+    /// [`ServiceProcess::spawn`] inside network namespace `netns` (see [`netns::Lab`]).
+    pub fn spawn_in(netns: Option<&str>, name: &str, envs: Vec<(String, String)>) -> Result<Self> {
         let log = std::env::temp_dir().join(format!(
             "tandem-{name}-{}.log",
             uuid::Uuid::now_v7().simple()
@@ -729,6 +758,7 @@ impl ServiceProcess {
             envs,
             log,
             child: None,
+            netns: netns.map(str::to_owned),
         };
         process.start()?;
         Ok(process)
@@ -741,7 +771,16 @@ impl ServiceProcess {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(&path)
+        // `ip netns exec` execs the binary itself: the child's pid is the service's.
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(&path);
+                command
+            }
+            None => Command::new(&path),
+        };
+        let child = command
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -896,10 +935,6 @@ pub async fn produce(
         .await
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
 /// The whole system: CRM, ERP and bridge binaries on free ports, a private broker and two
 /// fresh databases. Dropping it kills everything.
 pub struct Stack {
@@ -921,6 +956,8 @@ pub struct Stack {
     pub erp_db: TestDatabase,
     /// The CA, certificates and token key every process of the stack uses.
     pub security: security::Security,
+    /// Where the processes run, when each has a network namespace of its own.
+    pub hosts: Option<StackHosts>,
 }
 
 /// How [`Stack::start_with`] builds a stack; the default is what [`Stack::start`] does.
@@ -936,6 +973,18 @@ pub struct StackOptions {
     pub bridge_env: Vec<(String, String)>,
     /// The CRM's and the ERP's databases (empty); `None` creates both on the test server.
     pub databases: Option<(TestDatabase, TestDatabase)>,
+    /// Run the CRM, the ERP and the bridge each in its own network namespace (listening on
+    /// its address there); `None`: all on 127.0.0.1. The broker and the databases must then
+    /// be reachable from those namespaces (on the lab's gateway).
+    pub hosts: Option<StackHosts>,
+}
+
+/// The network namespaces of a stack's processes (see [`netns::Lab`]).
+#[derive(Debug, Clone)]
+pub struct StackHosts {
+    pub crm: netns::Host,
+    pub erp: netns::Host,
+    pub bridge: netns::Host,
 }
 
 impl Stack {
@@ -953,6 +1002,7 @@ impl Stack {
             erp_env,
             bridge_env,
             databases,
+            hosts,
         } = options;
         let broker = match broker {
             Some(broker) => broker,
@@ -966,11 +1016,23 @@ impl Stack {
                 TestDatabase::create(&format!("{label}_erp")).await?,
             ),
         };
-        let (crm_grpc, crm_http) = (loopback(free_port()), loopback(free_port()));
-        let (erp_grpc, erp_http) = (loopback(free_port()), loopback(free_port()));
-        let (crm_sync, erp_sync) = (loopback(free_port()), loopback(free_port()));
+        // Each process's addresses: its own namespace's, or the loopback.
+        let ip = |host: Option<&netns::Host>| -> IpAddr {
+            host.map_or(IpAddr::from([127, 0, 0, 1]), |h| IpAddr::V4(h.ip))
+        };
+        let (crm_ip, erp_ip, bridge_ip) = (
+            ip(hosts.as_ref().map(|h| &h.crm)),
+            ip(hosts.as_ref().map(|h| &h.erp)),
+            ip(hosts.as_ref().map(|h| &h.bridge)),
+        );
+        let at = |ip: IpAddr| SocketAddr::new(ip, free_port());
+        let netns =
+            |pick: fn(&StackHosts) -> &netns::Host| hosts.as_ref().map(|h| pick(h).netns.clone());
+        let (crm_grpc, crm_http) = (at(crm_ip), at(crm_ip));
+        let (erp_grpc, erp_http) = (at(erp_ip), at(erp_ip));
+        let (crm_sync, erp_sync) = (at(crm_ip), at(erp_ip));
         let security = security::Security::create()?;
-        let (bridge_grpc, bridge_http) = (loopback(free_port()), loopback(free_port()));
+        let (bridge_grpc, bridge_http) = (at(bridge_ip), at(bridge_ip));
         let env = |pairs: Vec<(&str, String)>| -> Vec<(String, String)> {
             pairs
                 .into_iter()
@@ -978,7 +1040,8 @@ impl Stack {
                 .chain([("RUST_LOG".to_owned(), "info".to_owned())])
                 .collect()
         };
-        let crm = ServiceProcess::spawn(
+        let crm = ServiceProcess::spawn_in(
+            netns(|h| &h.crm).as_deref(),
             "crm-service",
             env(vec![
                 ("CRM__GRPC__LISTEN", crm_grpc.to_string()),
@@ -992,7 +1055,8 @@ impl Stack {
             .chain(crm_env)
             .collect(),
         )?;
-        let erp = ServiceProcess::spawn(
+        let erp = ServiceProcess::spawn_in(
+            netns(|h| &h.erp).as_deref(),
             "erp-service",
             env(vec![
                 ("ERP__GRPC__LISTEN", erp_grpc.to_string()),
@@ -1006,7 +1070,8 @@ impl Stack {
             .chain(erp_env)
             .collect(),
         )?;
-        let bridge = ServiceProcess::spawn(
+        let bridge = ServiceProcess::spawn_in(
+            netns(|h| &h.bridge).as_deref(),
             "sync-bridge",
             env(vec![
                 ("BRIDGE__GRPC__LISTEN", bridge_grpc.to_string()),
@@ -1043,6 +1108,7 @@ impl Stack {
             crm_db,
             erp_db,
             security,
+            hosts,
         })
     }
 

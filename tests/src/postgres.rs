@@ -68,6 +68,9 @@ pub struct TestPostgres {
     dir: PathBuf,
     bin: PathBuf,
     tls: Option<PgTls>,
+    /// Also reachable at this address from this subnet (a test network's gateway, see
+    /// [`crate::netns::Lab`]); its URLs then name that address.
+    network: Option<(std::net::Ipv4Addr, String)>,
 }
 
 fn pg_bin() -> Result<PathBuf> {
@@ -127,7 +130,7 @@ pub(crate) fn chown_to_postgres(path: &Path) -> Result<()> {
 impl TestPostgres {
     /// Creates and starts the cluster, with trust authentication for `postgres`.
     pub fn start() -> Result<Self> {
-        Self::create(false)
+        Self::create(false, None)
     }
 
     /// Creates and starts a cluster that only speaks TLS: `ssl = on` with a server
@@ -137,10 +140,17 @@ impl TestPostgres {
     /// certificate, every other role by password (SCRAM). It also listens on
     /// [`UNNAMED_HOST`]. Its URLs ([`TestPostgres::url`]) carry `sslmode=verify-full`.
     pub fn start_tls() -> Result<Self> {
-        Self::create(true)
+        Self::create(true, None)
     }
 
-    fn create(tls: bool) -> Result<Self> {
+    /// [`TestPostgres::start_tls`], also listening on `host` and accepting connections from
+    /// `subnet` (a test network's gateway and subnet): processes in the network's namespaces
+    /// reach it, and its URLs name `host`.
+    pub fn start_tls_at(host: std::net::Ipv4Addr, subnet: &str) -> Result<Self> {
+        Self::create(true, Some((host, subnet.to_owned())))
+    }
+
+    fn create(tls: bool, network: Option<(std::net::Ipv4Addr, String)>) -> Result<Self> {
         let bin = pg_bin()?;
         let base = if is_root() {
             PathBuf::from("/var/tmp")
@@ -169,6 +179,7 @@ impl TestPostgres {
             dir,
             bin,
             tls: None,
+            network,
         };
         if tls {
             pg.tls = Some(pg.configure_tls()?);
@@ -184,7 +195,12 @@ impl TestPostgres {
         let client_dir = self.dir.with_extension("tls");
         std::fs::create_dir_all(&client_dir)?;
         ca.write(&client_dir)?;
-        let server = ca.issue(&["localhost", "127.0.0.1"], Usage::Server)?;
+        let host = self.network.as_ref().map(|(ip, _)| ip.to_string());
+        let names: Vec<&str> = ["localhost", "127.0.0.1"]
+            .into_iter()
+            .chain(host.as_deref())
+            .collect();
+        let server = ca.issue(&names, Usage::Server)?;
         server.write(&self.dir, "server")?;
         // The server trusts the CA for client certificates too.
         tandem_common::pki::write(&self.dir.join("root.pem"), ca.cert_pem(), false)?;
@@ -199,16 +215,19 @@ impl TestPostgres {
              ssl_key_file = 'server.key'\nssl_ca_file = 'root.pem'\n",
         );
         std::fs::write(&conf, settings)?;
-        std::fs::write(
-            self.dir.join("pg_hba.conf"),
-            format!(
-                "# Tandem test kit: TLS only, from 127.0.0.1\n\
-                 local   all all                    trust\n\
-                 hostssl all postgres 127.0.0.1/32  trust\n\
-                 hostssl all {CERT_USER} 127.0.0.1/32 cert\n\
-                 hostssl all all      127.0.0.1/32  scram-sha-256\n"
-            ),
-        )?;
+        let mut hba = format!(
+            "# Tandem test kit: TLS only, from 127.0.0.1\n\
+             local   all all                    trust\n\
+             hostssl all postgres 127.0.0.1/32  trust\n\
+             hostssl all {CERT_USER} 127.0.0.1/32 cert\n\
+             hostssl all all      127.0.0.1/32  scram-sha-256\n"
+        );
+        if let Some((_, subnet)) = &self.network {
+            hba.push_str(&format!(
+                "hostssl all postgres {subnet}  trust\nhostssl all all      {subnet}  scram-sha-256\n"
+            ));
+        }
+        std::fs::write(self.dir.join("pg_hba.conf"), hba)?;
         Ok(PgTls {
             ca,
             dir: client_dir,
@@ -238,7 +257,11 @@ impl TestPostgres {
     /// The URL of database `name` on this server (as `postgres`; with `sslmode=verify-full`
     /// against the test CA when the cluster speaks TLS).
     pub fn url(&self, name: &str) -> String {
-        let base = format!("postgres://postgres@127.0.0.1:{}/{name}", self.port);
+        let host = self
+            .network
+            .as_ref()
+            .map_or_else(|| "127.0.0.1".to_owned(), |(ip, _)| ip.to_string());
+        let base = format!("postgres://postgres@{host}:{}/{name}", self.port);
         match &self.tls {
             Some(tls) => format!("{base}?{}", tls.verify_full_query()),
             None => base,
@@ -267,11 +290,14 @@ impl TestPostgres {
     pub fn resume(&self) -> Result<()> {
         let data = self.dir.to_string_lossy().into_owned();
         let log = format!("{data}/server.log");
-        let listen = if self.tls.is_some() {
+        let mut listen = if self.tls.is_some() {
             format!("127.0.0.1,{UNNAMED_HOST}")
         } else {
             "127.0.0.1".to_owned()
         };
+        if let Some((ip, _)) = &self.network {
+            listen.push_str(&format!(",{ip}"));
+        }
         let options = format!(
             "-p {} -k {data} -c listen_addresses={listen} -c fsync=off",
             self.port

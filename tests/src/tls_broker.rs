@@ -20,6 +20,8 @@ use tandem_common::pki;
 pub(crate) struct TlsFront {
     /// Where clients connect with TLS.
     pub(crate) port: u16,
+    /// The address it accepts on (127.0.0.1, or a test network's gateway).
+    ip: std::net::IpAddr,
     /// The CA that signed the server certificate (what a client must trust).
     pub(crate) ca_file: PathBuf,
     log: PathBuf,
@@ -45,9 +47,15 @@ fn stunnel_binary() -> Result<PathBuf> {
 
 impl TlsFront {
     /// Issues a CA and a server certificate for `names` into `dir/pki`, then starts stunnel
-    /// accepting TLS on 127.0.0.1:`port` and connecting to 127.0.0.1:`upstream`. Its log is
+    /// accepting TLS on `ip`:`port` and connecting to 127.0.0.1:`upstream`. Its log is
     /// `dir/stunnel.log`.
-    pub(crate) fn start(dir: &Path, port: u16, upstream: u16, names: &[&str]) -> Result<Self> {
+    pub(crate) fn start(
+        dir: &Path,
+        ip: std::net::IpAddr,
+        port: u16,
+        upstream: u16,
+        names: &[&str],
+    ) -> Result<Self> {
         let pki_dir = dir.join("pki");
         std::fs::create_dir_all(&pki_dir)?;
         let ca = pki::Ca::generate("Tandem test broker CA")?;
@@ -62,7 +70,7 @@ impl TlsFront {
             &config,
             format!(
                 "foreground = yes\npid =\ndebug = 4\noutput = {log}\n\n\
-                 [kafka]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{upstream}\n\
+                 [kafka]\naccept = {ip}:{port}\nconnect = 127.0.0.1:{upstream}\n\
                  cert = {cert}\nkey = {key}\nsslVersionMin = TLSv1.2\n",
                 log = log.display(),
                 cert = pki_dir.join("server.pem").display(),
@@ -84,6 +92,7 @@ impl TlsFront {
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut front = Self {
             port,
+            ip,
             ca_file: pki_dir.join("ca.pem"),
             log,
             child: Some(child),
@@ -94,7 +103,7 @@ impl TlsFront {
 
     /// Waits until stunnel accepts connections; fails early with its output if it exited.
     fn wait_listening(&mut self, dir: &Path, timeout: Duration) -> Result<()> {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let addr = std::net::SocketAddr::new(self.ip, self.port);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(child) = self.child.as_mut()

@@ -1,6 +1,10 @@
 //! The guarantees under faults, Jepsen-style: a seeded workload drives the real services and
 //! the integrator topics while processes are killed with SIGKILL (bridge, CRM, ERP, broker),
-//! PostgreSQL is crashed and restarted, and each service aborts at its crash points.
+//! PostgreSQL is crashed and restarted, each service aborts at its crash points, and (where
+//! the machine allows network namespaces) the network between them is cut: the CRM, the ERP
+//! and the bridge each run in a namespace of their own, and a partition drops one link both
+//! ways with nftables (bridge-broker, bridge-ERP, bridge-CRM, CRM-PostgreSQL, ERP-PostgreSQL,
+//! CRM-broker, ERP-broker) for 2-8 s while every process keeps running.
 //!
 //! Every call of the workload records what its caller was told (acknowledged, refused,
 //! unknown; see `tandem_tests::outcomes`). When the workload stops and the system settles,
@@ -29,7 +33,7 @@ use rdkafka::{
 };
 use tandem_proto::events::topics;
 use tandem_tests::{
-    Stack, StackOptions, TestDatabase, TestProducer,
+    BrokerOptions, Stack, StackHosts, StackOptions, TestBroker, TestDatabase, TestProducer, netns,
     outcomes::{Category, Findings, Tally, tally_table},
     postgres::TestPostgres,
     read_topic,
@@ -58,7 +62,139 @@ fn env_number(name: &str, default: usize) -> usize {
 const WORKERS: usize = 3;
 /// The bridge's consumer group (set by the kit's `Stack`).
 const BRIDGE_GROUP: &str = "e2e-bridge";
-const FAULT_KINDS: [&str; 5] = ["bridge", "crm", "erp", "broker", "postgres"];
+/// The fault kinds; `partition` only where the run has a network of its own (see [`Network`]).
+const FAULT_KINDS: [&str; 6] = ["bridge", "crm", "erp", "broker", "postgres", "partition"];
+
+/// The links a partition cuts: (process, the other end).
+const LINKS: [(&str, &str); 7] = [
+    ("bridge", "broker"),
+    ("bridge", "erp"),
+    ("bridge", "crm"),
+    ("crm", "postgres"),
+    ("erp", "postgres"),
+    ("crm", "broker"),
+    ("erp", "broker"),
+];
+
+/// The run's network when it has one: the CRM, the ERP and the bridge each in a network
+/// namespace of its own, PostgreSQL and the broker on the lab's gateway, so a partition cuts
+/// one link while every other keeps working (`CHAOS_PARTITIONS`: `1` requires it, `0` turns
+/// it off, unset uses it where the machine allows: root, `ip`, `nft`).
+struct Network {
+    lab: netns::Lab,
+    hosts: StackHosts,
+}
+
+impl Network {
+    fn create() -> Option<Network> {
+        let wanted = std::env::var("CHAOS_PARTITIONS").unwrap_or_default();
+        if wanted == "0" {
+            println!("chaos: partitions off (CHAOS_PARTITIONS=0)");
+            return None;
+        }
+        let made = netns::Lab::create().and_then(|lab| {
+            let hosts = StackHosts {
+                crm: lab.host("crm")?,
+                erp: lab.host("erp")?,
+                bridge: lab.host("bridge")?,
+            };
+            Ok(Network { lab, hosts })
+        });
+        match made {
+            Ok(network) => Some(network),
+            Err(error) if wanted != "1" => {
+                println!("chaos: no partitions on this machine ({error:#}); kills only");
+                None
+            }
+            Err(error) => panic!("CHAOS_PARTITIONS=1 but no network: {error:#}"),
+        }
+    }
+
+    /// `link`'s process, the other end, and the port it connects to there.
+    fn ends(
+        &self,
+        link: (&str, &str),
+        stack: &Stack,
+        pg: &TestPostgres,
+        broker_port: u16,
+    ) -> (&netns::Host, netns::Peer, std::net::Ipv4Addr, u16) {
+        let host = match link.0 {
+            "bridge" => &self.hosts.bridge,
+            "crm" => &self.hosts.crm,
+            _ => &self.hosts.erp,
+        };
+        let gateway = self.lab.gateway;
+        match link.1 {
+            "broker" => (
+                host,
+                netns::Peer::Gateway(broker_port),
+                gateway,
+                broker_port,
+            ),
+            "postgres" => (host, netns::Peer::Gateway(pg.port), gateway, pg.port),
+            "crm" => {
+                let ip = self.hosts.crm.ip;
+                (host, netns::Peer::Host(ip), ip, stack.crm_sync.port())
+            }
+            _ => {
+                let ip = self.hosts.erp.ip;
+                (host, netns::Peer::Host(ip), ip, stack.erp_sync.port())
+            }
+        }
+    }
+
+    /// Cuts `link` (see [`LINKS`]) and proves it holds: no connection opens across it.
+    fn cut(
+        &self,
+        link: (&str, &str),
+        stack: &Stack,
+        pg: &TestPostgres,
+        broker_port: u16,
+        findings: &mut Findings,
+    ) -> netns::Cut {
+        let (host, peer, ip, port) = self.ends(link, stack, pg, broker_port);
+        let cut = self.lab.cut(host, peer).unwrap();
+        findings.check(
+            !self.lab.reaches(host, ip, port),
+            Category::Workload,
+            || {
+                format!(
+                    "the cut {}-{} did not hold: {ip}:{port} still answered",
+                    link.0, link.1
+                )
+            },
+        );
+        cut
+    }
+
+    /// Heals `cut` and proves the link carries connections again (the other end may be
+    /// down for a fault of its own only if it is a process the run restarts: it is not, here,
+    /// since faults come one at a time).
+    fn heal(
+        &self,
+        cut: netns::Cut,
+        link: (&str, &str),
+        stack: &Stack,
+        pg: &TestPostgres,
+        broker_port: u16,
+        findings: &mut Findings,
+    ) {
+        self.lab.heal(cut).unwrap();
+        let (host, _, ip, port) = self.ends(link, stack, pg, broker_port);
+        let healed = (0..10).any(|_| {
+            self.lab.reaches(host, ip, port) || {
+                std::thread::sleep(Duration::from_millis(200));
+                false
+            }
+        });
+        findings.check(healed, Category::Workload, || {
+            format!(
+                "after healing {}-{}, {ip}:{port} did not answer",
+                link.0, link.1
+            )
+        });
+    }
+}
 
 /// The least acknowledged calls of each kind per 1,000 workload steps (about a quarter of
 /// what a run gets): a run that did not do its work fails.
@@ -299,12 +435,17 @@ async fn the_guarantees_hold_through_kills_and_restarts() {
 async fn chaos_run(status: Status) {
     let seed = env_number("CHAOS_SEED", 42) as u64;
     let ops = env_number("CHAOS_OPS", 1_500);
-    // At least one fault of each kind.
-    let kills = env_number("CHAOS_KILLS", 8).max(FAULT_KINDS.len());
+    // The fault kinds of this run (partitions only with a network), at least one of each.
+    let network = Network::create();
+    let fault_kinds = if network.is_some() { 6 } else { 5 };
+    let kills = env_number("CHAOS_KILLS", 8).max(fault_kinds);
     let continuous = std::env::var("CHAOS_CONTINUOUS").is_ok_and(|v| v == "1");
     println!("chaos: seed {seed}, {ops} operations, {kills} faults");
 
-    let pg = TestPostgres::start_tls().unwrap();
+    let pg = match &network {
+        Some(n) => TestPostgres::start_tls_at(n.lab.gateway, &n.lab.subnet).unwrap(),
+        None => TestPostgres::start_tls().unwrap(),
+    };
     pg.create_database("crm").await.unwrap();
     pg.create_database("erp").await.unwrap();
     let databases = (
@@ -317,7 +458,22 @@ async fn chaos_run(status: Status) {
             url: pg.url("erp"),
         },
     );
+    let broker = TestBroker::start_with(BrokerOptions {
+        host: network.as_ref().map(|n| n.lab.gateway),
+        ..BrokerOptions::default()
+    })
+    .await
+    .unwrap();
+    // Where the broker's clients connect (the TLS front, or tansu itself).
+    let broker_port: u16 = broker
+        .brokers
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
     let mut stack = Stack::start_with(StackOptions {
+        broker: Some(broker),
+        hosts: network.as_ref().map(|n| n.hosts.clone()),
         databases: Some(databases),
         label: Some("chaos".into()),
         // One bridge that takes every partition itself: the local broker never expires a
@@ -372,13 +528,23 @@ async fn chaos_run(status: Status) {
     // workload makes progress between faults (`CHAOS_FAULT_GAP_MS`, default 300..1500).
     let gap_from = env_number("CHAOS_FAULT_GAP_MS", 300) as u64;
     let gap = gap_from..gap_from * 5;
-    let mut first_kinds: Vec<usize> = (0..FAULT_KINDS.len()).collect();
+    let mut first_kinds: Vec<usize> = (0..fault_kinds).collect();
     first_kinds.shuffle(&mut rng);
     let mut faults: Vec<&str> = Vec::new();
+    let mut partitions: Vec<String> = Vec::new();
     // Crash points are re-armed from a generator of their own, so the fault schedule depends
     // on the seed alone.
     let mut arming = StdRng::seed_from_u64(seed.wrapping_add(1));
-    while faults.len() < kills || (continuous && workers.iter().any(|w| !w.is_finished())) {
+    // Partitions cut the links in a seeded order, each once per round of seven; with a
+    // network, every other fault after the first round of kinds is a partition, and the
+    // schedule goes on until every link was cut at least once.
+    let mut link_order = LINKS;
+    link_order.shuffle(&mut rng);
+    let links_left = |partitions: &Vec<String>| network.is_some() && partitions.len() < LINKS.len();
+    while faults.len() < kills
+        || links_left(&partitions)
+        || (continuous && workers.iter().any(|w| !w.is_finished()))
+    {
         let next_fault = Instant::now() + Duration::from_millis(rng.random_range(gap.clone()));
         while Instant::now() < next_fault {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -386,8 +552,24 @@ async fn chaos_run(status: Status) {
         }
         let target = match first_kinds.get(faults.len()) {
             Some(kind) => *kind,
-            None => rng.random_range(0..FAULT_KINDS.len()),
+            None if network.is_some() && faults.len() % 2 == 1 => 5,
+            None => rng.random_range(0..5),
         };
+        if let (5, Some(network)) = (target, &network) {
+            // A partition: one link cut both ways for 2-8 s (often longer than the bridge's 5 s call timeout), while every process runs.
+            let link = link_order[partitions.len() % LINKS.len()];
+            let down = Duration::from_millis(rng.random_range(2_000..8_000));
+            let cut = network.cut(link, &stack, &pg, broker_port, &mut findings);
+            let until = Instant::now() + down;
+            while Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                processes.revive(&mut stack, &mut arming, &mut findings);
+            }
+            network.heal(cut, link, &stack, &pg, broker_port, &mut findings);
+            partitions.push(format!("{}-{}", link.0, link.1));
+            faults.push("partition");
+            continue;
+        }
         let down = Duration::from_millis(rng.random_range(200..1_500));
         let service = match target {
             0 => Some(2),
@@ -519,8 +701,16 @@ async fn chaos_run(status: Status) {
             format!("{kind}: {acknowledged} acknowledged, fewer than the {minimum} a run must do")
         });
     }
-    for kind in FAULT_KINDS {
-        findings.check(faults.contains(&kind), Category::Workload, || {
+    if network.is_some() {
+        for (from, to) in LINKS {
+            let link = format!("{from}-{to}");
+            findings.check(partitions.contains(&link), Category::Workload, || {
+                format!("the link {link} was never cut")
+            });
+        }
+    }
+    for kind in &FAULT_KINDS[..fault_kinds] {
+        findings.check(faults.contains(kind), Category::Workload, || {
             format!("no {kind} fault")
         });
     }
@@ -586,6 +776,11 @@ async fn chaos_run(status: Status) {
         figures.sent_twice,
         figures.dead_lettered_again,
     );
+    let mut cut_links: BTreeMap<&str, usize> = BTreeMap::new();
+    for link in &partitions {
+        *cut_links.entry(link.as_str()).or_default() += 1;
+    }
+    println!("partitions by link: {cut_links:?}");
     print!("{}", tally_table(&kinds));
     println!(
         "expected stock (on hand, reserved): {:?}",

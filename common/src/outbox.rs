@@ -1,8 +1,8 @@
 //! The transactional outbox.
 //!
 //! A service writes its change and an outbox row in one database transaction
-//! ([`enqueue`]); the [`Relay`] publishes unpublished rows to Kafka in id order and marks them
-//! published. The relay is woken in-process right after a commit ([`OutboxWaker`]) and also
+//! ([`OutboxTx::enqueue`]); the [`Relay`] publishes unpublished rows to Kafka in id order and marks them
+//! published. The relay is woken in-process by the commit itself ([`OutboxTx::commit`]) and also
 //! polls, for rows committed by other replicas. Only one replica relays at a time: the one
 //! holding a PostgreSQL advisory lock on its own connection, which every relay query also
 //! uses, so losing the connection means losing the lock and stopping.
@@ -34,7 +34,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord, Producer},
 };
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool, types::Json};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction, types::Json};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -75,9 +75,9 @@ impl Default for OutboxSettings {
     }
 }
 
-/// Writes the outbox row for `envelope` on `conn`, inside the caller's transaction. The
-/// Kafka key is the aggregate id; the current span's trace context is stored with the row.
-pub async fn enqueue(
+/// Writes the outbox row for `envelope` on `conn`. The Kafka key is the aggregate id; the
+/// current span's trace context is stored with the row.
+async fn insert(
     conn: &mut PgConnection,
     topic: &str,
     envelope: &Envelope,
@@ -96,13 +96,71 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Wakes the relay right after a commit that wrote outbox rows.
+/// Wakes the relay right after a commit that wrote outbox rows; begins the transactions that
+/// may write them ([`OutboxWaker::begin`]).
 #[derive(Clone, Default)]
 pub struct OutboxWaker(Arc<Notify>);
 
 impl OutboxWaker {
-    pub fn wake(&self) {
+    fn wake(&self) {
         self.0.notify_one();
+    }
+
+    /// Begins a transaction on `pool` that may write outbox rows ([`OutboxTx::enqueue`]);
+    /// committing it ([`OutboxTx::commit`]) wakes the relay when it wrote any.
+    pub async fn begin(&self, pool: &PgPool) -> Result<OutboxTx, sqlx::Error> {
+        Ok(OutboxTx {
+            tx: pool.begin().await?,
+            waker: self.clone(),
+            wrote: false,
+        })
+    }
+}
+
+/// A database transaction that may write outbox rows: the change and its events commit
+/// together, and the commit wakes the relay by itself (no caller can forget to). Dereferences
+/// to the connection, for the change's own queries; dropped without [`OutboxTx::commit`], it
+/// rolls back.
+pub struct OutboxTx {
+    tx: Transaction<'static, Postgres>,
+    waker: OutboxWaker,
+    wrote: bool,
+}
+
+impl OutboxTx {
+    /// Writes the outbox row for `envelope`, to be published on `topic` once committed.
+    pub async fn enqueue(&mut self, topic: &str, envelope: &Envelope) -> Result<(), sqlx::Error> {
+        insert(&mut self.tx, topic, envelope).await?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// Rolls back: neither the change nor its events happened.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+
+    /// Commits, then wakes the relay if an outbox row was written.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await?;
+        if self.wrote {
+            self.waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for OutboxTx {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for OutboxTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
     }
 }
 

@@ -32,7 +32,7 @@ pub struct Republished {
 #[derive(Clone)]
 pub struct Republisher {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
 }
 
 /// A batch's count and, when it was full, the key to continue after.
@@ -44,8 +44,8 @@ fn step<K>(count: usize, last: Option<K>) -> Step<K> {
 }
 
 impl Republisher {
-    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
-        Self { pool, waker }
+    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+        Self { pool, outbox }
     }
 
     #[tracing::instrument(skip(self))]
@@ -97,18 +97,17 @@ impl Republisher {
     }
 
     async fn products(&self, after: Option<&str>) -> Result<Step<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = products::store::share_after(&mut tx, after, BATCH).await?;
         for product in &rows {
             products::publish_upserted(&mut tx, product).await?;
         }
         tx.commit().await?;
-        self.waker.wake();
         Ok(step(rows.len(), rows.last().map(|p| p.sku.clone())))
     }
 
     async fn stock(&self, after: Option<&str>) -> Result<Step<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let skus = stock::store::share_stocked(&mut tx, after, BATCH).await?;
         let names: Vec<String> = skus.iter().map(|(sku, _)| sku.clone()).collect();
         let levels = stock::store::levels_of_many(&mut tx, &names).await?;
@@ -117,29 +116,26 @@ impl Republisher {
             stock::publish_levels(&mut tx, sku, *version, of_sku).await?;
         }
         tx.commit().await?;
-        self.waker.wake();
         Ok(step(skus.len(), names.last().cloned()))
     }
 
     async fn orders(&self, after: Option<Uuid>) -> Result<Step<Uuid>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = orders::store::share_headers(&mut tx, after, BATCH).await?;
         for order in &rows {
             orders::publish_status(&mut tx, order).await?;
         }
         tx.commit().await?;
-        self.waker.wake();
         Ok(step(rows.len(), rows.last().map(|o| o.id)))
     }
 
     async fn finance(&self, after: Option<Uuid>) -> Result<Step<Uuid>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = finance::store::share_changed(&mut tx, after, BATCH).await?;
         for account in &rows {
             finance::publish_changed(&mut tx, account).await?;
         }
         tx.commit().await?;
-        self.waker.wake();
         Ok(step(rows.len(), rows.last().map(|f| f.customer_id)))
     }
 }

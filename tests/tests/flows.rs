@@ -234,3 +234,29 @@ async fn an_order_whose_customer_the_erp_lacks_is_healed_from_the_crm() {
     assert_eq!(dead[0].header("dlq.reason"), Some("missing_dependency"));
     assert_eq!(dead[0].header("dlq.source_topic"), Some("erp.orders"));
 }
+
+/// A commit that writes events wakes its service's relay by itself: with the relays' fallback
+/// poll set to ten minutes, a customer still reaches the ERP, and stock the CRM, within
+/// seconds (each only through the wake on commit; the poll would take ten minutes).
+#[tokio::test]
+async fn a_commit_wakes_the_relay_without_waiting_for_its_poll() {
+    let ten_minutes = "600000".to_owned();
+    let stack = Stack::start_with(tandem_tests::StackOptions {
+        crm_env: vec![("CRM__OUTBOX__POLL_INTERVAL_MS".into(), ten_minutes.clone())],
+        erp_env: vec![("ERP__OUTBOX__POLL_INTERVAL_MS".into(), ten_minutes)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (mut crm, mut erp) = clients(&stack).await;
+    // The relays polled once at start; everything from here on travels only if woken.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let started = std::time::Instant::now();
+    customer_with_credit(&mut crm, &mut erp, "woken-relay").await;
+    stock_product(&mut erp, "WAKE-1", 990, 7).await;
+    crm_available(&crm, "WAKE-1", 7).await;
+    println!(
+        "customer to the ERP and stock to the CRM in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

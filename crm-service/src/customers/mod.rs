@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     idempotency::{self, Answer, Once},
-    outbox::{self, OutboxWaker},
+    outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
 use tandem_proto::events::{CustomerStatus, aggregates, topics, types};
@@ -30,12 +30,12 @@ const UPSERT_ATTEMPTS: usize = 3;
 #[derive(Clone)]
 pub struct Customers {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
 }
 
 impl Customers {
-    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
-        Self { pool, waker }
+    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+        Self { pool, outbox }
     }
 
     /// Creates a customer; with `once`, at most once per request id (a retry replays).
@@ -45,7 +45,7 @@ impl Customers {
         profile: Profile,
         once: Option<&Once<Customer>>,
     ) -> Result<Answer<Customer>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -53,7 +53,6 @@ impl Customers {
         tracing::Span::current().record("customer_id", tracing::field::display(customer.id));
         idempotency::remember(&mut tx, once, &customer).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(Answer::Fresh(customer))
     }
 
@@ -87,7 +86,7 @@ impl Customers {
         patch: ProfilePatch,
         expected_version: Option<i64>,
     ) -> Result<Customer> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let current = locked(&mut tx, id, expected_version).await?;
         let profile = current.profile.patched(patch);
         check(profile.violations())?;
@@ -99,7 +98,6 @@ impl Customers {
             .map_err(duplicate_external_ref)?;
         publish(&mut tx, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(customer)
     }
 
@@ -137,7 +135,7 @@ impl Customers {
     async fn try_upsert(&self, upsert: &IntegrationUpsert) -> Result<(Customer, bool)> {
         let external_ref = upsert.profile.external_ref.as_deref().unwrap_or_default();
         let source = upsert.source.as_deref();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let Some((id, stored_version)) = store::lock_by_external_ref(&mut tx, external_ref).await?
         else {
             let profile = Profile {
@@ -148,7 +146,6 @@ impl Customers {
             store::set_integration_version(&mut tx, customer.id, source, upsert.source_version)
                 .await?;
             tx.commit().await?;
-            self.waker.wake();
             return Ok((customer, true));
         };
         let current = store::get(&mut tx, id)
@@ -171,7 +168,6 @@ impl Customers {
             .map_err(duplicate_external_ref)?;
         publish(&mut tx, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok((customer, true))
     }
 
@@ -183,7 +179,7 @@ impl Customers {
         let mut after = None;
         let mut count = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
             for customer in &batch {
                 let event_type = match customer.profile.status {
@@ -193,7 +189,6 @@ impl Customers {
                 publish(&mut tx, event_type, customer).await?;
             }
             tx.commit().await?;
-            self.waker.wake();
             count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
             match batch.last() {
                 Some(last) if i64::try_from(batch.len()).unwrap_or(0) >= REPUBLISH_BATCH => {
@@ -208,7 +203,7 @@ impl Customers {
     /// archived customer changes nothing and publishes nothing.
     #[tracing::instrument(skip(self))]
     pub async fn archive(&self, id: Uuid, expected_version: Option<i64>) -> Result<Customer> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let current = locked(&mut tx, id, expected_version).await?;
         if current.profile.status == CustomerStatus::Archived {
             return Ok(current);
@@ -220,7 +215,6 @@ impl Customers {
         let customer = store::update(&mut tx, id, &profile).await?;
         publish(&mut tx, types::CRM_CUSTOMER_ARCHIVED, &customer).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(customer)
     }
 }
@@ -248,20 +242,20 @@ async fn locked(
 
 /// Validates `profile`, then writes the new customer and its event on `conn`, inside the
 /// caller's transaction: both commit or neither does.
-pub async fn insert_with_event(conn: &mut PgConnection, profile: Profile) -> Result<Customer> {
+pub async fn insert_with_event(tx: &mut OutboxTx, profile: Profile) -> Result<Customer> {
     let profile = profile.normalised();
     check(profile.violations())?;
-    let customer = store::insert(conn, Uuid::now_v7(), &profile)
+    let customer = store::insert(tx, Uuid::now_v7(), &profile)
         .await
         .map_err(duplicate_external_ref)?;
-    publish(conn, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
+    publish(tx, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
     Ok(customer)
 }
 
 /// Writes the outbox row of a customer event (`crm.customer.upserted` or
 /// `crm.customer.archived`: both carry the full profile).
 pub(crate) async fn publish(
-    conn: &mut PgConnection,
+    tx: &mut OutboxTx,
     event_type: &str,
     customer: &Customer,
 ) -> Result<()> {
@@ -274,7 +268,7 @@ pub(crate) async fn publish(
         customer.version,
         &customer.upserted_event(),
     )?;
-    outbox::enqueue(conn, topics::CRM_CUSTOMERS, &event).await?;
+    tx.enqueue(topics::CRM_CUSTOMERS, &event).await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     idempotency::{self, Answer, Once},
-    outbox::{self, OutboxWaker},
+    outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
 use tandem_proto::events::{
@@ -35,12 +35,12 @@ use crate::{
 #[derive(Clone)]
 pub struct Orders {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
 }
 
 impl Orders {
-    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
-        Self { pool, waker }
+    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+        Self { pool, outbox }
     }
 
     /// Creates a DRAFT order for an ACTIVE customer, quoting every line from the catalogue.
@@ -52,7 +52,7 @@ impl Orders {
         lines: &[LineRequest],
         once: Option<&Once<Order>>,
     ) -> Result<Answer<Order>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -100,7 +100,7 @@ impl Orders {
         lines: &[LineRequest],
         expected_version: Option<i64>,
     ) -> Result<Order> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let current = locked(&mut tx, id, expected_version).await?;
         current.check_editable()?;
         let (currency, lines) = quote(&mut tx, lines).await?;
@@ -121,7 +121,7 @@ impl Orders {
         expected_version: Option<i64>,
         once: Option<&Once<Order>>,
     ) -> Result<Answer<Order>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -132,7 +132,6 @@ impl Orders {
         publish(&mut tx, types::CRM_ORDER_SUBMITTED, &order).await?;
         idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(Answer::Fresh(order))
     }
 
@@ -146,7 +145,7 @@ impl Orders {
         reason: Option<String>,
         expected_version: Option<i64>,
     ) -> Result<Order> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let current = locked(&mut tx, id, expected_version).await?;
         let Some(target) = current.cancellation_target()? else {
             return Ok(current);
@@ -157,9 +156,6 @@ impl Orders {
             publish(&mut tx, types::CRM_ORDER_CANCEL_REQUESTED, &order).await?;
         }
         tx.commit().await?;
-        if published {
-            self.waker.wake();
-        }
         Ok(order)
     }
 
@@ -173,7 +169,7 @@ impl Orders {
     pub async fn place_external(&self, order: &ExternalOrder) -> Result<(Order, bool)> {
         check(order.violations())?;
         let placed = async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.outbox.begin(&self.pool).await?;
             if let Some(existing) = store::get_by_external_ref(&mut tx, &order.external_ref).await?
             {
                 return Ok((existing, false));
@@ -209,7 +205,6 @@ impl Orders {
             .await?;
             publish(&mut tx, types::CRM_ORDER_SUBMITTED, &placed).await?;
             tx.commit().await?;
-            self.waker.wake();
             Ok((placed, true))
         }
         .await;
@@ -239,7 +234,7 @@ impl Orders {
         let mut after = None;
         let mut count = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::published_batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
             for order in &batch {
                 match order.status {
@@ -257,7 +252,6 @@ impl Orders {
                 }
             }
             tx.commit().await?;
-            self.waker.wake();
             count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
             match batch.last() {
                 Some(last) if i64::try_from(batch.len()).unwrap_or(0) >= REPUBLISH_BATCH => {
@@ -279,7 +273,7 @@ impl Orders {
         version: i64,
         repair: bool,
     ) -> Result<Applied> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let order = store::get_for_update(&mut tx, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -369,11 +363,7 @@ async fn quote(
     model::quote(requests, &products)
 }
 
-pub(crate) async fn publish(
-    conn: &mut PgConnection,
-    event_type: &str,
-    order: &Order,
-) -> Result<()> {
+pub(crate) async fn publish(tx: &mut OutboxTx, event_type: &str, order: &Order) -> Result<()> {
     let event = Envelope::new(
         event_type,
         1,
@@ -383,7 +373,7 @@ pub(crate) async fn publish(
         order.version,
         &order.event(),
     )?;
-    outbox::enqueue(conn, topics::CRM_ORDERS, &event).await?;
+    tx.enqueue(topics::CRM_ORDERS, &event).await?;
     Ok(())
 }
 

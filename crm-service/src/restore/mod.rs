@@ -100,12 +100,12 @@ fn event_type(customer: &Customer) -> &'static str {
 #[derive(Clone)]
 pub struct Restore {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
 }
 
 impl Restore {
-    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
-        Self { pool, waker }
+    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+        Self { pool, outbox }
     }
 
     /// Makes the customer's version rise above `mirrored.mirror_version` (see
@@ -119,7 +119,7 @@ impl Restore {
         recover: bool,
     ) -> Result<Lifted> {
         let target = above(mirrored.mirror_version)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let Some(current) = customers::store::get_for_update(&mut tx, mirrored.id).await? else {
             if !recover {
                 return Ok(Lifted {
@@ -134,7 +134,6 @@ impl Restore {
             let customer = store::set_customer_version(&mut tx, mirrored.id, target).await?;
             customers::publish(&mut tx, event_type(&customer), &customer).await?;
             tx.commit().await?;
-            self.waker.wake();
             tracing::info!(
                 version = target,
                 "customer re-created from the ERP's mirror"
@@ -171,7 +170,6 @@ impl Restore {
         let customer = store::set_customer_version(&mut tx, mirrored.id, target).await?;
         customers::publish(&mut tx, event_type(&customer), &customer).await?;
         tx.commit().await?;
-        self.waker.wake();
         tracing::info!(
             previous_version,
             version = target,
@@ -189,7 +187,7 @@ impl Restore {
     /// Returns the outcome and the order's version (0 when the CRM has none).
     #[tracing::instrument(skip_all, fields(order_id = %mirrored.id))]
     pub async fn recover_order(&self, mirrored: &MirroredOrder) -> Result<(Outcome, i64)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let current = orders::store::get_for_update(&mut tx, mirrored.id).await?;
         if let Some(order) = &current
             && order.status != OrderStatus::Draft
@@ -247,7 +245,6 @@ impl Restore {
         };
         orders::publish(&mut tx, types::CRM_ORDER_SUBMITTED, &order).await?;
         tx.commit().await?;
-        self.waker.wake();
         tracing::info!(
             version = order.version,
             "order re-created from the ERP's copy"

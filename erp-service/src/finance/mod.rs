@@ -7,12 +7,12 @@ pub mod store;
 
 use std::collections::HashMap;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tandem_common::{
     event::Envelope,
     grpc::FieldViolation,
     idempotency::{self, Answer, Once},
-    outbox::{self, OutboxWaker},
+    outbox::{OutboxTx, OutboxWaker},
 };
 use tandem_proto::events::erp::{aggregates, topics, types};
 use uuid::Uuid;
@@ -30,15 +30,15 @@ use crate::{
 #[derive(Clone)]
 pub struct Finances {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
     defaults: FinanceDefaults,
 }
 
 impl Finances {
-    pub fn new(pool: PgPool, waker: OutboxWaker, defaults: FinanceDefaults) -> Self {
+    pub fn new(pool: PgPool, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
         Self {
             pool,
-            waker,
+            outbox,
             defaults,
         }
     }
@@ -123,7 +123,7 @@ impl Finances {
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if !store::customer_exists(&mut tx, customer_id).await? {
             return Err(Error::not_found("customer", customer_id));
         }
@@ -167,7 +167,6 @@ impl Finances {
         let finance = store::update(&mut tx, &next).await?;
         publish_changed(&mut tx, &finance).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(FinanceView {
             finance,
             uninvoiced_minor,
@@ -204,7 +203,7 @@ impl Finances {
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -249,13 +248,12 @@ impl Finances {
         };
         idempotency::remember(&mut tx, once, &view).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(Answer::Fresh(view))
     }
 }
 
 /// Enqueues `erp.customer.finance_changed` for `finance` (already at its new version).
-pub async fn publish_changed(conn: &mut PgConnection, finance: &Finance) -> Result<()> {
+pub async fn publish_changed(tx: &mut OutboxTx, finance: &Finance) -> Result<()> {
     let event = Envelope::new(
         types::ERP_CUSTOMER_FINANCE_CHANGED,
         1,
@@ -265,6 +263,6 @@ pub async fn publish_changed(conn: &mut PgConnection, finance: &Finance) -> Resu
         finance.version,
         &finance.changed_event(),
     )?;
-    outbox::enqueue(conn, topics::ERP_CUSTOMERS, &event).await?;
+    tx.enqueue(topics::ERP_CUSTOMERS, &event).await?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     idempotency::{self, Answer, Once},
-    outbox::{self, OutboxWaker},
+    outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
 use tandem_proto::events::erp::{aggregates, topics, types};
@@ -48,15 +48,15 @@ pub struct Accepted {
 #[derive(Clone)]
 pub struct Orders {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
     defaults: FinanceDefaults,
 }
 
 impl Orders {
-    pub fn new(pool: PgPool, waker: OutboxWaker, defaults: FinanceDefaults) -> Self {
+    pub fn new(pool: PgPool, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
         Self {
             pool,
-            waker,
+            outbox,
             defaults,
         }
     }
@@ -107,7 +107,7 @@ impl Orders {
         let total = new
             .total_minor()
             .ok_or_else(|| Error::invalid("lines", "order total is too large"))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let id = Uuid::now_v7();
         let decided = if !finance::store::customer_exists(&mut tx, new.customer_id).await? {
             let reason = format!("UNKNOWN_CUSTOMER: customer {} is unknown", new.customer_id);
@@ -148,7 +148,6 @@ impl Orders {
         let order = load_locked(&mut tx, id).await?;
         publish_status(&mut tx, &order).await?;
         tx.commit().await?;
-        self.waker.wake();
         tracing::info!(order_id = %order.id, status = order.status.as_str(), "order accepted");
         Ok(Accepted {
             order,
@@ -160,13 +159,13 @@ impl Orders {
     /// wrote the same CRM order first.
     async fn decide(
         &self,
-        conn: &mut PgConnection,
+        tx: &mut OutboxTx,
         id: Uuid,
         new: &NewOrder,
         total: i64,
     ) -> Result<bool> {
         let skus = new.skus();
-        let mut session = StockSession::lock(conn, skus.iter().cloned()).await?;
+        let mut session = StockSession::lock(tx, skus.iter().cloned()).await?;
         let unknown: Vec<&str> = skus
             .iter()
             .filter(|sku| session.product_active(sku).is_none())
@@ -183,7 +182,7 @@ impl Orders {
             }
             let reason = format!("UNKNOWN_SKU: {list}");
             return Ok(
-                store::insert(conn, id, new, total, OrderStatus::Rejected, Some(&reason)).await?,
+                store::insert(tx, id, new, total, OrderStatus::Rejected, Some(&reason)).await?,
             );
         }
         let inactive: Vec<&str> = skus
@@ -194,23 +193,23 @@ impl Orders {
         if !inactive.is_empty() {
             let reason = format!("INACTIVE_SKU: {}", inactive.join(","));
             return Ok(
-                store::insert(conn, id, new, total, OrderStatus::Rejected, Some(&reason)).await?,
+                store::insert(tx, id, new, total, OrderStatus::Rejected, Some(&reason)).await?,
             );
         }
-        let account = finance::store::lock_or_create(conn, new.customer_id, &self.defaults).await?;
+        let account = finance::store::lock_or_create(tx, new.customer_id, &self.defaults).await?;
         if account.currency != new.currency {
             let reason = format!(
                 "CURRENCY_MISMATCH: order in {}, the customer's account in {}",
                 new.currency, account.currency
             );
             return Ok(
-                store::insert(conn, id, new, total, OrderStatus::Rejected, Some(&reason)).await?,
+                store::insert(tx, id, new, total, OrderStatus::Rejected, Some(&reason)).await?,
             );
         }
-        let uninvoiced = finance::store::uninvoiced_total(conn, new.customer_id).await?;
+        let uninvoiced = finance::store::uninvoiced_total(tx, new.customer_id).await?;
         if let CreditDecision::Hold(reason) = credit_check(&account, uninvoiced, total) {
             return Ok(
-                store::insert(conn, id, new, total, OrderStatus::CreditHold, Some(&reason)).await?,
+                store::insert(tx, id, new, total, OrderStatus::CreditHold, Some(&reason)).await?,
             );
         }
         let needs: Vec<_> = new
@@ -224,13 +223,13 @@ impl Orders {
             })
             .collect();
         let Some(parts) = plan(&needs, &session.availability()) else {
-            return Ok(store::insert(conn, id, new, total, OrderStatus::Backordered, None).await?);
+            return Ok(store::insert(tx, id, new, total, OrderStatus::Backordered, None).await?);
         };
-        if !store::insert(conn, id, new, total, OrderStatus::Reserved, None).await? {
+        if !store::insert(tx, id, new, total, OrderStatus::Reserved, None).await? {
             return Ok(false);
         }
-        reserve_parts(conn, &mut session, id, &new.crm_order_id, &parts).await?;
-        session.publish(conn).await?;
+        reserve_parts(tx, &mut session, id, &new.crm_order_id, &parts).await?;
+        session.publish(tx).await?;
         Ok(true)
     }
 
@@ -263,7 +262,7 @@ impl Orders {
     }
 
     async fn cancel_once(&self, crm_order_id: &str, reason: Option<&str>) -> Result<Order> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let id = store::id_of(&mut tx, crm_order_id)
             .await?
             .ok_or_else(|| Error::not_found("sales order for CRM order", crm_order_id))?;
@@ -306,7 +305,6 @@ impl Orders {
         let order = load_locked(&mut tx, id).await?;
         publish_status(&mut tx, &order).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(order)
     }
 
@@ -322,7 +320,7 @@ impl Orders {
     }
 
     async fn release_once(&self, id: Uuid, once: Option<&Once<Order>>) -> Result<Answer<Order>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -343,7 +341,6 @@ impl Orders {
         publish_status(&mut tx, &order).await?;
         idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(Answer::Fresh(order))
     }
 
@@ -355,7 +352,7 @@ impl Orders {
     }
 
     async fn ship_once(&self, id: Uuid, once: Option<&Once<Order>>) -> Result<Answer<Order>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -390,7 +387,6 @@ impl Orders {
         publish_status(&mut tx, &order).await?;
         idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(Answer::Fresh(order))
     }
 
@@ -399,7 +395,7 @@ impl Orders {
     /// same request id replays the first answer.
     #[tracing::instrument(skip(self, once))]
     pub async fn invoice(&self, id: Uuid, once: Option<&Once<Order>>) -> Result<Answer<Order>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -443,7 +439,6 @@ impl Orders {
         publish_status(&mut tx, &order).await?;
         idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(Answer::Fresh(order))
     }
 }
@@ -554,23 +549,23 @@ async fn reserve_parts(
 /// holds the locks of `skus` and of the skus those orders need. Returns the CRM order ids
 /// reserved.
 pub async fn reserve_backorders(
-    conn: &mut PgConnection,
+    tx: &mut OutboxTx,
     session: &mut StockSession,
     skus: &[String],
 ) -> Result<Vec<String>> {
     let mut reserved = Vec::new();
-    for id in store::lock_backordered(conn, skus).await? {
-        let order = load_locked(conn, id).await?;
+    for id in store::lock_backordered(tx, skus).await? {
+        let order = load_locked(tx, id).await?;
         // Only an order that went BACKORDERED after the caller read the candidates needs
         // skus not locked yet.
-        session.extend(conn, order.skus()).await?;
+        session.extend(tx, order.skus()).await?;
         let Some(parts) = plan(&order.needs(), &session.availability()) else {
             continue;
         };
-        reserve_parts(conn, session, id, &order.crm_order_id, &parts).await?;
-        store::set_status(conn, id, OrderStatus::Reserved, None).await?;
-        let order = load_locked(conn, id).await?;
-        publish_status(conn, &order).await?;
+        reserve_parts(tx, session, id, &order.crm_order_id, &parts).await?;
+        store::set_status(tx, id, OrderStatus::Reserved, None).await?;
+        let order = load_locked(tx, id).await?;
+        publish_status(tx, &order).await?;
         tracing::info!(order_id = %id, crm_order_id = %order.crm_order_id, "backorder reserved");
         reserved.push(order.crm_order_id);
     }
@@ -578,7 +573,7 @@ pub async fn reserve_backorders(
 }
 
 /// Enqueues `erp.order.status_changed` for `order` at its current version.
-pub(crate) async fn publish_status(conn: &mut PgConnection, order: &Order) -> Result<()> {
+pub(crate) async fn publish_status(tx: &mut OutboxTx, order: &Order) -> Result<()> {
     let event = Envelope::new(
         types::ERP_ORDER_STATUS_CHANGED,
         1,
@@ -588,6 +583,6 @@ pub(crate) async fn publish_status(conn: &mut PgConnection, order: &Order) -> Re
         order.version,
         &order.status_event(),
     )?;
-    outbox::enqueue(conn, topics::ERP_ORDERS, &event).await?;
+    tx.enqueue(topics::ERP_ORDERS, &event).await?;
     Ok(())
 }

@@ -4,11 +4,11 @@
 pub mod model;
 pub mod store;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tandem_common::{
     event::Envelope,
     idempotency::{self, Answer, Once},
-    outbox::{self, OutboxWaker},
+    outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
 use tandem_proto::events::erp::{aggregates, topics, types};
@@ -26,7 +26,7 @@ pub(crate) const SOURCE: &str = "erp";
 #[derive(Clone)]
 pub struct Products {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
 }
 
 /// Which products a list returns.
@@ -37,8 +37,8 @@ pub struct ProductFilter {
 }
 
 impl Products {
-    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
-        Self { pool, waker }
+    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+        Self { pool, outbox }
     }
 
     /// Creates a product; with `once`, at most once per request id (a retry replays).
@@ -57,7 +57,7 @@ impl Products {
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -74,7 +74,6 @@ impl Products {
         publish_upserted(&mut tx, &product).await?;
         idempotency::remember(&mut tx, once, &product).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(Answer::Fresh(product))
     }
 
@@ -118,7 +117,7 @@ impl Products {
         patch: ProductPatch,
         expected_version: Option<i64>,
     ) -> Result<Product> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let current = store::get(&mut tx, key, true)
             .await?
             .ok_or_else(|| Error::not_found("product", key))?;
@@ -141,13 +140,12 @@ impl Products {
         let product = store::update(&mut tx, current.id, &fields).await?;
         publish_upserted(&mut tx, &product).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(product)
     }
 }
 
 /// Enqueues `erp.product.upserted` for `product` at its current version.
-pub(crate) async fn publish_upserted(conn: &mut PgConnection, product: &Product) -> Result<()> {
+pub(crate) async fn publish_upserted(tx: &mut OutboxTx, product: &Product) -> Result<()> {
     let event = Envelope::new(
         types::ERP_PRODUCT_UPSERTED,
         1,
@@ -157,6 +155,6 @@ pub(crate) async fn publish_upserted(conn: &mut PgConnection, product: &Product)
         product.version,
         &product.upserted_event(),
     )?;
-    outbox::enqueue(conn, topics::ERP_PRODUCTS, &event).await?;
+    tx.enqueue(topics::ERP_PRODUCTS, &event).await?;
     Ok(())
 }

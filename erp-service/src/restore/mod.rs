@@ -98,15 +98,15 @@ fn above(mirror_version: i64) -> Result<i64> {
 #[derive(Clone)]
 pub struct Restore {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
     defaults: FinanceDefaults,
 }
 
 impl Restore {
-    pub fn new(pool: PgPool, waker: OutboxWaker, defaults: FinanceDefaults) -> Self {
+    pub fn new(pool: PgPool, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
         Self {
             pool,
-            waker,
+            outbox,
             defaults,
         }
     }
@@ -115,7 +115,7 @@ impl Restore {
     #[tracing::instrument(skip(self))]
     pub async fn lift(&self, kind: Kind, key: &str, mirror_version: i64) -> Result<Lifted> {
         let target = above(mirror_version)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let lifted = match kind {
             Kind::Product => {
                 let Some(previous) = store::lock_product_version(&mut tx, key).await? else {
@@ -176,7 +176,6 @@ impl Restore {
             }
         };
         tx.commit().await?;
-        self.waker.wake();
         tracing::info!(
             previous_version = lifted,
             version = target,
@@ -207,7 +206,7 @@ impl Restore {
     #[tracing::instrument(skip_all, fields(sku = %mirrored.sku))]
     pub async fn recover_product(&self, mirrored: &MirroredProduct) -> Result<Lifted> {
         let target = above(mirrored.mirror_version)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         let current = products::store::get(&mut tx, &mirrored.sku, true).await?;
         let previous = current.as_ref().map_or(0, |p| p.version);
         if previous >= mirrored.mirror_version {
@@ -235,7 +234,6 @@ impl Restore {
         let product = store::set_product_version(&mut tx, &mirrored.sku, target).await?;
         products::publish_upserted(&mut tx, &product).await?;
         tx.commit().await?;
-        self.waker.wake();
         tracing::info!(
             previous_version = previous,
             version = target,

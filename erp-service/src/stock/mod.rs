@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     event::Envelope,
     idempotency::{self, Answer, Once},
-    outbox::{self, OutboxWaker},
+    outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
 use tandem_proto::events::erp::{StockChangedV1, WarehouseStockV1, aggregates, topics, types};
@@ -164,15 +164,15 @@ impl StockSession {
     }
 
     /// Enqueues one `erp.stock.changed` per changed sku, with the sku's next stock version.
-    pub async fn publish(&self, conn: &mut PgConnection) -> Result<()> {
+    pub async fn publish(&self, tx: &mut OutboxTx) -> Result<()> {
         for sku in &self.changed {
-            let version = store::next_stock_version(conn, sku).await?;
+            let version = store::next_stock_version(tx, sku).await?;
             let levels = self
                 .levels
                 .range((sku.clone(), String::new())..)
                 .take_while(|((s, _), _)| s == sku)
                 .map(|(_, level)| level);
-            publish_levels(conn, sku, version, levels).await?;
+            publish_levels(tx, sku, version, levels).await?;
         }
         Ok(())
     }
@@ -180,7 +180,7 @@ impl StockSession {
 
 /// Enqueues `erp.stock.changed` of `sku` at `version` with `levels` (all of the sku's).
 pub(crate) async fn publish_levels<'a>(
-    conn: &mut PgConnection,
+    tx: &mut OutboxTx,
     sku: &str,
     version: i64,
     levels: impl IntoIterator<Item = &'a Level>,
@@ -210,7 +210,7 @@ pub(crate) async fn publish_levels<'a>(
         version,
         &data,
     )?;
-    outbox::enqueue(conn, topics::ERP_STOCK, &event).await?;
+    tx.enqueue(topics::ERP_STOCK, &event).await?;
     Ok(())
 }
 
@@ -350,12 +350,12 @@ pub struct MovementOutcome {
 #[derive(Clone)]
 pub struct Stock {
     pool: PgPool,
-    waker: OutboxWaker,
+    outbox: OutboxWaker,
 }
 
 impl Stock {
-    pub fn new(pool: PgPool, waker: OutboxWaker) -> Self {
-        Self { pool, waker }
+    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+        Self { pool, outbox }
     }
 
     /// Receives, adjusts or transfers stock of `sku`; with `once`, at most once per request
@@ -382,7 +382,7 @@ impl Stock {
         reference: Option<&str>,
         once: Option<&Once<MovementOutcome>>,
     ) -> Result<Answer<MovementOutcome>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(replay) = idempotency::replay(&mut tx, once).await? {
             return Ok(Answer::Replayed(replay));
         }
@@ -422,7 +422,6 @@ impl Stock {
         };
         idempotency::remember(&mut tx, once, &outcome).await?;
         tx.commit().await?;
-        self.waker.wake();
         Ok(Answer::Fresh(outcome))
     }
 
@@ -436,7 +435,7 @@ impl Stock {
     }
 
     async fn count_once(&self, count: &Count) -> Result<Counted> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.outbox.begin(&self.pool).await?;
         if let Some(level) = self.repeated_count(&mut tx, count).await? {
             return Ok(Counted {
                 applied: false,
@@ -520,9 +519,6 @@ impl Stock {
         }
         let level = locked_level(&session, count)?;
         tx.commit().await?;
-        if delta != 0 {
-            self.waker.wake();
-        }
         tracing::info!(
             source = %count.source,
             previous_on_hand = before.on_hand,

@@ -22,9 +22,9 @@ use tandem_proto::{
 use tonic::service::RoutesBuilder;
 
 use crate::{
-    customers::Customers, finance::Finances, grpc::ErpApi, money::is_currency, orders::Orders,
-    products::Products, republish::Republisher, restore::Restore, settings::Settings, stock::Stock,
-    warehouses::Warehouses,
+    customers::Customers, finance::Finances, grpc::ErpApi, inventory::Stock, money::is_currency,
+    orders::Orders, products::Products, republish::Republisher, restore::Restore,
+    settings::Settings, warehouses::Warehouses,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

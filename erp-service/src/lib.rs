@@ -5,7 +5,9 @@
 //! - [`app`]: [`Application::build`] then [`Application::run_until_stopped`].
 //! - [`customers`]: the customer mirror (version-gated apply) and lookups.
 //! - [`products`], [`warehouses`]: the catalogue and where stock is kept.
-//! - [`stock`]: levels, the immutable ledger, the lock discipline, reservation planning.
+//! - [`stock`]: levels, the immutable ledger, the lock discipline, reservation planning: the
+//!   primitive that [`orders`] and [`inventory`] share, depending on neither.
+//! - [`inventory`]: receipts, adjustments, transfers and counts (reserving backorders).
 //! - [`orders`]: sales orders from acceptance to invoice or cancellation.
 //! - [`finance`]: credit terms, open balance, payments, the credit check.
 //! - [`republish`]: the snapshot of everything the ERP publishes, for an initial load.
@@ -20,6 +22,7 @@ pub mod customers;
 pub mod error;
 pub mod finance;
 pub mod grpc;
+pub mod inventory;
 pub mod money;
 pub mod orders;
 pub mod products;

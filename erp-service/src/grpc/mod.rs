@@ -21,11 +21,12 @@ use crate::{
     customers::Customers,
     error::Error,
     finance::Finances,
+    inventory::{MovementOutcome, Stock, StockRequest},
     orders::{OrderFilter, Orders},
     products::{ProductFields, ProductFilter, Products},
     republish::Republisher,
     restore::{self, Kind, MirroredProduct, Restore},
-    stock::{AdjustmentReason, Count, MovementOutcome, Stock, StockRequest},
+    stock::{AdjustmentReason, Count},
     text,
     warehouses::Warehouses,
 };

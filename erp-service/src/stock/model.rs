@@ -131,3 +131,15 @@ pub struct Movement {
     pub order_id: Option<Uuid>,
     pub create_time: DateTime<Utc>,
 }
+
+/// A warehouse count from an integrator (`ErpSync.CountStock`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    pub sku: String,
+    pub warehouse: String,
+    pub counted_quantity: i64,
+    /// The idempotency key; also the ledger entry's reference.
+    pub event_id: String,
+    /// The integrator, e.g. "wms".
+    pub source: String,
+}

@@ -5,10 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{
-    Count,
-    model::{Level, Movement, MovementReason, NewMovement},
-};
+use super::model::{Count, Level, Movement, MovementReason, NewMovement};
 
 type LevelRow = (String, String, i64, i64, DateTime<Utc>);
 

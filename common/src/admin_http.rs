@@ -12,6 +12,7 @@ use std::{
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+#[cfg(feature = "database")]
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -88,17 +89,21 @@ impl Dependency {
 #[derive(Clone, Default)]
 pub struct Readiness {
     ready: Arc<AtomicBool>,
+    #[cfg(feature = "database")]
     database: Option<PgPool>,
     dependencies: Vec<Dependency>,
 }
 
 impl Readiness {
-    pub fn new(database: Option<PgPool>) -> Self {
-        Self {
-            ready: Arc::default(),
-            database,
-            dependencies: Vec::new(),
-        }
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also requires `database` to answer (a `SELECT 1` within a second, at every check).
+    #[cfg(feature = "database")]
+    pub fn with_database(mut self, database: PgPool) -> Self {
+        self.database = Some(database);
+        self
     }
 
     /// Also requires `dependency` to be reachable.
@@ -111,29 +116,37 @@ impl Readiness {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// `"database unreachable"` unless the database answers `SELECT 1` within a second.
+    #[cfg(feature = "database")]
+    async fn database_unmet(&self) -> Option<&'static str> {
+        let pool = self.database.as_ref()?;
+        let ping = sqlx::query("SELECT 1").execute(pool);
+        let up = matches!(
+            tokio::time::timeout(Duration::from_secs(1), ping).await,
+            Ok(Ok(_))
+        );
+        metrics::gauge!(crate::metrics_names::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
+        (!up).then_some("database unreachable")
+    }
+
+    #[cfg(not(feature = "database"))]
+    async fn database_unmet(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Ready, or every reason why not, joined by `"; "` (the same answer `/readyz` and the gRPC
     /// health service give): an operator sees all that is down at once, not only the first.
     pub async fn check(&self) -> Result<(), String> {
         if !self.ready.load(Ordering::SeqCst) {
             return Err("not ready".to_owned());
         }
-        let mut unmet: Vec<&'static str> = self
+        let unmet: Vec<&'static str> = self
             .dependencies
             .iter()
             .filter(|d| !d.is_up())
             .map(Dependency::unmet)
+            .chain(self.database_unmet().await)
             .collect();
-        if let Some(pool) = &self.database {
-            let ping = sqlx::query("SELECT 1").execute(pool);
-            let up = matches!(
-                tokio::time::timeout(Duration::from_secs(1), ping).await,
-                Ok(Ok(_))
-            );
-            metrics::gauge!(crate::metrics_names::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
-            if !up {
-                unmet.push("database unreachable");
-            }
-        }
         if unmet.is_empty() {
             Ok(())
         } else {
@@ -195,7 +208,7 @@ mod tests {
     async fn readiness_names_every_unmet_dependency_not_only_the_first() {
         let erp = Dependency::new("erp unreachable");
         let broker = Dependency::new("broker unreachable");
-        let readiness = Readiness::new(None)
+        let readiness = Readiness::new()
             .requiring(erp.clone())
             .requiring(broker.clone());
         assert_eq!(readiness.check().await, Err("not ready".to_owned()));

@@ -213,6 +213,7 @@ pub fn internal(context: &str, error: &dyn Display) -> Status {
 
 /// Maps a database failure: unreachable becomes UNAVAILABLE (clients retry), anything else
 /// INTERNAL. Details are logged, never returned.
+#[cfg(feature = "database")]
 pub fn database_status(error: &sqlx::Error) -> Status {
     if crate::db::is_unavailable(error) {
         tracing::warn!(%error, "database unavailable");

@@ -1,11 +1,11 @@
 //! Binds a process's gRPC listeners (the public API and, for the services, the internal sync
 //! API on a port of its own) and its admin HTTP listener, and serves them until shutdown, with
-//! the service's outbox relay alongside when it has one.
+//! the service's outbox relay alongside when it has one (`Host::serve_with_outbox`, in
+//! [`crate::outbox`], with the `database` feature).
 
 use std::{net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
@@ -15,9 +15,7 @@ use crate::{
     grpc,
     guard::Guard,
     limits::LimitSettings,
-    outbox::Relay,
     settings::ListenSettings,
-    shutdown::Deadline,
     telemetry::InFlight,
     tls::{ClientIdentityLayer, ReloadingServerConfig, ServerTlsSettings, TlsError},
 };
@@ -278,63 +276,6 @@ impl Host {
             tracing::warn!(%error, "admin server stopped with an error");
         }
         result
-    }
-
-    /// [`Host::serve`] for a service with an outbox: `relay` runs alongside with its own stop
-    /// token and is stopped only after the gRPC server drained, so the events of the last
-    /// committed calls still go out. Draining and flushing share one budget, `grace` from the
-    /// signal ([`Deadline`]); then `pool` is closed.
-    pub async fn serve_with_outbox(
-        self,
-        surface: GrpcSurface,
-        sync: Option<GrpcSurface>,
-        relay: Relay,
-        pool: PgPool,
-        shutdown: CancellationToken,
-        grace: Duration,
-    ) -> Result<(), HostError> {
-        let relay_stop = CancellationToken::new();
-        let relay = tokio::spawn(relay.run(relay_stop.clone()));
-        tokio::spawn(crate::db::export_pool_metrics(
-            pool.clone(),
-            relay_stop.clone(),
-        ));
-        // The budget starts at the signal, not when draining ends.
-        let signalled = {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                shutdown.cancelled().await;
-                Deadline::after(grace)
-            })
-        };
-        let served = self.serve(surface, sync, shutdown.clone(), grace).await;
-        let deadline = if shutdown.is_cancelled() {
-            signalled
-                .await
-                .unwrap_or_else(|_| Deadline::after(Duration::ZERO))
-        } else {
-            // The server failed on its own: no signal to count from.
-            signalled.abort();
-            Deadline::after(Duration::ZERO)
-        };
-        relay_stop.cancel();
-        // The last phase: the relay flushes, then the pool closes. Closing waits for every
-        // connection to come back, and a call that did not drain in time still holds one, so
-        // the phase is bounded as a whole (the process exit drops what is left).
-        let left = deadline.left_for_last_phase();
-        let last_phase = async {
-            if let Err(error) = relay.await {
-                tracing::warn!(%error, "outbox relay task failed");
-            }
-            pool.close().await;
-        };
-        if tokio::time::timeout(left, last_phase).await.is_err() {
-            tracing::warn!(
-                ?left,
-                "the outbox relay or database connections did not stop in time"
-            );
-        }
-        served
     }
 }
 

@@ -41,9 +41,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     backoff::{Backoff, BackoffSettings},
     event::Envelope,
+    host::{GrpcSurface, Host, HostError},
     kafka::{self, KafkaSettings},
     metrics_names as m,
-    shutdown::sleep_or_cancel,
+    shutdown::{Deadline, sleep_or_cancel},
     telemetry::{self, TRACEPARENT},
 };
 
@@ -452,6 +453,65 @@ fn lock_key(name: &str) -> i64 {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });
     i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+impl Host {
+    /// [`Host::serve`] for a service with an outbox: `relay` runs alongside with its own stop
+    /// token and is stopped only after the gRPC server drained, so the events of the last
+    /// committed calls still go out. Draining and flushing share one budget, `grace` from the
+    /// signal ([`Deadline`]); then `pool` is closed.
+    pub async fn serve_with_outbox(
+        self,
+        surface: GrpcSurface,
+        sync: Option<GrpcSurface>,
+        relay: Relay,
+        pool: PgPool,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Result<(), HostError> {
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(relay.run(relay_stop.clone()));
+        tokio::spawn(crate::db::export_pool_metrics(
+            pool.clone(),
+            relay_stop.clone(),
+        ));
+        // The budget starts at the signal, not when draining ends.
+        let signalled = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                Deadline::after(grace)
+            })
+        };
+        let served = self.serve(surface, sync, shutdown.clone(), grace).await;
+        let deadline = if shutdown.is_cancelled() {
+            signalled
+                .await
+                .unwrap_or_else(|_| Deadline::after(Duration::ZERO))
+        } else {
+            // The server failed on its own: no signal to count from.
+            signalled.abort();
+            Deadline::after(Duration::ZERO)
+        };
+        relay_stop.cancel();
+        // The last phase: the relay flushes, then the pool closes. Closing waits for every
+        // connection to come back, and a call that did not drain in time still holds one, so
+        // the phase is bounded as a whole (the process exit drops what is left).
+        let left = deadline.left_for_last_phase();
+        let last_phase = async {
+            if let Err(error) = relay.await {
+                tracing::warn!(%error, "outbox relay task failed");
+            }
+            pool.close().await;
+        };
+        if tokio::time::timeout(left, last_phase).await.is_err() {
+            tracing::warn!(
+                ?left,
+                "the outbox relay or database connections did not stop in time"
+            );
+        }
+        served
+    }
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ impl Application {
             &settings.grpc,
             Some(&settings.sync),
             &settings.http,
-            Readiness::new(Some(pool.clone())),
+            Readiness::new().with_database(pool.clone()),
         )
         .await?;
         Ok(Self {

@@ -90,7 +90,7 @@ impl Application {
         let readiness = dependencies
             .into_iter()
             .chain([assigned])
-            .fold(Readiness::new(None), Readiness::requiring);
+            .fold(Readiness::new(), Readiness::requiring);
         let host = Host::bind(&settings.grpc, None, &settings.http, readiness).await?;
         Ok(Self {
             host,

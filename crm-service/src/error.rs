@@ -9,15 +9,8 @@ use tonic::Status;
 /// The `domain` of every `google.rpc.ErrorInfo` the CRM returns.
 pub const ERROR_DOMAIN: &str = "tandem.crm";
 
-/// `ErrorInfo` reasons.
-pub mod reasons {
-    /// No customer has the given external_ref.
-    pub const UNKNOWN_CUSTOMER: &str = "UNKNOWN_CUSTOMER";
-    /// A sku is not in the catalogue mirror, or not active.
-    pub const UNKNOWN_SKU: &str = "UNKNOWN_SKU";
-    /// The customer is ARCHIVED and cannot order.
-    pub const CUSTOMER_ARCHIVED: &str = "CUSTOMER_ARCHIVED";
-}
+/// `ErrorInfo` reasons, shared with the bridge.
+pub use tandem_proto::reasons;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

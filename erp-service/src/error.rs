@@ -13,21 +13,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The `google.rpc.ErrorInfo` domain of the ERP's machine-readable failures.
 pub const ERROR_DOMAIN: &str = "tandem.erp";
 
-/// `ErrorInfo.reason` values the bridge acts on.
-pub mod reasons {
-    /// AcceptOrder names a customer the ERP has not mirrored (yet).
-    pub const UNKNOWN_CUSTOMER: &str = "UNKNOWN_CUSTOMER";
-    /// AcceptOrder or CountStock names skus the ERP does not know (yet).
-    pub const UNKNOWN_SKU: &str = "UNKNOWN_SKU";
-    /// A state transition the order's current status does not allow.
-    pub const ILLEGAL_TRANSITION: &str = "ILLEGAL_TRANSITION";
-    /// Not enough stock for the movement.
-    pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
-    /// CountStock names a warehouse the ERP does not know.
-    pub const UNKNOWN_WAREHOUSE: &str = "UNKNOWN_WAREHOUSE";
-    /// CountStock counted less than is reserved in that warehouse.
-    pub const COUNT_BELOW_RESERVED: &str = "COUNT_BELOW_RESERVED";
-}
+/// `ErrorInfo.reason` values, shared with the bridge.
+pub use tandem_proto::reasons;
 
 /// A machine-readable reason for a FAILED_PRECONDITION (`google.rpc.ErrorInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]

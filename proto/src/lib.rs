@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod money;
+pub mod reasons;
 
 /// `tandem.crm.v1`: the CRM's public API and its sync API.
 pub mod crm {

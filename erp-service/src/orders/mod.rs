@@ -110,7 +110,11 @@ impl Orders {
         let mut tx = self.outbox.begin(&self.pool).await?;
         let id = Uuid::now_v7();
         let decided = if !finance::store::customer_exists(&mut tx, new.customer_id).await? {
-            let reason = format!("UNKNOWN_CUSTOMER: customer {} is unknown", new.customer_id);
+            let reason = format!(
+                "{}: customer {} is unknown",
+                reasons::UNKNOWN_CUSTOMER,
+                new.customer_id
+            );
             if !new.final_attempt {
                 return Err(Error::precondition_info(
                     format!(
@@ -180,7 +184,7 @@ impl Orders {
                     [("skus", list)],
                 ));
             }
-            let reason = format!("UNKNOWN_SKU: {list}");
+            let reason = format!("{}: {list}", reasons::UNKNOWN_SKU);
             return Ok(
                 store::insert(tx, id, new, total, OrderStatus::Rejected, Some(&reason)).await?,
             );

@@ -3,13 +3,17 @@
 //! how Rust code writes and reads them.
 //!
 //! Each source owns a module ([`crm`], [`erp`], [`integration`]); [`topics`], [`types`] and [`aggregates`]
-//! gather their names in one place.
+//! gather their names in one place, and [`EventKind`] ties each type to its schema version,
+//! topic, aggregate and schema.
 
 use serde::{Deserialize, Serialize};
 
 pub mod crm;
 pub mod erp;
 pub mod integration;
+mod kind;
+
+pub use kind::EventKind;
 #[cfg(feature = "schema-validation")]
 mod validate;
 

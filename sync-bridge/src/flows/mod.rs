@@ -30,7 +30,8 @@ use tandem_common::{event::Envelope, grpc::is_transient, telemetry};
 use tandem_proto::{
     crm::v1::{crm_service_client::CrmServiceClient, crm_sync_client::CrmSyncClient},
     erp::v1::erp_sync_client::ErpSyncClient,
-    events::{topics, types},
+    events::{EventKind, topics},
+    reasons,
 };
 use tonic::{Code, Request, transport::Channel};
 use tonic_types::StatusExt;
@@ -139,52 +140,51 @@ pub fn decode(payload: Option<&[u8]>) -> Result<Envelope, FlowError> {
     Envelope::decode(payload).map_err(|e| permanent(Reason::Unparseable, "json", e.to_string()))
 }
 
-/// The metrics label of the flow an event type belongs to.
-pub fn flow_name(event_type: &str) -> &'static str {
-    match event_type {
-        types::CRM_CUSTOMER_UPSERTED | types::CRM_CUSTOMER_ARCHIVED => "crm_customer_to_erp",
-        types::CRM_ORDER_SUBMITTED | types::CRM_ORDER_CANCEL_REQUESTED => "crm_order_to_erp",
-        types::ERP_PRODUCT_UPSERTED => "erp_product_to_crm",
-        types::ERP_STOCK_CHANGED => "erp_stock_to_crm",
-        types::ERP_ORDER_STATUS_CHANGED => "erp_order_status_to_crm",
-        types::ERP_CUSTOMER_FINANCE_CHANGED => "erp_finance_to_crm",
-        types::INTEGRATION_CUSTOMER_UPSERTED => "integration_customer_to_crm",
-        types::INTEGRATION_ORDER_PLACED => "integration_order_to_crm",
-        types::INTEGRATION_STOCK_COUNTED => "integration_stock_to_erp",
-        _ => "unknown",
+/// The route of each kind of event: its flow (the metrics label) and, for the kinds whose
+/// target takes many at once, the batch it joins. One exhaustive match: a new [`EventKind`]
+/// without a route does not compile.
+fn route(kind: EventKind) -> (&'static str, Option<Batch>) {
+    use EventKind as K;
+    match kind {
+        K::CrmCustomerUpserted | K::CrmCustomerArchived => {
+            ("crm_customer_to_erp", Some(Batch::Customers))
+        }
+        K::CrmOrderSubmitted | K::CrmOrderCancelRequested => ("crm_order_to_erp", None),
+        K::ErpProductUpserted => ("erp_product_to_crm", None),
+        K::ErpStockChanged => ("erp_stock_to_crm", Some(Batch::StockLevels)),
+        K::ErpOrderStatusChanged => ("erp_order_status_to_crm", None),
+        K::ErpCustomerFinanceChanged => ("erp_finance_to_crm", None),
+        K::IntegrationCustomerUpserted => ("integration_customer_to_crm", None),
+        K::IntegrationOrderPlaced => ("integration_order_to_crm", None),
+        K::IntegrationStockCounted => ("integration_stock_to_erp", None),
     }
+}
+
+/// The calls that apply many events at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// `ErpSync.ApplyCustomers`.
+    Customers,
+    /// `CrmSync.ApplyStockLevels`.
+    StockLevels,
+}
+
+/// The metrics label of the flow an event type belongs to (`unknown` for a type Tandem does
+/// not know).
+pub fn flow_name(event_type: &str) -> &'static str {
+    EventKind::named(event_type).map_or("unknown", |kind| route(kind).0)
 }
 
 /// `event_type` as a metric label: one of Tandem's types, else `unknown`. The type comes from
 /// outside (integrators publish events), and label values must come from a fixed set.
 pub fn type_label(event_type: &str) -> String {
-    if flow_name(event_type) == "unknown" {
-        "unknown".to_owned()
-    } else {
-        event_type.to_owned()
-    }
+    EventKind::named(event_type).map_or_else(|| "unknown".to_owned(), |k| k.type_name().to_owned())
 }
 
-/// The topic events of `event_type` belong on: an event of a known type on another topic (an
-/// integrator publishing a CRM event, say) is refused.
-pub fn topic_of(event_type: &str) -> Option<&'static str> {
-    Some(match event_type {
-        types::CRM_CUSTOMER_UPSERTED | types::CRM_CUSTOMER_ARCHIVED => topics::CRM_CUSTOMERS,
-        types::CRM_ORDER_SUBMITTED | types::CRM_ORDER_CANCEL_REQUESTED => topics::CRM_ORDERS,
-        types::ERP_PRODUCT_UPSERTED => topics::ERP_PRODUCTS,
-        types::ERP_STOCK_CHANGED => topics::ERP_STOCK,
-        types::ERP_ORDER_STATUS_CHANGED => topics::ERP_ORDERS,
-        types::ERP_CUSTOMER_FINANCE_CHANGED => topics::ERP_CUSTOMERS,
-        types::INTEGRATION_CUSTOMER_UPSERTED => topics::INTEGRATION_CUSTOMERS,
-        types::INTEGRATION_ORDER_PLACED => topics::INTEGRATION_ORDERS,
-        types::INTEGRATION_STOCK_COUNTED => topics::INTEGRATION_STOCK,
-        _ => return None,
-    })
-}
-
-/// Refuses an event whose type belongs on another topic than the one it came from.
+/// Refuses an event whose type belongs on another topic than the one it came from (an
+/// integrator publishing a CRM event, say).
 pub fn check_topic(topic: &str, envelope: &Envelope) -> Result<(), FlowError> {
-    match topic_of(&envelope.event_type) {
+    match EventKind::named(&envelope.event_type).map(EventKind::topic) {
         Some(expected) if expected != topic => Err(permanent(
             Reason::UnknownType,
             "topic",
@@ -196,7 +196,9 @@ pub fn check_topic(topic: &str, envelope: &Envelope) -> Result<(), FlowError> {
 
 /// Whether events of `topic` are applied in batches (the target RPC takes many at once).
 pub fn batches(topic: &str) -> bool {
-    topic == topics::ERP_STOCK || topic == topics::CRM_CUSTOMERS
+    EventKind::ALL
+        .into_iter()
+        .any(|kind| kind.topic() == topic && route(kind).1.is_some())
 }
 
 /// The bridge's clients of the services it applies to.
@@ -226,33 +228,33 @@ impl Flows {
         envelope: &Envelope,
         final_attempt: bool,
     ) -> Result<Outcome, FlowError> {
-        match (envelope.event_type.as_str(), envelope.schema_version) {
-            (types::CRM_CUSTOMER_UPSERTED | types::CRM_CUSTOMER_ARCHIVED, 1) => {
+        use EventKind as K;
+        let Some(kind) = EventKind::of(&envelope.event_type, envelope.schema_version) else {
+            return Err(permanent(
+                Reason::UnknownType,
+                "type",
+                format!(
+                    "no flow for {} v{}",
+                    envelope.event_type, envelope.schema_version
+                ),
+            ));
+        };
+        match kind {
+            K::CrmCustomerUpserted | K::CrmCustomerArchived => {
                 to_erp::apply_customer(self, envelope).await
             }
-            (types::CRM_ORDER_SUBMITTED, 1) => {
-                to_erp::accept_order(self, envelope, final_attempt).await
-            }
-            (types::CRM_ORDER_CANCEL_REQUESTED, 1) => to_erp::cancel_order(self, envelope).await,
-            (types::ERP_PRODUCT_UPSERTED, 1) => to_crm::apply_product(self, envelope).await,
-            (types::ERP_STOCK_CHANGED, 1) => {
+            K::CrmOrderSubmitted => to_erp::accept_order(self, envelope, final_attempt).await,
+            K::CrmOrderCancelRequested => to_erp::cancel_order(self, envelope).await,
+            K::ErpProductUpserted => to_crm::apply_product(self, envelope).await,
+            K::ErpStockChanged => {
                 let outcomes = to_crm::apply_stock(self, std::slice::from_ref(envelope)).await?;
                 Ok(outcomes.first().copied().unwrap_or(Outcome::Unchanged))
             }
-            (types::ERP_ORDER_STATUS_CHANGED, 1) => {
-                to_crm::apply_order_status(self, envelope).await
-            }
-            (types::ERP_CUSTOMER_FINANCE_CHANGED, 1) => to_crm::apply_finance(self, envelope).await,
-            (types::INTEGRATION_CUSTOMER_UPSERTED, 1) => {
-                integration::upsert_customer(self, envelope).await
-            }
-            (types::INTEGRATION_ORDER_PLACED, 1) => integration::place_order(self, envelope).await,
-            (types::INTEGRATION_STOCK_COUNTED, 1) => integration::count_stock(self, envelope).await,
-            (other, version) => Err(permanent(
-                Reason::UnknownType,
-                "type",
-                format!("no flow for {other} v{version}"),
-            )),
+            K::ErpOrderStatusChanged => to_crm::apply_order_status(self, envelope).await,
+            K::ErpCustomerFinanceChanged => to_crm::apply_finance(self, envelope).await,
+            K::IntegrationCustomerUpserted => integration::upsert_customer(self, envelope).await,
+            K::IntegrationOrderPlaced => integration::place_order(self, envelope).await,
+            K::IntegrationStockCounted => integration::count_stock(self, envelope).await,
         }
     }
 
@@ -260,21 +262,25 @@ impl Flows {
     /// A batch that no single call applies (another type or schema version among them) is
     /// refused as permanent, so the caller applies its events one by one.
     pub async fn apply_batch(&self, envelopes: &[Envelope]) -> Result<Vec<Outcome>, FlowError> {
-        let all_of = |wanted: &[&str]| {
-            envelopes
-                .iter()
-                .all(|e| e.schema_version == 1 && wanted.contains(&e.event_type.as_str()))
+        let batch = |envelope: &Envelope| {
+            EventKind::of(&envelope.event_type, envelope.schema_version).and_then(|k| route(k).1)
         };
-        if all_of(&[types::ERP_STOCK_CHANGED]) {
-            to_crm::apply_stock(self, envelopes).await
-        } else if all_of(&[types::CRM_CUSTOMER_UPSERTED, types::CRM_CUSTOMER_ARCHIVED]) {
-            to_erp::apply_customers(self, envelopes).await
-        } else {
-            Err(permanent(
+        let first = envelopes.first().and_then(batch);
+        if envelopes.iter().any(|e| batch(e) != first) {
+            return Err(permanent(
                 Reason::UnknownType,
                 "type",
                 "the batch holds events no single call applies",
-            ))
+            ));
+        }
+        match first {
+            Some(Batch::StockLevels) => to_crm::apply_stock(self, envelopes).await,
+            Some(Batch::Customers) => to_erp::apply_customers(self, envelopes).await,
+            None => Err(permanent(
+                Reason::UnknownType,
+                "type",
+                "the batch holds events no single call applies",
+            )),
         }
     }
 
@@ -302,7 +308,9 @@ pub(crate) fn classify(status: tonic::Status) -> FlowError {
         FlowError::Transient(format!("{:?}: {}", status.code(), status.message()))
     } else if status.code() == Code::NotFound
         || (status.code() == Code::FailedPrecondition
-            && reason.as_deref().is_some_and(|r| r.starts_with("UNKNOWN_")))
+            && reason
+                .as_deref()
+                .is_some_and(reasons::names_missing_dependency))
     {
         FlowError::MissingDependency(format!(
             "{}: {}",
@@ -320,6 +328,7 @@ pub(crate) fn classify(status: tonic::Status) -> FlowError {
 
 #[cfg(test)]
 mod tests {
+    use tandem_proto::events::types;
     use tonic_types::ErrorDetails;
 
     use super::*;
@@ -359,7 +368,7 @@ mod tests {
         let unknown_customer = tonic::Status::with_error_details(
             Code::FailedPrecondition,
             "unknown customer",
-            ErrorDetails::with_error_info("UNKNOWN_CUSTOMER", "tandem.erp", []),
+            ErrorDetails::with_error_info(reasons::UNKNOWN_CUSTOMER, "tandem.erp", []),
         );
         assert!(matches!(
             classify(unknown_customer),
@@ -368,7 +377,7 @@ mod tests {
         let illegal = tonic::Status::with_error_details(
             Code::FailedPrecondition,
             "shipped",
-            ErrorDetails::with_error_info("ILLEGAL_TRANSITION", "tandem.erp", []),
+            ErrorDetails::with_error_info(reasons::ILLEGAL_TRANSITION, "tandem.erp", []),
         );
         assert!(matches!(
             classify(illegal),

@@ -10,6 +10,7 @@ use tandem_proto::{
         CustomerStatus,
         crm::{AddressKind, AddressV1, CustomerUpsertedV1, OrderV1},
     },
+    reasons,
 };
 use tonic::Code;
 
@@ -240,7 +241,7 @@ pub(super) async fn accept_order(
         .await
     {
         Ok(response) => return Ok(Outcome::changed(response.get_ref().created)),
-        Err(status) if error_reason(&status).as_deref() == Some("UNKNOWN_CUSTOMER") => {
+        Err(status) if error_reason(&status).as_deref() == Some(reasons::UNKNOWN_CUSTOMER) => {
             tracing::info!(customer_id = %request.customer_id, "healing: the ERP lacks the order's customer");
         }
         Err(status) => return Err(classify(status)),
@@ -281,7 +282,7 @@ pub(super) async fn cancel_order(flows: &Flows, envelope: &Envelope) -> Result<O
         Ok(_) => Ok(Outcome::Applied),
         Err(status)
             if status.code() == Code::FailedPrecondition
-                && error_reason(&status).as_deref() == Some("ILLEGAL_TRANSITION") =>
+                && error_reason(&status).as_deref() == Some(reasons::ILLEGAL_TRANSITION) =>
         {
             tracing::info!(
                 detail = status.message(),

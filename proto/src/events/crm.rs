@@ -130,6 +130,26 @@ pub struct AddressV1 {
     pub country_code: String,
 }
 
+impl From<AddressV1> for crate::common::v1::Address {
+    /// The event's address as the APIs' shared `tandem.common.v1.Address` (absent optional
+    /// parts become empty strings, as proto3 spells them).
+    fn from(address: AddressV1) -> Self {
+        use crate::common::v1::AddressKind as Kind;
+        Self {
+            kind: match address.kind {
+                AddressKind::Billing => Kind::Billing,
+                AddressKind::Shipping => Kind::Shipping,
+            } as i32,
+            line1: address.line1,
+            line2: address.line2.unwrap_or_default(),
+            city: address.city,
+            postal_code: address.postal_code.unwrap_or_default(),
+            region: address.region.unwrap_or_default(),
+            country_code: address.country_code,
+        }
+    }
+}
+
 /// Lifecycle status of a sales order in the CRM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

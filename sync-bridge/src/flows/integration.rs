@@ -6,10 +6,7 @@ use tandem_common::event::Envelope;
 use tandem_proto::{
     crm::v1 as crm,
     erp::v1 as erp,
-    events::{
-        crm::{AddressKind, AddressV1},
-        integration::{CustomerUpsertedV1, OrderPlacedV1, StockCountedV1},
-    },
+    events::integration::{CustomerUpsertedV1, OrderPlacedV1, StockCountedV1},
 };
 
 use super::{FlowError, Flows, Outcome, Reason, classify, data, permanent};
@@ -27,21 +24,6 @@ pub fn validate(envelope: &Envelope) -> Result<(), FlowError> {
     })
 }
 
-fn address(address: AddressV1) -> crm::Address {
-    crm::Address {
-        kind: match address.kind {
-            AddressKind::Billing => crm::AddressKind::Billing,
-            AddressKind::Shipping => crm::AddressKind::Shipping,
-        } as i32,
-        line1: address.line1,
-        line2: address.line2.unwrap_or_default(),
-        city: address.city,
-        postal_code: address.postal_code.unwrap_or_default(),
-        region: address.region.unwrap_or_default(),
-        country_code: address.country_code,
-    }
-}
-
 /// `integration.customer.upserted` v1 -> `CrmSync.UpsertCustomerByExternalRef`.
 pub fn customer_request(
     envelope: &Envelope,
@@ -54,7 +36,7 @@ pub fn customer_request(
             phone: customer.phone.unwrap_or_default(),
             tax_id: customer.tax_id.unwrap_or_default(),
             external_ref: customer.external_ref,
-            addresses: customer.addresses.into_iter().map(address).collect(),
+            addresses: customer.addresses.into_iter().map(Into::into).collect(),
             ..crm::Customer::default()
         }),
         source: envelope.source.clone(),

@@ -8,7 +8,7 @@ use tandem_proto::{
     erp::v1 as erp,
     events::{
         CustomerStatus,
-        crm::{AddressKind, AddressV1, CustomerUpsertedV1, OrderV1},
+        crm::{CustomerUpsertedV1, OrderV1},
     },
     reasons,
 };
@@ -38,7 +38,7 @@ pub fn customer_request(envelope: &Envelope) -> Result<erp::ApplyCustomerRequest
             tax_id: data.tax_id.unwrap_or_default(),
             status: status(data.status) as i32,
             external_ref: data.external_ref.unwrap_or_default(),
-            addresses: data.addresses.into_iter().map(address).collect(),
+            addresses: data.addresses.into_iter().map(Into::into).collect(),
         }),
         source_version: envelope.aggregate_version,
         event_id: envelope.id.to_string(),
@@ -71,21 +71,6 @@ fn status(status: CustomerStatus) -> erp::CustomerStatus {
     }
 }
 
-fn address(address: AddressV1) -> erp::Address {
-    erp::Address {
-        kind: match address.kind {
-            AddressKind::Billing => erp::AddressKind::Billing,
-            AddressKind::Shipping => erp::AddressKind::Shipping,
-        } as i32,
-        line1: address.line1,
-        line2: address.line2.unwrap_or_default(),
-        city: address.city,
-        postal_code: address.postal_code.unwrap_or_default(),
-        region: address.region.unwrap_or_default(),
-        country_code: address.country_code,
-    }
-}
-
 /// The CRM's current customer (from `CrmService.GetCustomer`) as an apply for the ERP: how a
 /// missing customer is healed, and how reconcile repairs one.
 pub fn customer_from_crm(customer: crm::Customer, repair: bool) -> erp::ApplyCustomerRequest {
@@ -93,23 +78,8 @@ pub fn customer_from_crm(customer: crm::Customer, repair: bool) -> erp::ApplyCus
         crm::CustomerStatus::Archived => erp::CustomerStatus::Archived,
         _ => erp::CustomerStatus::Active,
     };
-    let addresses = customer
-        .addresses
-        .iter()
-        .map(|a| erp::Address {
-            kind: match a.kind() {
-                crm::AddressKind::Billing => erp::AddressKind::Billing,
-                crm::AddressKind::Shipping => erp::AddressKind::Shipping,
-                crm::AddressKind::Unspecified => erp::AddressKind::Unspecified,
-            } as i32,
-            line1: a.line1.clone(),
-            line2: a.line2.clone(),
-            city: a.city.clone(),
-            postal_code: a.postal_code.clone(),
-            region: a.region.clone(),
-            country_code: a.country_code.clone(),
-        })
-        .collect();
+    // One shared type (tandem.common.v1.Address): the CRM's addresses are the ERP's.
+    let addresses = customer.addresses.clone();
     erp::ApplyCustomerRequest {
         customer: Some(erp::CustomerProfile {
             id: customer.id,

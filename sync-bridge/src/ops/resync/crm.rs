@@ -37,23 +37,8 @@ fn customer_from_mirror(profile: &erp::CustomerProfile) -> crm::Customer {
             _ => crm::CustomerStatus::Active,
         } as i32,
         external_ref: profile.external_ref.clone(),
-        addresses: profile
-            .addresses
-            .iter()
-            .map(|a| crm::Address {
-                kind: match a.kind() {
-                    erp::AddressKind::Billing => crm::AddressKind::Billing,
-                    erp::AddressKind::Shipping => crm::AddressKind::Shipping,
-                    erp::AddressKind::Unspecified => crm::AddressKind::Unspecified,
-                } as i32,
-                line1: a.line1.clone(),
-                line2: a.line2.clone(),
-                city: a.city.clone(),
-                postal_code: a.postal_code.clone(),
-                region: a.region.clone(),
-                country_code: a.country_code.clone(),
-            })
-            .collect(),
+        // One shared type (tandem.common.v1.Address): the ERP's mirror is the CRM's.
+        addresses: profile.addresses.clone(),
         ..crm::Customer::default()
     }
 }

@@ -10,12 +10,15 @@ run: ## Provision, build and run the whole stack in the foreground (Ctrl-C stops
 test: ## Everything CI runs: unit, integration and end-to-end tests on real parts
 	scripts/test.sh
 
-lint: ## rustfmt check + clippy with warnings as errors; the bridge links no database driver
+lint: ## rustfmt check + clippy with warnings as errors; the bridge links no database driver; no tonic in domain code
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked --features tandem-common/failpoints -- -D warnings
 	cargo clippy -p sync-bridge --all-targets --locked -- -D warnings
 	@! cargo tree -p sync-bridge -e normal --locked | grep -q ' sqlx ' || \
 	  { echo "sync-bridge links sqlx: tandem-common's database feature leaked into it"; exit 1; }
+	@! grep -rnE --include=*.rs '^[^/]*\btonic(_types)?::' crm-service/src erp-service/src \
+	  | grep -v -e '/grpc/' -e '/app.rs:' || \
+	  { echo "tonic in a service's domain code: map errors in grpc/, validate with tandem_common::validation"; exit 1; }
 
 fmt:
 	cargo fmt --all

@@ -2,6 +2,7 @@
 
 use std::{collections::HashMap, fmt::Display, time::Duration};
 
+use crate::validation::FieldViolation;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -153,22 +154,6 @@ pub async fn follow_readiness(
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(HEALTH_INTERVAL) => {}
-        }
-    }
-}
-
-/// One invalid field of a request: its path (e.g. `customer.email`) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldViolation {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
         }
     }
 }

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_types::StatusExt;
 use uuid::Uuid;
 
-use crate::{grpc::FieldViolation, metrics_names as m, shutdown::sleep_or_cancel};
+use crate::{metrics_names as m, shutdown::sleep_or_cancel, validation::FieldViolation};
 
 /// The request field every idempotent RPC names its id in.
 pub const FIELD: &str = "request_id";

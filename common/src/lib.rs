@@ -47,5 +47,6 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod validation;
 
 pub use tokio_util::sync::CancellationToken;

@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::Sha256;
 
-use crate::grpc::FieldViolation;
+use crate::validation::FieldViolation;
 
 /// The page size when a request asks for none (`page_size` 0).
 pub const DEFAULT_PAGE_SIZE: i64 = 50;

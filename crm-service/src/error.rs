@@ -1,10 +1,7 @@
-//! The CRM's error type, and its one mapping to `tonic::Status`.
+//! The CRM's error type, free of any transport; `grpc/status.rs` maps it to
+//! `tonic::Status`, once.
 
-use tandem_common::{
-    grpc::{self, FieldViolation},
-    idempotency::IdempotencyError,
-};
-use tonic::Status;
+use tandem_common::{idempotency::IdempotencyError, validation::FieldViolation};
 
 /// The `domain` of every `google.rpc.ErrorInfo` the CRM returns.
 pub const ERROR_DOMAIN: &str = "tandem.crm";
@@ -83,25 +80,5 @@ pub fn check(violations: Vec<FieldViolation>) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Invalid(violations))
-    }
-}
-
-impl From<Error> for Status {
-    fn from(error: Error) -> Self {
-        match error {
-            Error::Invalid(violations) => grpc::invalid_argument(&violations),
-            Error::NotFound { .. } => Status::not_found(error.to_string()),
-            Error::AlreadyExists(message) => Status::already_exists(message),
-            Error::Aborted(message) => Status::aborted(message),
-            Error::FailedPrecondition(message) => Status::failed_precondition(message),
-            Error::Unmet {
-                reason,
-                message,
-                metadata,
-            } => grpc::failed_precondition_info(message, ERROR_DOMAIN, reason, metadata),
-            Error::Database(error) => grpc::database_status(&error),
-            Error::Encode(error) => grpc::internal("event encoding failed", &error),
-            Error::Idempotency(error) => error.into_status(ERROR_DOMAIN),
-        }
     }
 }

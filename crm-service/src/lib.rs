@@ -11,7 +11,7 @@
 //!   what the restore lost taken back from it.
 //! - [`grpc`]: the `tandem.crm.v1.CrmService` and `tandem.crm.v1.CrmSync` handlers.
 //! - [`validation`], [`mirror`]: field rules, apply outcomes.
-//! - [`error`]: the service's error type and its mapping to `tonic::Status`.
+//! - [`error`]: the service's error type (no tonic: `grpc/status.rs` maps it to a status).
 
 pub mod app;
 pub mod catalogue;

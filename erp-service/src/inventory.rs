@@ -92,7 +92,7 @@ impl StockRequest {
 
 impl Count {
     fn validate(&self) -> Result<()> {
-        use tandem_common::grpc::FieldViolation;
+        use tandem_common::validation::FieldViolation;
         let mut violations = Vec::new();
         if self.sku.is_empty() {
             violations.push(FieldViolation::new("sku", "required"));
@@ -436,7 +436,7 @@ fn locked_level(session: &StockSession, count: &Count) -> Result<Level> {
 }
 
 fn validate(sku: &str, request: &StockRequest, reference: Option<&str>) -> Result<()> {
-    use tandem_common::grpc::FieldViolation;
+    use tandem_common::validation::FieldViolation;
     let mut violations = Vec::new();
     if !crate::products::is_sku(sku) {
         violations.push(FieldViolation::new("sku", "not a valid sku"));

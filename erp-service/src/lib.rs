@@ -14,7 +14,7 @@
 //! - [`restore`]: after a restore of the database, versions lifted above the CRM's mirrors and
 //!   products taken back from its catalogue.
 //! - [`grpc`]: the `tandem.erp.v1.ErpService` and `tandem.erp.v1.ErpSync` handlers.
-//! - [`error`]: the service's error type and its mapping to `tonic::Status`.
+//! - [`error`]: the service's error type (no tonic: `grpc/status.rs` maps it to a status).
 //! - [`text`]: the NUL characters PostgreSQL cannot store, refused by field.
 
 pub mod app;

@@ -1,7 +1,7 @@
 //! Text the ERP stores or filters by. PostgreSQL cannot hold a NUL character (neither in text
 //! nor in JSONB), so one is a bad request naming its field, never a database error.
 
-use tandem_common::grpc::FieldViolation;
+use tandem_common::validation::FieldViolation;
 
 use crate::error::{Error, Result};
 

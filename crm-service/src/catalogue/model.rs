@@ -1,7 +1,7 @@
 //! The catalogue mirror: products and available stock as the ERP reports them (pure, no I/O).
 
 use chrono::{DateTime, Utc};
-use tandem_common::grpc::FieldViolation;
+use tandem_common::validation::FieldViolation;
 
 use crate::validation::{currency_problem, required_text, sku_problem};
 

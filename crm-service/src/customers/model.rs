@@ -1,7 +1,7 @@
 //! Customer profiles, their contacts and addresses, and their validation rules (pure, no I/O).
 
 use chrono::{DateTime, Utc};
-use tandem_common::grpc::FieldViolation;
+use tandem_common::validation::FieldViolation;
 use tandem_proto::events::{
     CustomerStatus,
     crm::{AddressKind, AddressV1, ContactV1, CustomerUpsertedV1},

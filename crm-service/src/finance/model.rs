@@ -1,7 +1,7 @@
 //! The ERP's finance view of a customer, as mirrored in the CRM (pure, no I/O).
 
 use chrono::{DateTime, Utc};
-use tandem_common::grpc::FieldViolation;
+use tandem_common::validation::FieldViolation;
 
 use crate::validation::{currency_problem, optional_text};
 

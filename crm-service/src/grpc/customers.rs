@@ -1,7 +1,7 @@
 //! Customer messages <-> the customer domain.
 
 use prost_types::FieldMask;
-use tandem_common::grpc::{FieldViolation, timestamp};
+use tandem_common::{grpc::timestamp, validation::FieldViolation};
 use tandem_proto::{crm::v1 as pb, events::CustomerStatus, events::crm::AddressKind};
 
 use super::{known, money, optional};

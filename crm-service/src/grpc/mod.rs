@@ -7,6 +7,7 @@ mod catalogue;
 mod customers;
 mod orders;
 mod service;
+mod status;
 mod sync;
 
 pub use access::ACCESS;

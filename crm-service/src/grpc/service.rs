@@ -1,6 +1,6 @@
 //! `tandem.crm.v1.CrmService`: the sales desk's API.
 
-use tandem_common::{grpc::FieldViolation, paging::Page};
+use tandem_common::{paging::Page, validation::FieldViolation};
 use tandem_proto::crm::v1::{
     self as pb, ArchiveCustomerRequest, CreateCustomerRequest, CreateOrderRequest,
     GetAvailabilityRequest, GetAvailabilityResponse, GetCustomerRequest, GetOrderRequest,

@@ -90,13 +90,13 @@ fn mirrored_customers(
     for (i, mirrored) in request.customers.into_iter().enumerate() {
         let prefix = format!("customers[{i}].");
         if mirrored.mirror_version <= 0 {
-            violations.push(tandem_common::grpc::FieldViolation::new(
+            violations.push(tandem_common::validation::FieldViolation::new(
                 format!("{prefix}mirror_version"),
                 "must be positive",
             ));
         }
         let Some(customer) = mirrored.customer else {
-            violations.push(tandem_common::grpc::FieldViolation::new(
+            violations.push(tandem_common::validation::FieldViolation::new(
                 format!("{prefix}customer"),
                 "required",
             ));
@@ -113,7 +113,7 @@ fn mirrored_customers(
             Err(other) => return Err(other),
         };
         if !seen.insert(id) {
-            violations.push(tandem_common::grpc::FieldViolation::new(
+            violations.push(tandem_common::validation::FieldViolation::new(
                 format!("{prefix}customer.id"),
                 "appears twice",
             ));
@@ -138,7 +138,7 @@ fn mirrored_customers(
 
 /// The orders of a `RecoverOrders` call, every bad field named.
 fn mirrored_orders(request: RecoverOrdersRequest) -> Result<Vec<MirroredOrder>, Error> {
-    use tandem_common::grpc::FieldViolation;
+    use tandem_common::validation::FieldViolation;
     batch_size("orders", request.orders.len())?;
     let mut violations = Vec::new();
     let mut orders = Vec::with_capacity(request.orders.len());
@@ -318,7 +318,7 @@ impl CrmSync for SyncApi {
         };
         violations.extend(data.violations(&balance.currency_code));
         if request.source_version <= 0 {
-            violations.push(tandem_common::grpc::FieldViolation::new(
+            violations.push(tandem_common::validation::FieldViolation::new(
                 "source_version",
                 "must be positive",
             ));
@@ -358,7 +358,7 @@ impl CrmSync for SyncApi {
             _ => Vec::new(),
         };
         if request.source.chars().any(char::is_control) {
-            top_level.push(tandem_common::grpc::FieldViolation::new(
+            top_level.push(tandem_common::validation::FieldViolation::new(
                 "source",
                 "must not contain control characters",
             ));

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use tandem_common::grpc::FieldViolation;
+use tandem_common::validation::FieldViolation;
 use tandem_proto::events::crm::{OrderLineV1, OrderStatus, OrderV1};
 use uuid::Uuid;
 

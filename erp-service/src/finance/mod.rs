@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 use tandem_common::{
     event::Envelope,
-    grpc::FieldViolation,
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
+    validation::FieldViolation,
 };
 use tandem_proto::events::erp::{aggregates, topics, types};
 use uuid::Uuid;

@@ -1,7 +1,7 @@
 //! Domain values to protobuf messages and back.
 
 use prost_types::FieldMask;
-use tandem_common::grpc::{FieldViolation, timestamp};
+use tandem_common::{grpc::timestamp, validation::FieldViolation};
 use tandem_proto::{erp::v1 as pb, events::CustomerStatus};
 use uuid::Uuid;
 

@@ -3,14 +3,15 @@
 
 mod access;
 mod convert;
+mod status;
 
 pub use access::ACCESS;
 
 use prost::Message;
 use tandem_common::{
     auth,
-    grpc::FieldViolation,
     idempotency::{Answer, Once, RequestKey},
+    validation::FieldViolation,
 };
 use tandem_proto::erp::v1::{self as pb, erp_service_server::ErpService, erp_sync_server::ErpSync};
 use tonic::{Request, Response, Status};

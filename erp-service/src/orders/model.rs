@@ -1,7 +1,7 @@
 //! Sales orders: what they hold, the legal status transitions, and what makes a new one valid.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tandem_common::grpc::FieldViolation;
+use tandem_common::validation::FieldViolation;
 use tandem_proto::events::erp::{InvoiceV1, OrderStatusChangedV1};
 use uuid::Uuid;
 

@@ -1,7 +1,7 @@
 //! Products: what they hold and what makes one valid.
 
 use chrono::{DateTime, Utc};
-use tandem_common::grpc::FieldViolation;
+use tandem_common::validation::FieldViolation;
 use tandem_proto::events::erp::ProductUpsertedV1;
 use uuid::Uuid;
 

@@ -5,9 +5,9 @@ pub mod store;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tandem_common::{
-    grpc::FieldViolation,
     idempotency::{self, Answer, Once},
     paging::Page,
+    validation::FieldViolation,
 };
 
 use crate::{

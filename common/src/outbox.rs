@@ -35,6 +35,7 @@ use rdkafka::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction, types::Json};
+use tandem_proto::events::EventKind;
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -130,7 +131,7 @@ pub struct OutboxTx {
 
 impl OutboxTx {
     /// Writes the outbox row for `envelope`, to be published on `topic` once committed.
-    pub async fn enqueue(&mut self, topic: &str, envelope: &Envelope) -> Result<(), sqlx::Error> {
+    async fn enqueue(&mut self, topic: &str, envelope: &Envelope) -> Result<(), sqlx::Error> {
         insert(&mut self.tx, topic, envelope).await?;
         self.wrote = true;
         Ok(())
@@ -139,6 +140,30 @@ impl OutboxTx {
     /// Rolls back: neither the change nor its events happened.
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         self.tx.rollback().await
+    }
+
+    /// Enqueues an event of `kind` from `source` about `aggregate_id` at `version`: its type,
+    /// schema version, aggregate type and topic all come from the kind, so a producer cannot
+    /// pair them wrongly.
+    pub async fn publish(
+        &mut self,
+        kind: EventKind,
+        source: &str,
+        aggregate_id: impl Into<String>,
+        version: i64,
+        data: &impl Serialize,
+    ) -> Result<(), OutboxError> {
+        let event = Envelope::new(
+            kind.type_name(),
+            kind.schema_version(),
+            source,
+            kind.aggregate(),
+            aggregate_id,
+            version,
+            data,
+        )?;
+        self.enqueue(kind.topic(), &event).await?;
+        Ok(())
     }
 
     /// Commits, then wakes the relay if an outbox row was written.
@@ -163,6 +188,15 @@ impl std::ops::DerefMut for OutboxTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.tx
     }
+}
+
+/// Why an event could not be written to the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("cannot encode event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("outbox write failed: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 #[derive(Debug, thiserror::Error)]

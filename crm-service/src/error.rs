@@ -1,7 +1,9 @@
 //! The CRM's error type, free of any transport; `grpc/status.rs` maps it to
 //! `tonic::Status`, once.
 
-use tandem_common::{idempotency::IdempotencyError, validation::FieldViolation};
+use tandem_common::{
+    idempotency::IdempotencyError, outbox::OutboxError, validation::FieldViolation,
+};
 
 /// The `domain` of every `google.rpc.ErrorInfo` the CRM returns.
 pub const ERROR_DOMAIN: &str = "tandem.crm";
@@ -80,5 +82,14 @@ pub fn check(violations: Vec<FieldViolation>) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Invalid(violations))
+    }
+}
+
+impl From<OutboxError> for Error {
+    fn from(error: OutboxError) -> Self {
+        match error {
+            OutboxError::Encode(error) => Self::Encode(error),
+            OutboxError::Database(error) => Self::Database(error),
+        }
     }
 }

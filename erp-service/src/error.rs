@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use tandem_common::{idempotency::IdempotencyError, validation::FieldViolation};
+use tandem_common::{
+    idempotency::IdempotencyError, outbox::OutboxError, validation::FieldViolation,
+};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -103,5 +105,14 @@ impl Error {
 impl From<FieldViolation> for Error {
     fn from(violation: FieldViolation) -> Self {
         Self::Invalid(vec![violation])
+    }
+}
+
+impl From<OutboxError> for Error {
+    fn from(error: OutboxError) -> Self {
+        match error {
+            OutboxError::Encode(error) => Self::Encode(error),
+            OutboxError::Database(error) => Self::Database(error),
+        }
     }
 }

@@ -6,12 +6,11 @@ pub mod store;
 
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
-    event::Envelope,
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
-use tandem_proto::events::{CustomerStatus, aggregates, topics, types};
+use tandem_proto::events::{CustomerStatus, EventKind};
 use uuid::Uuid;
 
 pub use model::{
@@ -96,7 +95,7 @@ impl Customers {
         let customer = store::update(&mut tx, id, &profile)
             .await
             .map_err(duplicate_external_ref)?;
-        publish(&mut tx, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
+        publish(&mut tx, EventKind::CrmCustomerUpserted, &customer).await?;
         tx.commit().await?;
         Ok(customer)
     }
@@ -166,7 +165,7 @@ impl Customers {
         let customer = store::update(&mut tx, id, &profile)
             .await
             .map_err(duplicate_external_ref)?;
-        publish(&mut tx, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
+        publish(&mut tx, EventKind::CrmCustomerUpserted, &customer).await?;
         tx.commit().await?;
         Ok((customer, true))
     }
@@ -182,11 +181,11 @@ impl Customers {
             let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
             for customer in &batch {
-                let event_type = match customer.profile.status {
-                    CustomerStatus::Archived => types::CRM_CUSTOMER_ARCHIVED,
-                    CustomerStatus::Active => types::CRM_CUSTOMER_UPSERTED,
+                let kind = match customer.profile.status {
+                    CustomerStatus::Archived => EventKind::CrmCustomerArchived,
+                    CustomerStatus::Active => EventKind::CrmCustomerUpserted,
                 };
-                publish(&mut tx, event_type, customer).await?;
+                publish(&mut tx, kind, customer).await?;
             }
             tx.commit().await?;
             count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
@@ -213,7 +212,7 @@ impl Customers {
             ..current.profile
         };
         let customer = store::update(&mut tx, id, &profile).await?;
-        publish(&mut tx, types::CRM_CUSTOMER_ARCHIVED, &customer).await?;
+        publish(&mut tx, EventKind::CrmCustomerArchived, &customer).await?;
         tx.commit().await?;
         Ok(customer)
     }
@@ -248,28 +247,17 @@ pub async fn insert_with_event(tx: &mut OutboxTx, profile: Profile) -> Result<Cu
     let customer = store::insert(tx, Uuid::now_v7(), &profile)
         .await
         .map_err(duplicate_external_ref)?;
-    publish(tx, types::CRM_CUSTOMER_UPSERTED, &customer).await?;
+    publish(tx, EventKind::CrmCustomerUpserted, &customer).await?;
     Ok(customer)
 }
 
 /// Writes the outbox row of a customer event (`crm.customer.upserted` or
 /// `crm.customer.archived`: both carry the full profile).
-pub(crate) async fn publish(
-    tx: &mut OutboxTx,
-    event_type: &str,
-    customer: &Customer,
-) -> Result<()> {
-    let event = Envelope::new(
-        event_type,
-        1,
-        SOURCE,
-        aggregates::CUSTOMER,
-        customer.id.to_string(),
-        customer.version,
-        &customer.upserted_event(),
-    )?;
-    tx.enqueue(topics::CRM_CUSTOMERS, &event).await?;
-    Ok(())
+pub(crate) async fn publish(tx: &mut OutboxTx, kind: EventKind, customer: &Customer) -> Result<()> {
+    let (id, data) = (customer.id.to_string(), customer.upserted_event());
+    Ok(tx
+        .publish(kind, SOURCE, id, customer.version, &data)
+        .await?)
 }
 
 fn not_found(id: Uuid) -> Error {

@@ -8,16 +8,11 @@ pub mod store;
 
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
-    event::Envelope,
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
-use tandem_proto::events::{
-    CustomerStatus,
-    crm::{OrderStatus, aggregates},
-    topics, types,
-};
+use tandem_proto::events::{CustomerStatus, EventKind, crm::OrderStatus};
 use uuid::Uuid;
 
 pub use model::{
@@ -129,7 +124,7 @@ impl Orders {
         current.check_submittable()?;
         require_active_customer(&mut tx, current.customer_id).await?;
         let order = store::transition(&mut tx, id, OrderStatus::Submitted, None).await?;
-        publish(&mut tx, types::CRM_ORDER_SUBMITTED, &order).await?;
+        publish(&mut tx, EventKind::CrmOrderSubmitted, &order).await?;
         idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
         Ok(Answer::Fresh(order))
@@ -153,7 +148,7 @@ impl Orders {
         let order = store::transition(&mut tx, id, target, reason.as_deref()).await?;
         let published = target == OrderStatus::CancelRequested;
         if published {
-            publish(&mut tx, types::CRM_ORDER_CANCEL_REQUESTED, &order).await?;
+            publish(&mut tx, EventKind::CrmOrderCancelRequested, &order).await?;
         }
         tx.commit().await?;
         Ok(order)
@@ -203,7 +198,7 @@ impl Orders {
                 &order.external_ref,
             )
             .await?;
-            publish(&mut tx, types::CRM_ORDER_SUBMITTED, &placed).await?;
+            publish(&mut tx, EventKind::CrmOrderSubmitted, &placed).await?;
             tx.commit().await?;
             Ok((placed, true))
         }
@@ -239,16 +234,16 @@ impl Orders {
             for order in &batch {
                 match order.status {
                     OrderStatus::CancelRequested => {
-                        publish(&mut tx, types::CRM_ORDER_CANCEL_REQUESTED, order).await?;
+                        publish(&mut tx, EventKind::CrmOrderCancelRequested, order).await?;
                     }
                     OrderStatus::Cancelled => {
                         let requested = Order {
                             status: OrderStatus::CancelRequested,
                             ..order.clone()
                         };
-                        publish(&mut tx, types::CRM_ORDER_CANCEL_REQUESTED, &requested).await?;
+                        publish(&mut tx, EventKind::CrmOrderCancelRequested, &requested).await?;
                     }
-                    _ => publish(&mut tx, types::CRM_ORDER_SUBMITTED, order).await?,
+                    _ => publish(&mut tx, EventKind::CrmOrderSubmitted, order).await?,
                 }
             }
             tx.commit().await?;
@@ -363,18 +358,11 @@ async fn quote(
     model::quote(requests, &products)
 }
 
-pub(crate) async fn publish(tx: &mut OutboxTx, event_type: &str, order: &Order) -> Result<()> {
-    let event = Envelope::new(
-        event_type,
-        1,
-        SOURCE,
-        aggregates::ORDER,
-        order.id.to_string(),
-        order.version,
-        &order.event(),
-    )?;
-    tx.enqueue(topics::CRM_ORDERS, &event).await?;
-    Ok(())
+pub(crate) async fn publish(tx: &mut OutboxTx, kind: EventKind, order: &Order) -> Result<()> {
+    let id = order.id.to_string();
+    Ok(tx
+        .publish(kind, SOURCE, id, order.version, &order.event())
+        .await?)
 }
 
 fn not_found(id: Uuid) -> Error {

@@ -10,7 +10,7 @@ pub mod store;
 
 use sqlx::PgPool;
 use tandem_common::outbox::OutboxWaker;
-use tandem_proto::events::{CustomerStatus, crm::OrderStatus, types};
+use tandem_proto::events::{CustomerStatus, EventKind, crm::OrderStatus};
 use uuid::Uuid;
 
 use crate::{
@@ -89,10 +89,10 @@ fn same_mirrored_fields(a: &Profile, b: &Profile) -> bool {
     }
 }
 
-fn event_type(customer: &Customer) -> &'static str {
+fn event_kind(customer: &Customer) -> EventKind {
     match customer.profile.status {
-        CustomerStatus::Archived => types::CRM_CUSTOMER_ARCHIVED,
-        CustomerStatus::Active => types::CRM_CUSTOMER_UPSERTED,
+        CustomerStatus::Archived => EventKind::CrmCustomerArchived,
+        CustomerStatus::Active => EventKind::CrmCustomerUpserted,
     }
 }
 
@@ -132,7 +132,7 @@ impl Restore {
                 .await
                 .map_err(|e| taken(mirrored.id, e))?;
             let customer = store::set_customer_version(&mut tx, mirrored.id, target).await?;
-            customers::publish(&mut tx, event_type(&customer), &customer).await?;
+            customers::publish(&mut tx, event_kind(&customer), &customer).await?;
             tx.commit().await?;
             tracing::info!(
                 version = target,
@@ -168,7 +168,7 @@ impl Restore {
             Outcome::Lifted
         };
         let customer = store::set_customer_version(&mut tx, mirrored.id, target).await?;
-        customers::publish(&mut tx, event_type(&customer), &customer).await?;
+        customers::publish(&mut tx, event_kind(&customer), &customer).await?;
         tx.commit().await?;
         tracing::info!(
             previous_version,
@@ -243,7 +243,7 @@ impl Restore {
                     .await?
             }
         };
-        orders::publish(&mut tx, types::CRM_ORDER_SUBMITTED, &order).await?;
+        orders::publish(&mut tx, EventKind::CrmOrderSubmitted, &order).await?;
         tx.commit().await?;
         tracing::info!(
             version = order.version,

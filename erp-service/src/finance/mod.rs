@@ -9,12 +9,11 @@ use std::collections::HashMap;
 
 use sqlx::PgPool;
 use tandem_common::{
-    event::Envelope,
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
     validation::FieldViolation,
 };
-use tandem_proto::events::erp::{aggregates, topics, types};
+use tandem_proto::events::EventKind;
 use uuid::Uuid;
 
 pub use model::{
@@ -254,15 +253,11 @@ impl Finances {
 
 /// Enqueues `erp.customer.finance_changed` for `finance` (already at its new version).
 pub async fn publish_changed(tx: &mut OutboxTx, finance: &Finance) -> Result<()> {
-    let event = Envelope::new(
-        types::ERP_CUSTOMER_FINANCE_CHANGED,
-        1,
-        SOURCE,
-        aggregates::CUSTOMER_FINANCE,
+    let (kind, id) = (
+        EventKind::ErpCustomerFinanceChanged,
         finance.customer_id.to_string(),
-        finance.version,
-        &finance.changed_event(),
-    )?;
-    tx.enqueue(topics::ERP_CUSTOMERS, &event).await?;
-    Ok(())
+    );
+    Ok(tx
+        .publish(kind, SOURCE, id, finance.version, &finance.changed_event())
+        .await?)
 }

@@ -14,12 +14,11 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
-    event::Envelope,
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
-use tandem_proto::events::erp::{aggregates, topics, types};
+use tandem_proto::events::EventKind;
 use uuid::Uuid;
 
 pub use model::{NewLine, NewOrder, Order, OrderStatus, ReservationState, can_transition};
@@ -578,15 +577,8 @@ pub async fn reserve_backorders(
 
 /// Enqueues `erp.order.status_changed` for `order` at its current version.
 pub(crate) async fn publish_status(tx: &mut OutboxTx, order: &Order) -> Result<()> {
-    let event = Envelope::new(
-        types::ERP_ORDER_STATUS_CHANGED,
-        1,
-        SOURCE,
-        aggregates::SALES_ORDER,
-        order.crm_order_id.clone(),
-        order.version,
-        &order.status_event(),
-    )?;
-    tx.enqueue(topics::ERP_ORDERS, &event).await?;
-    Ok(())
+    let (kind, id) = (EventKind::ErpOrderStatusChanged, order.crm_order_id.clone());
+    Ok(tx
+        .publish(kind, SOURCE, id, order.version, &order.status_event())
+        .await?)
 }

@@ -6,12 +6,11 @@ pub mod store;
 
 use sqlx::PgPool;
 use tandem_common::{
-    event::Envelope,
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
-use tandem_proto::events::erp::{aggregates, topics, types};
+use tandem_proto::events::EventKind;
 use uuid::Uuid;
 
 pub use model::{Product, ProductFields, ProductPatch, is_sku};
@@ -146,15 +145,8 @@ impl Products {
 
 /// Enqueues `erp.product.upserted` for `product` at its current version.
 pub(crate) async fn publish_upserted(tx: &mut OutboxTx, product: &Product) -> Result<()> {
-    let event = Envelope::new(
-        types::ERP_PRODUCT_UPSERTED,
-        1,
-        SOURCE,
-        aggregates::PRODUCT,
-        product.sku.clone(),
-        product.version,
-        &product.upserted_event(),
-    )?;
-    tx.enqueue(topics::ERP_PRODUCTS, &event).await?;
-    Ok(())
+    let (kind, id) = (EventKind::ErpProductUpserted, product.sku.clone());
+    Ok(tx
+        .publish(kind, SOURCE, id, product.version, &product.upserted_event())
+        .await?)
 }

@@ -14,8 +14,11 @@ pub mod store;
 use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
 
 use sqlx::PgConnection;
-use tandem_common::{event::Envelope, outbox::OutboxTx};
-use tandem_proto::events::erp::{StockChangedV1, WarehouseStockV1, aggregates, topics, types};
+use tandem_common::outbox::OutboxTx;
+use tandem_proto::events::{
+    EventKind,
+    erp::{StockChangedV1, WarehouseStockV1},
+};
 
 pub use model::{AdjustmentReason, Count, Level, Movement, MovementReason, NewMovement};
 pub use plan::Availability;
@@ -192,15 +195,8 @@ pub(crate) async fn publish_levels<'a>(
         available: warehouses.iter().map(|w| w.available).sum(),
         warehouses,
     };
-    let event = Envelope::new(
-        types::ERP_STOCK_CHANGED,
-        1,
-        SOURCE,
-        aggregates::STOCK,
-        sku.to_owned(),
-        version,
-        &data,
-    )?;
-    tx.enqueue(topics::ERP_STOCK, &event).await?;
-    Ok(())
+    let kind = EventKind::ErpStockChanged;
+    Ok(tx
+        .publish(kind, SOURCE, sku.to_owned(), version, &data)
+        .await?)
 }

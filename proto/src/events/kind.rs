@@ -86,19 +86,19 @@ impl EventKind {
         }
     }
 
-    /// `aggregate_type` in the envelope of Tandem's own events; `None` for integrators' events,
-    /// whose envelopes the integrator fills.
-    pub const fn aggregate(self) -> Option<&'static str> {
+    /// `aggregate_type` in the envelope as Tandem writes it (integrators name their own
+    /// aggregates; the bridge does not read theirs).
+    pub const fn aggregate(self) -> &'static str {
         match self {
-            Self::CrmCustomerUpserted | Self::CrmCustomerArchived => Some(aggregates::CUSTOMER),
-            Self::CrmOrderSubmitted | Self::CrmOrderCancelRequested => Some(crm::aggregates::ORDER),
-            Self::ErpProductUpserted => Some(erp::aggregates::PRODUCT),
-            Self::ErpStockChanged => Some(erp::aggregates::STOCK),
-            Self::ErpOrderStatusChanged => Some(erp::aggregates::SALES_ORDER),
-            Self::ErpCustomerFinanceChanged => Some(erp::aggregates::CUSTOMER_FINANCE),
-            Self::IntegrationCustomerUpserted
-            | Self::IntegrationOrderPlaced
-            | Self::IntegrationStockCounted => None,
+            Self::CrmCustomerUpserted | Self::CrmCustomerArchived => aggregates::CUSTOMER,
+            Self::CrmOrderSubmitted | Self::CrmOrderCancelRequested => crm::aggregates::ORDER,
+            Self::ErpProductUpserted => erp::aggregates::PRODUCT,
+            Self::ErpStockChanged => erp::aggregates::STOCK,
+            Self::ErpOrderStatusChanged => erp::aggregates::SALES_ORDER,
+            Self::ErpCustomerFinanceChanged => erp::aggregates::CUSTOMER_FINANCE,
+            Self::IntegrationCustomerUpserted => aggregates::CUSTOMER,
+            Self::IntegrationOrderPlaced => crm::aggregates::ORDER,
+            Self::IntegrationStockCounted => erp::aggregates::STOCK,
         }
     }
 

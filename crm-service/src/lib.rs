@@ -13,6 +13,9 @@
 //! - [`validation`], [`mirror`]: field rules, apply outcomes.
 //! - [`error`]: the service's error type (no tonic: `grpc/status.rs` maps it to a status).
 
+// Items are visible only as far as they are used: `pub` means part of the crate's API.
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod catalogue;
 pub mod customers;

@@ -17,6 +17,9 @@
 //! - [`error`]: the service's error type (no tonic: `grpc/status.rs` maps it to a status).
 //! - [`text`]: the NUL characters PostgreSQL cannot store, refused by field.
 
+// Items are visible only as far as they are used: `pub` means part of the crate's API.
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod customers;
 pub mod error;

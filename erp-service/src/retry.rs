@@ -12,7 +12,7 @@ use crate::error::Result;
 const MAX_TRIES: u32 = 5;
 
 /// Runs `attempt` (one whole transaction) again while it fails with a retryable error.
-pub async fn retrying<T, F, Fut>(what: &'static str, mut attempt: F) -> Result<T>
+pub(crate) async fn retrying<T, F, Fut>(what: &'static str, mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,

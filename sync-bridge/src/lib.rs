@@ -12,6 +12,9 @@
 //! - [`dead_letter`]: publishing events that can never apply, with the reason in headers.
 //! - [`offset_reset`]: events the broker deleted before the bridge read them, made loud.
 
+// Items are visible only as far as they are used: `pub` means part of the crate's API.
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod apply;
 pub mod consumer;

@@ -3,7 +3,7 @@
 //! echo).
 
 pub mod model;
-pub mod store;
+pub(crate) mod store;
 
 use sqlx::PgPool;
 use tandem_common::paging::Page;

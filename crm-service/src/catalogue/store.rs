@@ -44,7 +44,7 @@ fn from_row(row: Row) -> Product {
 
 /// Upserts the product data when `version` is newer than the stored product version (or, with
 /// `repair`, equal to it); the stock columns are left alone.
-pub async fn apply_product(
+pub(crate) async fn apply_product(
     conn: &mut PgConnection,
     data: &ProductData,
     version: i64,
@@ -75,7 +75,7 @@ pub async fn apply_product(
 
 /// Upserts one stock level when its version is newer than the stored stock version (or, with
 /// `repair`, equal to it).
-pub async fn apply_stock(
+pub(crate) async fn apply_stock(
     conn: &mut PgConnection,
     level: &StockLevel,
     repair: bool,
@@ -124,7 +124,7 @@ async fn gated(
 }
 
 /// One page of known products (a product version arrived), by sku.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     include_inactive: bool,
     page: &Page<String>,
@@ -143,7 +143,7 @@ pub async fn list(
 }
 
 /// The rows of `skus` that exist, by sku.
-pub async fn get_many(
+pub(crate) async fn get_many(
     conn: &mut PgConnection,
     skus: &[String],
 ) -> Result<HashMap<String, Product>, sqlx::Error> {

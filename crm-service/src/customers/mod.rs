@@ -2,7 +2,7 @@
 //! one transaction, then wakes the relay.
 
 pub mod model;
-pub mod store;
+pub(crate) mod store;
 
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{

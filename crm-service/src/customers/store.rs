@@ -64,7 +64,7 @@ fn from_row(row: CustomerRow) -> Result<Customer, sqlx::Error> {
 }
 
 /// Inserts the customer with version 1, with its contacts and addresses.
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     profile: &Profile,
@@ -89,7 +89,10 @@ pub async fn insert(
     Ok(customer)
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Customer>, sqlx::Error> {
+pub(crate) async fn get(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Customer>, sqlx::Error> {
     let row: Option<CustomerRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
             .bind(id)
@@ -99,7 +102,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Customer>, 
 }
 
 /// Reads the customer and locks its row until the transaction ends.
-pub async fn get_for_update(
+pub(crate) async fn get_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Customer>, sqlx::Error> {
@@ -114,7 +117,7 @@ pub async fn get_for_update(
 
 /// The status of a customer, locking its row against changes (`FOR SHARE`) until the
 /// transaction ends, so an order cannot be placed while the customer is being archived.
-pub async fn status_for_share(
+pub(crate) async fn status_for_share(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<CustomerStatus>, sqlx::Error> {
@@ -133,7 +136,7 @@ pub async fn status_for_share(
 }
 
 /// Writes `profile` (with its lists) and bumps the version by one.
-pub async fn update(
+pub(crate) async fn update(
     conn: &mut PgConnection,
     id: Uuid,
     profile: &Profile,
@@ -161,7 +164,7 @@ pub async fn update(
 }
 
 /// One page of customers in id (creation) order.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     filter: &CustomerFilter,
     page: &Page<Uuid>,
@@ -197,7 +200,7 @@ pub async fn list(
 
 /// The id and last applied integration version of the customer with `external_ref`, locking
 /// its row until the transaction ends.
-pub async fn lock_by_external_ref(
+pub(crate) async fn lock_by_external_ref(
     conn: &mut PgConnection,
     external_ref: &str,
 ) -> Result<Option<(Uuid, i64)>, sqlx::Error> {
@@ -211,7 +214,7 @@ pub async fn lock_by_external_ref(
 
 /// The id and status of the customer with `external_ref`, locked against changes
 /// (`FOR SHARE`) until the transaction ends.
-pub async fn status_by_external_ref_for_share(
+pub(crate) async fn status_by_external_ref_for_share(
     conn: &mut PgConnection,
     external_ref: &str,
 ) -> Result<Option<(Uuid, CustomerStatus)>, sqlx::Error> {
@@ -232,7 +235,7 @@ pub async fn status_by_external_ref_for_share(
 
 /// Records the integration version (and its source) last applied to the customer. Not a
 /// profile change: the customer's own version stays.
-pub async fn set_integration_version(
+pub(crate) async fn set_integration_version(
     conn: &mut PgConnection,
     id: Uuid,
     source: Option<&str>,
@@ -251,7 +254,7 @@ pub async fn set_integration_version(
 
 /// Up to `limit` customers with ids after `after`, in id order, complete, their rows locked
 /// against changes (`FOR SHARE`) until the transaction ends: a consistent batch to republish.
-pub async fn batch_for_share(
+pub(crate) async fn batch_for_share(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     limit: i64,

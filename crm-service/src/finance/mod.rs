@@ -3,7 +3,7 @@
 //! and never published (no echo).
 
 pub mod model;
-pub mod store;
+pub(crate) mod store;
 
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -9,7 +9,7 @@ use crate::mirror::Applied;
 
 /// Upserts `data` when `version` is newer than the stored one (or, with `repair`, equal to it),
 /// in one statement: the `WHERE` on the conflict branch is the version gate.
-pub async fn apply(
+pub(crate) async fn apply(
     conn: &mut PgConnection,
     customer_id: Uuid,
     data: &FinanceData,
@@ -62,11 +62,11 @@ pub async fn apply(
 
 /// The finance view's columns for a query of another module that joins
 /// `LEFT JOIN customer_finance f ON f.customer_id = …`; [`from_joined`] reads them back.
-pub const JOINED_COLUMNS: &str = "f.currency, f.credit_limit_minor, f.open_balance_minor, \
+pub(crate) const JOINED_COLUMNS: &str = "f.currency, f.credit_limit_minor, f.open_balance_minor, \
                                   f.payment_terms, f.credit_hold, f.source_version, f.update_time";
 
 /// [`JOINED_COLUMNS`] as decoded: all `None` when the ERP reported no finance yet.
-pub type JoinedRow = (
+pub(crate) type JoinedRow = (
     Option<String>,
     Option<i64>,
     Option<i64>,
@@ -77,7 +77,7 @@ pub type JoinedRow = (
 );
 
 /// The finance view from [`JOINED_COLUMNS`], if the customer has one.
-pub fn from_joined(row: JoinedRow) -> Option<Finance> {
+pub(crate) fn from_joined(row: JoinedRow) -> Option<Finance> {
     let (currency, limit, balance, payment_terms, credit_hold, version, updated) = row;
     Some(Finance {
         data: FinanceData {

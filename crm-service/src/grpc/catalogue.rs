@@ -6,7 +6,7 @@ use tandem_proto::crm::v1 as pb;
 use super::money;
 use crate::catalogue::Product;
 
-pub fn to_proto(product: &Product) -> pb::Product {
+pub(super) fn to_proto(product: &Product) -> pb::Product {
     let data = &product.data;
     pb::Product {
         sku: data.sku.clone(),
@@ -20,7 +20,7 @@ pub fn to_proto(product: &Product) -> pb::Product {
     }
 }
 
-pub fn availability(product: &Product) -> pb::Availability {
+pub(super) fn availability(product: &Product) -> pb::Availability {
     pb::Availability {
         sku: product.data.sku.clone(),
         available: product.available,

@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// The profile of a new customer (always ACTIVE).
-pub fn new_profile(customer: pb::Customer) -> Result<Profile, Error> {
+pub(super) fn new_profile(customer: pb::Customer) -> Result<Profile, Error> {
     let status = match known("status", customer.status)? {
         pb::CustomerStatus::Unspecified | pb::CustomerStatus::Active => CustomerStatus::Active,
         pb::CustomerStatus::Archived => {
@@ -34,7 +34,7 @@ pub fn new_profile(customer: pb::Customer) -> Result<Profile, Error> {
 
 /// The profile fields the ERP mirrors, from a `MirroredCustomer` (no contacts: the ERP keeps
 /// none), normalised and validated like any profile.
-pub fn mirrored_profile(customer: pb::Customer) -> Result<Profile, Error> {
+pub(super) fn mirrored_profile(customer: pb::Customer) -> Result<Profile, Error> {
     let status = match known("status", customer.status)? {
         pb::CustomerStatus::Unspecified | pb::CustomerStatus::Active => CustomerStatus::Active,
         pb::CustomerStatus::Archived => CustomerStatus::Archived,
@@ -110,7 +110,7 @@ const UPDATABLE: &[&str] = &[
     "addresses",
 ];
 
-pub fn patch_from(
+pub(super) fn patch_from(
     customer: &pb::Customer,
     mask: Option<&FieldMask>,
 ) -> Result<ProfilePatch, Error> {
@@ -153,7 +153,7 @@ pub fn patch_from(
     }
 }
 
-pub fn filter_from(request: &pb::ListCustomersRequest) -> CustomerFilter {
+pub(super) fn filter_from(request: &pb::ListCustomersRequest) -> CustomerFilter {
     CustomerFilter {
         display_name_contains: optional(&request.display_name_contains),
         email: optional(&request.email),
@@ -168,7 +168,7 @@ pub fn filter_from(request: &pb::ListCustomersRequest) -> CustomerFilter {
 
 /// An integrator's customer (`UpsertCustomerByExternalRef`): `id` and `version` are ignored
 /// (output only), an UNSPECIFIED status keeps the current one (ACTIVE for a new customer).
-pub fn integration_upsert(
+pub(super) fn integration_upsert(
     customer: pb::Customer,
     source: &str,
     source_version: i64,
@@ -195,7 +195,7 @@ pub fn integration_upsert(
     })
 }
 
-pub fn to_proto(customer: &Customer) -> pb::Customer {
+pub(super) fn to_proto(customer: &Customer) -> pb::Customer {
     let profile = &customer.profile;
     pb::Customer {
         id: customer.id.to_string(),

@@ -6,7 +6,7 @@ use tandem_proto::{crm::v1 as pb, events::crm::OrderStatus};
 use super::money;
 use crate::orders::{FulfilmentStatus, LineRequest, Order};
 
-pub fn line_requests(lines: &[pb::OrderLine]) -> Vec<LineRequest> {
+pub(super) fn line_requests(lines: &[pb::OrderLine]) -> Vec<LineRequest> {
     lines
         .iter()
         .map(|line| LineRequest {
@@ -16,7 +16,7 @@ pub fn line_requests(lines: &[pb::OrderLine]) -> Vec<LineRequest> {
         .collect()
 }
 
-pub fn status_from(status: pb::OrderStatus) -> Option<OrderStatus> {
+pub(super) fn status_from(status: pb::OrderStatus) -> Option<OrderStatus> {
     match status {
         pb::OrderStatus::Unspecified => None,
         pb::OrderStatus::Draft => Some(OrderStatus::Draft),
@@ -35,7 +35,7 @@ fn status_to(status: OrderStatus) -> pb::OrderStatus {
     }
 }
 
-pub fn fulfilment_from(status: pb::FulfilmentStatus) -> Option<FulfilmentStatus> {
+pub(super) fn fulfilment_from(status: pb::FulfilmentStatus) -> Option<FulfilmentStatus> {
     Some(match status {
         pb::FulfilmentStatus::Unspecified => return None,
         pb::FulfilmentStatus::Reserved => FulfilmentStatus::Reserved,
@@ -60,7 +60,7 @@ fn fulfilment_to(status: FulfilmentStatus) -> pb::FulfilmentStatus {
     }
 }
 
-pub fn to_proto(order: &Order) -> pb::Order {
+pub(super) fn to_proto(order: &Order) -> pb::Order {
     let currency = order.currency.clone().unwrap_or_default();
     pb::Order {
         id: order.id.to_string(),

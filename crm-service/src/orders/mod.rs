@@ -4,7 +4,7 @@
 //! which never publishes (no echo).
 
 pub mod model;
-pub mod store;
+pub(crate) mod store;
 
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{

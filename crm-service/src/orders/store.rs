@@ -95,7 +95,7 @@ fn from_row(row: OrderRow) -> Result<Order, sqlx::Error> {
 }
 
 /// Inserts a DRAFT order at version 1 with its lines.
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     customer_id: Uuid,
@@ -117,7 +117,7 @@ pub async fn insert(
 
 /// Inserts an integrator's order, already SUBMITTED, at version 1 with its lines. Fails with a
 /// unique violation on `orders_external_ref_key` when `external_ref` is taken.
-pub async fn insert_submitted(
+pub(crate) async fn insert_submitted(
     conn: &mut PgConnection,
     id: Uuid,
     customer_id: Uuid,
@@ -141,7 +141,7 @@ pub async fn insert_submitted(
 }
 
 /// The order an integrator placed with `external_ref`.
-pub async fn get_by_external_ref(
+pub(crate) async fn get_by_external_ref(
     conn: &mut PgConnection,
     external_ref: &str,
 ) -> Result<Option<Order>, sqlx::Error> {
@@ -158,7 +158,7 @@ pub async fn get_by_external_ref(
 /// submitted: a cancelled draft was never published) with ids after `after`, in id order, with
 /// their lines, their rows locked against changes (`FOR SHARE`) until the transaction ends: a
 /// consistent batch to republish.
-pub async fn published_batch_for_share(
+pub(crate) async fn published_batch_for_share(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     limit: i64,
@@ -182,7 +182,7 @@ pub async fn published_batch_for_share(
     Ok(orders)
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+pub(crate) async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
     let row: Option<OrderRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
             .bind(id)
@@ -192,7 +192,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Order>, sql
 }
 
 /// Reads the order and locks its row until the transaction ends.
-pub async fn get_for_update(
+pub(crate) async fn get_for_update(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<Order>, sqlx::Error> {
@@ -206,7 +206,7 @@ pub async fn get_for_update(
 }
 
 /// Replaces the lines (and the currency) and bumps the version.
-pub async fn replace_lines(
+pub(crate) async fn replace_lines(
     conn: &mut PgConnection,
     id: Uuid,
     currency: Option<&str>,
@@ -230,7 +230,7 @@ pub async fn replace_lines(
 
 /// A CRM lifecycle change: sets `status` (and the submit time or the cancellation reason)
 /// and bumps the version.
-pub async fn transition(
+pub(crate) async fn transition(
     conn: &mut PgConnection,
     id: Uuid,
     status: OrderStatus,
@@ -255,7 +255,7 @@ pub async fn transition(
 /// `version` is newer than the stored one (or, with `repair`, equal to it). Returns whether it
 /// was written. The order's own
 /// version is not bumped: it counts CRM changes (and events), and this one publishes nothing.
-pub async fn apply_fulfilment(
+pub(crate) async fn apply_fulfilment(
     conn: &mut PgConnection,
     id: Uuid,
     update: &FulfilmentUpdate,
@@ -284,7 +284,7 @@ pub async fn apply_fulfilment(
 }
 
 /// One page of orders in id (creation) order.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     filter: &OrderFilter,
     page: &Page<Uuid>,

@@ -6,7 +6,7 @@
 //! its change and its `crm.*` outbox event in one transaction, under the entity's row lock.
 //! `tandemctl resync --after-restore crm` drives both (through `CrmSync`).
 
-pub mod store;
+pub(crate) mod store;
 
 use sqlx::PgPool;
 use tandem_common::outbox::OutboxWaker;

@@ -10,7 +10,7 @@ use crate::{
 
 /// Sets the customer's version to `version` (above what the ERP's mirror has seen) and
 /// returns the customer as it is now.
-pub async fn set_customer_version(
+pub(crate) async fn set_customer_version(
     conn: &mut PgConnection,
     id: Uuid,
     version: i64,
@@ -27,7 +27,7 @@ pub async fn set_customer_version(
 
 /// Inserts an order re-created from the ERP's copy: SUBMITTED, at version 2 (a draft's
 /// version 1, then its submission), with `lines`.
-pub async fn insert_submitted_order(
+pub(crate) async fn insert_submitted_order(
     conn: &mut PgConnection,
     id: Uuid,
     customer_id: Uuid,

@@ -1,7 +1,7 @@
 //! The mirror of the CRM's customer profiles. It changes only through [`Customers::apply`],
 //! which is idempotent and version-gated, and never emits an event (no echo back to the CRM).
 
-pub mod store;
+pub(crate) mod store;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

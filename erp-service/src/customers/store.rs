@@ -12,7 +12,7 @@ use super::{Address, Applied, Customer, Profile};
 /// versions leave the newest. With `repair`, an equal version also applies when any mirrored
 /// field differs (reconcile repairs drift written without a version change); an identical
 /// row is left alone, so `changed` means the mirror really changed.
-pub async fn apply(
+pub(crate) async fn apply(
     conn: &mut PgConnection,
     profile: &Profile,
     version: i64,
@@ -116,7 +116,10 @@ fn from_row(row: Row) -> Result<Customer, sqlx::Error> {
     })
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Customer>, sqlx::Error> {
+pub(crate) async fn get(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Customer>, sqlx::Error> {
     let row: Option<Row> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
             .bind(id)
@@ -126,7 +129,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Customer>, 
 }
 
 /// Customers after id `after`, ordered by id, at most `limit`.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     limit: i64,

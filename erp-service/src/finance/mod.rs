@@ -3,7 +3,7 @@
 //! `erp.customer.finance_changed` outbox event in one transaction.
 
 pub mod model;
-pub mod store;
+pub(crate) mod store;
 
 use std::collections::HashMap;
 

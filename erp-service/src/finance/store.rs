@@ -25,7 +25,7 @@ fn from_row(row: Row) -> Finance {
     }
 }
 
-pub async fn get(
+pub(crate) async fn get(
     conn: &mut PgConnection,
     customer_id: Uuid,
 ) -> Result<Option<Finance>, sqlx::Error> {
@@ -39,7 +39,7 @@ pub async fn get(
 }
 
 /// The finance rows of `customer_ids` that exist.
-pub async fn get_many(
+pub(crate) async fn get_many(
     conn: &mut PgConnection,
     customer_ids: &[Uuid],
 ) -> Result<Vec<Finance>, sqlx::Error> {
@@ -55,7 +55,7 @@ pub async fn get_many(
 /// Finance rows that changed at least once (version > 0) after customer id `after`, ordered
 /// by customer id, at most `limit`, share-locked until the transaction ends (writers wait, so
 /// what is read stays current until commit).
-pub async fn share_changed(
+pub(crate) async fn share_changed(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     limit: i64,
@@ -74,7 +74,7 @@ pub async fn share_changed(
 
 /// The finance row of a mirrored customer, created with `defaults` if missing, locked until
 /// the transaction ends.
-pub async fn lock_or_create(
+pub(crate) async fn lock_or_create(
     conn: &mut PgConnection,
     customer_id: Uuid,
     defaults: &FinanceDefaults,
@@ -100,7 +100,10 @@ pub async fn lock_or_create(
 }
 
 /// Writes every field of `finance` and bumps the version by one.
-pub async fn update(conn: &mut PgConnection, finance: &Finance) -> Result<Finance, sqlx::Error> {
+pub(crate) async fn update(
+    conn: &mut PgConnection,
+    finance: &Finance,
+) -> Result<Finance, sqlx::Error> {
     let row: Row = sqlx::query_as(&format!(
         "UPDATE customer_finance SET credit_limit_minor = $2, currency = $3, \
                 payment_terms_days = $4, open_balance_minor = $5, credit_hold = $6, \
@@ -119,7 +122,7 @@ pub async fn update(conn: &mut PgConnection, finance: &Finance) -> Result<Financ
 }
 
 /// Total of the customer's accepted, not yet invoiced orders.
-pub async fn uninvoiced_total(
+pub(crate) async fn uninvoiced_total(
     conn: &mut PgConnection,
     customer_id: Uuid,
 ) -> Result<i64, sqlx::Error> {
@@ -133,7 +136,7 @@ pub async fn uninvoiced_total(
 }
 
 /// Totals of the accepted, not yet invoiced orders of `customer_ids` (those with any).
-pub async fn uninvoiced_totals(
+pub(crate) async fn uninvoiced_totals(
     conn: &mut PgConnection,
     customer_ids: &[Uuid],
 ) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
@@ -148,7 +151,7 @@ pub async fn uninvoiced_totals(
 }
 
 /// The amount and currency of the payment `reference` of a customer, if recorded.
-pub async fn payment(
+pub(crate) async fn payment(
     conn: &mut PgConnection,
     customer_id: Uuid,
     reference: &str,
@@ -162,7 +165,7 @@ pub async fn payment(
     .await
 }
 
-pub async fn insert_payment(
+pub(crate) async fn insert_payment(
     conn: &mut PgConnection,
     customer_id: Uuid,
     reference: &str,
@@ -183,7 +186,7 @@ pub async fn insert_payment(
     Ok(())
 }
 
-pub async fn customer_exists(
+pub(crate) async fn customer_exists(
     conn: &mut PgConnection,
     customer_id: Uuid,
 ) -> Result<bool, sqlx::Error> {

@@ -16,13 +16,13 @@ use crate::{
     warehouses::Warehouse,
 };
 
-pub fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
+pub(super) fn parse_id(field: &str, id: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(id).map_err(|_| Error::invalid(field, "must be a UUID"))
 }
 
 /// A product is named by its id or its sku; anything else names none (a bad request, not an
 /// unknown product).
-pub fn product_key(field: &str, key: &str) -> Result<(), Error> {
+pub(super) fn product_key(field: &str, key: &str) -> Result<(), Error> {
     if Uuid::parse_str(key).is_ok() || is_sku(key) {
         Ok(())
     } else {
@@ -32,7 +32,7 @@ pub fn product_key(field: &str, key: &str) -> Result<(), Error> {
 
 /// An enum field's value, refused when unknown: proto3 enums are open, and prost's getters
 /// would silently read an unknown value as the default (e.g. "any status").
-pub fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Error> {
+pub(super) fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Error> {
     E::try_from(value).map_err(|_| Error::invalid(field, format!("unknown value {value}")))
 }
 
@@ -65,7 +65,7 @@ fn mask_paths<'a>(mask: Option<&'a FieldMask>, all: &[&'a str]) -> Result<Vec<&'
     }
 }
 
-pub fn product(product: &Product) -> pb::Product {
+pub(super) fn product(product: &Product) -> pb::Product {
     pb::Product {
         id: product.id.to_string(),
         sku: product.sku.clone(),
@@ -79,7 +79,7 @@ pub fn product(product: &Product) -> pb::Product {
     }
 }
 
-pub fn product_fields(product: &pb::Product, active: bool) -> Result<ProductFields, Error> {
+pub(super) fn product_fields(product: &pb::Product, active: bool) -> Result<ProductFields, Error> {
     let price = product
         .unit_price
         .as_ref()
@@ -93,7 +93,7 @@ pub fn product_fields(product: &pb::Product, active: bool) -> Result<ProductFiel
     })
 }
 
-pub fn product_patch(
+pub(super) fn product_patch(
     product: &pb::Product,
     mask: Option<&FieldMask>,
 ) -> Result<ProductPatch, Error> {
@@ -118,7 +118,7 @@ pub fn product_patch(
     Ok(patch)
 }
 
-pub fn warehouse(warehouse: &Warehouse) -> pb::Warehouse {
+pub(super) fn warehouse(warehouse: &Warehouse) -> pb::Warehouse {
     pb::Warehouse {
         code: warehouse.code.clone(),
         display_name: warehouse.display_name.clone(),
@@ -126,7 +126,7 @@ pub fn warehouse(warehouse: &Warehouse) -> pb::Warehouse {
     }
 }
 
-pub fn level(level: &Level) -> pb::StockLevel {
+pub(super) fn level(level: &Level) -> pb::StockLevel {
     pb::StockLevel {
         sku: level.sku.clone(),
         warehouse: level.warehouse.clone(),
@@ -137,7 +137,7 @@ pub fn level(level: &Level) -> pb::StockLevel {
     }
 }
 
-pub fn adjustment_reason(reason: pb::AdjustmentReason) -> Option<AdjustmentReason> {
+pub(super) fn adjustment_reason(reason: pb::AdjustmentReason) -> Option<AdjustmentReason> {
     use pb::AdjustmentReason as P;
     Some(match reason {
         P::Unspecified => return None,
@@ -164,7 +164,7 @@ fn adjustment_reason_pb(reason: AdjustmentReason) -> pb::AdjustmentReason {
     }
 }
 
-pub fn movement(movement: &Movement) -> pb::StockMovement {
+pub(super) fn movement(movement: &Movement) -> pb::StockMovement {
     use pb::MovementReason as P;
     let reason = match movement.reason {
         MovementReason::Receipt => P::Receipt,
@@ -196,7 +196,7 @@ pub fn movement(movement: &Movement) -> pb::StockMovement {
     }
 }
 
-pub fn finance(view: &FinanceView) -> pb::CustomerFinance {
+pub(super) fn finance(view: &FinanceView) -> pb::CustomerFinance {
     let finance = &view.finance;
     pb::CustomerFinance {
         customer_id: finance.customer_id.to_string(),
@@ -210,7 +210,7 @@ pub fn finance(view: &FinanceView) -> pb::CustomerFinance {
     }
 }
 
-pub fn terms_patch(request: &pb::SetCreditTermsRequest) -> Result<TermsPatch, Error> {
+pub(super) fn terms_patch(request: &pb::SetCreditTermsRequest) -> Result<TermsPatch, Error> {
     let mut patch = TermsPatch::default();
     let all = ["credit_limit", "payment_terms_days", "credit_hold"];
     for path in mask_paths(request.update_mask.as_ref(), &all)? {
@@ -229,7 +229,7 @@ pub fn terms_patch(request: &pb::SetCreditTermsRequest) -> Result<TermsPatch, Er
     Ok(patch)
 }
 
-pub fn customer(customer: &Customer, finance_view: Option<&FinanceView>) -> pb::Customer {
+pub(super) fn customer(customer: &Customer, finance_view: Option<&FinanceView>) -> pb::Customer {
     let profile = &customer.profile;
     pb::Customer {
         profile: Some(pb::CustomerProfile {
@@ -317,7 +317,7 @@ fn addresses(addresses: &[pb::Address], violations: &mut Vec<FieldViolation>) ->
         .collect()
 }
 
-pub fn profile(customer: Option<&pb::CustomerProfile>) -> Result<Profile, Error> {
+pub(super) fn profile(customer: Option<&pb::CustomerProfile>) -> Result<Profile, Error> {
     let customer = customer.ok_or_else(|| Error::invalid("customer", "required"))?;
     let mut violations = Vec::new();
     let id = Uuid::parse_str(&customer.id).ok();
@@ -361,7 +361,7 @@ pub fn profile(customer: Option<&pb::CustomerProfile>) -> Result<Profile, Error>
     }
 }
 
-pub fn status(status: OrderStatus) -> pb::SalesOrderStatus {
+pub(super) fn status(status: OrderStatus) -> pb::SalesOrderStatus {
     use pb::SalesOrderStatus as P;
     match status {
         OrderStatus::Reserved => P::Reserved,
@@ -374,13 +374,13 @@ pub fn status(status: OrderStatus) -> pb::SalesOrderStatus {
     }
 }
 
-pub fn status_filter(status: pb::SalesOrderStatus) -> Option<OrderStatus> {
+pub(super) fn status_filter(status: pb::SalesOrderStatus) -> Option<OrderStatus> {
     OrderStatus::ALL
         .into_iter()
         .find(|s| self::status(*s) == status)
 }
 
-pub fn order(order: &Order) -> pb::SalesOrder {
+pub(super) fn order(order: &Order) -> pb::SalesOrder {
     pb::SalesOrder {
         id: order.id.to_string(),
         crm_order_id: order.crm_order_id.clone(),
@@ -420,7 +420,7 @@ pub fn order(order: &Order) -> pb::SalesOrder {
     }
 }
 
-pub fn new_order(request: &pb::AcceptOrderRequest) -> Result<NewOrder, Error> {
+pub(super) fn new_order(request: &pb::AcceptOrderRequest) -> Result<NewOrder, Error> {
     Ok(NewOrder {
         crm_order_id: request.crm_order_id.clone(),
         customer_id: parse_id("customer_id", &request.customer_id)?,

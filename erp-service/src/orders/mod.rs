@@ -7,7 +7,7 @@
 //! [`StockSession`]), then order rows, then the customer's finance row.
 
 pub mod model;
-pub mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 

@@ -79,7 +79,7 @@ fn header(row: HeaderRow) -> Result<Order, sqlx::Error> {
 
 /// Inserts the order and its lines at version 1, unless an order with the same CRM order id
 /// exists (then nothing is written and `false` returned).
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     order: &NewOrder,
@@ -123,7 +123,7 @@ pub async fn insert(
     Ok(true)
 }
 
-pub async fn id_of(
+pub(crate) async fn id_of(
     conn: &mut PgConnection,
     crm_order_id: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
@@ -135,7 +135,7 @@ pub async fn id_of(
 
 /// The order with its lines and reservations; with `lock`, its row stays locked until the
 /// transaction ends.
-pub async fn load(
+pub(crate) async fn load(
     conn: &mut PgConnection,
     id: Uuid,
     lock: bool,
@@ -213,7 +213,7 @@ pub struct OrderFilter {
 }
 
 /// Orders after id `after` (ids are UUID v7, so this is oldest first), at most `limit`.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     filter: &OrderFilter,
@@ -242,7 +242,7 @@ pub async fn list(
 
 /// Orders after id `after`, in id order, at most `limit`, WITHOUT their lines (enough for
 /// [`Order::status_event`]), share-locked until the transaction ends.
-pub async fn share_headers(
+pub(crate) async fn share_headers(
     conn: &mut PgConnection,
     after: Option<Uuid>,
     limit: i64,
@@ -259,7 +259,7 @@ pub async fn share_headers(
 }
 
 /// Moves the order to `status` with `reason`, bumping its version.
-pub async fn set_status(
+pub(crate) async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     status: OrderStatus,
@@ -278,7 +278,7 @@ pub async fn set_status(
 }
 
 /// Marks a line reserved; `false` when it already was (a line is reserved at most once).
-pub async fn mark_line_reserved(
+pub(crate) async fn mark_line_reserved(
     conn: &mut PgConnection,
     order_id: Uuid,
     line_number: i32,
@@ -295,7 +295,7 @@ pub async fn mark_line_reserved(
     Ok(updated == 1)
 }
 
-pub async fn insert_reservation(
+pub(crate) async fn insert_reservation(
     conn: &mut PgConnection,
     order_id: Uuid,
     line_number: i32,
@@ -318,7 +318,7 @@ pub async fn insert_reservation(
 }
 
 /// Moves every HELD reservation of the order to `state`.
-pub async fn settle_reservations(
+pub(crate) async fn settle_reservations(
     conn: &mut PgConnection,
     order_id: Uuid,
     state: ReservationState,
@@ -333,7 +333,7 @@ pub async fn settle_reservations(
     )
 }
 
-pub async fn set_invoice(
+pub(crate) async fn set_invoice(
     conn: &mut PgConnection,
     id: Uuid,
     invoice: &Invoice,
@@ -354,7 +354,7 @@ pub async fn set_invoice(
     Ok(())
 }
 
-pub async fn next_invoice_number(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+pub(crate) async fn next_invoice_number(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT nextval('invoice_numbers')")
         .fetch_one(conn)
         .await
@@ -362,7 +362,7 @@ pub async fn next_invoice_number(conn: &mut PgConnection) -> Result<i64, sqlx::E
 
 /// Every sku of the BACKORDERED orders that have a line of one of `skus` (no locks: the
 /// caller locks them, in order, before it reads the orders again).
-pub async fn backordered_skus(
+pub(crate) async fn backordered_skus(
     conn: &mut PgConnection,
     skus: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
@@ -378,7 +378,7 @@ pub async fn backordered_skus(
 }
 
 /// The BACKORDERED orders with a line of one of `skus`, oldest first, locked.
-pub async fn lock_backordered(
+pub(crate) async fn lock_backordered(
     conn: &mut PgConnection,
     skus: &[String],
 ) -> Result<Vec<Uuid>, sqlx::Error> {

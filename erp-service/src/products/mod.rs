@@ -2,7 +2,7 @@
 //! event in one transaction, then wakes the relay.
 
 pub mod model;
-pub mod store;
+pub(crate) mod store;
 
 use sqlx::PgPool;
 use tandem_common::{

@@ -41,7 +41,7 @@ fn from_row(row: Row) -> Product {
     }
 }
 
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     sku: &str,
@@ -66,7 +66,7 @@ pub async fn insert(
 
 /// By id, or by sku when `key` is not a UUID. With `lock`, the row stays locked until the
 /// transaction ends.
-pub async fn get(
+pub(crate) async fn get(
     conn: &mut PgConnection,
     key: &str,
     lock: bool,
@@ -94,7 +94,7 @@ pub async fn get(
 }
 
 /// Products after sku `after`, ordered by sku, at most `limit`.
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     after: Option<&str>,
     active: Option<bool>,
@@ -118,7 +118,7 @@ pub async fn list(
 
 /// Products after sku `after`, in sku order, at most `limit`, share-locked until the
 /// transaction ends (writers wait, so what is read stays current until commit).
-pub async fn share_after(
+pub(crate) async fn share_after(
     conn: &mut PgConnection,
     after: Option<&str>,
     limit: i64,
@@ -135,7 +135,7 @@ pub async fn share_after(
 }
 
 /// Writes `fields` and bumps the version by one.
-pub async fn update(
+pub(crate) async fn update(
     conn: &mut PgConnection,
     id: Uuid,
     fields: &ProductFields,

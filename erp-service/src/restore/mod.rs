@@ -8,7 +8,7 @@
 //!
 //! One transaction per entity: each takes one row lock, so the ERP's lock order holds.
 
-pub mod store;
+pub(crate) mod store;
 
 use sqlx::PgPool;
 use tandem_common::outbox::OutboxWaker;

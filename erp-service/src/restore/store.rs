@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// The product's version, its row (the sku lock) locked until the transaction ends.
-pub async fn lock_product_version(
+pub(crate) async fn lock_product_version(
     conn: &mut PgConnection,
     sku: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -20,7 +20,7 @@ pub async fn lock_product_version(
 }
 
 /// The sku's stock version, its product row (the sku lock) locked until the transaction ends.
-pub async fn lock_stock_version(
+pub(crate) async fn lock_stock_version(
     conn: &mut PgConnection,
     sku: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -31,7 +31,7 @@ pub async fn lock_stock_version(
 }
 
 /// Sets the product's version and returns the product as it is now.
-pub async fn set_product_version(
+pub(crate) async fn set_product_version(
     conn: &mut PgConnection,
     sku: &str,
     version: i64,
@@ -46,7 +46,7 @@ pub async fn set_product_version(
         .ok_or_else(|| sqlx::Error::Protocol(format!("product {sku} vanished in its transaction")))
 }
 
-pub async fn set_stock_version(
+pub(crate) async fn set_stock_version(
     conn: &mut PgConnection,
     sku: &str,
     version: i64,
@@ -61,7 +61,7 @@ pub async fn set_stock_version(
 
 /// The id and version of the order of `crm_order_id`, its row locked until the transaction
 /// ends.
-pub async fn lock_order_version(
+pub(crate) async fn lock_order_version(
     conn: &mut PgConnection,
     crm_order_id: &str,
 ) -> Result<Option<(Uuid, i64)>, sqlx::Error> {
@@ -71,7 +71,7 @@ pub async fn lock_order_version(
         .await
 }
 
-pub async fn set_order_version(
+pub(crate) async fn set_order_version(
     conn: &mut PgConnection,
     id: Uuid,
     version: i64,
@@ -85,7 +85,7 @@ pub async fn set_order_version(
 }
 
 /// Sets the version of the customer's finance row (locked by the caller) and returns it.
-pub async fn set_finance_version(
+pub(crate) async fn set_finance_version(
     conn: &mut PgConnection,
     customer_id: Uuid,
     version: i64,
@@ -107,7 +107,7 @@ pub async fn set_finance_version(
 }
 
 /// Moves the invoice numbering up so the next number is above `floor`; `true` when it had to.
-pub async fn advance_invoice_numbers(
+pub(crate) async fn advance_invoice_numbers(
     conn: &mut PgConnection,
     floor: i64,
 ) -> Result<bool, sqlx::Error> {

@@ -9,7 +9,7 @@
 
 pub mod model;
 pub mod plan;
-pub mod store;
+pub(crate) mod store;
 
 use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
 

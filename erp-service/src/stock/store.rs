@@ -22,7 +22,7 @@ fn level((sku, warehouse, on_hand, reserved, update_time): LevelRow) -> Level {
 /// The sku locks: locks the product rows of `skus` in sku order (FOR NO KEY UPDATE, so
 /// foreign-key checks from new level rows still pass) and returns `(sku, active)` of those
 /// that exist.
-pub async fn lock_products(
+pub(crate) async fn lock_products(
     conn: &mut PgConnection,
     skus: &[String],
 ) -> Result<Vec<(String, bool)>, sqlx::Error> {
@@ -35,7 +35,7 @@ pub async fn lock_products(
 }
 
 /// Locks every level row of `skus`, in (sku, warehouse) order.
-pub async fn lock_levels(
+pub(crate) async fn lock_levels(
     conn: &mut PgConnection,
     skus: &[String],
 ) -> Result<Vec<Level>, sqlx::Error> {
@@ -50,7 +50,7 @@ pub async fn lock_levels(
 }
 
 /// Creates the (empty) level of `sku` in `warehouse` if missing, and returns it locked.
-pub async fn ensure_level(
+pub(crate) async fn ensure_level(
     conn: &mut PgConnection,
     sku: &str,
     warehouse: &str,
@@ -76,7 +76,7 @@ pub async fn ensure_level(
 
 /// Changes the level by the movement's deltas and appends the ledger entry. The CHECK
 /// constraints refuse on hand below zero and reserved above on hand.
-pub async fn apply(
+pub(crate) async fn apply(
     conn: &mut PgConnection,
     movement: &NewMovement,
 ) -> Result<(Level, Movement), sqlx::Error> {
@@ -124,7 +124,10 @@ pub async fn apply(
 }
 
 /// Bumps the stock version of `sku` (the aggregate_version of `erp.stock.changed`).
-pub async fn next_stock_version(conn: &mut PgConnection, sku: &str) -> Result<i64, sqlx::Error> {
+pub(crate) async fn next_stock_version(
+    conn: &mut PgConnection,
+    sku: &str,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE products SET stock_version = stock_version + 1 WHERE sku = $1 \
          RETURNING stock_version",
@@ -136,7 +139,7 @@ pub async fn next_stock_version(conn: &mut PgConnection, sku: &str) -> Result<i6
 
 /// Records the count of `count.event_id` (on hand was `previous_on_hand`); `false` when a
 /// count with that event id exists already (nothing written).
-pub async fn insert_count(
+pub(crate) async fn insert_count(
     conn: &mut PgConnection,
     count: &Count,
     previous_on_hand: i64,
@@ -159,7 +162,7 @@ pub async fn insert_count(
 }
 
 /// The (sku, warehouse, counted quantity) of the count applied with `event_id`, if any.
-pub async fn count_of(
+pub(crate) async fn count_of(
     conn: &mut PgConnection,
     event_id: &str,
 ) -> Result<Option<(String, String, i64)>, sqlx::Error> {
@@ -172,7 +175,7 @@ pub async fn count_of(
 /// Skus whose stock ever changed (stock version > 0) after sku `after`, with that version,
 /// in sku order, at most `limit`; their product rows share-locked until the transaction
 /// ends, so no stock writer (they hold the sku lock) changes them meanwhile.
-pub async fn share_stocked(
+pub(crate) async fn share_stocked(
     conn: &mut PgConnection,
     after: Option<&str>,
     limit: i64,
@@ -189,7 +192,7 @@ pub async fn share_stocked(
 }
 
 /// Every level of `skus`, in (sku, warehouse) order.
-pub async fn levels_of_many(
+pub(crate) async fn levels_of_many(
     conn: &mut PgConnection,
     skus: &[String],
 ) -> Result<Vec<Level>, sqlx::Error> {
@@ -203,7 +206,10 @@ pub async fn levels_of_many(
     Ok(rows.into_iter().map(level).collect())
 }
 
-pub async fn levels_of(conn: &mut PgConnection, sku: &str) -> Result<Vec<Level>, sqlx::Error> {
+pub(crate) async fn levels_of(
+    conn: &mut PgConnection,
+    sku: &str,
+) -> Result<Vec<Level>, sqlx::Error> {
     let rows: Vec<LevelRow> = sqlx::query_as(
         "SELECT sku, warehouse, on_hand, reserved, update_time FROM stock_levels \
          WHERE sku = $1 ORDER BY warehouse",
@@ -214,7 +220,7 @@ pub async fn levels_of(conn: &mut PgConnection, sku: &str) -> Result<Vec<Level>,
     Ok(rows.into_iter().map(level).collect())
 }
 
-pub async fn get_level(
+pub(crate) async fn get_level(
     conn: &mut PgConnection,
     sku: &str,
     warehouse: &str,
@@ -230,7 +236,7 @@ pub async fn get_level(
     Ok(row.map(level))
 }
 
-pub async fn list_levels(
+pub(crate) async fn list_levels(
     conn: &mut PgConnection,
     after: Option<&(String, String)>,
     sku: &str,
@@ -266,7 +272,7 @@ type MovementRow = (
     DateTime<Utc>,
 );
 
-pub async fn list_movements(
+pub(crate) async fn list_movements(
     conn: &mut PgConnection,
     after: Option<i64>,
     sku: &str,

@@ -1,6 +1,6 @@
 //! Warehouses: where stock is kept. Identified by a short code the caller chooses.
 
-pub mod store;
+pub(crate) mod store;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;

@@ -15,7 +15,7 @@ fn from_row((code, display_name, create_time): Row) -> Warehouse {
     }
 }
 
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     code: &str,
     display_name: &str,
@@ -31,14 +31,14 @@ pub async fn insert(
     Ok(from_row(row))
 }
 
-pub async fn exists(conn: &mut PgConnection, code: &str) -> Result<bool, sqlx::Error> {
+pub(crate) async fn exists(conn: &mut PgConnection, code: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM warehouses WHERE code = $1)")
         .bind(code)
         .fetch_one(conn)
         .await
 }
 
-pub async fn list(
+pub(crate) async fn list(
     conn: &mut PgConnection,
     after: Option<&str>,
     limit: i64,

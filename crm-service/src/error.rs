@@ -23,16 +23,13 @@ pub enum Error {
     AlreadyExists(String),
     #[error("{0}")]
     Aborted(String),
-    /// The resource is not in a state that allows the operation (e.g. editing a submitted
-    /// order).
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// Like `FailedPrecondition`, with a machine-readable `google.rpc.ErrorInfo` reason (e.g.
-    /// `UNKNOWN_CUSTOMER`) in domain [`ERROR_DOMAIN`], so callers can act on it.
+    /// The request is valid but the system is not in a state to perform it. With a `reason`
+    /// (one of [`reasons`]), the status carries a machine-readable `google.rpc.ErrorInfo` in
+    /// domain [`ERROR_DOMAIN`] with `metadata`, so callers can act on it.
     #[error("{message}")]
-    Unmet {
-        reason: &'static str,
+    FailedPrecondition {
         message: String,
+        reason: Option<&'static str>,
         metadata: Vec<(&'static str, String)>,
     },
     #[error("database error: {0}")]
@@ -53,6 +50,36 @@ impl Error {
         Self::NotFound {
             resource,
             id: id.to_string(),
+        }
+    }
+
+    /// FAILED_PRECONDITION without a machine-readable reason.
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Self::FailedPrecondition {
+            message: message.into(),
+            reason: None,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// FAILED_PRECONDITION with an `ErrorInfo` of `reason` and `metadata`.
+    pub fn precondition_info(
+        message: impl Into<String>,
+        reason: &'static str,
+        metadata: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Self {
+        Self::FailedPrecondition {
+            message: message.into(),
+            reason: Some(reason),
+            metadata: metadata.into_iter().collect(),
+        }
+    }
+
+    /// The machine-readable reason of a FAILED_PRECONDITION, if any.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::FailedPrecondition { reason, .. } => *reason,
+            _ => None,
         }
     }
 

@@ -1,8 +1,6 @@
 //! The ERP's error type, free of any transport; `grpc/status.rs` maps it to
 //! `tonic::Status`, once.
 
-use std::collections::HashMap;
-
 use tandem_common::{
     idempotency::IdempotencyError, outbox::OutboxError, validation::FieldViolation,
 };
@@ -15,13 +13,6 @@ pub const ERROR_DOMAIN: &str = "tandem.erp";
 /// `ErrorInfo.reason` values, shared with the bridge.
 pub use tandem_proto::reasons;
 
-/// A machine-readable reason for a FAILED_PRECONDITION (`google.rpc.ErrorInfo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Info {
-    pub reason: &'static str,
-    pub metadata: HashMap<String, String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid request: {0:?}")]
@@ -32,9 +23,15 @@ pub enum Error {
     AlreadyExists(String),
     #[error("{0}")]
     Aborted(String),
-    /// The request is valid but the system is not in a state to perform it.
+    /// The request is valid but the system is not in a state to perform it. With a `reason`
+    /// (one of [`reasons`]), the status carries a machine-readable `google.rpc.ErrorInfo` in
+    /// domain [`ERROR_DOMAIN`] with `metadata`, so callers can act on it.
     #[error("{message}")]
-    FailedPrecondition { message: String, info: Option<Info> },
+    FailedPrecondition {
+        message: String,
+        reason: Option<&'static str>,
+        metadata: Vec<(&'static str, String)>,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot encode event: {0}")]
@@ -63,7 +60,8 @@ impl Error {
     pub fn precondition(message: impl Into<String>) -> Self {
         Self::FailedPrecondition {
             message: message.into(),
-            info: None,
+            reason: None,
+            metadata: Vec::new(),
         }
     }
 
@@ -75,22 +73,15 @@ impl Error {
     ) -> Self {
         Self::FailedPrecondition {
             message: message.into(),
-            info: Some(Info {
-                reason,
-                metadata: metadata
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect(),
-            }),
+            reason: Some(reason),
+            metadata: metadata.into_iter().collect(),
         }
     }
 
     /// The machine-readable reason of a FAILED_PRECONDITION, if any.
     pub fn reason(&self) -> Option<&'static str> {
         match self {
-            Self::FailedPrecondition {
-                info: Some(info), ..
-            } => Some(info.reason),
+            Self::FailedPrecondition { reason, .. } => *reason,
             _ => None,
         }
     }

@@ -12,10 +12,14 @@ impl From<Error> for Status {
             Error::NotFound { .. } => Status::not_found(error.to_string()),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::Aborted(message) => Status::aborted(message),
-            Error::FailedPrecondition(message) => Status::failed_precondition(message),
-            Error::Unmet {
-                reason,
+            Error::FailedPrecondition {
                 message,
+                reason: None,
+                ..
+            } => Status::failed_precondition(message),
+            Error::FailedPrecondition {
+                message,
+                reason: Some(reason),
                 metadata,
             } => grpc::failed_precondition_info(message, ERROR_DOMAIN, reason, metadata),
             Error::Database(error) => grpc::database_status(&error),

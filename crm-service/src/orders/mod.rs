@@ -178,14 +178,14 @@ impl Orders {
                 .map(String::as_str)
                 .collect();
             if !unknown.is_empty() {
-                return Err(Error::Unmet {
-                    reason: reasons::UNKNOWN_SKU,
-                    message: format!(
+                return Err(Error::precondition_info(
+                    format!(
                         "not active products of the catalogue: {}",
                         unknown.join(", ")
                     ),
-                    metadata: vec![("skus", unknown.join(","))],
-                });
+                    reasons::UNKNOWN_SKU,
+                    vec![("skus", unknown.join(","))],
+                ));
             }
             check(order.currency_violations(&products))?;
             let (currency, lines) = model::price(&order.lines, &products)?;
@@ -273,7 +273,7 @@ impl Orders {
             .await?
             .ok_or_else(|| not_found(id))?;
         if order.status == OrderStatus::Draft {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::precondition(format!(
                 "order {id} is a DRAFT, which the ERP cannot know"
             )));
         }
@@ -314,7 +314,7 @@ async fn locked(conn: &mut PgConnection, id: Uuid, expected_version: Option<i64>
 async fn require_active_customer(conn: &mut PgConnection, customer_id: Uuid) -> Result<()> {
     match customers::store::status_for_share(conn, customer_id).await? {
         None => Err(Error::not_found("customer", customer_id)),
-        Some(CustomerStatus::Archived) => Err(Error::FailedPrecondition(format!(
+        Some(CustomerStatus::Archived) => Err(Error::precondition(format!(
             "customer {customer_id} is ARCHIVED; it cannot order"
         ))),
         Some(CustomerStatus::Active) => Ok(()),
@@ -325,19 +325,19 @@ async fn require_active_customer(conn: &mut PgConnection, customer_id: Uuid) -> 
 /// transaction ends.
 async fn external_customer(conn: &mut PgConnection, external_ref: &str) -> Result<Uuid> {
     match customers::store::status_by_external_ref_for_share(conn, external_ref).await? {
-        None => Err(Error::Unmet {
-            reason: reasons::UNKNOWN_CUSTOMER,
-            message: format!("no customer has external_ref {external_ref:?}"),
-            metadata: vec![("customer_external_ref", external_ref.to_owned())],
-        }),
-        Some((id, CustomerStatus::Archived)) => Err(Error::Unmet {
-            reason: reasons::CUSTOMER_ARCHIVED,
-            message: format!("customer {id} ({external_ref}) is ARCHIVED; it cannot order"),
-            metadata: vec![
+        None => Err(Error::precondition_info(
+            format!("no customer has external_ref {external_ref:?}"),
+            reasons::UNKNOWN_CUSTOMER,
+            vec![("customer_external_ref", external_ref.to_owned())],
+        )),
+        Some((id, CustomerStatus::Archived)) => Err(Error::precondition_info(
+            format!("customer {id} ({external_ref}) is ARCHIVED; it cannot order"),
+            reasons::CUSTOMER_ARCHIVED,
+            vec![
                 ("customer_external_ref", external_ref.to_owned()),
                 ("customer_id", id.to_string()),
             ],
-        }),
+        )),
         Some((id, CustomerStatus::Active)) => Ok(id),
     }
 }

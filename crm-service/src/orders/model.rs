@@ -220,7 +220,7 @@ impl Order {
         if self.status == OrderStatus::Draft {
             Ok(())
         } else {
-            Err(Error::FailedPrecondition(format!(
+            Err(Error::precondition(format!(
                 "order {} is {}; only a DRAFT order can be edited",
                 self.id,
                 self.status.as_str()
@@ -231,14 +231,14 @@ impl Order {
     /// `DRAFT -> SUBMITTED` needs a draft with at least one line.
     pub fn check_submittable(&self) -> Result<()> {
         if self.status != OrderStatus::Draft {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::precondition(format!(
                 "order {} is {}; only a DRAFT order can be submitted",
                 self.id,
                 self.status.as_str()
             )));
         }
         if self.lines.is_empty() {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::precondition(format!(
                 "order {} has no lines; add at least one before submitting",
                 self.id
             )));
@@ -252,18 +252,16 @@ impl Order {
         match self.status {
             OrderStatus::Draft => Ok(Some(OrderStatus::Cancelled)),
             OrderStatus::CancelRequested => Ok(None),
-            OrderStatus::Cancelled => Err(Error::FailedPrecondition(format!(
+            OrderStatus::Cancelled => Err(Error::precondition(format!(
                 "order {} is already CANCELLED",
                 self.id
             ))),
             OrderStatus::Submitted => match self.fulfilment.as_ref().map(|f| f.update.status) {
-                Some(status) if status.is_final_or_shipped() => {
-                    Err(Error::FailedPrecondition(format!(
-                        "order {} is {} in the ERP and can no longer be cancelled",
-                        self.id,
-                        status.as_str()
-                    )))
-                }
+                Some(status) if status.is_final_or_shipped() => Err(Error::precondition(format!(
+                    "order {} is {} in the ERP and can no longer be cancelled",
+                    self.id,
+                    status.as_str()
+                ))),
                 _ => Ok(Some(OrderStatus::CancelRequested)),
             },
         }
@@ -660,7 +658,7 @@ mod tests {
         );
         assert!(matches!(
             order(OrderStatus::Draft, Vec::new()).check_submittable(),
-            Err(Error::FailedPrecondition(_))
+            Err(Error::FailedPrecondition { .. })
         ));
         for status in [
             OrderStatus::Submitted,
@@ -670,11 +668,11 @@ mod tests {
             let order = order(status, lines.clone());
             assert!(matches!(
                 order.check_submittable(),
-                Err(Error::FailedPrecondition(_))
+                Err(Error::FailedPrecondition { .. })
             ));
             assert!(matches!(
                 order.check_editable(),
-                Err(Error::FailedPrecondition(_))
+                Err(Error::FailedPrecondition { .. })
             ));
         }
         assert!(order(OrderStatus::Draft, lines).check_editable().is_ok());

@@ -257,7 +257,7 @@ impl Restore {
 /// another customer of the restored CRM.
 fn taken(id: Uuid, error: sqlx::Error) -> Error {
     if tandem_common::db::is_unique_violation(&error) {
-        Error::FailedPrecondition(format!(
+        Error::precondition(format!(
             "customer {id}: its external_ref belongs to another customer of the CRM"
         ))
     } else {

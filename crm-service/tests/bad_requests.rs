@@ -4,9 +4,9 @@
 //! holds the same rows before and after).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Crm, customer, mask, money};
+use support::{Crm, customer, mask, money};
 use tandem_proto::crm::v1 as pb;
 use tandem_proto::crm::v1::{
     Address, AddressKind, ApplyCustomerFinanceRequest, ApplyOrderStatusRequest,

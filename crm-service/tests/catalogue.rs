@@ -2,9 +2,9 @@
 //! read by the sales desk through ListProducts and GetAvailability.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Crm, money, violated_fields};
+use support::{Crm, money, violated_fields};
 use tandem_proto::crm::v1::{
     ApplyProductRequest, ApplyStockLevelsRequest, GetAvailabilityRequest, ListProductsRequest,
     ProductData, StockLevel,

@@ -1,12 +1,12 @@
 //! Customers over real gRPC, a real PostgreSQL database of their own and a real broker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{Crm, customer, mask, money, violated_fields};
 use crm_service::customers;
+use support::{Crm, customer, mask, money, violated_fields};
 use tandem_proto::{
     crm::v1::{
         Address, AddressKind, ApplyCustomerFinanceRequest, ArchiveCustomerRequest, Contact,

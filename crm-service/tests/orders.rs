@@ -3,9 +3,9 @@
 //! and the events.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
-use common::{Crm, customer, mask, money, violated_fields};
+use support::{Crm, customer, mask, money, violated_fields};
 use tandem_proto::{
     crm::v1::{
         ApplyOrderStatusRequest, ArchiveCustomerRequest, CreateOrderRequest, FulfilmentStatus,

@@ -3,11 +3,11 @@
 //! snapshot, and `repair` on the mirrors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{Crm, customer, money, violated_fields};
+use support::{Crm, customer, money, violated_fields};
 use tandem_proto::{
     crm::v1::{
         ApplyCustomerFinanceRequest, ApplyOrderStatusRequest, ApplyProductRequest,
@@ -462,7 +462,7 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
                 phone: "+49 30 1234567".into(),
                 ..Customer::default()
             }),
-            update_mask: common::mask(&["phone"]),
+            update_mask: support::mask(&["phone"]),
         })
         .await
         .unwrap();

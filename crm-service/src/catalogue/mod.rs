@@ -11,6 +11,7 @@ use tandem_common::paging::Page;
 pub use model::{Product, ProductData, StockLevel};
 
 use crate::{
+    PAGE_SIZES,
     error::{Error, Result},
     mirror::Applied,
 };
@@ -71,10 +72,13 @@ impl Catalogue {
     pub async fn list(
         &self,
         include_inactive: bool,
-        page: &Page<String>,
+        page_size: i32,
+        page_token: &str,
     ) -> Result<(Vec<Product>, String)> {
+        let fingerprint = format!("products|{include_inactive}");
+        let page: Page<String> = Page::parse(page_size, page_token, &fingerprint, PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let mut products = store::list(&mut conn, include_inactive, page).await?;
+        let mut products = store::list(&mut conn, include_inactive, &page).await?;
         let next = page.finish(&mut products, |p| p.data.sku.clone())?;
         Ok((products, next))
     }

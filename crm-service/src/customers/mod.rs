@@ -18,7 +18,7 @@ pub use model::{
 };
 
 use crate::{
-    REPUBLISH_BATCH, SOURCE,
+    PAGE_SIZES, REPUBLISH_BATCH, SOURCE,
     error::{Error, Result, check},
 };
 
@@ -68,10 +68,13 @@ impl Customers {
     pub async fn list(
         &self,
         filter: &CustomerFilter,
-        page: &Page<Uuid>,
+        page_size: i32,
+        page_token: &str,
     ) -> Result<(Vec<Customer>, String)> {
+        let page: Page<Uuid> =
+            Page::parse(page_size, page_token, &filter.fingerprint(), PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let mut customers = store::list(&mut conn, filter, page).await?;
+        let mut customers = store::list(&mut conn, filter, &page).await?;
         let next = page.finish(&mut customers, |c| c.id)?;
         Ok((customers, next))
     }

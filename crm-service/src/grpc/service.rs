@@ -1,6 +1,6 @@
 //! `tandem.crm.v1.CrmService`: the sales desk's API.
 
-use tandem_common::{paging::Page, validation::FieldViolation};
+use tandem_common::validation::FieldViolation;
 use tandem_proto::crm::v1::{
     self as pb, ArchiveCustomerRequest, CreateCustomerRequest, CreateOrderRequest,
     GetAvailabilityRequest, GetAvailabilityResponse, GetCustomerRequest, GetOrderRequest,
@@ -17,7 +17,6 @@ use super::{
     orders as orders_pb, parse_id, parse_optional_id, reply,
 };
 use crate::{
-    PAGE_SIZES,
     catalogue::{Catalogue, model::AVAILABILITY_SKUS_MAX},
     customers::Customers,
     error::{Error, check},
@@ -95,14 +94,10 @@ impl CrmService for CrmApi {
             .collect(),
         )?;
         let filter = customers_pb::filter_from(&request);
-        let page = Page::parse(
-            request.page_size,
-            &request.page_token,
-            &filter.fingerprint(),
-            PAGE_SIZES,
-        )
-        .map_err(Error::from)?;
-        let (customers, next_page_token) = self.customers.list(&filter, &page).await?;
+        let (customers, next_page_token) = self
+            .customers
+            .list(&filter, request.page_size, &request.page_token)
+            .await?;
         Ok(Response::new(ListCustomersResponse {
             customers: customers.iter().map(customers_pb::to_proto).collect(),
             next_page_token,
@@ -184,14 +179,10 @@ impl CrmService for CrmApi {
             customer_id: parse_optional_id("customer_id", &request.customer_id)?,
             status: orders_pb::status_from(known("status", request.status)?),
         };
-        let page = Page::parse(
-            request.page_size,
-            &request.page_token,
-            &filter.fingerprint(),
-            PAGE_SIZES,
-        )
-        .map_err(Error::from)?;
-        let (orders, next_page_token) = self.orders.list(&filter, &page).await?;
+        let (orders, next_page_token) = self
+            .orders
+            .list(&filter, request.page_size, &request.page_token)
+            .await?;
         Ok(Response::new(ListOrdersResponse {
             orders: orders.iter().map(orders_pb::to_proto).collect(),
             next_page_token,
@@ -257,16 +248,14 @@ impl CrmService for CrmApi {
         request: Request<ListProductsRequest>,
     ) -> Reply<ListProductsResponse> {
         let request = request.into_inner();
-        let fingerprint = format!("products|{}", request.include_inactive);
-        let page = Page::parse(
-            request.page_size,
-            &request.page_token,
-            &fingerprint,
-            PAGE_SIZES,
-        )
-        .map_err(Error::from)?;
-        let (products, next_page_token) =
-            self.catalogue.list(request.include_inactive, &page).await?;
+        let (products, next_page_token) = self
+            .catalogue
+            .list(
+                request.include_inactive,
+                request.page_size,
+                &request.page_token,
+            )
+            .await?;
         Ok(Response::new(ListProductsResponse {
             products: products.iter().map(catalogue_pb::to_proto).collect(),
             next_page_token,

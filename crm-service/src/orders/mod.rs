@@ -21,7 +21,7 @@ pub use model::{
 };
 
 use crate::{
-    REPUBLISH_BATCH, SOURCE, catalogue, customers,
+    PAGE_SIZES, REPUBLISH_BATCH, SOURCE, catalogue, customers,
     error::{Error, Result, check, reasons},
     mirror::Applied,
 };
@@ -79,10 +79,13 @@ impl Orders {
     pub async fn list(
         &self,
         filter: &OrderFilter,
-        page: &Page<Uuid>,
+        page_size: i32,
+        page_token: &str,
     ) -> Result<(Vec<Order>, String)> {
+        let page: Page<Uuid> =
+            Page::parse(page_size, page_token, &filter.fingerprint(), PAGE_SIZES)?;
         let mut conn = self.pool.acquire().await?;
-        let mut orders = store::list(&mut conn, filter, page).await?;
+        let mut orders = store::list(&mut conn, filter, &page).await?;
         let next = page.finish(&mut orders, |o| o.id)?;
         Ok((orders, next))
     }

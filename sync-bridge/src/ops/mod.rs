@@ -6,6 +6,7 @@
 pub mod dev;
 pub mod dlq;
 pub mod dlq_state;
+mod listing;
 pub mod publish;
 pub mod reconcile;
 pub mod resync;

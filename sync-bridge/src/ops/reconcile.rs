@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
 use tonic::Status;
 
@@ -123,44 +122,6 @@ impl Report {
 
 pub(crate) const PAGE: i32 = 500;
 
-fn bar(label: &'static str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {pos} read") {
-        bar.set_style(style);
-    }
-    bar.set_message(label);
-    bar
-}
-
-/// Reads every page of a List RPC: `fetch(page_token)` answers one page and the next token.
-pub(crate) async fn all_pages<T, F, Fut>(
-    label: &'static str,
-    quiet: bool,
-    mut fetch: F,
-) -> Result<Vec<T>, Status>
-where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, String), Status>>,
-{
-    let progress = bar(label, quiet);
-    let mut all = Vec::new();
-    let mut token = String::new();
-    loop {
-        let (items, next) = fetch(token).await?;
-        progress.inc(items.len() as u64);
-        all.extend(items);
-        if next.is_empty() {
-            break;
-        }
-        token = next;
-    }
-    progress.finish_and_clear();
-    Ok(all)
-}
-
 pub(crate) type ErpClient = erp::erp_service_client::ErpServiceClient<tonic::transport::Channel>;
 
 pub(crate) fn profile_differences(
@@ -252,34 +213,13 @@ pub async fn reconcile(
     let mut report = Report::default();
 
     // Customers: the profile (CRM -> ERP) and the finance (ERP -> CRM).
-    let owners = all_pages("CRM customers", quiet, |page_token| {
-        let mut crm = flows.crm.clone();
-        let request = flows.request(crm::ListCustomersRequest {
-            page_size: PAGE,
-            page_token,
-            ..crm::ListCustomersRequest::default()
-        });
-        async move {
-            let page = crm.list_customers(request).await?.into_inner();
-            Ok((page.customers, page.next_page_token))
-        }
-    })
-    .await?;
-    let mirrors: HashMap<String, erp::Customer> = all_pages("ERP customers", quiet, |page_token| {
-        let mut erp = erp.clone();
-        let request = flows.request(erp::ListCustomersRequest {
-            page_size: PAGE,
-            page_token,
-        });
-        async move {
-            let page = erp.list_customers(request).await?.into_inner();
-            Ok((page.customers, page.next_page_token))
-        }
-    })
-    .await?
-    .into_iter()
-    .filter_map(|c| Some((c.profile.as_ref()?.id.clone(), c)))
-    .collect();
+    let owners = crate::ops::listing::crm_customers(flows, quiet).await?;
+    let mirrors: HashMap<String, erp::Customer> =
+        crate::ops::listing::erp_customers(flows, &erp, quiet)
+            .await?
+            .into_iter()
+            .filter_map(|c| Some((c.profile.as_ref()?.id.clone(), c)))
+            .collect();
     report.compared.insert("customer_profile", owners.len());
     let mut finance_compared = 0;
     for owner in &owners {
@@ -385,52 +325,17 @@ async fn reconcile_catalogue(
     quiet: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let owners = all_pages("ERP products", quiet, |page_token| {
-        let mut erp = erp.clone();
-        let request = flows.request(erp::ListProductsRequest {
-            page_size: PAGE,
-            page_token,
-            ..erp::ListProductsRequest::default()
-        });
-        async move {
-            let page = erp.list_products(request).await?.into_inner();
-            Ok((page.products, page.next_page_token))
-        }
-    })
-    .await?;
-    let levels = all_pages("ERP stock levels", quiet, |page_token| {
-        let mut erp = erp.clone();
-        let request = flows.request(erp::ListStockLevelsRequest {
-            page_size: PAGE,
-            page_token,
-            ..erp::ListStockLevelsRequest::default()
-        });
-        async move {
-            let page = erp.list_stock_levels(request).await?.into_inner();
-            Ok((page.levels, page.next_page_token))
-        }
-    })
-    .await?;
+    let owners = crate::ops::listing::erp_products(flows, erp, quiet).await?;
+    let levels = crate::ops::listing::erp_stock_levels(flows, erp, quiet).await?;
     let mut available: BTreeMap<String, i64> = BTreeMap::new();
     for level in levels {
         *available.entry(level.sku).or_insert(0) += level.available;
     }
-    let mirrors: HashMap<String, crm::Product> = all_pages("CRM catalogue", quiet, |page_token| {
-        let mut crm = flows.crm.clone();
-        let request = flows.request(crm::ListProductsRequest {
-            page_size: PAGE,
-            page_token,
-            include_inactive: true,
-        });
-        async move {
-            let page = crm.list_products(request).await?.into_inner();
-            Ok((page.products, page.next_page_token))
-        }
-    })
-    .await?
-    .into_iter()
-    .map(|p| (p.sku.clone(), p))
-    .collect();
+    let mirrors: HashMap<String, crm::Product> = crate::ops::listing::crm_catalogue(flows, quiet)
+        .await?
+        .into_iter()
+        .map(|p| (p.sku.clone(), p))
+        .collect();
 
     report.compared.insert("product", owners.len());
     report.compared.insert("stock", available.len());
@@ -561,35 +466,12 @@ async fn reconcile_orders(
     quiet: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let owners = all_pages("ERP orders", quiet, |page_token| {
-        let mut erp = erp.clone();
-        let request = flows.request(erp::ListSalesOrdersRequest {
-            page_size: PAGE,
-            page_token,
-            ..erp::ListSalesOrdersRequest::default()
-        });
-        async move {
-            let page = erp.list_sales_orders(request).await?.into_inner();
-            Ok((page.orders, page.next_page_token))
-        }
-    })
-    .await?;
-    let mirrors: HashMap<String, crm::Order> = all_pages("CRM orders", quiet, |page_token| {
-        let mut crm = flows.crm.clone();
-        let request = flows.request(crm::ListOrdersRequest {
-            page_size: PAGE,
-            page_token,
-            ..crm::ListOrdersRequest::default()
-        });
-        async move {
-            let page = crm.list_orders(request).await?.into_inner();
-            Ok((page.orders, page.next_page_token))
-        }
-    })
-    .await?
-    .into_iter()
-    .map(|o| (o.id.clone(), o))
-    .collect();
+    let owners = crate::ops::listing::erp_orders(flows, erp, quiet).await?;
+    let mirrors: HashMap<String, crm::Order> = crate::ops::listing::crm_orders(flows, quiet)
+        .await?
+        .into_iter()
+        .map(|o| (o.id.clone(), o))
+        .collect();
     report.compared.insert("order_status", owners.len());
     for owner in &owners {
         let expected = fulfilment_of(owner.status());

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{BATCH, Lost, ResyncReport, Side, converge};
 use crate::{
     flows::Flows,
-    ops::reconcile::{self, ErpClient, PAGE, all_pages},
+    ops::reconcile::{self, ErpClient},
 };
 
 /// The ERP's copy of a customer, as the CRM's message.
@@ -87,22 +87,13 @@ pub async fn resync(
     let erp = ErpClient::new(erp_channel.clone());
     let mut report = ResyncReport::new(Side::Crm, recover);
 
-    let mirror: Vec<(erp::CustomerProfile, i64)> = all_pages("ERP customers", quiet, |token| {
-        let mut erp = erp.clone();
-        let request = flows.request(erp::ListCustomersRequest {
-            page_size: PAGE,
-            page_token: token,
-        });
-        async move {
-            let page = erp.list_customers(request).await?.into_inner();
-            Ok((page.customers, page.next_page_token))
-        }
-    })
-    .await?
-    .into_iter()
-    .filter_map(|c| Some((c.profile?, c.profile_version)))
-    .filter(|(_, version)| *version > 0)
-    .collect();
+    let mirror: Vec<(erp::CustomerProfile, i64)> =
+        crate::ops::listing::erp_customers(flows, &erp, quiet)
+            .await?
+            .into_iter()
+            .filter_map(|c| Some((c.profile?, c.profile_version)))
+            .filter(|(_, version)| *version > 0)
+            .collect();
     report.checked.push(("customer", mirror.len()));
 
     // Customers: lift (or recover) in batches.
@@ -174,35 +165,12 @@ pub async fn resync(
     }
 
     // Orders the ERP holds that the CRM lost.
-    let held = all_pages("ERP orders", quiet, |token| {
-        let mut erp = erp.clone();
-        let request = flows.request(erp::ListSalesOrdersRequest {
-            page_size: PAGE,
-            page_token: token,
-            ..erp::ListSalesOrdersRequest::default()
-        });
-        async move {
-            let page = erp.list_sales_orders(request).await?.into_inner();
-            Ok((page.orders, page.next_page_token))
-        }
-    })
-    .await?;
-    let owned: HashMap<String, crm::Order> = all_pages("CRM orders", quiet, |token| {
-        let mut crm = flows.crm.clone();
-        let request = flows.request(crm::ListOrdersRequest {
-            page_size: PAGE,
-            page_token: token,
-            ..crm::ListOrdersRequest::default()
-        });
-        async move {
-            let page = crm.list_orders(request).await?.into_inner();
-            Ok((page.orders, page.next_page_token))
-        }
-    })
-    .await?
-    .into_iter()
-    .map(|o| (o.id.clone(), o))
-    .collect();
+    let held = crate::ops::listing::erp_orders(flows, &erp, quiet).await?;
+    let owned: HashMap<String, crm::Order> = crate::ops::listing::crm_orders(flows, quiet)
+        .await?
+        .into_iter()
+        .map(|o| (o.id.clone(), o))
+        .collect();
     report.checked.push(("order", held.len()));
     let lost_orders: Vec<&erp::SalesOrder> = held
         .iter()

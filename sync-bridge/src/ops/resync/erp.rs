@@ -30,7 +30,7 @@ use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
 use super::{BATCH, Lost, ResyncReport, Side, converge};
 use crate::{
     flows::{Flows, to_erp::customer_from_crm},
-    ops::reconcile::{self, ErpClient, PAGE, accept_request, all_pages},
+    ops::reconcile::{self, ErpClient, accept_request},
 };
 
 fn outcome_name(outcome: erp::LiftOutcome) -> &'static str {
@@ -83,21 +83,11 @@ pub async fn resync(
     let mirror = read_mirror(flows, quiet).await?;
 
     // 1. The CRM's customers into the ERP's mirror.
-    let profiles: HashMap<String, i64> = all_pages("ERP customers", quiet, |token| {
-        let mut erp = erp.clone();
-        let request = flows.request(erp::ListCustomersRequest {
-            page_size: PAGE,
-            page_token: token,
-        });
-        async move {
-            let page = erp.list_customers(request).await?.into_inner();
-            Ok((page.customers, page.next_page_token))
-        }
-    })
-    .await?
-    .into_iter()
-    .filter_map(|c| Some((c.profile?.id, c.profile_version)))
-    .collect();
+    let profiles: HashMap<String, i64> = crate::ops::listing::erp_customers(flows, &erp, quiet)
+        .await?
+        .into_iter()
+        .filter_map(|c| Some((c.profile?.id, c.profile_version)))
+        .collect();
     for customer in &mirror.customers {
         if profiles.get(&customer.id).copied().unwrap_or(0) >= customer.version {
             continue;
@@ -144,45 +134,9 @@ pub async fn resync(
 }
 
 async fn read_mirror(flows: &Flows, quiet: bool) -> anyhow::Result<Mirror> {
-    let products = all_pages("CRM catalogue", quiet, |token| {
-        let mut crm = flows.crm.clone();
-        let request = flows.request(crm::ListProductsRequest {
-            page_size: PAGE,
-            page_token: token,
-            include_inactive: true,
-        });
-        async move {
-            let page = crm.list_products(request).await?.into_inner();
-            Ok((page.products, page.next_page_token))
-        }
-    })
-    .await?;
-    let orders = all_pages("CRM orders", quiet, |token| {
-        let mut crm = flows.crm.clone();
-        let request = flows.request(crm::ListOrdersRequest {
-            page_size: PAGE,
-            page_token: token,
-            ..crm::ListOrdersRequest::default()
-        });
-        async move {
-            let page = crm.list_orders(request).await?.into_inner();
-            Ok((page.orders, page.next_page_token))
-        }
-    })
-    .await?;
-    let customers = all_pages("CRM customers", quiet, |token| {
-        let mut crm = flows.crm.clone();
-        let request = flows.request(crm::ListCustomersRequest {
-            page_size: PAGE,
-            page_token: token,
-            ..crm::ListCustomersRequest::default()
-        });
-        async move {
-            let page = crm.list_customers(request).await?.into_inner();
-            Ok((page.customers, page.next_page_token))
-        }
-    })
-    .await?;
+    let products = crate::ops::listing::crm_catalogue(flows, quiet).await?;
+    let orders = crate::ops::listing::crm_orders(flows, quiet).await?;
+    let customers = crate::ops::listing::crm_customers(flows, quiet).await?;
     Ok(Mirror {
         products,
         orders,
@@ -493,22 +447,12 @@ async fn resend_orders(
     quiet: bool,
     report: &mut ResyncReport,
 ) -> anyhow::Result<Floors> {
-    let held: BTreeMap<String, erp::SalesOrder> = all_pages("ERP orders", quiet, |token| {
-        let mut erp = erp.clone();
-        let request = flows.request(erp::ListSalesOrdersRequest {
-            page_size: PAGE,
-            page_token: token,
-            ..erp::ListSalesOrdersRequest::default()
-        });
-        async move {
-            let page = erp.list_sales_orders(request).await?.into_inner();
-            Ok((page.orders, page.next_page_token))
-        }
-    })
-    .await?
-    .into_iter()
-    .map(|o| (o.crm_order_id.clone(), o))
-    .collect();
+    let held: BTreeMap<String, erp::SalesOrder> =
+        crate::ops::listing::erp_orders(flows, erp, quiet)
+            .await?
+            .into_iter()
+            .map(|o| (o.crm_order_id.clone(), o))
+            .collect();
     let mut floors = Vec::new();
     for order in mirror.orders.iter().filter(|o| o.submit_time.is_some()) {
         let cancel = matches!(
@@ -654,19 +598,6 @@ async fn unconverged(flows: &Flows, lifted: &[Pending]) -> Vec<String> {
 }
 
 async fn read_products(flows: &Flows) -> Option<HashMap<String, crm::Product>> {
-    let products = all_pages("CRM catalogue", true, |token| {
-        let mut crm = flows.crm.clone();
-        let request = flows.request(crm::ListProductsRequest {
-            page_size: PAGE,
-            page_token: token,
-            include_inactive: true,
-        });
-        async move {
-            let page = crm.list_products(request).await?.into_inner();
-            Ok((page.products, page.next_page_token))
-        }
-    })
-    .await
-    .ok()?;
+    let products = crate::ops::listing::crm_catalogue(flows, true).await.ok()?;
     Some(products.into_iter().map(|p| (p.sku.clone(), p)).collect())
 }

@@ -198,10 +198,10 @@ pub async fn capacity(system: &mut System, backlog: u64) -> Result<Capacity> {
         _ => 0.0,
     };
     wait_applied(system, base + produced as i64, Duration::from_secs(30)).await?;
+    let resets = offset_resets(system);
     anyhow::ensure!(
-        offset_resets(system) == 0.0,
-        "the bridge skipped events the broker no longer held ({} offset resets)",
-        offset_resets(system)
+        resets == 0.0,
+        "the bridge skipped events the broker no longer held ({resets} offset resets)"
     );
 
     // Baseline: read the whole topic (this backlog and what came before) with a consumer of

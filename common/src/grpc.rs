@@ -169,6 +169,20 @@ pub fn invalid_argument(violations: &[FieldViolation]) -> Status {
     Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
+/// FAILED_PRECONDITION: with a `reason`, carrying the `google.rpc.ErrorInfo` of
+/// [`failed_precondition_info`]; without, the message alone.
+pub fn failed_precondition<K: Into<String>>(
+    message: impl Into<String>,
+    domain: &str,
+    reason: Option<&str>,
+    metadata: impl IntoIterator<Item = (K, String)>,
+) -> Status {
+    match reason {
+        Some(reason) => failed_precondition_info(message, domain, reason, metadata),
+        None => Status::failed_precondition(message),
+    }
+}
+
 /// FAILED_PRECONDITION with a `google.rpc.ErrorInfo` detail: a machine-readable `reason` (e.g.
 /// `UNKNOWN_CUSTOMER`) in the service's error `domain` (e.g. `tandem.crm`), plus `metadata`,
 /// so callers can act on the failure without parsing the message.

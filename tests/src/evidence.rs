@@ -21,9 +21,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer, StreamConsumer},
-    message::{Header, Headers, OwnedHeaders},
+    message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 use sqlx::Connection;
@@ -288,34 +288,6 @@ pub async fn settled(stack: &Stack, timeout: Duration) -> Result<()> {
     }
 }
 
-fn record_of<M: Message>(message: &M) -> Record {
-    let raw = message.payload().unwrap_or_default().to_vec();
-    let payload = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
-    let headers = message
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| {
-                    (
-                        h.key.to_owned(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Record {
-        key: message
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned()),
-        payload,
-        raw,
-        headers,
-        partition: message.partition(),
-        offset: message.offset(),
-    }
-}
-
 /// Publishes a marker record to every partition of `topic`, then reads the topic from the
 /// beginning until every marker came back. Returns every other record, by partition and
 /// offset: all that was published to `topic` before the markers were acknowledged, so a test
@@ -382,7 +354,7 @@ pub async fn read_until_markers(brokers: &str, topic: &str) -> Result<Vec<Record
         }
         match tokio::time::timeout(left.min(Duration::from_secs(1)), consumer.recv()).await {
             Ok(Ok(message)) => {
-                let record = record_of(&message);
+                let record = Record::of(&message);
                 if pending.get(&record.partition) == Some(&record.offset) {
                     pending.remove(&record.partition);
                 } else if record.header(MARKER_HEADER).is_none() {

@@ -27,6 +27,35 @@ pub struct Record {
 }
 
 impl Record {
+    /// A received message as a record: the payload raw and parsed, headers as text.
+    pub(crate) fn of<M: Message>(message: &M) -> Record {
+        let raw = message.payload().unwrap_or_default().to_vec();
+        let payload = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload,
+            raw,
+            headers,
+            partition: message.partition(),
+            offset: message.offset(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -64,32 +93,7 @@ pub async fn read_topic(
         };
         match tokio::time::timeout(wait, consumer.recv()).await {
             Ok(Ok(message)) => {
-                let raw = message.payload().unwrap_or_default().to_vec();
-                let payload = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
-                let headers = message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                records.push(Record {
-                    key: message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned()),
-                    payload,
-                    raw,
-                    headers,
-                    partition: message.partition(),
-                    offset: message.offset(),
-                });
+                records.push(Record::of(&message));
             }
             // librdkafka reports transport hiccups and reconnects by itself.
             Ok(Err(error)) => eprintln!("reading {topic}: {error} (continuing)"),

@@ -14,14 +14,9 @@ impl From<Error> for Status {
             Error::Aborted(message) => Status::aborted(message),
             Error::FailedPrecondition {
                 message,
-                reason: None,
-                ..
-            } => Status::failed_precondition(message),
-            Error::FailedPrecondition {
-                message,
-                reason: Some(reason),
+                reason,
                 metadata,
-            } => grpc::failed_precondition_info(message, ERROR_DOMAIN, reason, metadata),
+            } => grpc::failed_precondition(message, ERROR_DOMAIN, reason, metadata),
             Error::Database(error) => grpc::database_status(&error),
             Error::Encode(error) => grpc::internal("event encoding failed", &error),
             Error::Idempotency(error) => error.into_status(ERROR_DOMAIN),

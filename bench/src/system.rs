@@ -14,11 +14,11 @@ use anyhow::{Context, Result, bail};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use tandem_common::event::Envelope;
+use tandem_proto::events::Envelope;
 use tandem_proto::{
     crm::v1::{self as crm, crm_service_client::CrmServiceClient},
     erp::v1::{self as erp, erp_service_client::ErpServiceClient},
-    events::{CustomerStatus, crm::CustomerUpsertedV1, topics, types},
+    events::{CustomerStatus, crm::CustomerUpsertedV1, topics},
 };
 use tandem_tests::{
     ServiceProcess, Stack, StackOptions, TestBroker, http_get,
@@ -621,15 +621,7 @@ impl Injector {
             contacts: Vec::new(),
             addresses: Vec::new(),
         };
-        let envelope = Envelope::new(
-            types::CRM_CUSTOMER_UPSERTED,
-            1,
-            "crm",
-            tandem_proto::events::aggregates::CUSTOMER,
-            id.clone(),
-            1,
-            &data,
-        )?;
+        let envelope = Envelope::of("crm", 1, &data)?;
         Ok((id, serde_json::to_vec(&envelope)?))
     }
 

@@ -9,7 +9,6 @@
 //! - [`guard`]: who may call a gRPC port (bearer tokens, client certificates).
 //! - [`host`]: binds the gRPC and admin listeners and runs both until shutdown.
 //! - [`db`]: PostgreSQL pool creation.
-//! - [`event`]: the event envelope every Kafka message carries.
 //! - [`idempotency`]: request ids (AIP-155) stored with the effect, and their pruner.
 //! - [`outbox`]: writing outbox rows and relaying them to Kafka.
 //! - [`paging`]: AIP-158 page sizes and page tokens for List RPCs.
@@ -26,7 +25,6 @@ pub mod backoff;
 pub mod call_metrics;
 #[cfg(feature = "database")]
 pub mod db;
-pub mod event;
 pub mod failpoint;
 pub mod grpc;
 pub mod guard;

@@ -35,13 +35,12 @@ use rdkafka::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction, types::Json};
-use tandem_proto::events::EventKind;
+use tandem_proto::events::{Envelope, Event};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     backoff::{Backoff, BackoffSettings},
-    event::Envelope,
     host::{GrpcSurface, Host, HostError},
     kafka::{self, KafkaSettings},
     metrics_names as m,
@@ -142,27 +141,17 @@ impl OutboxTx {
         self.tx.rollback().await
     }
 
-    /// Enqueues an event of `kind` from `source` about `aggregate_id` at `version`: its type,
-    /// schema version, aggregate type and topic all come from the kind, so a producer cannot
-    /// pair them wrongly.
+    /// Enqueues the event `payload` makes, published by `source` at `version`: its type,
+    /// aggregate and topic come from the payload ([`Envelope::of`]), its subject from the
+    /// call being served.
     pub async fn publish(
         &mut self,
-        kind: EventKind,
         source: &str,
-        aggregate_id: impl Into<String>,
         version: i64,
-        data: &impl Serialize,
+        payload: &impl Event,
     ) -> Result<(), OutboxError> {
-        let event = Envelope::new(
-            kind.type_name(),
-            kind.schema_version(),
-            source,
-            kind.aggregate(),
-            aggregate_id,
-            version,
-            data,
-        )?;
-        self.enqueue(kind.topic(), &event).await?;
+        let event = stamped(Envelope::of(source, version, payload)?);
+        self.enqueue(payload.kind().topic(), &event).await?;
         Ok(())
     }
 
@@ -188,6 +177,11 @@ impl std::ops::DerefMut for OutboxTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.tx
     }
+}
+
+/// `event` made by the caller whose request is being served ([`crate::auth::current_subject`]).
+fn stamped(event: Envelope) -> Envelope {
+    event.with_subject(crate::auth::current_subject())
 }
 
 /// Why an event could not be written to the outbox.
@@ -558,5 +552,24 @@ mod tests {
         assert_ne!(lock_key("crm"), lock_key("erp"));
         // FNV-1a of the empty string is the offset basis.
         assert_eq!(lock_key(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+    }
+
+    #[tokio::test]
+    async fn events_carry_the_subject_of_the_call_being_served() {
+        let stock = tandem_proto::events::erp::StockChangedV1 {
+            sku: "SKU-1".into(),
+            on_hand: 1,
+            reserved: 0,
+            available: 1,
+            warehouses: vec![],
+        };
+        let event = || stamped(Envelope::of("erp", 1, &stock).unwrap());
+        assert_eq!(event().subject, None);
+        let caller = crate::auth::Caller {
+            subject: "ada@example.com".into(),
+            roles: vec![crate::auth::Role::Sales],
+        };
+        let inside = crate::auth::with_caller(caller, async { event() }).await;
+        assert_eq!(inside.subject.as_deref(), Some("ada@example.com"));
     }
 }

@@ -2,7 +2,9 @@
 //! `tonic::Status`, once.
 
 use tandem_common::{
-    idempotency::IdempotencyError, outbox::OutboxError, validation::FieldViolation,
+    idempotency::IdempotencyError,
+    outbox::OutboxError,
+    validation::{self, FieldViolation},
 };
 
 /// The `domain` of every `google.rpc.ErrorInfo` the CRM returns.
@@ -86,12 +88,7 @@ impl Error {
     /// This error with every field violation's path put under `prefix` (e.g. `customer.`).
     pub fn prefixed(self, prefix: &str) -> Self {
         match self {
-            Self::Invalid(violations) => Self::Invalid(
-                violations
-                    .into_iter()
-                    .map(|v| FieldViolation::new(format!("{prefix}{}", v.field), v.description))
-                    .collect(),
-            ),
+            Self::Invalid(violations) => Self::Invalid(validation::under(prefix, violations)),
             other => other,
         }
     }

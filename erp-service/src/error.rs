@@ -2,7 +2,9 @@
 //! `tonic::Status`, once.
 
 use tandem_common::{
-    idempotency::IdempotencyError, outbox::OutboxError, validation::FieldViolation,
+    idempotency::IdempotencyError,
+    outbox::OutboxError,
+    validation::{self, FieldViolation},
 };
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -83,6 +85,14 @@ impl Error {
         match self {
             Self::FailedPrecondition { reason, .. } => *reason,
             _ => None,
+        }
+    }
+
+    /// This error with every field violation's path put under `prefix` (e.g. `product.`).
+    pub fn prefixed(self, prefix: &str) -> Self {
+        match self {
+            Self::Invalid(violations) => Self::Invalid(validation::under(prefix, violations)),
+            other => other,
         }
     }
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tandem_common::event::Envelope;
+use tandem_proto::events::Envelope;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(envelope) = Envelope::decode(data) {

@@ -6,11 +6,11 @@ use rdkafka::Message;
 use tandem_common::{
     CancellationToken,
     backoff::{Backoff, BackoffSettings},
-    event::Envelope,
     kafka, metrics_names as m,
     shutdown::sleep_or_cancel,
     telemetry::{self, TRACEPARENT},
 };
+use tandem_proto::events::Envelope;
 use tracing::Instrument;
 
 use crate::{

@@ -10,7 +10,7 @@ use tandem_common::{
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
-use tandem_proto::events::{CustomerStatus, EventKind};
+use tandem_proto::events::CustomerStatus;
 use uuid::Uuid;
 
 pub use model::{
@@ -98,7 +98,7 @@ impl Customers {
         let customer = store::update(&mut tx, id, &profile)
             .await
             .map_err(duplicate_external_ref)?;
-        publish(&mut tx, EventKind::CrmCustomerUpserted, &customer).await?;
+        publish(&mut tx, &customer).await?;
         tx.commit().await?;
         Ok(customer)
     }
@@ -168,7 +168,7 @@ impl Customers {
         let customer = store::update(&mut tx, id, &profile)
             .await
             .map_err(duplicate_external_ref)?;
-        publish(&mut tx, EventKind::CrmCustomerUpserted, &customer).await?;
+        publish(&mut tx, &customer).await?;
         tx.commit().await?;
         Ok((customer, true))
     }
@@ -184,11 +184,7 @@ impl Customers {
             let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
             for customer in &batch {
-                let kind = match customer.profile.status {
-                    CustomerStatus::Archived => EventKind::CrmCustomerArchived,
-                    CustomerStatus::Active => EventKind::CrmCustomerUpserted,
-                };
-                publish(&mut tx, kind, customer).await?;
+                publish(&mut tx, customer).await?;
             }
             tx.commit().await?;
             count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
@@ -215,7 +211,7 @@ impl Customers {
             ..current.profile
         };
         let customer = store::update(&mut tx, id, &profile).await?;
-        publish(&mut tx, EventKind::CrmCustomerArchived, &customer).await?;
+        publish(&mut tx, &customer).await?;
         tx.commit().await?;
         Ok(customer)
     }
@@ -250,16 +246,15 @@ pub async fn insert_with_event(tx: &mut OutboxTx, profile: Profile) -> Result<Cu
     let customer = store::insert(tx, Uuid::now_v7(), &profile)
         .await
         .map_err(duplicate_external_ref)?;
-    publish(tx, EventKind::CrmCustomerUpserted, &customer).await?;
+    publish(tx, &customer).await?;
     Ok(customer)
 }
 
-/// Writes the outbox row of a customer event (`crm.customer.upserted` or
-/// `crm.customer.archived`: both carry the full profile).
-pub(crate) async fn publish(tx: &mut OutboxTx, kind: EventKind, customer: &Customer) -> Result<()> {
-    let (id, data) = (customer.id.to_string(), customer.upserted_event());
+/// Writes the outbox row of a customer event: `crm.customer.archived` once archived, else
+/// `crm.customer.upserted` (both carry the full profile).
+pub(crate) async fn publish(tx: &mut OutboxTx, customer: &Customer) -> Result<()> {
     Ok(tx
-        .publish(kind, SOURCE, id, customer.version, &data)
+        .publish(SOURCE, customer.version, &customer.upserted_event())
         .await?)
 }
 

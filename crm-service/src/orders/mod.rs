@@ -12,7 +12,7 @@ use tandem_common::{
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
-use tandem_proto::events::{CustomerStatus, EventKind, crm::OrderStatus};
+use tandem_proto::events::{CustomerStatus, crm::OrderStatus};
 use uuid::Uuid;
 
 pub use model::{
@@ -127,7 +127,7 @@ impl Orders {
         current.check_submittable()?;
         require_active_customer(&mut tx, current.customer_id).await?;
         let order = store::transition(&mut tx, id, OrderStatus::Submitted, None).await?;
-        publish(&mut tx, EventKind::CrmOrderSubmitted, &order).await?;
+        publish(&mut tx, &order).await?;
         idempotency::remember(&mut tx, once, &order).await?;
         tx.commit().await?;
         Ok(Answer::Fresh(order))
@@ -151,7 +151,7 @@ impl Orders {
         let order = store::transition(&mut tx, id, target, reason.as_deref()).await?;
         let published = target == OrderStatus::CancelRequested;
         if published {
-            publish(&mut tx, EventKind::CrmOrderCancelRequested, &order).await?;
+            publish(&mut tx, &order).await?;
         }
         tx.commit().await?;
         Ok(order)
@@ -201,7 +201,7 @@ impl Orders {
                 &order.external_ref,
             )
             .await?;
-            publish(&mut tx, EventKind::CrmOrderSubmitted, &placed).await?;
+            publish(&mut tx, &placed).await?;
             tx.commit().await?;
             Ok((placed, true))
         }
@@ -235,18 +235,14 @@ impl Orders {
             let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::published_batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
             for order in &batch {
-                match order.status {
-                    OrderStatus::CancelRequested => {
-                        publish(&mut tx, EventKind::CrmOrderCancelRequested, order).await?;
-                    }
-                    OrderStatus::Cancelled => {
-                        let requested = Order {
-                            status: OrderStatus::CancelRequested,
-                            ..order.clone()
-                        };
-                        publish(&mut tx, EventKind::CrmOrderCancelRequested, &requested).await?;
-                    }
-                    _ => publish(&mut tx, EventKind::CrmOrderSubmitted, order).await?,
+                if order.status == OrderStatus::Cancelled {
+                    let requested = Order {
+                        status: OrderStatus::CancelRequested,
+                        ..order.clone()
+                    };
+                    publish(&mut tx, &requested).await?;
+                } else {
+                    publish(&mut tx, order).await?;
                 }
             }
             tx.commit().await?;
@@ -361,11 +357,10 @@ async fn quote(
     model::quote(requests, &products)
 }
 
-pub(crate) async fn publish(tx: &mut OutboxTx, kind: EventKind, order: &Order) -> Result<()> {
-    let id = order.id.to_string();
-    Ok(tx
-        .publish(kind, SOURCE, id, order.version, &order.event())
-        .await?)
+/// Writes the outbox row of an order event: `crm.order.cancel_requested` once its
+/// cancellation is asked for, else `crm.order.submitted` (both carry the full order).
+pub(crate) async fn publish(tx: &mut OutboxTx, order: &Order) -> Result<()> {
+    Ok(tx.publish(SOURCE, order.version, &order.event()).await?)
 }
 
 fn not_found(id: Uuid) -> Error {

@@ -10,12 +10,12 @@ pub(crate) mod store;
 
 use sqlx::PgPool;
 use tandem_common::outbox::OutboxWaker;
-use tandem_proto::events::{CustomerStatus, EventKind, crm::OrderStatus};
+use tandem_proto::events::crm::OrderStatus;
 use uuid::Uuid;
 
 use crate::{
     catalogue, customers,
-    customers::{Customer, Profile},
+    customers::Profile,
     error::{Error, Result},
     orders::{self, Line},
 };
@@ -89,13 +89,6 @@ fn same_mirrored_fields(a: &Profile, b: &Profile) -> bool {
     }
 }
 
-fn event_kind(customer: &Customer) -> EventKind {
-    match customer.profile.status {
-        CustomerStatus::Archived => EventKind::CrmCustomerArchived,
-        CustomerStatus::Active => EventKind::CrmCustomerUpserted,
-    }
-}
-
 /// Resync operations over the CRM's database.
 #[derive(Clone)]
 pub struct Restore {
@@ -132,7 +125,7 @@ impl Restore {
                 .await
                 .map_err(|e| taken(mirrored.id, e))?;
             let customer = store::set_customer_version(&mut tx, mirrored.id, target).await?;
-            customers::publish(&mut tx, event_kind(&customer), &customer).await?;
+            customers::publish(&mut tx, &customer).await?;
             tx.commit().await?;
             tracing::info!(
                 version = target,
@@ -168,7 +161,7 @@ impl Restore {
             Outcome::Lifted
         };
         let customer = store::set_customer_version(&mut tx, mirrored.id, target).await?;
-        customers::publish(&mut tx, event_kind(&customer), &customer).await?;
+        customers::publish(&mut tx, &customer).await?;
         tx.commit().await?;
         tracing::info!(
             previous_version,
@@ -243,7 +236,7 @@ impl Restore {
                     .await?
             }
         };
-        orders::publish(&mut tx, EventKind::CrmOrderSubmitted, &order).await?;
+        orders::publish(&mut tx, &order).await?;
         tx.commit().await?;
         tracing::info!(
             version = order.version,

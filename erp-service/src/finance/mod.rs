@@ -13,7 +13,6 @@ use tandem_common::{
     outbox::{OutboxTx, OutboxWaker},
     validation::FieldViolation,
 };
-use tandem_proto::events::EventKind;
 use uuid::Uuid;
 
 pub use model::{
@@ -253,11 +252,7 @@ impl Finances {
 
 /// Enqueues `erp.customer.finance_changed` for `finance` (already at its new version).
 pub async fn publish_changed(tx: &mut OutboxTx, finance: &Finance) -> Result<()> {
-    let (kind, id) = (
-        EventKind::ErpCustomerFinanceChanged,
-        finance.customer_id.to_string(),
-    );
     Ok(tx
-        .publish(kind, SOURCE, id, finance.version, &finance.changed_event())
+        .publish(SOURCE, finance.version, &finance.changed_event())
         .await?)
 }

@@ -34,7 +34,8 @@ impl ErpService for ErpApi {
         let created = self
             .products
             .create(&product.sku, fields, once.as_ref())
-            .await?;
+            .await
+            .map_err(|e| e.prefixed("product."))?;
         reply(created, convert::product)
     }
 
@@ -85,7 +86,11 @@ impl ErpService for ErpApi {
         convert::product_key(field, &key)?;
         let patch = convert::product_patch(&product, request.update_mask.as_ref())?;
         let expected = (product.version != 0).then_some(product.version);
-        let updated = self.products.update(&key, patch, expected).await?;
+        let updated = self
+            .products
+            .update(&key, patch, expected)
+            .await
+            .map_err(|e| e.prefixed("product."))?;
         Ok(Response::new(convert::product(&updated)))
     }
 

@@ -1,6 +1,6 @@
 //! `tandem.erp.v1.ErpSync`: the internal API the bridge (and `tandemctl`) call.
 
-use tandem_common::validation::FieldViolation;
+use tandem_common::validation::{self, FieldViolation};
 use tandem_proto::erp::v1::{self as pb, erp_sync_server::ErpSync};
 use tonic::{Request, Response};
 
@@ -51,10 +51,7 @@ impl ErpSync for ErpApi {
             match convert::profile(customer.customer.as_ref()) {
                 Ok(profile) => batch.push((profile, customer.source_version, customer.repair)),
                 Err(Error::Invalid(found)) => {
-                    violations.extend(found.into_iter().map(|mut violation| {
-                        violation.field = format!("customers[{i}].{}", violation.field);
-                        violation
-                    }));
+                    violations.extend(validation::under(&format!("customers[{i}]."), found));
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -200,18 +197,14 @@ impl ErpSync for ErpApi {
                 currency: price.currency_code,
                 active: product.active,
             };
-            let prefix = format!("products[{i}].");
-            violations.extend(crate::products::model::sku_violation(
-                &format!("{prefix}sku"),
-                &product.sku,
-            ));
-            violations.extend(fields.violations(&prefix));
+            let mut found: Vec<_> = crate::products::model::sku_violation("sku", &product.sku)
+                .into_iter()
+                .collect();
+            found.extend(fields.violations());
             if product.mirror_version <= 0 {
-                violations.push(FieldViolation::new(
-                    format!("{prefix}mirror_version"),
-                    "must be positive",
-                ));
+                found.push(FieldViolation::new("mirror_version", "must be positive"));
             }
+            violations.extend(validation::under(&format!("products[{i}]."), found));
             products.push(MirroredProduct {
                 sku: product.sku,
                 display_name: fields.display_name,

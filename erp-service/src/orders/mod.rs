@@ -18,7 +18,6 @@ use tandem_common::{
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
-use tandem_proto::events::EventKind;
 use uuid::Uuid;
 
 pub use model::{NewLine, NewOrder, Order, OrderStatus, ReservationState, can_transition};
@@ -577,8 +576,7 @@ pub async fn reserve_backorders(
 
 /// Enqueues `erp.order.status_changed` for `order` at its current version.
 pub(crate) async fn publish_status(tx: &mut OutboxTx, order: &Order) -> Result<()> {
-    let (kind, id) = (EventKind::ErpOrderStatusChanged, order.crm_order_id.clone());
     Ok(tx
-        .publish(kind, SOURCE, id, order.version, &order.status_event())
+        .publish(SOURCE, order.version, &order.status_event())
         .await?)
 }

@@ -10,7 +10,6 @@ use tandem_common::{
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
 };
-use tandem_proto::events::EventKind;
 use uuid::Uuid;
 
 pub use model::{Product, ProductFields, ProductPatch, is_sku};
@@ -49,10 +48,8 @@ impl Products {
         once: Option<&Once<Product>>,
     ) -> Result<Answer<Product>> {
         let fields = fields.normalised();
-        let mut violations: Vec<_> = model::sku_violation("product.sku", sku)
-            .into_iter()
-            .collect();
-        violations.extend(fields.violations("product."));
+        let mut violations: Vec<_> = model::sku_violation("sku", sku).into_iter().collect();
+        violations.extend(fields.violations());
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }
@@ -129,7 +126,7 @@ impl Products {
             )));
         }
         let fields = current.fields.patched(patch);
-        let violations = fields.violations("product.");
+        let violations = fields.violations();
         if !violations.is_empty() {
             return Err(Error::Invalid(violations));
         }
@@ -145,8 +142,7 @@ impl Products {
 
 /// Enqueues `erp.product.upserted` for `product` at its current version.
 pub(crate) async fn publish_upserted(tx: &mut OutboxTx, product: &Product) -> Result<()> {
-    let (kind, id) = (EventKind::ErpProductUpserted, product.sku.clone());
     Ok(tx
-        .publish(kind, SOURCE, id, product.version, &product.upserted_event())
+        .publish(SOURCE, product.version, &product.upserted_event())
         .await?)
 }

@@ -55,41 +55,32 @@ pub fn sku_violation(field: &str, sku: &str) -> Option<FieldViolation> {
 }
 
 impl ProductFields {
-    /// Every problem, with field paths under `prefix` (e.g. `product.`).
-    pub fn violations(&self, prefix: &str) -> Vec<FieldViolation> {
+    /// Every problem, with field paths relative to the product (`display_name`).
+    pub fn violations(&self) -> Vec<FieldViolation> {
         let mut violations = Vec::new();
         let name = self.display_name.trim().chars().count();
         if name == 0 || name > 200 {
-            violations.push(FieldViolation::new(
-                format!("{prefix}display_name"),
-                "1..=200 characters",
-            ));
+            violations.push(FieldViolation::new("display_name", "1..=200 characters"));
         }
         if self.description.chars().count() > 2000 {
             violations.push(FieldViolation::new(
-                format!("{prefix}description"),
+                "description",
                 "at most 2000 characters",
             ));
         }
         violations.extend(crate::text::nul_violation(
-            format!("{prefix}display_name"),
+            "display_name",
             &self.display_name,
         ));
-        violations.extend(crate::text::nul_violation(
-            format!("{prefix}description"),
-            &self.description,
-        ));
+        violations.extend(crate::text::nul_violation("description", &self.description));
         if self.unit_price_minor < 0 {
             violations.push(FieldViolation::new(
-                format!("{prefix}unit_price.amount_minor"),
+                "unit_price.amount_minor",
                 "must not be negative",
             ));
         }
         if let Some(problem) = currency_problem(&self.currency) {
-            violations.push(FieldViolation::new(
-                format!("{prefix}unit_price.currency_code"),
-                problem,
-            ));
+            violations.push(FieldViolation::new("unit_price.currency_code", problem));
         }
         violations
     }
@@ -158,24 +149,20 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named() {
-        assert!(fields().violations("product.").is_empty());
+        assert!(fields().violations().is_empty());
         let bad = ProductFields {
             display_name: "  ".into(),
             unit_price_minor: -1,
             currency: "euro".into(),
             ..fields()
         };
-        let names: Vec<String> = bad
-            .violations("product.")
-            .into_iter()
-            .map(|v| v.field)
-            .collect();
+        let names: Vec<String> = bad.violations().into_iter().map(|v| v.field).collect();
         assert_eq!(
             names,
             [
-                "product.display_name",
-                "product.unit_price.amount_minor",
-                "product.unit_price.currency_code"
+                "display_name",
+                "unit_price.amount_minor",
+                "unit_price.currency_code"
             ]
         );
     }

@@ -15,10 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, btree_map::Entry};
 
 use sqlx::PgConnection;
 use tandem_common::outbox::OutboxTx;
-use tandem_proto::events::{
-    EventKind,
-    erp::{StockChangedV1, WarehouseStockV1},
-};
+use tandem_proto::events::erp::{StockChangedV1, WarehouseStockV1};
 
 pub use model::{AdjustmentReason, Count, Level, Movement, MovementReason, NewMovement};
 pub use plan::Availability;
@@ -195,8 +192,5 @@ pub(crate) async fn publish_levels<'a>(
         available: warehouses.iter().map(|w| w.available).sum(),
         warehouses,
     };
-    let kind = EventKind::ErpStockChanged;
-    Ok(tx
-        .publish(kind, SOURCE, sku.to_owned(), version, &data)
-        .await?)
+    Ok(tx.publish(SOURCE, version, &data).await?)
 }

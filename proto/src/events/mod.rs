@@ -2,6 +2,8 @@
 //! Schemas. The schemas in `proto/schemas/` are the contract for integrators; these types are
 //! how Rust code writes and reads them.
 //!
+//! Every event travels in an [`Envelope`]; its payload is an [`Event`].
+//!
 //! Each source owns a module ([`crm`], [`erp`], [`integration`]); [`topics`], [`types`] and [`aggregates`]
 //! gather their names in one place, and [`EventKind`] ties each type to its schema version,
 //! topic, aggregate and schema.
@@ -9,10 +11,14 @@
 use serde::{Deserialize, Serialize};
 
 pub mod crm;
+mod envelope;
 pub mod erp;
+mod event;
 pub mod integration;
 mod kind;
 
+pub use envelope::{DecodeError, Envelope};
+pub use event::Event;
 pub use kind::EventKind;
 #[cfg(feature = "schema-validation")]
 mod validate;

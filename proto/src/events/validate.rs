@@ -170,4 +170,63 @@ mod tests {
             Err(SchemaError::Data { .. })
         ));
     }
+
+    /// The kind a payload picks for itself is the one whose schema it matches: an archived
+    /// profile is `crm.customer.archived`, an order whose cancellation was asked for is
+    /// `crm.order.cancel_requested` (each schema pins the status).
+    #[test]
+    fn each_payload_is_published_as_the_kind_its_schema_accepts() {
+        use crate::events::{CustomerStatus, Envelope, crm};
+
+        let profile: crm::CustomerUpsertedV1 =
+            serde_json::from_value(customer_event()["data"].clone()).unwrap();
+        let order = crm::OrderV1 {
+            order_id: "01939a4e-0000-7000-8000-0000000000bb".into(),
+            customer_id: profile.customer_id.clone(),
+            status: crm::OrderStatus::Submitted,
+            currency: "EUR".into(),
+            lines: vec![crm::OrderLineV1 {
+                line_number: 1,
+                sku: "SKU-1".into(),
+                quantity: 2,
+                unit_price_minor: 150,
+                line_total_minor: 300,
+            }],
+            total_minor: 300,
+            submitted_at: "2026-11-26T10:00:00.000000Z".into(),
+            cancellation_reason: None,
+        };
+        let mut events = Vec::new();
+        for status in [CustomerStatus::Active, CustomerStatus::Archived] {
+            let payload = crm::CustomerUpsertedV1 {
+                status,
+                ..profile.clone()
+            };
+            events.push(Envelope::of("crm", 2, &payload).unwrap());
+        }
+        for status in [
+            crm::OrderStatus::Submitted,
+            crm::OrderStatus::CancelRequested,
+        ] {
+            let payload = crm::OrderV1 {
+                status,
+                ..order.clone()
+            };
+            events.push(Envelope::of("crm", 2, &payload).unwrap());
+        }
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "crm.customer.upserted",
+                "crm.customer.archived",
+                "crm.order.submitted",
+                "crm.order.cancel_requested"
+            ]
+        );
+        for event in &events {
+            let json = serde_json::to_value(event).unwrap();
+            assert_eq!(validate(&json), Ok(()), "{}", event.event_type);
+        }
+    }
 }

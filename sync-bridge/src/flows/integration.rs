@@ -2,14 +2,14 @@
 //! applied once per event (version-gated customers, orders once per reference, counts once
 //! per event id).
 
-use tandem_common::event::Envelope;
+use tandem_proto::events::Envelope;
 use tandem_proto::{
     crm::v1 as crm,
     erp::v1 as erp,
     events::integration::{CustomerUpsertedV1, OrderPlacedV1, StockCountedV1},
 };
 
-use super::{FlowError, Flows, Outcome, Reason, classify, data, permanent};
+use super::{FlowError, Flows, Outcome, Reason, classify, payload, permanent};
 
 /// Checks the whole event against the envelope schema and its type's schema.
 pub fn validate(envelope: &Envelope) -> Result<(), FlowError> {
@@ -28,7 +28,7 @@ pub fn validate(envelope: &Envelope) -> Result<(), FlowError> {
 pub fn customer_request(
     envelope: &Envelope,
 ) -> Result<crm::UpsertCustomerByExternalRefRequest, FlowError> {
-    let customer: CustomerUpsertedV1 = data(envelope)?;
+    let customer: CustomerUpsertedV1 = payload(envelope)?;
     Ok(crm::UpsertCustomerByExternalRefRequest {
         customer: Some(crm::Customer {
             display_name: customer.display_name,
@@ -47,7 +47,7 @@ pub fn customer_request(
 
 /// `integration.order.placed` v1 -> `CrmSync.PlaceExternalOrder`.
 pub fn order_request(envelope: &Envelope) -> Result<crm::PlaceExternalOrderRequest, FlowError> {
-    let order: OrderPlacedV1 = data(envelope)?;
+    let order: OrderPlacedV1 = payload(envelope)?;
     Ok(crm::PlaceExternalOrderRequest {
         external_ref: order.order_ref,
         customer_external_ref: order.customer_external_ref,
@@ -67,7 +67,7 @@ pub fn order_request(envelope: &Envelope) -> Result<crm::PlaceExternalOrderReque
 
 /// `integration.stock.counted` v1 -> `ErpSync.CountStock`.
 pub fn count_request(envelope: &Envelope) -> Result<erp::CountStockRequest, FlowError> {
-    let count: StockCountedV1 = data(envelope)?;
+    let count: StockCountedV1 = payload(envelope)?;
     Ok(erp::CountStockRequest {
         sku: count.sku,
         warehouse: count.warehouse,

@@ -26,7 +26,8 @@ pub mod to_erp;
 
 use std::time::Duration;
 
-use tandem_common::{event::Envelope, grpc::is_transient, telemetry};
+use tandem_common::{grpc::is_transient, telemetry};
+use tandem_proto::events::{Envelope, Event};
 use tandem_proto::{
     crm::v1::{crm_service_client::CrmServiceClient, crm_sync_client::CrmSyncClient},
     erp::v1::erp_sync_client::ErpSyncClient,
@@ -127,10 +128,10 @@ pub(crate) fn permanent(reason: Reason, code: &str, detail: impl Into<String>) -
     }
 }
 
-/// `data` of `envelope` as `T`, or a schema_invalid error.
-pub(crate) fn data<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, FlowError> {
+/// The payload of `envelope`, which must be an `E`, or a schema_invalid error.
+pub(crate) fn payload<E: Event>(envelope: &Envelope) -> Result<E, FlowError> {
     envelope
-        .data_as()
+        .payload()
         .map_err(|e| permanent(Reason::SchemaInvalid, "data", e.to_string()))
 }
 
@@ -229,7 +230,7 @@ impl Flows {
         final_attempt: bool,
     ) -> Result<Outcome, FlowError> {
         use EventKind as K;
-        let Some(kind) = EventKind::of(&envelope.event_type, envelope.schema_version) else {
+        let Some(kind) = envelope.kind() else {
             return Err(permanent(
                 Reason::UnknownType,
                 "type",
@@ -262,9 +263,7 @@ impl Flows {
     /// A batch that no single call applies (another type or schema version among them) is
     /// refused as permanent, so the caller applies its events one by one.
     pub async fn apply_batch(&self, envelopes: &[Envelope]) -> Result<Vec<Outcome>, FlowError> {
-        let batch = |envelope: &Envelope| {
-            EventKind::of(&envelope.event_type, envelope.schema_version).and_then(|k| route(k).1)
-        };
+        let batch = |envelope: &Envelope| envelope.kind().and_then(|k| route(k).1);
         let first = envelopes.first().and_then(batch);
         if envelopes.iter().any(|e| batch(e) != first) {
             return Err(permanent(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use tandem_common::event::Envelope;
+use tandem_proto::events::Envelope;
 use tandem_proto::{
     crm::v1 as crm,
     events::erp::{
@@ -11,7 +11,7 @@ use tandem_proto::{
     },
 };
 
-use super::{FlowError, Flows, Outcome, Reason, classify, data, permanent};
+use super::{FlowError, Flows, Outcome, Reason, classify, payload, permanent};
 
 /// Most stock levels per `ApplyStockLevels` call (the RPC's limit).
 pub const STOCK_BATCH_MAX: usize = 1_000;
@@ -25,7 +25,7 @@ fn money(currency: &str, amount_minor: i64) -> Option<crm::Money> {
 
 /// `erp.product.upserted` v1 -> `CrmSync.ApplyProduct`.
 pub fn product_request(envelope: &Envelope) -> Result<crm::ApplyProductRequest, FlowError> {
-    let product: ProductUpsertedV1 = data(envelope)?;
+    let product: ProductUpsertedV1 = payload(envelope)?;
     Ok(crm::ApplyProductRequest {
         product: Some(crm::ProductData {
             sku: product.sku,
@@ -44,7 +44,7 @@ pub fn product_request(envelope: &Envelope) -> Result<crm::ApplyProductRequest, 
 pub fn stock_request(envelopes: &[Envelope]) -> Result<crm::ApplyStockLevelsRequest, FlowError> {
     let mut newest: BTreeMap<String, crm::StockLevel> = BTreeMap::new();
     for envelope in envelopes {
-        let stock: StockChangedV1 = data(envelope)?;
+        let stock: StockChangedV1 = payload(envelope)?;
         let level = crm::StockLevel {
             sku: stock.sku.clone(),
             available: stock.available,
@@ -71,7 +71,7 @@ pub fn stock_request(envelopes: &[Envelope]) -> Result<crm::ApplyStockLevelsRequ
 pub fn order_status_request(
     envelope: &Envelope,
 ) -> Result<crm::ApplyOrderStatusRequest, FlowError> {
-    let order: OrderStatusChangedV1 = data(envelope)?;
+    let order: OrderStatusChangedV1 = payload(envelope)?;
     let status = match order.status {
         OrderStatus::Reserved => crm::FulfilmentStatus::Reserved,
         OrderStatus::Backordered => crm::FulfilmentStatus::Backordered,
@@ -114,7 +114,7 @@ pub fn order_status_request(
 
 /// `erp.customer.finance_changed` v1 -> `CrmSync.ApplyCustomerFinance`.
 pub fn finance_request(envelope: &Envelope) -> Result<crm::ApplyCustomerFinanceRequest, FlowError> {
-    let finance: CustomerFinanceChangedV1 = data(envelope)?;
+    let finance: CustomerFinanceChangedV1 = payload(envelope)?;
     Ok(crm::ApplyCustomerFinanceRequest {
         customer_id: finance.customer_id,
         credit_limit: money(&finance.currency, finance.credit_limit_minor),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use tandem_common::event::Envelope;
+use tandem_proto::events::Envelope;
 use tandem_proto::{
     crm::v1 as crm,
     erp::v1 as erp,
@@ -14,11 +14,11 @@ use tandem_proto::{
 };
 use tonic::Code;
 
-use super::{FlowError, Flows, Outcome, Reason, classify, data, error_reason, permanent};
+use super::{FlowError, Flows, Outcome, Reason, classify, error_reason, payload, permanent};
 
 /// `crm.customer.upserted` / `crm.customer.archived` v1 -> `ErpSync.ApplyCustomer`.
 pub fn customer_request(envelope: &Envelope) -> Result<erp::ApplyCustomerRequest, FlowError> {
-    let data: CustomerUpsertedV1 = data(envelope)?;
+    let data: CustomerUpsertedV1 = payload(envelope)?;
     if data.customer_id != envelope.aggregate_id {
         return Err(permanent(
             Reason::SchemaInvalid,
@@ -102,7 +102,7 @@ pub fn order_request(
     envelope: &Envelope,
     final_attempt: bool,
 ) -> Result<erp::AcceptOrderRequest, FlowError> {
-    let order: OrderV1 = data(envelope)?;
+    let order: OrderV1 = payload(envelope)?;
     Ok(erp::AcceptOrderRequest {
         crm_order_id: order.order_id,
         customer_id: order.customer_id,
@@ -123,7 +123,7 @@ pub fn order_request(
 
 /// `crm.order.cancel_requested` v1 -> `ErpSync.CancelOrder`.
 pub fn cancel_request(envelope: &Envelope) -> Result<erp::CancelOrderRequest, FlowError> {
-    let order: OrderV1 = data(envelope)?;
+    let order: OrderV1 = payload(envelope)?;
     Ok(erp::CancelOrderRequest {
         crm_order_id: order.order_id,
         reason: order.cancellation_reason.unwrap_or_default(),

@@ -1,8 +1,11 @@
-//! The envelope every Tandem event carries on Kafka (see DESIGN.md, "Events").
+//! The envelope every Tandem event carries on Kafka (the README's "Events"; `proto/schemas/envelope.v1.json`): identity, type,
+//! aggregate and version around the payload (`data`).
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use super::{Event, EventKind};
 
 /// One change of one entity, as published. `data` holds the entity's full current owned
 /// fields (state transfer), so duplicates and replays are harmless.
@@ -34,6 +37,12 @@ pub struct Envelope {
 pub enum DecodeError {
     #[error("not a JSON event envelope: {0}")]
     Envelope(#[source] serde_json::Error),
+    #[error("{event_type} v{schema_version} does not carry {payload}")]
+    Kind {
+        event_type: String,
+        schema_version: u32,
+        payload: &'static str,
+    },
     #[error("`data` does not match {event_type} v{schema_version}: {source}")]
     Data {
         event_type: String,
@@ -44,8 +53,9 @@ pub enum DecodeError {
 }
 
 impl Envelope {
-    /// A new event with a fresh UUID v7, `occurred_at = now` and the subject of the call being
-    /// served ([`crate::auth::current_subject`]).
+    /// A new event of any type, with a fresh UUID v7, `occurred_at = now` and no subject.
+    /// Tandem's own events are built with [`Envelope::of`], which takes the type from the
+    /// payload; this one is for events Tandem does not define (tests, integrators' tools).
     pub fn new(
         event_type: &str,
         schema_version: u32,
@@ -65,18 +75,57 @@ impl Envelope {
             aggregate_version,
             // The wire format keeps microseconds; so does the value, so it round-trips.
             occurred_at: Utc::now().trunc_subsecs(6),
-            subject: crate::auth::current_subject(),
+            subject: None,
             data: serde_json::to_value(data)?,
         })
+    }
+
+    /// The event `payload` makes, published by `source` at `aggregate_version`: its type,
+    /// schema version, aggregate type and aggregate id all come from the payload, so no
+    /// producer can pair them wrongly.
+    pub fn of<E: Event>(
+        source: &str,
+        aggregate_version: i64,
+        payload: &E,
+    ) -> Result<Self, serde_json::Error> {
+        let kind = payload.kind();
+        Self::new(
+            kind.type_name(),
+            kind.schema_version(),
+            source,
+            kind.aggregate(),
+            payload.aggregate_id(),
+            aggregate_version,
+            payload,
+        )
+    }
+
+    /// The same event, made by `subject` (the caller whose request caused it).
+    #[must_use]
+    pub fn with_subject(mut self, subject: Option<String>) -> Self {
+        self.subject = subject;
+        self
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         serde_json::from_slice(bytes).map_err(DecodeError::Envelope)
     }
 
-    /// Deserialises `data` into the payload type of this event.
-    pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        T::deserialize(&self.data).map_err(|source| DecodeError::Data {
+    /// The kind of this event, if Tandem defines its type at its schema version.
+    pub fn kind(&self) -> Option<EventKind> {
+        EventKind::of(&self.event_type, self.schema_version)
+    }
+
+    /// `data` as the payload `E`, which must be the payload of this event's kind.
+    pub fn payload<E: Event>(&self) -> Result<E, DecodeError> {
+        if !self.kind().is_some_and(|kind| E::KINDS.contains(&kind)) {
+            return Err(DecodeError::Kind {
+                event_type: self.event_type.clone(),
+                schema_version: self.schema_version,
+                payload: std::any::type_name::<E>(),
+            });
+        }
+        E::deserialize(&self.data).map_err(|source| DecodeError::Data {
             event_type: self.event_type.clone(),
             schema_version: self.schema_version,
             source,
@@ -129,25 +178,37 @@ mod tests {
         assert_eq!(event.id.get_version_num(), 7);
         let back = Envelope::decode(&serde_json::to_vec(&event).unwrap()).unwrap();
         assert_eq!(back, event);
-        assert_eq!(back.data_as::<Payload>().unwrap().name, "Ada");
+        assert_eq!(back.data["name"], "Ada");
     }
 
-    #[tokio::test]
-    async fn the_subject_of_the_call_being_served_is_carried() {
-        let outside = Envelope::new("t", 1, "s", "a", "id", 1, &Payload { name: "x".into() });
-        assert_eq!(outside.unwrap().subject, None);
-        let caller = crate::auth::Caller {
-            subject: "ada@example.com".into(),
-            roles: vec![crate::auth::Role::Sales],
+    #[test]
+    fn tandem_events_take_type_and_aggregate_from_their_payload() {
+        let stock = crate::events::erp::StockChangedV1 {
+            sku: "SKU-1".into(),
+            on_hand: 5,
+            reserved: 1,
+            available: 4,
+            warehouses: vec![],
         };
-        let inside = crate::auth::with_caller(caller, async {
-            Envelope::new("t", 1, "s", "a", "id", 1, &Payload { name: "x".into() })
-        })
-        .await
-        .unwrap();
-        assert_eq!(inside.subject.as_deref(), Some("ada@example.com"));
-        let json = serde_json::to_value(&inside).unwrap();
+        let event = Envelope::of("erp", 7, &stock)
+            .unwrap()
+            .with_subject(Some("ada@example.com".into()));
+        assert_eq!(event.event_type, "erp.stock.changed");
+        assert_eq!(event.aggregate_type, "stock");
+        assert_eq!(event.aggregate_id, "SKU-1");
+        assert_eq!(event.aggregate_version, 7);
+        assert_eq!(event.kind(), Some(EventKind::ErpStockChanged));
+        assert_eq!(
+            event
+                .payload::<crate::events::erp::StockChangedV1>()
+                .unwrap(),
+            stock
+        );
+        let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["subject"], "ada@example.com");
+        // Read as another kind's payload, it is refused by its kind, not by its shape.
+        let wrong = event.payload::<crate::events::erp::ProductUpsertedV1>();
+        assert!(matches!(wrong, Err(DecodeError::Kind { .. })), "{wrong:?}");
     }
 
     #[test]

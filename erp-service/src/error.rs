@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const ERROR_DOMAIN: &str = "tandem.erp";
 
 /// `ErrorInfo.reason` values, shared with the bridge.
-pub use tandem_proto::reasons;
+pub use tandem_proto::reasons::Reason;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,7 +31,7 @@ pub enum Error {
     #[error("{message}")]
     FailedPrecondition {
         message: String,
-        reason: Option<&'static str>,
+        reason: Option<Reason>,
         metadata: Vec<(&'static str, String)>,
     },
     #[error("database error: {0}")]
@@ -70,7 +70,7 @@ impl Error {
     /// FAILED_PRECONDITION with an `ErrorInfo` of `reason` and `metadata`.
     pub fn precondition_info(
         message: impl Into<String>,
-        reason: &'static str,
+        reason: Reason,
         metadata: impl IntoIterator<Item = (&'static str, String)>,
     ) -> Self {
         Self::FailedPrecondition {
@@ -81,7 +81,7 @@ impl Error {
     }
 
     /// The machine-readable reason of a FAILED_PRECONDITION, if any.
-    pub fn reason(&self) -> Option<&'static str> {
+    pub fn reason(&self) -> Option<Reason> {
         match self {
             Self::FailedPrecondition { reason, .. } => *reason,
             _ => None,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     PAGE_SIZES,
-    error::{Error, Result, reasons},
+    error::{Error, Reason, Result},
     orders,
     retry::retrying,
     stock::{
@@ -242,7 +242,7 @@ impl Stock {
         if !warehouses::store::exists(&mut tx, &count.warehouse).await? {
             return Err(Error::precondition_info(
                 format!("warehouse {} is not known to the ERP", count.warehouse),
-                reasons::UNKNOWN_WAREHOUSE,
+                Reason::UnknownWarehouse,
                 [("warehouse", count.warehouse.clone())],
             ));
         }
@@ -254,7 +254,7 @@ impl Stock {
         if session.product_active(&count.sku).is_none() {
             return Err(Error::precondition_info(
                 format!("sku {} is not known to the ERP", count.sku),
-                reasons::UNKNOWN_SKU,
+                Reason::UnknownSku,
                 [("skus", count.sku.clone())],
             ));
         }
@@ -268,7 +268,7 @@ impl Stock {
                     "counted {} of {} in {}, below the {} reserved there",
                     count.counted_quantity, count.sku, count.warehouse, before.reserved
                 ),
-                reasons::COUNT_BELOW_RESERVED,
+                Reason::CountBelowReserved,
                 [
                     ("sku", count.sku.clone()),
                     ("warehouse", count.warehouse.clone()),

@@ -22,7 +22,7 @@ pub use model::{
 
 use crate::{
     PAGE_SIZES, REPUBLISH_BATCH, SOURCE, catalogue, customers,
-    error::{Error, Result, check, reasons},
+    error::{Error, Reason, Result, check},
     mirror::Applied,
 };
 
@@ -186,7 +186,7 @@ impl Orders {
                         "not active products of the catalogue: {}",
                         unknown.join(", ")
                     ),
-                    reasons::UNKNOWN_SKU,
+                    Reason::UnknownSku,
                     vec![("skus", unknown.join(","))],
                 ));
             }
@@ -326,12 +326,12 @@ async fn external_customer(conn: &mut PgConnection, external_ref: &str) -> Resul
     match customers::store::status_by_external_ref_for_share(conn, external_ref).await? {
         None => Err(Error::precondition_info(
             format!("no customer has external_ref {external_ref:?}"),
-            reasons::UNKNOWN_CUSTOMER,
+            Reason::UnknownCustomer,
             vec![("customer_external_ref", external_ref.to_owned())],
         )),
         Some((id, CustomerStatus::Archived)) => Err(Error::precondition_info(
             format!("customer {id} ({external_ref}) is ARCHIVED; it cannot order"),
-            reasons::CUSTOMER_ARCHIVED,
+            Reason::CustomerArchived,
             vec![
                 ("customer_external_ref", external_ref.to_owned()),
                 ("customer_id", id.to_string()),

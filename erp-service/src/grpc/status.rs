@@ -3,7 +3,7 @@
 use tandem_common::grpc;
 use tonic::Status;
 
-use crate::error::{ERROR_DOMAIN, Error};
+use crate::error::{ERROR_DOMAIN, Error, Reason};
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
@@ -16,7 +16,12 @@ impl From<Error> for Status {
                 message,
                 reason,
                 metadata,
-            } => grpc::failed_precondition(message, ERROR_DOMAIN, reason, metadata),
+            } => grpc::failed_precondition(
+                message,
+                ERROR_DOMAIN,
+                reason.map(Reason::as_str),
+                metadata,
+            ),
             Error::Database(error) => grpc::database_status(&error),
             Error::Encode(error) => grpc::internal("event encoding failed", &error),
             Error::Idempotency(error) => error.into_status(ERROR_DOMAIN),
@@ -32,13 +37,13 @@ mod tests {
     use tonic_types::StatusExt;
 
     use super::*;
-    use crate::error::reasons;
+    use crate::error::Reason;
 
     #[test]
     fn preconditions_carry_error_info() {
         let status = Status::from(Error::precondition_info(
             "customer c1 is unknown",
-            reasons::UNKNOWN_CUSTOMER,
+            Reason::UnknownCustomer,
             [("customer_id", "c1".to_owned())],
         ));
         assert_eq!(status.code(), Code::FailedPrecondition);

@@ -25,7 +25,7 @@ pub use store::OrderFilter;
 
 use crate::{
     PAGE_SIZES,
-    error::{Error, Result, reasons},
+    error::{Error, Reason, Result},
     finance::{self, CreditDecision, FinanceDefaults, credit_check, due_date},
     products::SOURCE,
     retry::retrying,
@@ -110,7 +110,7 @@ impl Orders {
         let decided = if !finance::store::customer_exists(&mut tx, new.customer_id).await? {
             let reason = format!(
                 "{}: customer {} is unknown",
-                reasons::UNKNOWN_CUSTOMER,
+                Reason::UnknownCustomer,
                 new.customer_id
             );
             if !new.final_attempt {
@@ -119,7 +119,7 @@ impl Orders {
                         "customer {} is not known to the ERP yet; retry after it is synced",
                         new.customer_id
                     ),
-                    reasons::UNKNOWN_CUSTOMER,
+                    Reason::UnknownCustomer,
                     [("customer_id", new.customer_id.to_string())],
                 ));
             }
@@ -178,11 +178,11 @@ impl Orders {
             if !new.final_attempt {
                 return Err(Error::precondition_info(
                     format!("skus not known to the ERP: {list}"),
-                    reasons::UNKNOWN_SKU,
+                    Reason::UnknownSku,
                     [("skus", list)],
                 ));
             }
-            let reason = format!("{}: {list}", reasons::UNKNOWN_SKU);
+            let reason = format!("{}: {list}", Reason::UnknownSku);
             return Ok(
                 store::insert(tx, id, new, total, OrderStatus::Rejected, Some(&reason)).await?,
             );
@@ -489,7 +489,7 @@ fn illegal(order: &Order, to: OrderStatus) -> Error {
             order.status.as_str(),
             to.as_str()
         ),
-        reasons::ILLEGAL_TRANSITION,
+        Reason::IllegalTransition,
         [
             ("status", order.status.as_str().to_owned()),
             ("requested", to.as_str().to_owned()),

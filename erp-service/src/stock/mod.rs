@@ -21,7 +21,7 @@ pub use model::{AdjustmentReason, Count, Level, Movement, MovementReason, NewMov
 pub use plan::Availability;
 
 use crate::{
-    error::{Error, Result, reasons},
+    error::{Error, Reason, Result},
     products::SOURCE,
 };
 
@@ -131,7 +131,7 @@ impl StockSession {
                     level.reserved,
                     level.available()
                 ),
-                reasons::INSUFFICIENT_STOCK,
+                Reason::InsufficientStock,
                 [
                     ("sku", movement.sku.clone()),
                     ("warehouse", movement.warehouse.clone()),

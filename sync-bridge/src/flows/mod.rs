@@ -300,6 +300,13 @@ pub(crate) fn error_reason(status: &tonic::Status) -> Option<String> {
         .map(|info| info.reason.clone())
 }
 
+/// The `ErrorInfo` reason of a status, if it is one of the contract's.
+pub(crate) fn refusal(status: &tonic::Status) -> Option<reasons::Reason> {
+    error_reason(status)
+        .as_deref()
+        .and_then(reasons::Reason::parse)
+}
+
 /// Classifies a target's failure.
 pub(crate) fn classify(status: tonic::Status) -> FlowError {
     let reason = error_reason(&status);
@@ -309,7 +316,8 @@ pub(crate) fn classify(status: tonic::Status) -> FlowError {
         || (status.code() == Code::FailedPrecondition
             && reason
                 .as_deref()
-                .is_some_and(reasons::names_missing_dependency))
+                .and_then(reasons::Reason::parse)
+                .is_some_and(reasons::Reason::is_missing_dependency))
     {
         FlowError::MissingDependency(format!(
             "{}: {}",
@@ -367,7 +375,11 @@ mod tests {
         let unknown_customer = tonic::Status::with_error_details(
             Code::FailedPrecondition,
             "unknown customer",
-            ErrorDetails::with_error_info(reasons::UNKNOWN_CUSTOMER, "tandem.erp", []),
+            ErrorDetails::with_error_info(
+                reasons::Reason::UnknownCustomer.as_str(),
+                "tandem.erp",
+                [],
+            ),
         );
         assert!(matches!(
             classify(unknown_customer),
@@ -376,7 +388,11 @@ mod tests {
         let illegal = tonic::Status::with_error_details(
             Code::FailedPrecondition,
             "shipped",
-            ErrorDetails::with_error_info(reasons::ILLEGAL_TRANSITION, "tandem.erp", []),
+            ErrorDetails::with_error_info(
+                reasons::Reason::IllegalTransition.as_str(),
+                "tandem.erp",
+                [],
+            ),
         );
         assert!(matches!(
             classify(illegal),

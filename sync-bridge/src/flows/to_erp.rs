@@ -14,7 +14,7 @@ use tandem_proto::{
 };
 use tonic::Code;
 
-use super::{FlowError, Flows, Outcome, Reason, classify, error_reason, payload, permanent};
+use super::{FlowError, Flows, Outcome, Reason, classify, payload, permanent, refusal};
 
 /// `crm.customer.upserted` / `crm.customer.archived` v1 -> `ErpSync.ApplyCustomer`.
 pub fn customer_request(envelope: &Envelope) -> Result<erp::ApplyCustomerRequest, FlowError> {
@@ -211,7 +211,7 @@ pub(super) async fn accept_order(
         .await
     {
         Ok(response) => return Ok(Outcome::changed(response.get_ref().created)),
-        Err(status) if error_reason(&status).as_deref() == Some(reasons::UNKNOWN_CUSTOMER) => {
+        Err(status) if refusal(&status) == Some(reasons::Reason::UnknownCustomer) => {
             tracing::info!(customer_id = %request.customer_id, "healing: the ERP lacks the order's customer");
         }
         Err(status) => return Err(classify(status)),
@@ -252,7 +252,7 @@ pub(super) async fn cancel_order(flows: &Flows, envelope: &Envelope) -> Result<O
         Ok(_) => Ok(Outcome::Applied),
         Err(status)
             if status.code() == Code::FailedPrecondition
-                && error_reason(&status).as_deref() == Some(reasons::ILLEGAL_TRANSITION) =>
+                && refusal(&status) == Some(reasons::Reason::IllegalTransition) =>
         {
             tracing::info!(
                 detail = status.message(),

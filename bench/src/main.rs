@@ -30,7 +30,7 @@ use std::{
 use anyhow::{Context, Result};
 use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext};
 use tandem_proto::events::{erp, integration, topics};
-use tandem_tests::TestBroker;
+use tandem_tests::{BrokerOptions, BrokerStorage, TestBroker};
 
 use crate::{
     baselines::PgScript,
@@ -168,12 +168,19 @@ async fn run() -> Result<()> {
         .await;
     }
 
-    // ---- The stack on a private tansu broker.
+    // ---- The stack on a private tansu broker, stored in memory as under `make run`.
     let started = Instant::now();
     let Some((mut system, ready)) = phase(
         &mut errors,
-        "start the stack (private tansu broker, fresh databases)",
-        System::start(None, "bench", true, TANSU_FETCH_WAIT_MS),
+        "start the stack (private tansu broker in memory, fresh databases)",
+        async {
+            let broker = TestBroker::start_with(BrokerOptions {
+                storage: BrokerStorage::Memory,
+                ..BrokerOptions::default()
+            })
+            .await?;
+            System::start(Some(broker), "bench", true, TANSU_FETCH_WAIT_MS).await
+        },
     )
     .await
     else {

@@ -76,7 +76,7 @@ async fn tls_broker(scram_user: Option<(&str, &str)>) -> TestBroker {
         tls: true,
         scram_user: scram_user.map(|(name, password)| (name.to_owned(), password.to_owned())),
         tls_cert_names: None,
-        host: None,
+        ..BrokerOptions::default()
     })
     .await
     .unwrap()
@@ -269,7 +269,7 @@ async fn a_certificate_that_does_not_name_the_broker_is_refused() {
         tls: true,
         scram_user: None,
         tls_cert_names: Some(vec!["kafka.elsewhere.test".to_owned()]),
-        host: None,
+        ..BrokerOptions::default()
     })
     .await
     .unwrap();

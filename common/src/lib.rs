@@ -13,6 +13,7 @@
 //! - [`outbox`]: writing outbox rows and relaying them to Kafka.
 //! - [`paging`]: AIP-158 page sizes and page tokens for List RPCs.
 //! - [`kafka`]: client configuration, topic creation and header helpers.
+//! - [`producer`]: the Kafka producer whose sends are awaited ([`producer::AckProducer`]).
 //! - [`limits`]: per-call deadline and the cap on calls in flight.
 //! - [`runtime`]: the Tokio runtime with a bounded exit.
 //! - [`shutdown`]: turning SIGINT/SIGTERM into a cancellation token.
@@ -40,6 +41,7 @@ pub mod otlp;
 pub mod outbox;
 pub mod paging;
 pub mod pki;
+pub mod producer;
 pub mod runtime;
 pub mod settings;
 pub mod shutdown;

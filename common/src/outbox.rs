@@ -29,10 +29,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use rdkafka::{
-    error::KafkaError,
-    producer::{FutureProducer, FutureRecord, Producer},
-};
+use rdkafka::{error::KafkaError, producer::FutureRecord};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction, types::Json};
 use tandem_proto::events::{Envelope, Event};
@@ -44,6 +41,7 @@ use crate::{
     host::{GrpcSurface, Host, HostError},
     kafka::{self, KafkaSettings},
     metrics_names as m,
+    producer::AckProducer,
     shutdown::{Deadline, sleep_or_cancel},
     telemetry::{self, TRACEPARENT},
 };
@@ -208,7 +206,7 @@ pub enum RelayError {
 /// Publishes outbox rows to Kafka. Build with [`Relay::new`], run with [`Relay::run`].
 pub struct Relay {
     pool: PgPool,
-    producer: FutureProducer,
+    producer: AckProducer,
     kafka: KafkaSettings,
     settings: OutboxSettings,
     topics: Vec<String>,
@@ -234,7 +232,7 @@ impl Relay {
         settings: &OutboxSettings,
         topics: &[&str],
     ) -> Result<(Self, OutboxWaker), KafkaError> {
-        let producer: FutureProducer = kafka.producer_config()?.create()?;
+        let producer = AckProducer::new(&kafka.producer_config()?)?;
         let waker = OutboxWaker::default();
         let relay = Self {
             pool,

@@ -2,7 +2,6 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use rdkafka::producer::FutureProducer;
 use tandem_common::{
     CancellationToken,
     admin_http::Readiness,
@@ -10,6 +9,7 @@ use tandem_common::{
     guard::Guard,
     host::{GrpcSurface, Host, HostError},
     kafka::{KafkaError, KafkaSettings},
+    producer::AckProducer,
     tls,
 };
 use tonic::service::RoutesBuilder;
@@ -64,7 +64,7 @@ impl Application {
             crm.clone(),
             Duration::from_millis(settings.erp.timeout_ms.max(settings.crm.timeout_ms)),
         );
-        let producer: FutureProducer = settings.kafka.producer_config()?.create()?;
+        let producer = AckProducer::new(&settings.kafka.producer_config()?)?;
         let (reachability, dependencies) = Reachability::new(
             crm,
             erp,

@@ -7,9 +7,9 @@ use std::time::Duration;
 use rdkafka::{
     Message,
     message::{Header, Headers, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
 };
-use tandem_common::kafka::KafkaError;
+use tandem_common::{kafka::KafkaError, producer::AckProducer};
 
 /// Header names on dead-lettered records.
 pub mod headers {
@@ -27,12 +27,12 @@ const DETAIL_MAX: usize = 1_000;
 
 #[derive(Clone)]
 pub struct DeadLetter {
-    producer: FutureProducer,
+    producer: AckProducer,
     topic: String,
 }
 
 impl DeadLetter {
-    pub fn new(producer: FutureProducer, topic: String) -> Self {
+    pub fn new(producer: AckProducer, topic: String) -> Self {
         Self { producer, topic }
     }
 
@@ -83,6 +83,5 @@ impl DeadLetter {
             .send(record, Duration::from_secs(10))
             .await
             .map(|_| ())
-            .map_err(|(error, _)| error)
     }
 }

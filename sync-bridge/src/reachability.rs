@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, Producer as _};
-use tandem_common::{CancellationToken, admin_http::Dependency, metrics_names};
+use tandem_common::{
+    CancellationToken, admin_http::Dependency, metrics_names, producer::AckProducer,
+};
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -29,7 +30,7 @@ struct Target {
 /// The checks, until [`Reachability::watch`] runs them.
 pub struct Reachability {
     targets: [Target; 2],
-    producer: FutureProducer,
+    producer: AckProducer,
     topic: String,
     broker: Dependency,
 }
@@ -40,7 +41,7 @@ impl Reachability {
     pub fn new(
         crm: Channel,
         erp: Channel,
-        producer: FutureProducer,
+        producer: AckProducer,
         topic: String,
     ) -> (Self, [Dependency; 3]) {
         let crm_up = Dependency::new("crm unreachable");
@@ -99,12 +100,11 @@ async fn serving(health: &mut HealthClient<Channel>) -> bool {
     )
 }
 
-async fn broker_answers(producer: &FutureProducer, topic: &str) -> bool {
+async fn broker_answers(producer: &AckProducer, topic: &str) -> bool {
     let (producer, topic) = (producer.clone(), topic.to_owned());
     // librdkafka blocks: off the async threads.
     let metadata = tokio::task::spawn_blocking(move || {
         producer
-            .client()
             .fetch_metadata(Some(&topic), CHECK_TIMEOUT)
             .map(|metadata| metadata.brokers().len())
     });

@@ -24,9 +24,12 @@ use chrono::{DateTime, Utc};
 use rdkafka::{
     Message,
     message::{Header, Headers, OwnedHeaders, OwnedMessage},
-    producer::{FutureProducer, FutureRecord},
+    producer::FutureRecord,
 };
-use tandem_common::kafka::{KafkaError, KafkaSettings};
+use tandem_common::{
+    kafka::{KafkaError, KafkaSettings},
+    producer::AckProducer,
+};
 
 use super::{
     ReadLimits, TopicRead,
@@ -549,9 +552,9 @@ pub async fn replay(
             continue;
         }
         if work.is_none() {
-            let producer: FutureProducer = kafka
+            let producer = kafka
                 .producer_config()
-                .and_then(|c| c.create())
+                .and_then(|c| AckProducer::new(&c))
                 .map_err(self::kafka("cannot create a producer"))?;
             work = Some((producer, Writer::new(kafka, state_topic).await?));
         }
@@ -653,7 +656,7 @@ pub async fn replay(
 /// Publishes `letter`'s key, payload and headers (without the `dlq.*` ones) to its source
 /// partition, as replay `replay_id`, the `count`th replay of the event.
 async fn publish(
-    producer: &FutureProducer,
+    producer: &AckProducer,
     letter: &DeadLetter,
     source: &Position,
     count: u32,
@@ -688,7 +691,7 @@ async fn publish(
     let delivery = producer
         .send(record, Duration::from_secs(10))
         .await
-        .map_err(|(source_error, _)| DlqError::Kafka {
+        .map_err(|source_error| DlqError::Kafka {
             context: format!(
                 "cannot replay {} to {}[{}]",
                 letter.id(),
@@ -697,7 +700,7 @@ async fn publish(
             ),
             source: source_error,
         })?;
-    Ok((delivery.partition, delivery.offset))
+    Ok(delivery)
 }
 
 /// What `dlq resolve` or `dlq purge` did.

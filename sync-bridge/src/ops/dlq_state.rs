@@ -19,12 +19,12 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use rdkafka::{
-    Message,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{Message, producer::FutureRecord};
 use serde::{Deserialize, Serialize};
-use tandem_common::kafka::{KafkaError, KafkaSettings};
+use tandem_common::{
+    kafka::{KafkaError, KafkaSettings},
+    producer::AckProducer,
+};
 
 use super::{ReadLimits, TopicRead};
 
@@ -206,7 +206,7 @@ pub fn read(
 /// Writes state records and tombstones to the state topic, each acknowledged by the broker
 /// (acks=all) before [`Writer::put`] returns.
 pub struct Writer {
-    producer: FutureProducer,
+    producer: AckProducer,
     topic: String,
 }
 
@@ -241,7 +241,7 @@ impl Writer {
         kafka.ensure_compacted_topics(&[topic]).await?;
         let producer = kafka
             .producer_config()
-            .and_then(|config| config.create())
+            .and_then(|config| AckProducer::new(&config))
             .map_err(|source| WriteError::Producer {
                 topic: topic.to_owned(),
                 source,
@@ -275,7 +275,7 @@ impl Writer {
             .send(record, Duration::from_secs(10))
             .await
             .map(|_| ())
-            .map_err(|(source, _)| WriteError::Kafka {
+            .map_err(|source| WriteError::Kafka {
                 topic: self.topic.clone(),
                 key: key.to_owned(),
                 source,

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tandem_common::kafka::{KafkaError, KafkaSettings};
+use tandem_common::producer::AckProducer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -47,7 +48,7 @@ pub async fn publish(
     let key = key
         .map(str::to_owned)
         .or_else(|| json.get("aggregate_id")?.as_str().map(str::to_owned));
-    let producer: FutureProducer = kafka.producer_config()?.create()?;
+    let producer = AckProducer::new(&kafka.producer_config()?)?;
     let payload = serde_json::to_vec(&json).map_err(|source| PublishError::NotJson {
         path: path.to_owned(),
         source,
@@ -56,9 +57,5 @@ pub async fn publish(
     if let Some(key) = &key {
         record = record.key(key);
     }
-    let delivery = producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .map_err(|(error, _)| error)?;
-    Ok((delivery.partition, delivery.offset))
+    Ok(producer.send(record, Duration::from_secs(10)).await?)
 }

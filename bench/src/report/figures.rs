@@ -205,7 +205,13 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             "raw consumer read rate (bridge settings)",
             capacity.map(|c| c.raw_consume_per_second),
         )),
-        Some((">= 2500 events/s", ge(best, 2500.0))),
+        Some((
+            ">= 15000 events/s and >= 0.7x the raw read rate",
+            ge(best, 15_000.0)
+                && best
+                    .zip(capacity.map(|c| c.raw_consume_per_second))
+                    .is_some_and(|(b, raw)| raw > 0.0 && b / raw >= 0.7),
+        )),
         Some(note),
     );
 

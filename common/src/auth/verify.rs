@@ -8,12 +8,25 @@
 //! `sub`. A token without `kid` is accepted only while exactly one key is loaded.
 //!
 //! Every input, however broken, gives an [`AuthError`]; nothing here panics (it is fuzzed).
+//!
+//! Clients send the same token on every call until it expires, and an ES256 signature check is
+//! the costliest step of a call's admission; so a token that verified is remembered (by its
+//! SHA-256) with its caller and validity window, and the same bytes are let through again
+//! without the signature check while that window lasts and the key set that verified them is
+//! still the one loaded (a reload checks every token again).
 
-use std::{fmt, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::Path,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Validation, errors::ErrorKind};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::{
     AuthSettings, Caller, KeyAlgorithm, KeySet, KeyStoreError, Role,
@@ -25,6 +38,8 @@ use super::{
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// The largest leeway used, whatever the settings say: more is a misconfiguration.
 pub const MAX_LEEWAY_S: u64 = 3_600;
+/// Most verified tokens remembered; beyond it the expired ones are dropped, then all.
+const REMEMBERED_MAX: usize = 4_096;
 
 /// Checks bearer tokens against the configured keys, issuer and audience. Cheap to clone.
 #[derive(Clone)]
@@ -35,10 +50,39 @@ pub struct Verifier {
 struct Inner {
     issuer: String,
     audience: String,
+    leeway: u64,
     store: KeyStore,
     es256: Validation,
     rs256: Validation,
     eddsa: Validation,
+    /// Tokens that verified, by their SHA-256.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+/// A token that verified: who it speaks for, while when, and under which keys.
+struct Verified {
+    caller: Caller,
+    keys: Arc<KeySet>,
+    not_before: Option<u64>,
+    expires: u64,
+}
+
+impl Verified {
+    /// Whether the token may be let through again at `now` (seconds since the epoch) under
+    /// `keys`: the same key set, and `exp` / `nbf` as the full check reads them, with the leeway.
+    fn still_valid(&self, keys: &Arc<KeySet>, now: u64, leeway: u64) -> bool {
+        Arc::ptr_eq(&self.keys, keys)
+            && now <= self.expires.saturating_add(leeway)
+            && self
+                .not_before
+                .is_none_or(|nbf| nbf <= now.saturating_add(leeway))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl fmt::Debug for Verifier {
@@ -118,6 +162,8 @@ impl Verifier {
             inner: Arc::new(Inner {
                 issuer: settings.issuer.clone(),
                 audience: settings.audience.clone(),
+                leeway,
+                verified: Mutex::new(HashMap::new()),
                 es256: validation(KeyAlgorithm::Es256),
                 rs256: validation(KeyAlgorithm::Rs256),
                 eddsa: validation(KeyAlgorithm::EdDsa),
@@ -143,6 +189,52 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("longer than 8 KiB"));
         }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        if let Some(seen) = self.remembered().get(&digest)
+            && seen.still_valid(&keys, now, self.inner.leeway)
+        {
+            return Ok(seen.caller.clone());
+        }
+        let (caller, validity) = self.check(token, &keys)?;
+        if let Some((not_before, expires)) = validity {
+            let mut remembered = self.remembered();
+            if remembered.len() >= REMEMBERED_MAX {
+                let leeway = self.inner.leeway;
+                remembered.retain(|_, seen| seen.still_valid(&keys, now, leeway));
+                if remembered.len() >= REMEMBERED_MAX {
+                    remembered.clear();
+                }
+            }
+            remembered.insert(
+                digest,
+                Verified {
+                    caller: caller.clone(),
+                    keys,
+                    not_before,
+                    expires,
+                },
+            );
+        }
+        Ok(caller)
+    }
+
+    /// The tokens that verified lately.
+    fn remembered(&self) -> MutexGuard<'_, HashMap<[u8; 32], Verified>> {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The full check of `token` against `keys`: the caller, and the token's `nbf` and `exp`
+    /// when they are whole seconds (a token whose are not is checked again on every use).
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &self,
+        token: &str,
+        keys: &KeySet,
+    ) -> Result<(Caller, Option<(Option<u64>, u64)>), AuthError> {
         let mut parts = token.split('.');
         let (Some(header), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -189,6 +281,12 @@ impl Verifier {
         };
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.key, validation)
             .map_err(|error| self.refusal(error.kind(), kid, &alg))?;
+        let seconds = |claim: &str| data.claims.get(claim).map(serde_json::Value::as_u64);
+        let validity = match (seconds("nbf"), seconds("exp")) {
+            (None, Some(Some(expires))) => Some((None, expires)),
+            (Some(Some(not_before)), Some(Some(expires))) => Some((Some(not_before), expires)),
+            _ => None,
+        };
         let claims: Claims = serde_json::from_value(data.claims).map_err(|_| {
             AuthError::Malformed("`sub` is not a string or `roles` not an array of strings")
         })?;
@@ -203,10 +301,11 @@ impl Verifier {
                 roles.push(role);
             }
         }
-        Ok(Caller {
+        let caller = Caller {
             subject: claims.sub,
             roles,
-        })
+        };
+        Ok((caller, validity))
     }
 
     /// What a `jsonwebtoken` refusal means for the caller.
@@ -612,6 +711,55 @@ mod tests {
         std::thread::sleep(Duration::from_millis(80));
         assert!(verifier.verify(&old.token("a", &[])).is_ok());
         assert_eq!(verifier.keys().len(), 2);
+    }
+
+    #[test]
+    fn a_token_that_verified_is_remembered_and_a_bad_one_is_not() {
+        let key = TestKey::es256("k1");
+        let verifier = verifier(&[&key]);
+        let token = key.token("alice", &["sales"]);
+        let first = verifier.verify(&token).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap(), first);
+        assert_eq!(verifier.remembered().len(), 1);
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        assert!(verifier.verify(&forged).is_err());
+        assert!(verifier.verify(&forged).is_err());
+        assert_eq!(verifier.remembered().len(), 1);
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let key = TestKey::es256("k1");
+        let settings = AuthSettings {
+            leeway_s: 0,
+            ..settings(Path::new(""), 1_000)
+        };
+        let verifier = Verifier::from_jwks_str(&settings, &jwks(&[&key])).unwrap();
+        let mut claims = claims("alice", &[]);
+        claims["exp"] = json!(now() + 1);
+        let token = key.sign(&claims);
+        assert!(verifier.verify(&token).is_ok());
+        assert!(verifier.verify(&token).is_ok());
+        std::thread::sleep(Duration::from_millis(2_100));
+        assert_eq!(refused(&verifier, &token), AuthError::Expired);
+    }
+
+    #[test]
+    fn a_remembered_token_is_checked_again_after_a_key_reload() {
+        let dir = TempDir::new("reload-remembered");
+        let old = TestKey::es256("old");
+        let new = TestKey::es256("new");
+        let path = dir.write("keys.json", &jwks(&[&old]));
+        let verifier = Verifier::from_settings(&settings(&path, 50)).unwrap();
+        let token = old.token("a", &[]);
+        assert!(verifier.verify(&token).is_ok());
+        assert!(verifier.verify(&token).is_ok());
+        dir.replace("keys.json", &jwks(&[&new]), 10);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(
+            refused(&verifier, &token),
+            AuthError::UnknownKeyId("old".into())
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ END;
 /// contacts, its addresses, its finance view.
 const CUSTOMER_READ: &str = r#"\set n random(1, 1000)
 SELECT id, display_name, email, phone, tax_id, status, external_ref, version, create_time, update_time FROM customers WHERE id = ('00000000-0000-7000-8000-' || lpad(:n::text, 12, '0'))::uuid;
-SELECT c.id, COALESCE((SELECT json_agg(json_build_array(name, email, phone, role) ORDER BY position) FROM customer_contacts WHERE customer_id = c.id), '[]')::text, COALESCE((SELECT json_agg(json_build_array(kind, line1, line2, city, postal_code, region, country_code) ORDER BY position) FROM customer_addresses WHERE customer_id = c.id), '[]')::text, f.currency, f.credit_limit_minor, f.open_balance_minor, f.payment_terms, f.credit_hold, f.source_version, f.update_time FROM unnest(ARRAY[('00000000-0000-7000-8000-' || lpad(:n::text, 12, '0'))::uuid]) AS c(id) LEFT JOIN customer_finance f ON f.customer_id = c.id;
+SELECT c.id, COALESCE((SELECT json_agg(json_build_array(name, email, phone, role) ORDER BY position) FROM customer_contacts WHERE customer_id = c.id), '[]')::text, COALESCE((SELECT json_agg(json_build_array(kind, line1, line2, city, postal_code, region, country_code) ORDER BY position) FROM customer_addresses WHERE customer_id = c.id), '[]')::text, f.currency, f.credit_limit_minor, f.open_balance_minor, f.payment_terms, f.credit_hold, f.source_version, f.update_time FROM (SELECT ('00000000-0000-7000-8000-' || lpad(:n::text, 12, '0'))::uuid AS id) AS c LEFT JOIN customer_finance f ON f.customer_id = c.id;
 "#;
 
 /// Which of CreateCustomer's and GetCustomer's SQL pgbench runs.

@@ -95,9 +95,22 @@ pub fn lazy_pool(settings: &DatabaseSettings) -> Result<PgPool, DbSetupError> {
 }
 
 fn pool_options(settings: &DatabaseSettings, max_connections: u32) -> PgPoolOptions {
+    let check_after = Duration::from_millis(settings.check_idle_after_ms);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        // sqlx's own check pings every connection at every acquire: a round trip per request.
+        // Only a connection idle for a while is checked; a dead one among busy connections
+        // fails its request like any lost connection (UNAVAILABLE) and is not reused.
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= check_after {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Gets the service's database ready and returns its runtime pool (lazy, with the

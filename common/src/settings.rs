@@ -108,6 +108,10 @@ pub struct DatabaseSettings {
     /// running longer is cancelled (SQLSTATE 57014). 0 sets none (the server's default
     /// applies: off unless the role or database sets one). Migrations are not subject to it.
     pub statement_timeout_ms: u64,
+    /// A pooled connection idle at least this long (milliseconds) is checked with a round
+    /// trip before a request gets it, and replaced if dead. Busier ones are handed out at once:
+    /// checking every one would add a round trip to every request. 0 checks every time.
+    pub check_idle_after_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -118,6 +122,7 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             acquire_timeout_ms: 3_000,
             statement_timeout_ms: 30_000,
+            check_idle_after_ms: 1_000,
         }
     }
 }
@@ -135,6 +140,7 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("migration_url", &migration_url)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("check_idle_after_ms", &self.check_idle_after_ms)
             .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish()
     }

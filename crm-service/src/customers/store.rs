@@ -299,7 +299,6 @@ async fn complete(conn: &mut PgConnection, customers: &mut [Customer]) -> Result
     if customers.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = customers.iter().map(|c| c.id).collect();
     type Row = (
         Uuid,
         String,
@@ -312,20 +311,38 @@ async fn complete(conn: &mut PgConnection, customers: &mut [Customer]) -> Result
         Option<i64>,
         Option<DateTime<Utc>>,
     );
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT c.id, \
-             COALESCE((SELECT json_agg(json_build_array(name, email, phone, role) ORDER BY position) \
-                       FROM customer_contacts WHERE customer_id = c.id), '[]')::text, \
-             COALESCE((SELECT json_agg(json_build_array(kind, line1, line2, city, postal_code, \
-                                                        region, country_code) ORDER BY position) \
-                       FROM customer_addresses WHERE customer_id = c.id), '[]')::text, \
-             {} \
-         FROM unnest($1::uuid[]) AS c(id) LEFT JOIN customer_finance f ON f.customer_id = c.id",
-        finance::store::JOINED_COLUMNS
-    ))
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    // One customer (GetCustomer, every write's answer) by its id, several by an array. Not
+    // one statement for both: PostgreSQL plans `unnest($1::uuid[])` for a hundred elements
+    // unless it sees the array, so a prepared statement of it is planned again on every call
+    // (a third of PostgreSQL's CPU under GetCustomer), while `$1::uuid` keeps its plan.
+    let sql = |ids: &str| {
+        format!(
+            "SELECT c.id, \
+                 COALESCE((SELECT json_agg(json_build_array(name, email, phone, role) ORDER BY position) \
+                           FROM customer_contacts WHERE customer_id = c.id), '[]')::text, \
+                 COALESCE((SELECT json_agg(json_build_array(kind, line1, line2, city, postal_code, \
+                                                            region, country_code) ORDER BY position) \
+                           FROM customer_addresses WHERE customer_id = c.id), '[]')::text, \
+                 {} \
+             FROM {ids} LEFT JOIN customer_finance f ON f.customer_id = c.id",
+            finance::store::JOINED_COLUMNS
+        )
+    };
+    let rows: Vec<Row> = match &*customers {
+        [one] => {
+            sqlx::query_as(&sql("(SELECT $1::uuid AS id) AS c"))
+                .bind(one.id)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        many => {
+            let ids: Vec<Uuid> = many.iter().map(|c| c.id).collect();
+            sqlx::query_as(&sql("unnest($1::uuid[]) AS c(id)"))
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+    };
     type Loaded = (Vec<Contact>, Vec<Address>, Option<finance::Finance>);
     let mut loaded: HashMap<Uuid, Loaded> = HashMap::with_capacity(rows.len());
     for (id, contacts, addresses, currency, limit, balance, terms, hold, version, updated) in rows {

@@ -323,8 +323,9 @@ async fn the_broker_killed_again_and_again_under_a_burst_loses_nothing_and_never
     .unwrap();
     let (crm, erp_client) = clients(&stack).await;
     let stop = tandem_common::CancellationToken::new();
-    // Four clients create and then rename customers as fast as the CRM answers; each keeps
-    // what it was told: (id, version).
+    // Four clients create and then rename customers, each at most once every 20 ms (a burst
+    // of a bounded size however fast the CRM answers, so reading it back takes a bounded
+    // time); each keeps what it was told: (id, version).
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let mut crm = crm.clone();
@@ -332,7 +333,10 @@ async fn the_broker_killed_again_and_again_under_a_burst_loses_nothing_and_never
             tokio::spawn(async move {
                 let mut told: Vec<(String, i64)> = Vec::new();
                 let mut n = w * 1_000_000;
+                let mut pace = tokio::time::interval(Duration::from_millis(20));
+                pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !stop.is_cancelled() {
+                    pace.tick().await;
                     n += 1;
                     let Ok(created) = crm.create_customer(customer(n)).await else {
                         continue;

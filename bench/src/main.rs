@@ -168,13 +168,15 @@ async fn run() -> Result<()> {
         .await;
     }
 
-    // ---- The stack on a private tansu broker, stored in memory as under `make run`.
+    // ---- The stack on a private tansu broker, plaintext and stored in memory as under `make run`.
     let started = Instant::now();
     let Some((mut system, ready)) = phase(
         &mut errors,
         "start the stack (private tansu broker in memory, fresh databases)",
         async {
+            // Plaintext, as under `make run` (the kit's default adds a TLS front).
             let broker = TestBroker::start_with(BrokerOptions {
+                tls: false,
                 storage: BrokerStorage::Memory,
                 ..BrokerOptions::default()
             })

@@ -22,37 +22,40 @@ produced straight into `crm.customers`, as the CRM's relay would publish them.
 - `BENCH_QUICK=1` (or `BENCH_SCALE=0.2`) shortens every phase for a smoke run; the report then says so.";
 
 pub(super) const OPTIMISATIONS: &str = "\
-Profiled first (`BENCH_ONLY=rpc make bench`-style runs with `perf record -g -p <crm pid>` and `perf record -a`, \
-release binaries with line tables), then changed, each keeping every guarantee (the whole `make test`, chaos and \
-crash-point suites included):
-1. Bridge apply path, the sustained-throughput limit: `crm.customers` events were applied one \
-`ErpSync.ApplyCustomer` call and one ERP transaction at a time per partition. Now a partition's waiting events go \
-in one `ErpSync.ApplyCustomers` call (one transaction, the newest version of each customer once, each row still \
-version-gated), like stock levels to the CRM already were.
-2. CRM reads: GetCustomer made four queries (customer, contacts, addresses, finance); the profile showed the CRM \
-mostly waiting and switching tasks per round trip. Now two: the row, then the lists as JSON arrays and the finance \
-view joined in one query (also for ListCustomers and updates).
-3. CRM writes: CreateCustomer deleted the (never existing) contacts and addresses of a new customer; now it does not: \
-insert, outbox insert, commit. pgbench's script was changed alike, so the baseline is still the same SQL.
-4. Telemetry: the OpenTelemetry layer received every span and event of every level (sqlx, h2, hyper at TRACE \
-included), about a tenth of the CRM's CPU in the profile; it now sees only what the log filter selects.
-5. The bench itself: the backlog for the bridge's drain rate is produced with the bridge stopped at 2,000/s (an \
-open-loop 5,000/s burst made the local broker stop answering), and the bench's bridge takes its partitions itself \
-(`consumer.assignment = all`), so its restarts involve no group coordination. On the mock cluster the bridge and \
-the hop's consumer now use fetch.wait.max.ms 1 (10 before): the mock holds an empty fetch for the whole wait, so \
-its floor fell from 7.4 to 3.3 ms; compare the mock figures by their ratio to the hop, not in ms. The bridge's \
-throughput and recovery moved to the mock cluster (tansu stopped answering under their load).";
+Profiled first (`BENCH_ONLY=rpc` runs with `perf record -g -p <crm pid>` and `perf record -a`, release binaries \
+with line tables; PostgreSQL's plans with `auto_explain` and `pg_stat_user_tables`), then changed. This round \
+(the report it replaces is listed above as \"before\"):
+1. The relay's \"mark published\" UPDATE had been prepared in the leader's session while the outbox was nearly \
+empty, as a sequential scan, and kept that plan while the table grew (auto_explain: Seq Scan, Filter id = ANY($1), \
+3-7 ms each; 8-10 million rows read per run; half of PostgreSQL's CPU in the write phase). The relay's statements \
+are now planned at every execution, and the UPDATE says `AND published_at IS NULL` so the small partial index \
+serves it.
+2. GetCustomer's lists and finance for one customer are read by `$1::uuid`, not `unnest($1::uuid[])`: PostgreSQL \
+plans an array parameter for a hundred elements, so the prepared statement was planned again on every call \
+(perf: GetCachedPlan -> standard_planner, a third of PostgreSQL's CPU under reads). pgbench runs the same SQL.
+3. sqlx pinged every pooled connection at every acquire, a round trip per request; only a connection idle for \
+`database.check_idle_after_ms` (1 s) is checked now.
+4. A token that verified is remembered (SHA-256 of the token, bound to the loaded key set and the token's own \
+validity window): clients send one token per call, and ES256 in pure Rust was the costliest step of admission.
+5. Idle: tansu queries every partition on every fetch and holds each fetch for fetch.wait.max.ms; with SQLite \
+storage (each query prepared anew) that cost it two thirds of a core at rest. The bench's broker, like \
+`make run`'s, now keeps its topics in memory. rdkafka's FutureProducer polled in 100 ms steps and spun through \
+the last fraction of a millisecond of each (about 1 % of a core per idle process); Tandem's `AckProducer` polls in \
+1 s steps.
+6. The bench: the sustained-throughput ladder climbs past the old 6,000/s cap until a flat rate and a failed one \
+bracket the ceiling; the read RPC is measured against pgbench running its own SQL; the idle stack's CPU is summed.";
 
+/// What to do next, by expected gain.
 pub(super) const NEXT: &str = "\
 In order of expected gain:
-1. Outbox relay: one cycle is select unpublished rows, produce them and wait for every ack (linger 2 ms plus the \
-broker's write), then one `UPDATE ... WHERE id = ANY($1)`; a commit that lands during a cycle waits for the next. \
-Pipelining cycles (select the next batch while the previous one awaits its acks, marking in order) would take the \
-ack wait off the latency of later commits.
-2. Broker floor on local runs: tansu holds every fetch for fetch.wait.max.ms (10 ms by default), which is most of \
-the local p50, and its idle fetches cost it a quarter of a core (seen in `perf record -a` while only reads ran); \
-production Kafka answers as soon as data arrives, as the mock-cluster figures show.
-3. Per-call overhead of the services: in the CRM's profile under load, a third of its CPU is the kernel switching \
-tasks and waking sockets (one wake-up per PostgreSQL round trip and per HTTP/2 frame), then allocation and tracing. \
-Fewer round trips (a single statement for GetCustomer, the customer and outbox inserts as one CTE) and a \
-current-thread runtime per core are the next steps.";
+1. Writes share two cores with everything downstream of them: during the write phase the relay, the broker, the \
+bridge and the ERP (with its own transactions on the same PostgreSQL) take about half of the CPU pgbench has to \
+itself. The CRM's own cost per call is about 200 us of CPU (TLS, HTTP/2, the envelope's JSON, sqlx, the relay's \
+produce); a third of it is the kernel switching tasks. The customer and outbox inserts as one statement, and a \
+current-thread runtime per core, are next.
+2. Outbox relay: one cycle is select unpublished rows, produce them and wait for every ack, then mark them; a \
+commit that lands during a cycle waits for the next. Pipelining cycles would take the ack wait off later commits \
+(the 1,000/s tails on the mock cluster).
+3. Idle: what is left is tansu answering the bridge's fetch every 10 ms (its per-fetch cost, not the partitions) \
+and the bridge's own fetch loop; a longer fetch wait trades exactly that much latency on tansu.
+4. Scale: every figure here is on small tables; a million-row run is not built yet.";

@@ -314,10 +314,7 @@ pub(crate) fn classify(status: tonic::Status) -> FlowError {
         FlowError::Transient(format!("{:?}: {}", status.code(), status.message()))
     } else if status.code() == Code::NotFound
         || (status.code() == Code::FailedPrecondition
-            && reason
-                .as_deref()
-                .and_then(reasons::Reason::parse)
-                .is_some_and(reasons::Reason::is_missing_dependency))
+            && refusal(&status).is_some_and(reasons::Reason::is_missing_dependency))
     {
         FlowError::MissingDependency(format!(
             "{}: {}",

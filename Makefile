@@ -1,8 +1,8 @@
 # Tandem: `make run` and `make test` provision what they need on a fresh machine.
-.PHONY: run test lint fmt build provision stop bench chaos drill fuzz
+.PHONY: run test lint fmt build provision stop bench bench-scale chaos drill fuzz
 
 help: ## This list of targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
 run: ## Provision, build and run the whole stack in the foreground (Ctrl-C stops it)
 	scripts/run.sh
@@ -41,6 +41,14 @@ bench: ## Benchmarks with same-run baselines; writes BENCHMARKS.md and bench-res
 	bash -c 'source scripts/common.sh && url=$$(scripts/postgres.sh url) && \
 	  psql "$$url" -Atqc "SELECT format('"'"'DROP DATABASE IF EXISTS %I;'"'"', datname) FROM pg_database WHERE datname LIKE '"'"'test\_bench%'"'"'" | psql "$$url" -q >/dev/null && \
 	  TANDEM_TEST_DATABASE_URL=$$url TANSU_BIN=$$TANSU_BIN exec cargo run --release --locked -p tandem-bench'
+
+bench-scale: ## The scale phases: RPC, e2e, snapshot and reconcile at 10k, 100k and 1M customers; adds its section to BENCHMARKS.md
+	scripts/postgres.sh start
+	scripts/broker.sh install
+	cargo build --release --bins --locked
+	bash -c 'source scripts/common.sh && url=$$(scripts/postgres.sh url) && \
+	  psql "$$url" -Atqc "SELECT format('"'"'DROP DATABASE IF EXISTS %I;'"'"', datname) FROM pg_database WHERE datname LIKE '"'"'test\_bench%'"'"'" | psql "$$url" -q >/dev/null && \
+	  TANDEM_TEST_DATABASE_URL=$$url TANSU_BIN=$$TANSU_BIN BENCH_ONLY=scale exec cargo run --release --locked -p tandem-bench'
 
 chaos: ## The long fault-injection run: kills, restarts and network partitions during a seeded workload, then the invariants
 	CHAOS_OPS=$${CHAOS_OPS:-40000} CHAOS_KILLS=$${CHAOS_KILLS:-25} CHAOS_CONTINUOUS=1 \

@@ -12,12 +12,15 @@
 //! recovery), prints them and writes no report; it fails if any phase does. `BENCH_BACKLOG`
 //! sets the capacity phase's backlog (default 24,000; more than the mock cluster's retention
 //! holds makes the phase fail, naming the events the broker deleted unread).
+//! `BENCH_ONLY=scale` (`make bench-scale`) runs the scale phases (see `scale`): the RPC and
+//! e2e figures, the snapshot and reconcile on databases grown to `BENCH_SCALE_SIZES`.
 
 mod baselines;
 mod bridge;
 mod load;
 mod procstat;
 mod report;
+mod scale;
 mod stats;
 mod system;
 
@@ -30,7 +33,7 @@ use std::{
 use anyhow::{Context, Result};
 use rdkafka::{mocking::MockCluster, producer::DefaultProducerContext};
 use tandem_proto::events::{erp, integration, topics};
-use tandem_tests::{BrokerOptions, BrokerStorage, TestBroker};
+use tandem_tests::{BrokerOptions, TestBroker};
 
 use crate::{
     baselines::PgScript,
@@ -124,6 +127,9 @@ async fn run() -> Result<()> {
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "bridge") {
         return bridge_only(&plan).await;
     }
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "scale") {
+        return scale::run(&plan, &out).await;
+    }
     let run_started = Instant::now();
     let mut results = Results {
         machine: Machine::detect(),
@@ -168,16 +174,15 @@ async fn run() -> Result<()> {
         .await;
     }
 
-    // ---- The stack on a private tansu broker, plaintext and stored in memory as under `make run`.
+    // ---- The stack on a private tansu broker, plaintext and stored in SQLite as under `make run`.
     let started = Instant::now();
     let Some((mut system, ready)) = phase(
         &mut errors,
-        "start the stack (private tansu broker in memory, fresh databases)",
+        "start the stack (private tansu broker, SQLite storage, fresh databases)",
         async {
             // Plaintext, as under `make run` (the kit's default adds a TLS front).
             let broker = TestBroker::start_with(BrokerOptions {
                 tls: false,
-                storage: BrokerStorage::Memory,
                 ..BrokerOptions::default()
             })
             .await?;
@@ -425,17 +430,22 @@ async fn run() -> Result<()> {
     Ok(())
 }
 
-/// The mock cluster has no CreateTopics: every topic is created up front.
-fn create_mock_topics(cluster: &MockCluster<'_, DefaultProducerContext>) -> Result<(), String> {
-    let names = [
+/// Every topic the stack uses (the mock cluster has no CreateTopics).
+fn mock_topics() -> impl Iterator<Item = &'static str> {
+    [
         topics::CRM_CUSTOMERS,
         topics::CRM_ORDERS,
         topics::DEAD_LETTER,
-        "bench.hop.200",
-        "bench.hop.1000",
-    ];
+    ]
+    .into_iter()
+    .chain(erp::TOPICS.iter().copied())
+    .chain(integration::TOPICS.iter().copied())
+}
+
+/// The mock cluster has no CreateTopics: every topic is created up front.
+fn create_mock_topics(cluster: &MockCluster<'_, DefaultProducerContext>) -> Result<(), String> {
     let mut created = Ok(());
-    for topic in names.iter().chain(erp::TOPICS).chain(integration::TOPICS) {
+    for topic in mock_topics().chain(["bench.hop.200", "bench.hop.1000"]) {
         if let Err(error) = cluster.create_topic(topic, 3, 1) {
             created = Err(format!("creating {topic} on the mock cluster: {error}"));
         }

@@ -95,6 +95,39 @@ async fn insert(
     Ok(())
 }
 
+/// Writes the outbox rows for `events` (each with its topic) in one statement: a republish
+/// of a batch is one round trip instead of one per row.
+async fn insert_all(
+    conn: &mut PgConnection,
+    events: &[(&'static str, Envelope)],
+) -> Result<(), sqlx::Error> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut topics = Vec::with_capacity(events.len());
+    let mut keys = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for (topic, envelope) in events {
+        ids.push(envelope.id);
+        topics.push(*topic);
+        keys.push(envelope.aggregate_id.as_str());
+        payloads.push(serde_json::to_string(envelope).map_err(|e| sqlx::Error::Encode(e.into()))?);
+    }
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, kafka_key, payload, traceparent) \
+         SELECT id, topic, key, payload::jsonb, $5 \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+              WITH ORDINALITY AS e(id, topic, key, payload, position) \
+         ORDER BY position",
+    )
+    .bind(ids)
+    .bind(topics)
+    .bind(keys)
+    .bind(payloads)
+    .bind(telemetry::current_traceparent())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Wakes the relay right after a commit that wrote outbox rows; begins the transactions that
 /// may write them ([`OutboxWaker::begin`]).
 #[derive(Clone, Default)]
@@ -150,6 +183,28 @@ impl OutboxTx {
     ) -> Result<(), OutboxError> {
         let event = stamped(Envelope::of(source, version, payload)?);
         self.enqueue(payload.kind().topic(), &event).await?;
+        Ok(())
+    }
+
+    /// Enqueues one event per `(version, payload)`, in order, published by `source`: what
+    /// [`OutboxTx::publish`] does for each, in one statement (republishing a batch).
+    pub async fn publish_all<'a, E: Event + 'a>(
+        &mut self,
+        source: &str,
+        events: impl IntoIterator<Item = (i64, &'a E)>,
+    ) -> Result<(), OutboxError> {
+        let events = events
+            .into_iter()
+            .map(|(version, payload)| {
+                let event = stamped(Envelope::of(source, version, payload)?);
+                Ok((payload.kind().topic(), event))
+            })
+            .collect::<Result<Vec<_>, OutboxError>>()?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        insert_all(&mut self.tx, &events).await?;
+        self.wrote = true;
         Ok(())
     }
 

@@ -177,6 +177,31 @@ impl<K: Serialize + DeserializeOwned> Page<K> {
     }
 }
 
+/// The token to continue a long operation (a republish) after `key`, bound to `operation`
+/// and signed like a page token.
+pub fn resume_token<K: Serialize>(operation: &str, key: &K) -> Result<String, serde_json::Error> {
+    encode(key, fnv1a(operation.as_bytes()))
+}
+
+/// Reads a [`resume_token`] of `operation` (`None` when `token` is empty: start at the
+/// beginning); anything else is refused as `page_token`.
+pub fn resume_from<K: DeserializeOwned>(
+    operation: &str,
+    token: &str,
+) -> Result<Option<K>, FieldViolation> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    decode(token, fnv1a(operation.as_bytes()))
+        .map(Some)
+        .ok_or_else(|| {
+            FieldViolation::new(
+                "page_token",
+                "not a token of this operation; start again without one",
+            )
+        })
+}
+
 fn encode<K: Serialize>(key: &K, fingerprint: u64) -> Result<String, serde_json::Error> {
     let mut body = fingerprint.to_be_bytes().to_vec();
     body.extend(serde_json::to_vec(key)?);
@@ -214,6 +239,20 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resume_token_goes_on_only_with_its_own_operation() {
+        let token = resume_token("crm.republish", &("orders", 42)).unwrap();
+        let resumed: Option<(String, i64)> = resume_from("crm.republish", &token).unwrap();
+        assert_eq!(resumed, Some(("orders".to_owned(), 42)));
+        assert_eq!(
+            resume_from::<(String, i64)>("crm.republish", "").unwrap(),
+            None
+        );
+        let other = resume_from::<(String, i64)>("erp.republish", &token).unwrap_err();
+        assert_eq!(other.field, "page_token");
+        assert!(resume_from::<(String, i64)>("crm.republish", "garbage").is_err());
+    }
 
     const SIZES: PageSizes = PageSizes::up_to(1_000);
 

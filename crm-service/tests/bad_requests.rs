@@ -816,6 +816,14 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
                 skus: vec!["A;B".into()],
             }),
         ),
+        // ---- CrmSync.Republish
+        row!(
+            "Republish with a token of another operation",
+            "page_token",
+            sync.republish(pb::RepublishRequest {
+                page_token: "not-a-token".into(),
+            }),
+        ),
         // ---- CrmSync.ApplyProduct
         row!(
             "ApplyProduct without a product",

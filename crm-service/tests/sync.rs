@@ -619,7 +619,7 @@ async fn republish_emits_each_customer_and_known_order_once_at_its_current_versi
 
     let counts = crm
         .sync
-        .republish(RepublishRequest {})
+        .republish(RepublishRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -724,11 +724,15 @@ async fn republish_writes_batches_that_cover_every_row() {
     .unwrap();
     let mut sync = crm.sync.clone();
     let counts = sync
-        .republish(RepublishRequest {})
+        .republish(RepublishRequest::default())
         .await
         .unwrap()
         .into_inner();
     assert_eq!((counts.customers, counts.orders), (1234, 0));
+    assert_eq!(
+        counts.next_page_token, "",
+        "1,234 rows fit in one call's budget"
+    );
     let (rows, distinct, matching): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*), count(DISTINCT o.kafka_key), \
                 count(*) FILTER (WHERE (o.payload->>'aggregate_version')::bigint = c.version) \

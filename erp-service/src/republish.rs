@@ -2,19 +2,40 @@
 //! order and every customer finance that ever changed, enqueued again through the outbox at
 //! the versions they have now (the snapshot for an initial load of a consumer).
 //!
+//! One call republishes until a deadline and says where to go on ([`Resume`]), so a large
+//! database takes several calls, each well inside the server's call deadline.
+//!
 //! Each kind is walked in key order in transactions of at most [`BATCH`] rows. A batch
 //! share-locks its rows, so a writer of one of them waits until the batch commits and its own
 //! event (at the next version) follows the republished one: per-entity order holds. Nothing
 //! changes state or versions; consumers that already have a version ignore it.
 
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tandem_common::outbox::OutboxWaker;
 use uuid::Uuid;
 
-use crate::{error::Result, finance, orders, products, retry::retrying, stock};
+use crate::{error::Result, finance, orders, products, products::SOURCE, retry::retrying, stock};
 
 /// The most rows one republish transaction covers.
 pub const BATCH: i64 = 500;
+
+/// Where a republish goes on: after this key of this kind (`None`: its first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resume {
+    Products(Option<String>),
+    Stock(Option<String>),
+    Orders(Option<Uuid>),
+    Finance(Option<Uuid>),
+}
+
+impl Default for Resume {
+    fn default() -> Self {
+        Self::Products(None)
+    }
+}
 
 /// How many events a republish enqueued, per kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,60 +69,61 @@ impl Republisher {
         Self { pool, outbox }
     }
 
+    /// Republishes from `from` on, kind after kind, until everything is done (`None`) or
+    /// `until` has passed (where to go on).
     #[tracing::instrument(skip(self))]
-    pub async fn run(&self) -> Result<Republished> {
+    pub async fn run(&self, from: Resume, until: Instant) -> Result<(Republished, Option<Resume>)> {
         let mut done = Republished::default();
-
-        let mut after: Option<String> = None;
-        loop {
-            let (count, next) =
-                retrying("republish products", || self.products(after.as_deref())).await?;
-            done.products += count;
-            let Some(next) = next else { break };
-            after = Some(next);
+        let mut at = Some(from);
+        while let Some(resume) = at.take() {
+            let next = match resume {
+                Resume::Products(after) => {
+                    let (count, next) =
+                        retrying("republish products", || self.products(after.as_deref())).await?;
+                    done.products += count;
+                    next.map_or(Resume::Stock(None), |last| Resume::Products(Some(last)))
+                }
+                Resume::Stock(after) => {
+                    let (count, next) =
+                        retrying("republish stock", || self.stock(after.as_deref())).await?;
+                    done.stock_levels += count;
+                    next.map_or(Resume::Orders(None), |last| Resume::Stock(Some(last)))
+                }
+                Resume::Orders(after) => {
+                    let (count, next) = retrying("republish orders", || self.orders(after)).await?;
+                    done.orders += count;
+                    next.map_or(Resume::Finance(None), |last| Resume::Orders(Some(last)))
+                }
+                Resume::Finance(after) => {
+                    let (count, next) =
+                        retrying("republish finance", || self.finance(after)).await?;
+                    done.customers += count;
+                    match next {
+                        Some(last) => Resume::Finance(Some(last)),
+                        None => {
+                            tracing::info!(?done, "republished everything");
+                            return Ok((done, None));
+                        }
+                    }
+                }
+            };
+            if Instant::now() >= until {
+                return Ok((done, Some(next)));
+            }
+            at = Some(next);
         }
-
-        let mut after: Option<String> = None;
-        loop {
-            let (count, next) =
-                retrying("republish stock", || self.stock(after.as_deref())).await?;
-            done.stock_levels += count;
-            let Some(next) = next else { break };
-            after = Some(next);
-        }
-
-        let mut after: Option<Uuid> = None;
-        loop {
-            let (count, next) = retrying("republish orders", || self.orders(after)).await?;
-            done.orders += count;
-            let Some(next) = next else { break };
-            after = Some(next);
-        }
-
-        let mut after: Option<Uuid> = None;
-        loop {
-            let (count, next) = retrying("republish finance", || self.finance(after)).await?;
-            done.customers += count;
-            let Some(next) = next else { break };
-            after = Some(next);
-        }
-
-        tracing::info!(
-            products = done.products,
-            stock_levels = done.stock_levels,
-            orders = done.orders,
-            customers = done.customers,
-            "republished"
-        );
-        Ok(done)
+        Ok((done, None))
     }
 
     async fn products(&self, after: Option<&str>) -> Result<Step<String>> {
         let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = products::store::share_after(&mut tx, after, BATCH).await?;
-        for product in &rows {
-            products::publish_upserted(&mut tx, product).await?;
-        }
+        let events: Vec<_> = rows
+            .iter()
+            .map(|p| (p.version, p.upserted_event()))
+            .collect();
+        tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
+            .await?;
         tx.commit().await?;
         Ok(step(rows.len(), rows.last().map(|p| p.sku.clone())))
     }
@@ -122,9 +144,9 @@ impl Republisher {
     async fn orders(&self, after: Option<Uuid>) -> Result<Step<Uuid>> {
         let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = orders::store::share_headers(&mut tx, after, BATCH).await?;
-        for order in &rows {
-            orders::publish_status(&mut tx, order).await?;
-        }
+        let events: Vec<_> = rows.iter().map(|o| (o.version, o.status_event())).collect();
+        tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
+            .await?;
         tx.commit().await?;
         Ok(step(rows.len(), rows.last().map(|o| o.id)))
     }
@@ -132,9 +154,12 @@ impl Republisher {
     async fn finance(&self, after: Option<Uuid>) -> Result<Step<Uuid>> {
         let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = finance::store::share_changed(&mut tx, after, BATCH).await?;
-        for account in &rows {
-            finance::publish_changed(&mut tx, account).await?;
-        }
+        let events: Vec<_> = rows
+            .iter()
+            .map(|f| (f.version, f.changed_event()))
+            .collect();
+        tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
+            .await?;
         tx.commit().await?;
         Ok(step(rows.len(), rows.last().map(|f| f.customer_id)))
     }

@@ -1030,6 +1030,14 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
                 ..pb::ListSalesOrdersRequest::default()
             }),
         ),
+        // ---- ErpSync.Republish
+        row!(
+            "Republish with a token of another operation",
+            "page_token",
+            sync.republish(pb::RepublishRequest {
+                page_token: "not-a-token".into(),
+            }),
+        ),
         // ---- ErpSync.ApplyCustomer
         row!(
             "ApplyCustomer without a customer",

@@ -39,30 +39,6 @@ pub struct BrokerOptions {
     ///
     /// [`netns::Lab::gateway`]: crate::netns::Lab::gateway
     pub host: Option<Ipv4Addr>,
-    /// Where tansu keeps its topics.
-    pub storage: BrokerStorage,
-}
-
-/// Where a [`TestBroker`]'s tansu keeps its topics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BrokerStorage {
-    /// SQLite in the broker's directory: survives [`TestBroker::restart`].
-    #[default]
-    Sqlite,
-    /// In memory, as `make run` runs it: far less CPU per fetch (tansu queries every
-    /// partition on every fetch, and SQLite prepares each query anew). Lost when tansu stops,
-    /// so such a broker cannot be restarted or hold SCRAM users.
-    Memory,
-}
-
-impl BrokerStorage {
-    /// tansu's `--storage-engine`.
-    fn engine(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite://tansu.db",
-            Self::Memory => "memory://tansu/",
-        }
-    }
 }
 
 impl Default for BrokerOptions {
@@ -77,7 +53,6 @@ impl Default for BrokerOptions {
             scram_user: None,
             tls_cert_names: None,
             host: None,
-            storage: BrokerStorage::default(),
         }
     }
 }
@@ -135,7 +110,6 @@ pub struct TestBroker {
     authentication: bool,
     tls: Option<tls_broker::TlsFront>,
     scram_user: Option<(String, String)>,
-    storage: BrokerStorage,
 }
 
 impl TestBroker {
@@ -146,11 +120,6 @@ impl TestBroker {
 
     /// A broker reached as `options` say.
     pub async fn start_with(options: BrokerOptions) -> Result<Self> {
-        if options.storage == BrokerStorage::Memory && options.scram_user.is_some() {
-            bail!(
-                "SCRAM users need a broker whose storage survives a restart (BrokerStorage::Sqlite)"
-            );
-        }
         let dir =
             std::env::temp_dir().join(format!("tandem-broker-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir)?;
@@ -172,7 +141,6 @@ impl TestBroker {
             authentication: false,
             tls: None,
             scram_user: None,
-            storage: options.storage,
         };
         if let Some((name, password)) = &options.scram_user {
             // Users live in the broker's storage; tansu only takes them through its admin
@@ -236,7 +204,9 @@ impl TestBroker {
                 "--advertised-listener-url",
                 &self.advertised,
             ])
-            .args(["--storage-engine", self.storage.engine()]);
+            // SQLite in the broker's directory, which survives a restart. Not tansu's memory
+            // engine: it loses acknowledged records under concurrent produce requests.
+            .args(["--storage-engine", "sqlite://tansu.db"]);
         if self.authentication {
             command.arg("--authentication");
         }
@@ -318,7 +288,6 @@ impl TestBroker {
             authentication: false,
             tls: None,
             scram_user: None,
-            storage: BrokerStorage::default(),
         })
     }
 
@@ -454,12 +423,8 @@ impl TestBroker {
         }
     }
 
-    /// Starts the broker (tansu) again on the same port and storage (SQLite only: a broker
-    /// in memory would come back empty, which no test means).
+    /// Starts the broker (tansu) again on the same port and storage.
     pub fn restart(&mut self) -> Result<()> {
-        if self.storage == BrokerStorage::Memory {
-            bail!("a broker with memory storage cannot be restarted: it would come back empty");
-        }
         self.kill();
         self.launch()
     }

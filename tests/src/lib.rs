@@ -32,9 +32,7 @@ pub mod security;
 mod stack;
 mod tls_broker;
 
-pub use broker::{
-    BROKER_TLS_BY_DEFAULT, BrokerOptions, BrokerStorage, TestBroker, kafka_client_config,
-};
+pub use broker::{BROKER_TLS_BY_DEFAULT, BrokerOptions, TestBroker, kafka_client_config};
 pub use database::{TestDatabase, admin_database_url, free_port};
 pub use kafka::{Record, TestProducer, assert_valid_event, produce, read_topic, topic_records};
 pub use process::{ServiceProcess, binary, http_get, wait_for_tcp, wait_ready};

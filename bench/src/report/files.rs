@@ -41,6 +41,12 @@ fn previous(dir: &Path, results: &Results) -> Option<Previous> {
     }
 }
 
+/// The scale run's results beside the report, when `make bench-scale` has written them.
+fn scale(dir: &Path) -> Option<crate::scale::ScaleResults> {
+    let text = std::fs::read_to_string(dir.join(crate::scale::RESULTS_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Renders the report again from a `bench-results.json` (after a change to the report's text).
 pub fn rerender(json: &Path, dir: &Path) -> Result<()> {
     let text =
@@ -61,7 +67,7 @@ pub fn write(dir: &Path, results: &Results) -> Result<()> {
         .context("writing bench-results.json")?;
     std::fs::write(
         dir.join("BENCHMARKS.md"),
-        markdown(results, &figures, previous.as_ref()),
+        markdown(results, &figures, previous.as_ref(), scale(dir).as_ref()),
     )
     .context("writing BENCHMARKS.md")?;
     Ok(())

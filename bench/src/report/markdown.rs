@@ -20,7 +20,12 @@ pub(super) fn num(v: Option<f64>) -> String {
     }
 }
 
-pub(super) fn markdown(r: &Results, figures: &[Figure], previous: Option<&Previous>) -> String {
+pub(super) fn markdown(
+    r: &Results,
+    figures: &[Figure],
+    previous: Option<&Previous>,
+    scale: Option<&crate::scale::ScaleResults>,
+) -> String {
     let mut o = String::new();
     let m = &r.machine;
     let _ = writeln!(o, "# Benchmarks\n");
@@ -98,6 +103,9 @@ pub(super) fn markdown(r: &Results, figures: &[Figure], previous: Option<&Previo
     sections::bridge_throughput(&mut o, r);
     sections::recovery(&mut o, r);
     sections::resources(&mut o, r);
+    if let Some(scale) = scale {
+        super::scale::section(&mut o, scale);
+    }
 
     let _ = writeln!(o, "\n## Method\n");
     let _ = writeln!(o, "{METHOD}");

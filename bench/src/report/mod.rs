@@ -11,6 +11,7 @@ mod figures;
 mod files;
 mod markdown;
 mod results;
+mod scale;
 mod sections;
 mod text;
 

@@ -4,6 +4,8 @@
 pub mod model;
 pub(crate) mod store;
 
+use std::time::Instant;
+
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     idempotency::{self, Answer, Once},
@@ -173,26 +175,36 @@ impl Customers {
         Ok((customer, true))
     }
 
-    /// Publishes the current state of every customer again (`crm.customer.archived` for
-    /// archived ones, else `crm.customer.upserted`) at its current version, in batches of at
-    /// most [`REPUBLISH_BATCH`] per transaction. Returns how many.
+    /// Publishes the current state of the customers after `after` again
+    /// (`crm.customer.archived` for archived ones, else `crm.customer.upserted`) at their
+    /// current versions, in batches of at most [`REPUBLISH_BATCH`] per transaction, until all
+    /// are done or `until` has passed. Returns how many, and the last one when more remain.
     #[tracing::instrument(skip(self))]
-    pub async fn republish(&self) -> Result<i64> {
-        let mut after = None;
+    pub async fn republish(
+        &self,
+        mut after: Option<Uuid>,
+        until: Instant,
+    ) -> Result<(i64, Option<Uuid>)> {
         let mut count = 0;
         loop {
             let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
-            for customer in &batch {
-                publish(&mut tx, customer).await?;
-            }
+            let events: Vec<_> = batch
+                .iter()
+                .map(|c| (c.version, c.upserted_event()))
+                .collect();
+            tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
+                .await?;
             tx.commit().await?;
             count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
             match batch.last() {
                 Some(last) if i64::try_from(batch.len()).unwrap_or(0) >= REPUBLISH_BATCH => {
                     after = Some(last.id);
+                    if Instant::now() >= until {
+                        return Ok((count, after));
+                    }
                 }
-                _ => return Ok(count),
+                _ => return Ok((count, None)),
             }
         }
     }

@@ -4,10 +4,12 @@
 //!   lets an equal version apply); none writes an outbox row (no echo).
 //! - `UpsertCustomerByExternalRef`, `PlaceExternalOrder`: integrators' customers and orders.
 //!   The CRM owns these, so a change publishes its normal `crm.*` event.
-//! - `Republish`: the current state of every customer and known order, through the outbox.
+//! - `Republish`: the current state of every customer and known order, through the outbox,
+//!   about 10 s of it per call (a token goes on where a call stopped).
 //! - `LiftCustomerVersions`, `RecoverOrders`: the resync after a restore of the CRM's
 //!   database (see [`crate::restore`]).
 
+use std::time::{Duration, Instant};
 use tandem_proto::crm::v1::{
     ApplyCustomerFinanceRequest, ApplyCustomerFinanceResponse, ApplyOrderStatusRequest,
     ApplyOrderStatusResponse, ApplyProductRequest, ApplyProductResponse, ApplyStockLevelsRequest,
@@ -17,7 +19,11 @@ use tandem_proto::crm::v1::{
     RepublishResponse, StockLevelResult, UpsertCustomerByExternalRefRequest,
     UpsertCustomerByExternalRefResponse, crm_sync_server::CrmSync,
 };
+
+use serde::{Deserialize, Serialize};
+use tandem_common::paging;
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use super::{customers as customers_pb, optional, orders as orders_pb, parse_id, source_version};
 use crate::{
@@ -31,6 +37,19 @@ use crate::{
 
 /// The most entities one resync call carries.
 const RESYNC_BATCH: usize = 500;
+
+/// How long one `Republish` call works before it answers a token to go on with: well inside
+/// the server's own deadline (`grpc.limits.request_timeout_ms`, 30 s by default).
+const REPUBLISH_BUDGET: Duration = Duration::from_secs(10);
+/// What a `Republish` token is bound to.
+const REPUBLISH: &str = "crm.republish";
+
+/// Where a `Republish` goes on: after this customer, or this order (`None`: the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Resume {
+    Customers(Option<Uuid>),
+    Orders(Option<Uuid>),
+}
 
 pub struct SyncApi {
     customers: Customers,
@@ -455,10 +474,46 @@ impl CrmSync for SyncApi {
         Ok(Response::new(RecoverOrdersResponse { results }))
     }
 
-    async fn republish(&self, _request: Request<RepublishRequest>) -> Reply<RepublishResponse> {
-        let customers = self.customers.republish().await?;
-        let orders = self.orders.republish().await?;
-        tracing::info!(customers, orders, "republished the current state");
-        Ok(Response::new(RepublishResponse { customers, orders }))
+    async fn republish(&self, request: Request<RepublishRequest>) -> Reply<RepublishResponse> {
+        let from = paging::resume_from(REPUBLISH, &request.get_ref().page_token)
+            .map_err(Error::from)?
+            .unwrap_or(Resume::Customers(None));
+        let until = Instant::now() + REPUBLISH_BUDGET;
+        let (mut customers, mut orders) = (0, 0);
+        // Customers first, then orders, in the same call while the budget lasts.
+        let (mut next, mut orders_from) = (None, None);
+        match from {
+            Resume::Customers(after) => {
+                let (count, more) = self.customers.republish(after, until).await?;
+                customers = count;
+                match more {
+                    Some(last) => next = Some(Resume::Customers(Some(last))),
+                    None if Instant::now() >= until => next = Some(Resume::Orders(None)),
+                    None => orders_from = Some(None),
+                }
+            }
+            Resume::Orders(after) => orders_from = Some(after),
+        }
+        if let Some(after) = orders_from {
+            let (count, more) = self.orders.republish(after, until).await?;
+            orders = count;
+            next = more.map(|last| Resume::Orders(Some(last)));
+        }
+        let next_page_token = match &next {
+            Some(resume) => paging::resume_token(REPUBLISH, resume)
+                .map_err(|e| Status::internal(format!("encoding the republish token: {e}")))?,
+            None => String::new(),
+        };
+        tracing::info!(
+            customers,
+            orders,
+            done = next.is_none(),
+            "republished the current state"
+        );
+        Ok(Response::new(RepublishResponse {
+            customers,
+            orders,
+            next_page_token,
+        }))
     }
 }

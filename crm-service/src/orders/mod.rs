@@ -6,6 +6,8 @@
 pub mod model;
 pub(crate) mod store;
 
+use std::time::Instant;
+
 use sqlx::{PgConnection, PgPool};
 use tandem_common::{
     idempotency::{self, Answer, Once},
@@ -221,37 +223,50 @@ impl Orders {
         Ok(placed)
     }
 
-    /// Publishes the current state of every order the ERP knows again at its current version,
-    /// in batches of at most [`REPUBLISH_BATCH`] per transaction: `crm.order.submitted` while
+    /// Publishes the current state of the orders after `after` that the ERP knows again at
+    /// their current versions, in batches of at most [`REPUBLISH_BATCH`] per transaction,
+    /// until all are done or `until` has passed: `crm.order.submitted` while
     /// SUBMITTED, `crm.order.cancel_requested` while CANCEL_REQUESTED and once CANCELLED (the
     /// CRM's side of a cancelled order is its cancellation; the ERP answers a cancel of an
     /// order it cancelled already with that order, unchanged). Drafts, cancelled ones
-    /// included, are private. Returns how many.
+    /// included, are private. Returns how many, and the last one when more remain.
     #[tracing::instrument(skip(self))]
-    pub async fn republish(&self) -> Result<i64> {
-        let mut after = None;
+    pub async fn republish(
+        &self,
+        mut after: Option<Uuid>,
+        until: Instant,
+    ) -> Result<(i64, Option<Uuid>)> {
         let mut count = 0;
         loop {
             let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::published_batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
-            for order in &batch {
-                if order.status == OrderStatus::Cancelled {
-                    let requested = Order {
-                        status: OrderStatus::CancelRequested,
-                        ..order.clone()
+            let events: Vec<_> = batch
+                .iter()
+                .map(|order| {
+                    let event = if order.status == OrderStatus::Cancelled {
+                        Order {
+                            status: OrderStatus::CancelRequested,
+                            ..order.clone()
+                        }
+                        .event()
+                    } else {
+                        order.event()
                     };
-                    publish(&mut tx, &requested).await?;
-                } else {
-                    publish(&mut tx, order).await?;
-                }
-            }
+                    (order.version, event)
+                })
+                .collect();
+            tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
+                .await?;
             tx.commit().await?;
             count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
             match batch.last() {
                 Some(last) if i64::try_from(batch.len()).unwrap_or(0) >= REPUBLISH_BATCH => {
                     after = Some(last.id);
+                    if Instant::now() >= until {
+                        return Ok((count, after));
+                    }
                 }
-                _ => return Ok(count),
+                _ => return Ok((count, None)),
             }
         }
     }

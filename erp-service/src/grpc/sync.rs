@@ -1,8 +1,13 @@
 //! `tandem.erp.v1.ErpSync`: the internal API the bridge (and `tandemctl`) call.
 
-use tandem_common::validation::{self, FieldViolation};
+use std::time::{Duration, Instant};
+
+use tandem_common::{
+    paging,
+    validation::{self, FieldViolation},
+};
 use tandem_proto::erp::v1::{self as pb, erp_sync_server::ErpSync};
-use tonic::{Request, Response};
+use tonic::{Request, Response, Status};
 
 use crate::{
     error::Error,
@@ -10,6 +15,12 @@ use crate::{
     restore::{Kind, MirroredProduct},
     stock::Count,
 };
+
+/// How long one `Republish` call works before it answers a token to go on with: well inside
+/// the server's own deadline (`grpc.limits.request_timeout_ms`, 30 s by default).
+const REPUBLISH_BUDGET: Duration = Duration::from_secs(10);
+/// What a `Republish` token is bound to.
+const REPUBLISH: &str = "erp.republish";
 
 use super::{APPLY_CUSTOMERS_MAX, ErpApi, RESYNC_BATCH, Reply, convert, floor_violations, lifted};
 
@@ -227,14 +238,26 @@ impl ErpSync for ErpApi {
 
     async fn republish(
         &self,
-        _request: Request<pb::RepublishRequest>,
+        request: Request<pb::RepublishRequest>,
     ) -> Reply<pb::RepublishResponse> {
-        let done = self.republisher.run().await?;
+        let from = paging::resume_from(REPUBLISH, &request.get_ref().page_token)
+            .map_err(Error::from)?
+            .unwrap_or_default();
+        let (done, next) = self
+            .republisher
+            .run(from, Instant::now() + REPUBLISH_BUDGET)
+            .await?;
+        let next_page_token = match &next {
+            Some(resume) => paging::resume_token(REPUBLISH, resume)
+                .map_err(|e| Status::internal(format!("encoding the republish token: {e}")))?,
+            None => String::new(),
+        };
         Ok(Response::new(pb::RepublishResponse {
             products: done.products,
             stock_levels: done.stock_levels,
             orders: done.orders,
             customers: done.customers,
+            next_page_token,
         }))
     }
 }

@@ -444,7 +444,7 @@ async fn republish_emits_one_event_per_entity_at_its_current_version() {
 
     let done = erp
         .sync
-        .republish(pb::RepublishRequest {})
+        .republish(pb::RepublishRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -10,7 +10,7 @@
 //! tandemctl status customer|order|product ID
 //! tandemctl reconcile [--repair]
 //! tandemctl resync --after-restore crm|erp [--recover-from-mirror] [--wait-s 120] [--json]
-//! tandemctl snapshot
+//! tandemctl snapshot [--quiet]
 //! ```
 //! `tandemctl` reads the bridge's settings (`BRIDGE_CONFIG` file, `BRIDGE__*` environment):
 //! the brokers and their security, the services' internal ports and the TLS client
@@ -28,7 +28,7 @@ use sync_bridge::{
 };
 use tandem_common::{auth::Role, kafka::KafkaSettings, tls};
 use tandem_proto::{
-    crm::v1::{RepublishRequest, crm_sync_client::CrmSyncClient},
+    crm::v1::crm_sync_client::CrmSyncClient,
     erp::v1::{erp_service_client::ErpServiceClient, erp_sync_client::ErpSyncClient},
 };
 use tonic::transport::Channel;
@@ -111,7 +111,11 @@ enum Command {
         quiet: bool,
     },
     /// Ask the CRM and the ERP to re-publish every current entity (initial load).
-    Snapshot,
+    Snapshot {
+        /// No progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Receive spans over OTLP/gRPC and append them to a file (what `make run` starts).
     TraceCollector {
         /// Where the processes export (their `telemetry.otlp_endpoint`).
@@ -432,16 +436,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("the resync did not complete: see the failures above");
             }
         }
-        Command::Snapshot => {
+        Command::Snapshot { quiet } => {
             let (crm_channel, erp_channel, _) = channels()?;
-            let crm = CrmSyncClient::new(crm_channel)
-                .republish(RepublishRequest {})
-                .await?
-                .into_inner();
-            let erp = ErpSyncClient::new(erp_channel)
-                .republish(tandem_proto::erp::v1::RepublishRequest {})
-                .await?
-                .into_inner();
+            let (crm, erp) = ops::snapshot::snapshot(
+                CrmSyncClient::new(crm_channel),
+                ErpSyncClient::new(erp_channel),
+                quiet,
+            )
+            .await?;
             println!(
                 "CRM re-published {} customers and {} orders; ERP re-published {} products, {} stock levels, {} orders and {} customers' finance",
                 crm.customers,

@@ -5,7 +5,9 @@
 use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
 use tonic::Status;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::OnceLock;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::reconcile::{ErpClient, PAGE};
 use crate::flows::Flows;
@@ -178,7 +180,11 @@ fn bar(label: &'static str, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new_spinner();
+    // Listings read at once each keep a line of their own.
+    static LINES: OnceLock<MultiProgress> = OnceLock::new();
+    let bar = LINES
+        .get_or_init(MultiProgress::new)
+        .add(ProgressBar::new_spinner());
     if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {pos} read") {
         bar.set_style(style);
     }

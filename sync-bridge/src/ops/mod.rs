@@ -10,6 +10,7 @@ mod listing;
 pub mod publish;
 pub mod reconcile;
 pub mod resync;
+pub mod snapshot;
 pub mod status;
 pub mod trace;
 

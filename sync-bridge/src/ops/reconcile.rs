@@ -213,13 +213,15 @@ pub async fn reconcile(
     let mut report = Report::default();
 
     // Customers: the profile (CRM -> ERP) and the finance (ERP -> CRM).
-    let owners = crate::ops::listing::crm_customers(flows, quiet).await?;
-    let mirrors: HashMap<String, erp::Customer> =
-        crate::ops::listing::erp_customers(flows, &erp, quiet)
-            .await?
-            .into_iter()
-            .filter_map(|c| Some((c.profile.as_ref()?.id.clone(), c)))
-            .collect();
+    // Both sides are read at once: each listing waits on its service most of the time.
+    let (owners, mirrors) = tokio::try_join!(
+        crate::ops::listing::crm_customers(flows, quiet),
+        crate::ops::listing::erp_customers(flows, &erp, quiet),
+    )?;
+    let mirrors: HashMap<String, erp::Customer> = mirrors
+        .into_iter()
+        .filter_map(|c| Some((c.profile.as_ref()?.id.clone(), c)))
+        .collect();
     report.compared.insert("customer_profile", owners.len());
     let mut finance_compared = 0;
     for owner in &owners {
@@ -325,17 +327,17 @@ async fn reconcile_catalogue(
     quiet: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let owners = crate::ops::listing::erp_products(flows, erp, quiet).await?;
-    let levels = crate::ops::listing::erp_stock_levels(flows, erp, quiet).await?;
+    let (owners, levels, catalogue) = tokio::try_join!(
+        crate::ops::listing::erp_products(flows, erp, quiet),
+        crate::ops::listing::erp_stock_levels(flows, erp, quiet),
+        crate::ops::listing::crm_catalogue(flows, quiet),
+    )?;
     let mut available: BTreeMap<String, i64> = BTreeMap::new();
     for level in levels {
         *available.entry(level.sku).or_insert(0) += level.available;
     }
-    let mirrors: HashMap<String, crm::Product> = crate::ops::listing::crm_catalogue(flows, quiet)
-        .await?
-        .into_iter()
-        .map(|p| (p.sku.clone(), p))
-        .collect();
+    let mirrors: HashMap<String, crm::Product> =
+        catalogue.into_iter().map(|p| (p.sku.clone(), p)).collect();
 
     report.compared.insert("product", owners.len());
     report.compared.insert("stock", available.len());
@@ -466,12 +468,12 @@ async fn reconcile_orders(
     quiet: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let owners = crate::ops::listing::erp_orders(flows, erp, quiet).await?;
-    let mirrors: HashMap<String, crm::Order> = crate::ops::listing::crm_orders(flows, quiet)
-        .await?
-        .into_iter()
-        .map(|o| (o.id.clone(), o))
-        .collect();
+    let (owners, mirrors) = tokio::try_join!(
+        crate::ops::listing::erp_orders(flows, erp, quiet),
+        crate::ops::listing::crm_orders(flows, quiet),
+    )?;
+    let mirrors: HashMap<String, crm::Order> =
+        mirrors.into_iter().map(|o| (o.id.clone(), o)).collect();
     report.compared.insert("order_status", owners.len());
     for owner in &owners {
         let expected = fulfilment_of(owner.status());

@@ -59,7 +59,10 @@ pub(super) fn section(o: &mut String, s: &ScaleResults) {
                 num(Some(s.customers_seconds)),
                 num(Some(s.customers_per_second))
             )),
-            num(snapshot.map(|s| s.settled_seconds)),
+            snapshot.map_or("n/a".to_owned(), |s| s.settled_seconds.map_or(
+                format!("not within {} s", crate::scale::SETTLE_TIMEOUT.as_secs()),
+                |v| num(Some(v))
+            )),
             reconcile.map_or("n/a".to_owned(), |r| format!(
                 "{} ({})",
                 num(Some(r.seconds)),

@@ -188,15 +188,15 @@ impl OutboxTx {
 
     /// Enqueues one event per `(version, payload)`, in order, published by `source`: what
     /// [`OutboxTx::publish`] does for each, in one statement (republishing a batch).
-    pub async fn publish_all<'a, E: Event + 'a>(
+    pub async fn publish_all<E: Event>(
         &mut self,
         source: &str,
-        events: impl IntoIterator<Item = (i64, &'a E)>,
+        events: impl IntoIterator<Item = (i64, E)>,
     ) -> Result<(), OutboxError> {
         let events = events
             .into_iter()
             .map(|(version, payload)| {
-                let event = stamped(Envelope::of(source, version, payload)?);
+                let event = stamped(Envelope::of(source, version, &payload)?);
                 Ok((payload.kind().topic(), event))
             })
             .collect::<Result<Vec<_>, OutboxError>>()?;

@@ -118,11 +118,7 @@ impl Republisher {
     async fn products(&self, after: Option<&str>) -> Result<Step<String>> {
         let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = products::store::share_after(&mut tx, after, BATCH).await?;
-        let events: Vec<_> = rows
-            .iter()
-            .map(|p| (p.version, p.upserted_event()))
-            .collect();
-        tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
+        tx.publish_all(SOURCE, rows.iter().map(|p| (p.version, p.upserted_event())))
             .await?;
         tx.commit().await?;
         Ok(step(rows.len(), rows.last().map(|p| p.sku.clone())))
@@ -144,8 +140,7 @@ impl Republisher {
     async fn orders(&self, after: Option<Uuid>) -> Result<Step<Uuid>> {
         let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = orders::store::share_headers(&mut tx, after, BATCH).await?;
-        let events: Vec<_> = rows.iter().map(|o| (o.version, o.status_event())).collect();
-        tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
+        tx.publish_all(SOURCE, rows.iter().map(|o| (o.version, o.status_event())))
             .await?;
         tx.commit().await?;
         Ok(step(rows.len(), rows.last().map(|o| o.id)))
@@ -154,11 +149,7 @@ impl Republisher {
     async fn finance(&self, after: Option<Uuid>) -> Result<Step<Uuid>> {
         let mut tx = self.outbox.begin(&self.pool).await?;
         let rows = finance::store::share_changed(&mut tx, after, BATCH).await?;
-        let events: Vec<_> = rows
-            .iter()
-            .map(|f| (f.version, f.changed_event()))
-            .collect();
-        tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
+        tx.publish_all(SOURCE, rows.iter().map(|f| (f.version, f.changed_event())))
             .await?;
         tx.commit().await?;
         Ok(step(rows.len(), rows.last().map(|f| f.customer_id)))

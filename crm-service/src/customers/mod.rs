@@ -189,12 +189,11 @@ impl Customers {
         loop {
             let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
-            let events: Vec<_> = batch
-                .iter()
-                .map(|c| (c.version, c.upserted_event()))
-                .collect();
-            tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
-                .await?;
+            tx.publish_all(
+                SOURCE,
+                batch.iter().map(|c| (c.version, c.upserted_event())),
+            )
+            .await?;
             tx.commit().await?;
             count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
             match batch.last() {

@@ -240,9 +240,9 @@ impl Orders {
         loop {
             let mut tx = self.outbox.begin(&self.pool).await?;
             let batch = store::published_batch_for_share(&mut tx, after, REPUBLISH_BATCH).await?;
-            let events: Vec<_> = batch
-                .iter()
-                .map(|order| {
+            tx.publish_all(
+                SOURCE,
+                batch.iter().map(|order| {
                     let event = if order.status == OrderStatus::Cancelled {
                         Order {
                             status: OrderStatus::CancelRequested,
@@ -253,10 +253,9 @@ impl Orders {
                         order.event()
                     };
                     (order.version, event)
-                })
-                .collect();
-            tx.publish_all(SOURCE, events.iter().map(|(v, e)| (*v, e)))
-                .await?;
+                }),
+            )
+            .await?;
             tx.commit().await?;
             count += i64::try_from(batch.len()).unwrap_or(i64::MAX);
             match batch.last() {

@@ -31,7 +31,7 @@ pub(super) fn section(o: &mut String, s: &ScaleResults) {
     );
     let _ = writeln!(
         o,
-        "| customers | orders | CRM MiB | ERP MiB | load s | snapshot: ERP has all customers s (customers/s) | settled s | reconcile s (entities/s) | drift | GetCustomer/s | CreateCustomer/s | e2e CRM->ERP p50/p99 ms | e2e stock->CRM p50/p99 ms |"
+        "| customers | orders | CRM MiB | ERP MiB | load s | snapshot: ERP has all customers s (customers/s) | settled s | reconcile s (entities/s; peak MiB) | drift | GetCustomer/s | CreateCustomer/s | e2e CRM->ERP p50/p99 ms | e2e stock->CRM p50/p99 ms |"
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for step in &s.steps {
@@ -64,9 +64,16 @@ pub(super) fn section(o: &mut String, s: &ScaleResults) {
                 |v| num(Some(v))
             )),
             reconcile.map_or("n/a".to_owned(), |r| format!(
-                "{} ({})",
+                "{} ({}; {}){}",
                 num(Some(r.seconds)),
-                num(Some(r.per_second))
+                num(Some(r.per_second)),
+                num(r.peak_mib),
+                // The snapshot's events were still being applied: reconcile shared the CPU.
+                if snapshot.and_then(|s| s.settled_seconds).is_none() {
+                    ", before the snapshot settled"
+                } else {
+                    ""
+                }
             )),
             reconcile.map_or("n/a".to_owned(), |r| r.drift.to_string()),
             num(step.rpc_read.map(|t| t.per_second)),

@@ -88,6 +88,10 @@ pub struct Reconcile {
     pub per_second: f64,
     /// Drift reported (0 expected: the loaded rows agree).
     pub drift: u64,
+    /// The command's peak resident memory (`VmHWM`, sampled every 100 ms; `None` in results
+    /// from before it was measured).
+    #[serde(default)]
+    pub peak_mib: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -385,8 +389,25 @@ async fn bridge_lag(system: &System) -> Result<f64> {
 }
 
 async fn reconcile(system: &System) -> Result<Reconcile> {
+    let mut command = system.stack.tandemctl();
+    command
+        .args(["reconcile", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let started = Instant::now();
-    let output = tandemctl(system, &["reconcile", "--quiet"]).await?;
+    let child = command.spawn().context("running tandemctl reconcile")?;
+    let pid = child.id();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output());
+    tokio::pin!(output);
+    let mut peak_kib = None;
+    let output = loop {
+        tokio::select! {
+            done = &mut output => break done?.context("running tandemctl reconcile")?,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                peak_kib = crate::procstat::peak_rss_kib(pid).or(peak_kib);
+            }
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&output.stdout);
     let entities = compared(&text);
@@ -410,6 +431,7 @@ async fn reconcile(system: &System) -> Result<Reconcile> {
         entities,
         per_second: entities as f64 / seconds.max(1e-3),
         drift,
+        peak_mib: peak_kib.map(|kib| kib as f64 / 1024.0),
     })
 }
 

@@ -402,7 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (_, erp_channel, flows) = channels()?;
             let report = ops::reconcile::reconcile(&flows, erp_channel, repair, quiet).await?;
             println!("{}", report.render(examples));
-            if !report.all_repaired() || (!repair && !report.drift.is_empty()) {
+            if !report.all_repaired() || (!repair && report.total_drift() > 0) {
                 anyhow::bail!("drift found");
             }
         }

@@ -8,13 +8,21 @@
 //! is stale and not applied: reconcile reports it as "not applied" and points to
 //! `tandemctl resync --after-restore`. Entities only a mirror holds (the owner lost them) are
 //! drift that no repair from the owner can fix: also reported, not counted as repaired.
+//!
+//! Memory stays bounded by the pages in flight, not by the data: customers are compared as
+//! both listings stream by in id order (a merge join), orders against a compact index of the
+//! ERP's (status and version per CRM order id, about 40 bytes each) while the CRM's stream by,
+//! and only the first [`EXAMPLES_KEPT`] drifts of each kind are kept (all are counted).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tandem_proto::{crm::v1 as crm, erp::v1 as erp};
 use tonic::Status;
 
-use crate::flows::{Flows, to_erp::customer_from_crm};
+use crate::{
+    flows::{Flows, to_erp::customer_from_crm},
+    ops::listing::{Merged, Pair},
+};
 
 /// One difference between an owner and its mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +40,9 @@ pub struct Drift {
 pub struct Report {
     /// Entities compared, per kind.
     pub compared: BTreeMap<&'static str, usize>,
+    /// Drift found, per kind.
+    drift_counts: BTreeMap<&'static str, usize>,
+    /// The first [`EXAMPLES_KEPT`] drifts of each kind.
     pub drift: Vec<Drift>,
     /// Repairs the target applied.
     pub repaired: usize,
@@ -45,7 +56,24 @@ pub struct Report {
 const AFTER_RESTORE: &str = "after a restore of the owner's database, run `tandemctl resync \
                              --after-restore crm|erp`";
 
+/// Drifts of one kind kept as examples; more are only counted.
+pub const EXAMPLES_KEPT: usize = 1_000;
+
 impl Report {
+    /// Counts `drift`, and keeps it while its kind has fewer than [`EXAMPLES_KEPT`].
+    pub(crate) fn found(&mut self, drift: Drift) {
+        let count = self.drift_counts.entry(drift.kind).or_insert(0);
+        *count += 1;
+        if *count <= EXAMPLES_KEPT {
+            self.drift.push(drift);
+        }
+    }
+
+    /// Drift found, of every kind.
+    pub fn total_drift(&self) -> usize {
+        self.drift_counts.values().sum()
+    }
+
     /// Counts one repair: applied (`Ok(true)`), answered but not applied (`Ok(false)`: the
     /// target holds a newer version), or failed.
     pub(crate) fn record(&mut self, result: Result<bool, Status>, what: String) {
@@ -75,11 +103,7 @@ impl Report {
 
     /// Drift counts per kind.
     pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        let mut counts = BTreeMap::new();
-        for drift in &self.drift {
-            *counts.entry(drift.kind).or_insert(0) += 1;
-        }
-        counts
+        self.drift_counts.clone()
     }
 
     /// The human-readable report: counts per kind, then up to `examples` per kind.
@@ -97,7 +121,7 @@ impl Report {
                 out.push_str(&format!("  {kind} {}: {}\n", drift.id, drift.detail));
             }
         }
-        out.push_str(&format!("total drift: {}", self.drift.len()));
+        out.push_str(&format!("total drift: {}", self.total_drift()));
         if self.repaired > 0 || !self.all_repaired() {
             out.push_str(&format!(
                 ", repaired: {}, repair failures: {}",
@@ -202,6 +226,89 @@ pub(crate) fn to_crm_money(m: Option<&erp::Money>) -> Option<crm::Money> {
     })
 }
 
+/// Compares one CRM customer with the ERP's mirror of it (with `repair`, re-applies the owner's
+/// side of what differs); answers whether the ERP had finance to compare.
+async fn compare_customer(
+    flows: &Flows,
+    repair: bool,
+    owner: &crm::Customer,
+    mirror: Option<&erp::Customer>,
+    report: &mut Report,
+) -> bool {
+    let differences = match mirror.and_then(|m| m.profile.as_ref()) {
+        None => vec!["missing in the ERP".to_owned()],
+        Some(profile) => profile_differences(owner, profile),
+    };
+    if !differences.is_empty() {
+        report.found(Drift {
+            kind: "customer_profile",
+            id: owner.id.clone(),
+            detail: differences.join("; "),
+        });
+        if repair {
+            let request = customer_from_crm(owner.clone(), true);
+            report.record(
+                flows
+                    .erp
+                    .clone()
+                    .apply_customer(flows.request(request))
+                    .await
+                    .map(|r| r.into_inner().applied),
+                format!("customer {}", owner.id),
+            )
+        }
+    }
+    let Some(finance) = mirror
+        .and_then(|m| m.finance.as_ref())
+        .filter(|f| f.version > 0)
+    else {
+        return false;
+    };
+    let crm_finance = owner.finance.clone().unwrap_or_default();
+    let mut differences = Vec::new();
+    if money(crm_finance.credit_limit.as_ref()) != erp_money(finance.credit_limit.as_ref()) {
+        differences.push("credit_limit");
+    }
+    if money(crm_finance.open_balance.as_ref()) != erp_money(finance.open_balance.as_ref()) {
+        differences.push("open_balance");
+    }
+    if crm_finance.credit_hold != finance.credit_hold {
+        differences.push("credit_hold");
+    }
+    if crm_finance.payment_terms != format!("NET{}", finance.payment_terms_days) {
+        differences.push("payment_terms");
+    }
+    if !differences.is_empty() {
+        report.found(Drift {
+            kind: "customer_finance",
+            id: owner.id.clone(),
+            detail: format!("differs in {}", differences.join(", ")),
+        });
+        if repair {
+            let request = tandem_proto::crm::v1::ApplyCustomerFinanceRequest {
+                customer_id: owner.id.clone(),
+                credit_limit: to_crm_money(finance.credit_limit.as_ref()),
+                payment_terms: format!("NET{}", finance.payment_terms_days),
+                open_balance: to_crm_money(finance.open_balance.as_ref()),
+                credit_hold: finance.credit_hold,
+                source_version: finance.version.max(crm_finance.source_version),
+                event_id: String::new(),
+                repair: true,
+            };
+            report.record(
+                flows
+                    .crm_sync
+                    .clone()
+                    .apply_customer_finance(flows.request(request))
+                    .await
+                    .map(|r| r.into_inner().applied),
+                format!("finance {}", owner.id),
+            )
+        }
+    }
+    true
+}
+
 /// Compares (and with `repair`, fixes) everything mirrored between the CRM and the ERP.
 pub async fn reconcile(
     flows: &Flows,
@@ -212,108 +319,38 @@ pub async fn reconcile(
     let erp = ErpClient::new(erp);
     let mut report = Report::default();
 
-    // Customers: the profile (CRM -> ERP) and the finance (ERP -> CRM).
-    // Both sides are read at once: each listing waits on its service most of the time.
-    let (owners, mirrors) = tokio::try_join!(
+    // Customers: the profile (CRM -> ERP) and the finance (ERP -> CRM). Both listings are in
+    // id order and read at once (each waits on its service most of the time), and compared
+    // as they stream by.
+    let mut pairs = Merged::new(
         crate::ops::listing::crm_customers(flows, quiet),
+        |c: &crm::Customer| Some(c.id.as_str()),
         crate::ops::listing::erp_customers(flows, &erp, quiet),
-    )?;
-    let mirrors: HashMap<String, erp::Customer> = mirrors
-        .into_iter()
-        .filter_map(|c| Some((c.profile.as_ref()?.id.clone(), c)))
-        .collect();
-    report.compared.insert("customer_profile", owners.len());
-    let mut finance_compared = 0;
-    for owner in &owners {
-        let mirror = mirrors.get(&owner.id);
-        let differences = match mirror.and_then(|m| m.profile.as_ref()) {
-            None => vec!["missing in the ERP".to_owned()],
-            Some(profile) => profile_differences(owner, profile),
-        };
-        if !differences.is_empty() {
-            report.drift.push(Drift {
-                kind: "customer_profile",
-                id: owner.id.clone(),
-                detail: differences.join("; "),
-            });
-            if repair {
-                let request = customer_from_crm(owner.clone(), true);
-                report.record(
-                    flows
-                        .erp
-                        .clone()
-                        .apply_customer(flows.request(request))
-                        .await
-                        .map(|r| r.into_inner().applied),
-                    format!("customer {}", owner.id),
-                )
+        |c: &erp::Customer| c.profile.as_ref().map(|p| p.id.as_str()),
+    );
+    let (mut compared, mut finance_compared) = (0, 0);
+    while let Some(pair) = pairs.next().await? {
+        let (owner, mirror) = match pair {
+            Pair::Both(owner, mirror) => (owner, Some(mirror)),
+            Pair::Left(owner) => (owner, None),
+            Pair::Right(mirror) => {
+                let id = mirror.profile.map(|p| p.id).unwrap_or_default();
+                report.found(Drift {
+                    kind: "customer_profile",
+                    id: id.clone(),
+                    detail: "only in the ERP's mirror: the CRM does not have it".to_owned(),
+                });
+                report.only_in_mirror(repair, format!("customer {id}"));
+                continue;
             }
-        }
-        let Some(finance) = mirror
-            .and_then(|m| m.finance.as_ref())
-            .filter(|f| f.version > 0)
-        else {
-            continue;
         };
-        finance_compared += 1;
-        let crm_finance = owner.finance.clone().unwrap_or_default();
-        let mut differences = Vec::new();
-        if money(crm_finance.credit_limit.as_ref()) != erp_money(finance.credit_limit.as_ref()) {
-            differences.push("credit_limit");
-        }
-        if money(crm_finance.open_balance.as_ref()) != erp_money(finance.open_balance.as_ref()) {
-            differences.push("open_balance");
-        }
-        if crm_finance.credit_hold != finance.credit_hold {
-            differences.push("credit_hold");
-        }
-        if crm_finance.payment_terms != format!("NET{}", finance.payment_terms_days) {
-            differences.push("payment_terms");
-        }
-        if !differences.is_empty() {
-            report.drift.push(Drift {
-                kind: "customer_finance",
-                id: owner.id.clone(),
-                detail: format!("differs in {}", differences.join(", ")),
-            });
-            if repair {
-                let request = tandem_proto::crm::v1::ApplyCustomerFinanceRequest {
-                    customer_id: owner.id.clone(),
-                    credit_limit: to_crm_money(finance.credit_limit.as_ref()),
-                    payment_terms: format!("NET{}", finance.payment_terms_days),
-                    open_balance: to_crm_money(finance.open_balance.as_ref()),
-                    credit_hold: finance.credit_hold,
-                    source_version: finance.version.max(crm_finance.source_version),
-                    event_id: String::new(),
-                    repair: true,
-                };
-                report.record(
-                    flows
-                        .crm_sync
-                        .clone()
-                        .apply_customer_finance(flows.request(request))
-                        .await
-                        .map(|r| r.into_inner().applied),
-                    format!("finance {}", owner.id),
-                )
-            }
+        compared += 1;
+        if compare_customer(flows, repair, &owner, mirror.as_ref(), &mut report).await {
+            finance_compared += 1;
         }
     }
+    report.compared.insert("customer_profile", compared);
     report.compared.insert("customer_finance", finance_compared);
-    let owned: HashSet<&str> = owners.iter().map(|c| c.id.as_str()).collect();
-    let mut orphans: Vec<&String> = mirrors
-        .keys()
-        .filter(|id| !owned.contains(id.as_str()))
-        .collect();
-    orphans.sort();
-    for id in orphans {
-        report.drift.push(Drift {
-            kind: "customer_profile",
-            id: id.clone(),
-            detail: "only in the ERP's mirror: the CRM does not have it".to_owned(),
-        });
-        report.only_in_mirror(repair, format!("customer {id}"));
-    }
 
     reconcile_catalogue(flows, &erp, repair, quiet, &mut report).await?;
     reconcile_orders(flows, &erp, repair, quiet, &mut report).await?;
@@ -328,9 +365,9 @@ async fn reconcile_catalogue(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let (owners, levels, catalogue) = tokio::try_join!(
-        crate::ops::listing::erp_products(flows, erp, quiet),
-        crate::ops::listing::erp_stock_levels(flows, erp, quiet),
-        crate::ops::listing::crm_catalogue(flows, quiet),
+        crate::ops::listing::erp_products(flows, erp, quiet).all(),
+        crate::ops::listing::erp_stock_levels(flows, erp, quiet).all(),
+        crate::ops::listing::crm_catalogue(flows, quiet).all(),
     )?;
     let mut available: BTreeMap<String, i64> = BTreeMap::new();
     for level in levels {
@@ -364,7 +401,7 @@ async fn reconcile_catalogue(
             Some(_) => None,
         };
         if let Some(detail) = differs {
-            report.drift.push(Drift {
+            report.found(Drift {
                 kind: "product",
                 id: owner.sku.clone(),
                 detail,
@@ -402,7 +439,7 @@ async fn reconcile_catalogue(
         .collect();
     orphans.sort_by(|a, b| a.sku.cmp(&b.sku));
     for orphan in orphans {
-        report.drift.push(Drift {
+        report.found(Drift {
             kind: "product",
             id: orphan.sku.clone(),
             detail: "only in the CRM's catalogue mirror: the ERP does not have it".to_owned(),
@@ -414,7 +451,7 @@ async fn reconcile_catalogue(
         if mirrored.map(|m| m.available) == Some(*owner_available) {
             continue;
         }
-        report.drift.push(Drift {
+        report.found(Drift {
             kind: "stock",
             id: sku.clone(),
             detail: format!(
@@ -461,6 +498,37 @@ pub(crate) fn fulfilment_of(status: erp::SalesOrderStatus) -> crm::FulfilmentSta
     }
 }
 
+/// What reconcile keeps of an ERP order while the CRM's orders stream by.
+struct HeldOrder {
+    status: erp::SalesOrderStatus,
+    version: i64,
+    /// The rejection reason and the invoice, for the orders that have either.
+    details: Option<Box<(String, Option<erp::Invoice>)>>,
+}
+
+impl HeldOrder {
+    fn of(order: erp::SalesOrder) -> Self {
+        let status = order.status();
+        let details = (!order.reason.is_empty() || order.invoice.is_some())
+            .then(|| Box::new((order.reason, order.invoice)));
+        Self {
+            status,
+            version: order.version,
+            details,
+        }
+    }
+
+    fn reason(&self) -> &str {
+        self.details.as_ref().map_or("", |d| d.0.as_str())
+    }
+
+    fn invoice(&self) -> Option<&erp::Invoice> {
+        self.details.as_ref().and_then(|d| d.1.as_ref())
+    }
+}
+
+/// Order statuses (ERP -> CRM) and submissions (CRM -> ERP). The ERP's orders are indexed by
+/// CRM order id (status and version only), then the CRM's stream by and are looked up.
 async fn reconcile_orders(
     flows: &Flows,
     erp: &ErpClient,
@@ -468,133 +536,163 @@ async fn reconcile_orders(
     quiet: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let (owners, mirrors) = tokio::try_join!(
-        crate::ops::listing::erp_orders(flows, erp, quiet),
-        crate::ops::listing::crm_orders(flows, quiet),
-    )?;
-    let mirrors: HashMap<String, crm::Order> =
-        mirrors.into_iter().map(|o| (o.id.clone(), o)).collect();
-    report.compared.insert("order_status", owners.len());
-    for owner in &owners {
-        let expected = fulfilment_of(owner.status());
-        let mirror = mirrors.get(&owner.crm_order_id);
-        let fulfilment = mirror
-            .and_then(|m| m.fulfilment.clone())
-            .unwrap_or_default();
-        let invoice_number = owner
-            .invoice
-            .as_ref()
-            .map(|i| i.invoice_number.clone())
-            .unwrap_or_default();
-        if mirror.is_some()
-            && fulfilment.status() == expected
-            && fulfilment.invoice_number == invoice_number
-        {
-            continue;
-        }
-        report.drift.push(Drift {
-            kind: "order_status",
-            id: owner.crm_order_id.clone(),
-            detail: match mirror {
-                None => "missing in the CRM".to_owned(),
-                Some(_) => format!("CRM {:?} vs ERP {:?}", fulfilment.status(), expected),
-            },
-        });
-        if repair && mirror.is_none() {
-            report.only_in_mirror(repair, format!("order {}", owner.crm_order_id));
-        }
-        if repair && mirror.is_some() {
-            let request = crm::ApplyOrderStatusRequest {
-                order_id: owner.crm_order_id.clone(),
-                status: expected as i32,
-                rejection_reason: if expected == crm::FulfilmentStatus::Rejected {
-                    if owner.reason.is_empty() {
-                        "rejected by the ERP".to_owned()
-                    } else {
-                        owner.reason.clone()
-                    }
-                } else {
-                    String::new()
-                },
-                invoice_number,
-                invoice_amount: owner
-                    .invoice
-                    .as_ref()
-                    .and_then(|i| to_crm_money(i.amount.as_ref())),
-                source_version: owner.version.max(fulfilment.source_version),
-                event_id: String::new(),
-                repair: true,
-            };
-            report.record(
-                flows
-                    .crm_sync
-                    .clone()
-                    .apply_order_status(flows.request(request))
-                    .await
-                    .map(|r| r.into_inner().applied),
-                format!("order {}", owner.crm_order_id),
-            )
+    // Both listings start at once; the CRM's waits a few pages ahead while the ERP's is read.
+    let mut held_orders = crate::ops::listing::erp_orders(flows, erp, quiet);
+    let mut mirrors = crate::ops::listing::crm_orders(flows, quiet);
+    let mut held: HashMap<u128, HeldOrder> = HashMap::new();
+    let mut compared = 0;
+    while let Some(order) = held_orders.next().await? {
+        compared += 1;
+        match uuid::Uuid::parse_str(&order.crm_order_id) {
+            Ok(id) => {
+                held.insert(id.as_u128(), HeldOrder::of(order));
+            }
+            // Not an id the CRM gives out: no CRM order can be this one.
+            Err(_) => {
+                let id = order.crm_order_id.clone();
+                compare_status(flows, repair, &id, &HeldOrder::of(order), None, report).await;
+            }
         }
     }
-    let known: HashSet<&str> = owners.iter().map(|o| o.crm_order_id.as_str()).collect();
-    reconcile_submissions(flows, repair, &mirrors, &known, report).await;
+    report.compared.insert("order_status", compared);
+
+    let mut submitted = 0;
+    while let Some(order) = mirrors.next().await? {
+        let owner = uuid::Uuid::parse_str(&order.id)
+            .ok()
+            .and_then(|id| held.remove(&id.as_u128()));
+        if order.submit_time.is_some() {
+            submitted += 1;
+        }
+        match owner {
+            Some(owner) => {
+                compare_status(flows, repair, &order.id, &owner, Some(&order), report).await
+            }
+            None if order.submit_time.is_some() => {
+                missing_submission(flows, repair, &order, report).await;
+            }
+            None => {}
+        }
+    }
+    report.compared.insert("order_submission", submitted);
+
+    // The ERP's orders no CRM order matched: the CRM lost them.
+    let mut lost: Vec<(u128, HeldOrder)> = held.into_iter().collect();
+    lost.sort_unstable_by_key(|(id, _)| *id);
+    for (id, owner) in lost {
+        let id = uuid::Uuid::from_u128(id).to_string();
+        compare_status(flows, repair, &id, &owner, None, report).await;
+    }
     Ok(())
 }
 
-/// Orders the CRM submitted that the ERP does not hold (a lost `crm.order.submitted`, or an
+/// Compares the ERP's status of order `id` with the CRM's fulfilment (with `repair`, applies
+/// the ERP's to the CRM).
+async fn compare_status(
+    flows: &Flows,
+    repair: bool,
+    id: &str,
+    owner: &HeldOrder,
+    mirror: Option<&crm::Order>,
+    report: &mut Report,
+) {
+    let expected = fulfilment_of(owner.status);
+    let fulfilment = mirror
+        .and_then(|m| m.fulfilment.clone())
+        .unwrap_or_default();
+    let invoice_number = owner
+        .invoice()
+        .map(|i| i.invoice_number.clone())
+        .unwrap_or_default();
+    if mirror.is_some()
+        && fulfilment.status() == expected
+        && fulfilment.invoice_number == invoice_number
+    {
+        return;
+    }
+    report.found(Drift {
+        kind: "order_status",
+        id: id.to_owned(),
+        detail: match mirror {
+            None => "missing in the CRM".to_owned(),
+            Some(_) => format!("CRM {:?} vs ERP {:?}", fulfilment.status(), expected),
+        },
+    });
+    if !repair {
+        return;
+    }
+    if mirror.is_none() {
+        report.only_in_mirror(repair, format!("order {id}"));
+        return;
+    }
+    let request = crm::ApplyOrderStatusRequest {
+        order_id: id.to_owned(),
+        status: expected as i32,
+        rejection_reason: if expected == crm::FulfilmentStatus::Rejected {
+            if owner.reason().is_empty() {
+                "rejected by the ERP".to_owned()
+            } else {
+                owner.reason().to_owned()
+            }
+        } else {
+            String::new()
+        },
+        invoice_number,
+        invoice_amount: owner
+            .invoice()
+            .and_then(|i| to_crm_money(i.amount.as_ref())),
+        source_version: owner.version.max(fulfilment.source_version),
+        event_id: String::new(),
+        repair: true,
+    };
+    report.record(
+        flows
+            .crm_sync
+            .clone()
+            .apply_order_status(flows.request(request))
+            .await
+            .map(|r| r.into_inner().applied),
+        format!("order {id}"),
+    )
+}
+
+/// An order the CRM submitted that the ERP does not hold (a lost `crm.order.submitted`, or an
 /// ERP restored to before it). Repair sends the CRM's order to `ErpSync.AcceptOrder` (keyed
 /// by the CRM's order id, so a bridge delivering it meanwhile cannot double it), then the
 /// cancellation when the CRM asked for one.
-async fn reconcile_submissions(
-    flows: &Flows,
-    repair: bool,
-    orders: &HashMap<String, crm::Order>,
-    in_erp: &HashSet<&str>,
-    report: &mut Report,
-) {
-    let mut submitted: Vec<&crm::Order> = orders
-        .values()
-        .filter(|o| o.submit_time.is_some())
-        .collect();
-    submitted.sort_by(|a, b| a.id.cmp(&b.id));
-    report.compared.insert("order_submission", submitted.len());
-    for order in submitted {
-        if in_erp.contains(order.id.as_str()) {
-            continue;
-        }
-        report.drift.push(Drift {
-            kind: "order_submission",
-            id: order.id.clone(),
-            detail: format!("{:?} in the CRM, missing in the ERP", order.status()),
-        });
-        if !repair {
-            continue;
-        }
-        let accepted = flows
+async fn missing_submission(flows: &Flows, repair: bool, order: &crm::Order, report: &mut Report) {
+    report.found(Drift {
+        kind: "order_submission",
+        id: order.id.clone(),
+        detail: format!("{:?} in the CRM, missing in the ERP", order.status()),
+    });
+    if !repair {
+        return;
+    }
+    let accepted = flows
+        .erp
+        .clone()
+        .accept_order(flows.request(accept_request(order)))
+        .await;
+    let cancel = matches!(
+        order.status(),
+        crm::OrderStatus::CancelRequested | crm::OrderStatus::Cancelled
+    );
+    let result = match accepted {
+        Ok(_) if cancel => flows
             .erp
             .clone()
-            .accept_order(flows.request(accept_request(order)))
-            .await;
-        let cancel = matches!(
-            order.status(),
-            crm::OrderStatus::CancelRequested | crm::OrderStatus::Cancelled
-        );
-        let result = match accepted {
-            Ok(_) if cancel => flows
-                .erp
-                .clone()
-                .cancel_order(flows.request(erp::CancelOrderRequest {
-                    crm_order_id: order.id.clone(),
-                    reason: order.cancellation_reason.clone(),
-                    event_id: String::new(),
-                }))
-                .await
-                .map(|r| r.into_inner().status() == erp::SalesOrderStatus::Cancelled),
-            // Accepted now, or by someone else meanwhile (then not by this repair).
-            other => other.map(|r| r.into_inner().created),
-        };
-        report.record(result, format!("order submission {}", order.id));
-    }
+            .cancel_order(flows.request(erp::CancelOrderRequest {
+                crm_order_id: order.id.clone(),
+                reason: order.cancellation_reason.clone(),
+                event_id: String::new(),
+            }))
+            .await
+            .map(|r| r.into_inner().status() == erp::SalesOrderStatus::Cancelled),
+        // Accepted now, or by someone else meanwhile (then not by this repair).
+        other => other.map(|r| r.into_inner().created),
+    };
+    report.record(result, format!("order submission {}", order.id));
 }
 
 /// The CRM's order as the ERP accepts it (what `crm.order.submitted` carries).
@@ -652,5 +750,35 @@ mod tests {
         report.only_in_mirror(true, "customer a".into());
         assert_eq!(report.repaired, 0);
         assert!(report.not_applied[0].contains("--recover-from-mirror"));
+    }
+
+    #[test]
+    fn drift_beyond_the_examples_kept_is_counted_not_kept() {
+        let mut report = Report::default();
+        for i in 0..EXAMPLES_KEPT + 5 {
+            report.found(Drift {
+                kind: "customer_profile",
+                id: format!("c{i}"),
+                detail: "missing in the ERP".into(),
+            });
+        }
+        report.found(Drift {
+            kind: "stock",
+            id: "SKU-1".into(),
+            detail: "available: CRM None vs ERP 0".into(),
+        });
+        assert_eq!(report.total_drift(), EXAMPLES_KEPT + 6);
+        assert_eq!(report.counts()["customer_profile"], EXAMPLES_KEPT + 5);
+        assert_eq!(
+            report.drift.len(),
+            EXAMPLES_KEPT + 1,
+            "one kind's flood keeps the other"
+        );
+        let rendered = report.render(2);
+        assert!(
+            rendered.ends_with(&format!("total drift: {}", EXAMPLES_KEPT + 6)),
+            "{rendered}"
+        );
+        assert!(rendered.contains("stock SKU-1"), "{rendered}");
     }
 }

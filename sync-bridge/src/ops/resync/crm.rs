@@ -89,6 +89,7 @@ pub async fn resync(
 
     let mirror: Vec<(erp::CustomerProfile, i64)> =
         crate::ops::listing::erp_customers(flows, &erp, quiet)
+            .all()
             .await?
             .into_iter()
             .filter_map(|c| Some((c.profile?, c.profile_version)))
@@ -165,8 +166,11 @@ pub async fn resync(
     }
 
     // Orders the ERP holds that the CRM lost.
-    let held = crate::ops::listing::erp_orders(flows, &erp, quiet).await?;
+    let held = crate::ops::listing::erp_orders(flows, &erp, quiet)
+        .all()
+        .await?;
     let owned: HashMap<String, crm::Order> = crate::ops::listing::crm_orders(flows, quiet)
+        .all()
         .await?
         .into_iter()
         .map(|o| (o.id.clone(), o))

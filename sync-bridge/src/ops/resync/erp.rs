@@ -84,6 +84,7 @@ pub async fn resync(
 
     // 1. The CRM's customers into the ERP's mirror.
     let profiles: HashMap<String, i64> = crate::ops::listing::erp_customers(flows, &erp, quiet)
+        .all()
         .await?
         .into_iter()
         .filter_map(|c| Some((c.profile?.id, c.profile_version)))
@@ -134,9 +135,13 @@ pub async fn resync(
 }
 
 async fn read_mirror(flows: &Flows, quiet: bool) -> anyhow::Result<Mirror> {
-    let products = crate::ops::listing::crm_catalogue(flows, quiet).await?;
-    let orders = crate::ops::listing::crm_orders(flows, quiet).await?;
-    let customers = crate::ops::listing::crm_customers(flows, quiet).await?;
+    let products = crate::ops::listing::crm_catalogue(flows, quiet)
+        .all()
+        .await?;
+    let orders = crate::ops::listing::crm_orders(flows, quiet).all().await?;
+    let customers = crate::ops::listing::crm_customers(flows, quiet)
+        .all()
+        .await?;
     Ok(Mirror {
         products,
         orders,
@@ -449,6 +454,7 @@ async fn resend_orders(
 ) -> anyhow::Result<Floors> {
     let held: BTreeMap<String, erp::SalesOrder> =
         crate::ops::listing::erp_orders(flows, erp, quiet)
+            .all()
             .await?
             .into_iter()
             .map(|o| (o.crm_order_id.clone(), o))
@@ -598,6 +604,9 @@ async fn unconverged(flows: &Flows, lifted: &[Pending]) -> Vec<String> {
 }
 
 async fn read_products(flows: &Flows) -> Option<HashMap<String, crm::Product>> {
-    let products = crate::ops::listing::crm_catalogue(flows, true).await.ok()?;
+    let products = crate::ops::listing::crm_catalogue(flows, true)
+        .all()
+        .await
+        .ok()?;
     Some(products.into_iter().map(|p| (p.sku.clone(), p)).collect())
 }

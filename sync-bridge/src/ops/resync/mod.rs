@@ -208,7 +208,7 @@ impl ResyncReport {
             "converged_ms": u64::try_from(self.converged_in.as_millis()).unwrap_or(u64::MAX),
             "unconverged": self.unconverged,
             "reconcile": {
-                "drift": self.reconcile.drift.len(),
+                "drift": self.reconcile.total_drift(),
                 "repaired": self.reconcile.repaired,
                 "not_applied": self.reconcile.not_applied,
                 "repair_failures": self.reconcile.repair_failures,

@@ -10,13 +10,13 @@ use support::{Crm, customer, mask, money};
 use tandem_proto::crm::v1 as pb;
 use tandem_proto::crm::v1::{
     Address, AddressKind, ApplyCustomerFinanceRequest, ApplyOrderStatusRequest,
-    ApplyProductRequest, ApplyStockLevelsRequest, ArchiveCustomerRequest, Contact,
-    CreateCustomerRequest, CreateOrderRequest, Customer, CustomerStatus, ExternalOrderLine,
-    FulfilmentStatus, GetAvailabilityRequest, GetCustomerRequest, GetOrderRequest,
-    ListCustomersRequest, ListOrdersRequest, ListProductsRequest, Order, OrderLine,
-    PlaceExternalOrderRequest, ProductData, RequestOrderCancellationRequest, StockLevel,
-    SubmitOrderRequest, UpdateCustomerRequest, UpdateOrderRequest,
-    UpsertCustomerByExternalRefRequest,
+    ApplyOrderStatusesRequest, ApplyProductRequest, ApplyStockLevelsRequest,
+    ArchiveCustomerRequest, Contact, CreateCustomerRequest, CreateOrderRequest, Customer,
+    CustomerStatus, ExternalOrderLine, FulfilmentStatus, GetAvailabilityRequest,
+    GetCustomerRequest, GetOrderRequest, ListCustomersRequest, ListOrdersRequest,
+    ListProductsRequest, Order, OrderLine, PlaceExternalOrderRequest, ProductData,
+    RequestOrderCancellationRequest, StockLevel, SubmitOrderRequest, UpdateCustomerRequest,
+    UpdateOrderRequest, UpsertCustomerByExternalRefRequest,
 };
 use tandem_tests::bad_requests::{assert_all_refused_writing_nothing, too_long, with};
 use tandem_tests::row;
@@ -973,6 +973,36 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
             "ApplyOrderStatus INVOICED with a negative amount",
             "invoice_amount.amount_minor",
             sync.apply_order_status(invoiced("INV-1", Some(("EUR", -500)))),
+        ),
+        // ---- CrmSync.ApplyOrderStatuses
+        row!(
+            "ApplyOrderStatuses without statuses",
+            "statuses",
+            sync.apply_order_statuses(ApplyOrderStatusesRequest { statuses: vec![] }),
+        ),
+        row!(
+            "ApplyOrderStatuses with 1001 statuses",
+            "statuses",
+            sync.apply_order_statuses(ApplyOrderStatusesRequest {
+                statuses: vec![order_status(|_| {}); 1001],
+            }),
+        ),
+        row!(
+            "ApplyOrderStatuses with a malformed order id in the second status",
+            "statuses[1].order_id",
+            sync.apply_order_statuses(ApplyOrderStatusesRequest {
+                statuses: vec![
+                    order_status(|_| {}),
+                    order_status(|r| r.order_id = "o-1".into()),
+                ],
+            }),
+        ),
+        row!(
+            "ApplyOrderStatuses with an invoice in another currency than the order's",
+            "statuses[1].invoice_amount.currency_code",
+            sync.apply_order_statuses(ApplyOrderStatusesRequest {
+                statuses: vec![order_status(|_| {}), invoiced("INV-1", Some(("USD", 500))),],
+            }),
         ),
         // ---- CrmSync.ApplyCustomerFinance
         row!(

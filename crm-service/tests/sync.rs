@@ -10,10 +10,10 @@ use std::collections::{HashMap, HashSet};
 use support::{Crm, customer, money, violated_fields};
 use tandem_proto::{
     crm::v1::{
-        ApplyCustomerFinanceRequest, ApplyOrderStatusRequest, ApplyProductRequest,
-        ApplyStockLevelsRequest, ArchiveCustomerRequest, CreateOrderRequest, Customer,
-        CustomerStatus, ExternalOrderLine, FulfilmentStatus, GetCustomerRequest, GetOrderRequest,
-        ListCustomersRequest, ListProductsRequest, Order, OrderLine, OrderStatus,
+        ApplyCustomerFinanceRequest, ApplyOrderStatusRequest, ApplyOrderStatusesRequest,
+        ApplyProductRequest, ApplyStockLevelsRequest, ArchiveCustomerRequest, CreateOrderRequest,
+        Customer, CustomerStatus, ExternalOrderLine, FulfilmentStatus, GetCustomerRequest,
+        GetOrderRequest, ListCustomersRequest, ListProductsRequest, Order, OrderLine, OrderStatus,
         PlaceExternalOrderRequest, ProductData, RepublishRequest, RequestOrderCancellationRequest,
         StockLevel, SubmitOrderRequest, UpdateCustomerRequest, UpsertCustomerByExternalRefRequest,
     },
@@ -743,6 +743,93 @@ async fn republish_writes_batches_that_cover_every_row() {
     .unwrap();
     assert_eq!((rows, distinct, matching), (1234, 1234, 1234));
     crm.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_of_statuses_applies_in_order_and_is_refused_whole() {
+    let (mut crm, _) = shop().await;
+    let place = |external_ref: &'static str| {
+        let mut sync = crm.sync.clone();
+        async move {
+            sync.place_external_order(external_order(external_ref, "web:ada", &[("B", 1)]))
+                .await
+                .unwrap()
+                .into_inner()
+                .order
+                .unwrap()
+                .id
+        }
+    };
+    let (first, second) = (place("shop-b1").await, place("shop-b2").await);
+    let status = |id: &str, status: FulfilmentStatus, version: i64| ApplyOrderStatusRequest {
+        order_id: id.to_owned(),
+        status: status as i32,
+        source_version: version,
+        ..ApplyOrderStatusRequest::default()
+    };
+    let fulfilment = |crm: &Crm, id: &str| {
+        let mut client = crm.client.clone();
+        let id = id.to_owned();
+        async move {
+            let order = client
+                .get_order(GetOrderRequest { id })
+                .await
+                .unwrap()
+                .into_inner();
+            let status = order.status();
+            let fulfilment = order.fulfilment.unwrap_or_default();
+            (fulfilment.status(), fulfilment.source_version, status)
+        }
+    };
+
+    // One order twice (the later version wins), a replay, another order cancelled.
+    let results = crm
+        .sync
+        .apply_order_statuses(ApplyOrderStatusesRequest {
+            statuses: vec![
+                status(&first, FulfilmentStatus::Reserved, 1),
+                status(&first, FulfilmentStatus::Shipped, 2),
+                status(&first, FulfilmentStatus::Reserved, 1),
+                status(&second, FulfilmentStatus::Cancelled, 1),
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let answers: Vec<(bool, i64)> = results
+        .iter()
+        .map(|r| (r.applied, r.current_version))
+        .collect();
+    assert_eq!(answers, [(true, 1), (true, 2), (false, 2), (true, 1)]);
+    assert_eq!(
+        fulfilment(&crm, &first).await,
+        (FulfilmentStatus::Shipped, 2, OrderStatus::Submitted)
+    );
+    assert_eq!(
+        fulfilment(&crm, &second).await,
+        (FulfilmentStatus::Cancelled, 1, OrderStatus::Cancelled),
+        "CANCELLED ends the CRM order, as a single status does"
+    );
+
+    // An unknown order refuses the whole batch: the status before it is not applied either.
+    let unknown = "0193a0c4-0000-7000-8000-00000000dead";
+    let refused = crm
+        .sync
+        .apply_order_statuses(ApplyOrderStatusesRequest {
+            statuses: vec![
+                status(&first, FulfilmentStatus::Backordered, 3),
+                status(unknown, FulfilmentStatus::Reserved, 1),
+            ],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    assert!(refused.message().contains(unknown), "{refused:?}");
+    assert_eq!(
+        fulfilment(&crm, &first).await,
+        (FulfilmentStatus::Shipped, 2, OrderStatus::Submitted)
+    );
 }
 
 #[tokio::test]

@@ -397,7 +397,21 @@ async fn json_logs_carry_the_callers_trace_and_no_secret() {
             .cloned()
             .collect()
     };
-    let (crm_out, bridge_out) = (stack.crm.output(), stack.bridge.output());
+    let applied_in_trace = |lines: &[serde_json::Value]| {
+        in_trace(lines).iter().any(|l| {
+            l["fields"]["message"] == "event applied" && l["span"]["aggregate_id"] == id.as_str()
+        })
+    };
+    // The ERP's row is visible before the bridge has logged the answer: wait for its line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let bridge_out = loop {
+        let output = stack.bridge.output();
+        if applied_in_trace(&lines(&output)) || std::time::Instant::now() > deadline {
+            break output;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let crm_out = stack.crm.output();
     let (crm_lines, bridge_lines) = (lines(&crm_out), lines(&bridge_out));
     assert!(
         !crm_lines.is_empty() && !bridge_lines.is_empty(),
@@ -418,12 +432,8 @@ async fn json_logs_carry_the_callers_trace_and_no_secret() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let bridge_event = in_trace(&bridge_lines);
     assert!(
-        bridge_event
-            .iter()
-            .any(|l| l["fields"]["message"] == "event applied"
-                && l["span"]["aggregate_id"] == id.as_str()),
+        applied_in_trace(&bridge_lines),
         "no bridge line of the event in trace {}:\n{bridge_out}",
         frontend.trace_id
     );

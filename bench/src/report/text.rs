@@ -67,7 +67,7 @@ commit that lands during a cycle waits for the next. Pipelining cycles would tak
 is cheap but lost acknowledged records. A longer fetch wait trades exactly that much latency on tansu; pausing the \
 bridge's partitions after a quiet spell and fetching once every few hundred milliseconds until events come again \
 would cut idle work tenfold at the price of the first event's latency.
-4. Scale: a snapshot's orders and statuses reach the other side one event per call (about 1,000-1,600 events/s), \
-so at a million orders the snapshot takes well over 15 minutes to settle, and whatever is measured in that time \
-shares the CPU with it. Batch calls for accepted orders and order statuses, as customers and stock levels \
-already have, are next.";
+4. Scale: a snapshot's orders reach the ERP one `AcceptOrder` call per event, so at a million orders the snapshot \
+takes well over 15 minutes to settle, and whatever is measured in that time shares the CPU with it. Order \
+statuses now travel in batches (`CrmSync.ApplyOrderStatuses`, one read of all a batch's orders); a batch call for \
+accepted orders is next.";

@@ -12,12 +12,13 @@
 use std::time::{Duration, Instant};
 use tandem_proto::crm::v1::{
     ApplyCustomerFinanceRequest, ApplyCustomerFinanceResponse, ApplyOrderStatusRequest,
-    ApplyOrderStatusResponse, ApplyProductRequest, ApplyProductResponse, ApplyStockLevelsRequest,
-    ApplyStockLevelsResponse, LiftCustomerVersionsRequest, LiftCustomerVersionsResponse,
-    LiftOutcome, LiftedCustomer, PlaceExternalOrderRequest, PlaceExternalOrderResponse,
-    RecoverOrdersRequest, RecoverOrdersResponse, RecoveredOrder, RepublishRequest,
-    RepublishResponse, StockLevelResult, UpsertCustomerByExternalRefRequest,
-    UpsertCustomerByExternalRefResponse, crm_sync_server::CrmSync,
+    ApplyOrderStatusResponse, ApplyOrderStatusesRequest, ApplyOrderStatusesResponse,
+    ApplyProductRequest, ApplyProductResponse, ApplyStockLevelsRequest, ApplyStockLevelsResponse,
+    LiftCustomerVersionsRequest, LiftCustomerVersionsResponse, LiftOutcome, LiftedCustomer,
+    PlaceExternalOrderRequest, PlaceExternalOrderResponse, RecoverOrdersRequest,
+    RecoverOrdersResponse, RecoveredOrder, RepublishRequest, RepublishResponse, StockLevelResult,
+    UpsertCustomerByExternalRefRequest, UpsertCustomerByExternalRefResponse,
+    crm_sync_server::CrmSync,
 };
 
 use serde::{Deserialize, Serialize};
@@ -31,12 +32,14 @@ use crate::{
     customers::Customers,
     error::{Error, check},
     finance::{FinanceData, FinanceMirror},
-    orders::{ExternalOrder, FulfilmentUpdate, LineRequest, Orders},
+    orders::{ExternalOrder, FulfilmentUpdate, LineRequest, Orders, StatusChange},
     restore::{MirroredCustomer, MirroredLine, MirroredOrder, Outcome, Restore},
 };
 
 /// The most entities one resync call carries.
 const RESYNC_BATCH: usize = 500;
+/// The most statuses one `ApplyOrderStatuses` call carries.
+const STATUSES_MAX: usize = 1_000;
 
 /// How long one `Republish` call works before it answers a token to go on with: well inside
 /// the server's own deadline (`grpc.limits.request_timeout_ms`, 30 s by default).
@@ -296,26 +299,41 @@ impl CrmSync for SyncApi {
         &self,
         request: Request<ApplyOrderStatusRequest>,
     ) -> Reply<ApplyOrderStatusResponse> {
-        let request = request.into_inner();
-        let id = parse_id("order_id", &request.order_id)?;
-        let status = orders_pb::fulfilment_from(request.status())
-            .ok_or_else(|| Error::invalid("status", "required"))?;
-        let version = source_version(request.source_version)?;
-        let update = FulfilmentUpdate {
-            status,
-            rejection_reason: optional(&request.rejection_reason),
-            invoice_number: optional(&request.invoice_number),
-            invoice_amount: request
-                .invoice_amount
-                .map(|m| (m.currency_code, m.amount_minor)),
-        };
-        let applied = self
-            .orders
-            .apply_status(id, &update, version, request.repair)
-            .await?;
+        let change = status_change(&request.into_inner())?;
+        let applied = self.orders.apply_status(&change).await?;
         Ok(Response::new(ApplyOrderStatusResponse {
             applied: applied.changed,
             current_version: applied.current_version,
+        }))
+    }
+
+    async fn apply_order_statuses(
+        &self,
+        request: Request<ApplyOrderStatusesRequest>,
+    ) -> Reply<ApplyOrderStatusesResponse> {
+        let statuses = request.into_inner().statuses;
+        if statuses.is_empty() || statuses.len() > STATUSES_MAX {
+            return Err(Error::invalid("statuses", format!("1 to {STATUSES_MAX} statuses")).into());
+        }
+        let changes = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, status)| {
+                status_change(status).map_err(|e| e.prefixed(&format!("statuses[{i}].")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let applied = self
+            .orders
+            .apply_statuses(&changes, |i| format!("statuses[{i}]."))
+            .await?;
+        Ok(Response::new(ApplyOrderStatusesResponse {
+            results: applied
+                .into_iter()
+                .map(|a| ApplyOrderStatusResponse {
+                    applied: a.changed,
+                    current_version: a.current_version,
+                })
+                .collect(),
         }))
     }
 
@@ -516,4 +534,26 @@ impl CrmSync for SyncApi {
             next_page_token,
         }))
     }
+}
+
+/// The change an `ApplyOrderStatusRequest` asks for, or what is wrong with it.
+fn status_change(request: &ApplyOrderStatusRequest) -> Result<StatusChange, Error> {
+    let id = parse_id("order_id", &request.order_id)?;
+    let status = orders_pb::fulfilment_from(request.status())
+        .ok_or_else(|| Error::invalid("status", "required"))?;
+    let version = source_version(request.source_version)?;
+    Ok(StatusChange {
+        id,
+        update: FulfilmentUpdate {
+            status,
+            rejection_reason: optional(&request.rejection_reason),
+            invoice_number: optional(&request.invoice_number),
+            invoice_amount: request
+                .invoice_amount
+                .as_ref()
+                .map(|m| (m.currency_code.clone(), m.amount_minor)),
+        },
+        version,
+        repair: request.repair,
+    })
 }

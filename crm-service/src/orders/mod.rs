@@ -271,41 +271,90 @@ impl Orders {
     }
 
     /// Applies the ERP's fulfilment status at `version` (version-gated; never published; with
-    /// `repair`, an equal version applies too). CANCELLED ends the CRM order too. Unknown orders are NOT_FOUND; drafts, which the ERP
-    /// cannot know, FAILED_PRECONDITION.
-    #[tracing::instrument(skip(self, update), fields(status = update.status.as_str()))]
-    pub async fn apply_status(
-        &self,
-        id: Uuid,
-        update: &FulfilmentUpdate,
-        version: i64,
-        repair: bool,
-    ) -> Result<Applied> {
-        let mut tx = self.outbox.begin(&self.pool).await?;
-        let order = store::get_for_update(&mut tx, id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        if order.status == OrderStatus::Draft {
-            return Err(Error::precondition(format!(
-                "order {id} is a DRAFT, which the ERP cannot know"
-            )));
-        }
-        check(update.violations(order.currency.as_deref()))?;
-        let stored = order.fulfilment.as_ref().map_or(0, |f| f.source_version);
-        if version < stored || (version == stored && !repair) {
-            return Ok(Applied {
-                changed: false,
-                current_version: stored,
-            });
-        }
-        let status = model::status_after(order.status, update.status);
-        let written = store::apply_fulfilment(&mut tx, id, update, version, status, repair).await?;
-        tx.commit().await?;
-        Ok(Applied {
-            changed: written,
-            current_version: if written { version } else { stored },
+    /// `repair`, an equal version applies too). CANCELLED ends the CRM order too. Unknown orders
+    /// are NOT_FOUND; drafts, which the ERP cannot know, FAILED_PRECONDITION.
+    #[tracing::instrument(skip(self, change), fields(status = change.update.status.as_str()))]
+    pub async fn apply_status(&self, change: &StatusChange) -> Result<Applied> {
+        let mut applied = self
+            .apply_statuses(std::slice::from_ref(change), |_| String::new())
+            .await?;
+        applied.pop().ok_or_else(|| {
+            sqlx::Error::Protocol("a status applied without an answer".into()).into()
         })
     }
+
+    /// Applies each of `changes` as [`Orders::apply_status`] would, in the order given (an
+    /// order may come more than once), in one transaction: one read of every order, a write
+    /// per change that passes its version gate. Any change refused refuses them all; the
+    /// fields of an invalid one are named under `prefix(its index)`.
+    #[tracing::instrument(skip_all, fields(size = changes.len()))]
+    pub async fn apply_statuses(
+        &self,
+        changes: &[StatusChange],
+        prefix: impl Fn(usize) -> String,
+    ) -> Result<Vec<Applied>> {
+        let mut tx = self.outbox.begin(&self.pool).await?;
+        let mut ids: Vec<Uuid> = changes.iter().map(|c| c.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut gates = store::fulfilment_gates_for_update(&mut tx, &ids).await?;
+        let mut applied = Vec::with_capacity(changes.len());
+        let mut wrote = false;
+        for (index, change) in changes.iter().enumerate() {
+            let id = change.id;
+            let gate = gates.get_mut(&id).ok_or_else(|| not_found(id))?;
+            if gate.status == OrderStatus::Draft {
+                return Err(Error::precondition(format!(
+                    "order {id} is a DRAFT, which the ERP cannot know"
+                )));
+            }
+            check(change.update.violations(gate.currency.as_deref()))
+                .map_err(|e| e.prefixed(&prefix(index)))?;
+            let stored = gate.version;
+            if change.version < stored || (change.version == stored && !change.repair) {
+                applied.push(Applied {
+                    changed: false,
+                    current_version: stored,
+                });
+                continue;
+            }
+            let status = model::status_after(gate.status, change.update.status);
+            let written = store::apply_fulfilment(
+                &mut tx,
+                id,
+                &change.update,
+                change.version,
+                status,
+                change.repair,
+            )
+            .await?;
+            if written {
+                *gate = store::FulfilmentGate {
+                    status,
+                    currency: gate.currency.take(),
+                    version: change.version,
+                };
+                wrote = true;
+            }
+            applied.push(Applied {
+                changed: written,
+                current_version: gate.version,
+            });
+        }
+        if wrote {
+            tx.commit().await?;
+        }
+        Ok(applied)
+    }
+}
+
+/// A fulfilment status to apply to an order: what `CrmSync.ApplyOrderStatus` carries.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub id: Uuid,
+    pub update: FulfilmentUpdate,
+    pub version: i64,
+    pub repair: bool,
 }
 
 /// Reads and locks the order; with `expected_version`, fails with `Aborted` unless current.

@@ -283,6 +283,43 @@ pub(crate) async fn apply_fulfilment(
     Ok(written == 1)
 }
 
+/// What applying a fulfilment status reads of an order.
+pub(crate) struct FulfilmentGate {
+    pub status: OrderStatus,
+    pub currency: Option<String>,
+    /// The source version of the stored fulfilment (0 before the first).
+    pub version: i64,
+}
+
+/// The [`FulfilmentGate`] of each of `ids` that exists, the rows locked until the transaction
+/// ends (in id order, so two batches cannot wait on each other).
+pub(crate) async fn fulfilment_gates_for_update(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, FulfilmentGate>, sqlx::Error> {
+    let rows: Vec<(Uuid, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, status, currency, fulfilment_version FROM orders \
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(id, status, currency, version)| {
+            let status = OrderStatus::parse(&status)
+                .ok_or_else(|| decode(format!("order {id} has unknown status {status:?}")))?;
+            Ok((
+                id,
+                FulfilmentGate {
+                    status,
+                    currency,
+                    version,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// One page of orders in id (creation) order.
 pub(crate) async fn list(
     conn: &mut PgConnection,

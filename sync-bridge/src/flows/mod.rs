@@ -8,7 +8,7 @@
 //! | `crm.orders` | `crm.order.cancel_requested` | `ErpSync.CancelOrder` |
 //! | `erp.products` | `erp.product.upserted` | `CrmSync.ApplyProduct` |
 //! | `erp.stock` | `erp.stock.changed` | `CrmSync.ApplyStockLevels` (batched) |
-//! | `erp.orders` | `erp.order.status_changed` | `CrmSync.ApplyOrderStatus` |
+//! | `erp.orders` | `erp.order.status_changed` | `CrmSync.ApplyOrderStatuses` (batched; `ApplyOrderStatus` one by one after a refused batch) |
 //! | `erp.customers` | `erp.customer.finance_changed` | `CrmSync.ApplyCustomerFinance` |
 //! | `integration.customers` | `integration.customer.upserted` | `CrmSync.UpsertCustomerByExternalRef` |
 //! | `integration.orders` | `integration.order.placed` | `CrmSync.PlaceExternalOrder` |
@@ -153,7 +153,7 @@ fn route(kind: EventKind) -> (&'static str, Option<Batch>) {
         K::CrmOrderSubmitted | K::CrmOrderCancelRequested => ("crm_order_to_erp", None),
         K::ErpProductUpserted => ("erp_product_to_crm", None),
         K::ErpStockChanged => ("erp_stock_to_crm", Some(Batch::StockLevels)),
-        K::ErpOrderStatusChanged => ("erp_order_status_to_crm", None),
+        K::ErpOrderStatusChanged => ("erp_order_status_to_crm", Some(Batch::OrderStatuses)),
         K::ErpCustomerFinanceChanged => ("erp_finance_to_crm", None),
         K::IntegrationCustomerUpserted => ("integration_customer_to_crm", None),
         K::IntegrationOrderPlaced => ("integration_order_to_crm", None),
@@ -168,6 +168,8 @@ enum Batch {
     Customers,
     /// `CrmSync.ApplyStockLevels`.
     StockLevels,
+    /// `CrmSync.ApplyOrderStatuses`.
+    OrderStatuses,
 }
 
 /// The metrics label of the flow an event type belongs to (`unknown` for a type Tandem does
@@ -274,6 +276,7 @@ impl Flows {
         }
         match first {
             Some(Batch::StockLevels) => to_crm::apply_stock(self, envelopes).await,
+            Some(Batch::OrderStatuses) => to_crm::apply_order_statuses(self, envelopes).await,
             Some(Batch::Customers) => to_erp::apply_customers(self, envelopes).await,
             None => Err(permanent(
                 Reason::UnknownType,

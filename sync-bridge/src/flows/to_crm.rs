@@ -193,6 +193,44 @@ pub(super) async fn apply_order_status(
     Ok(Outcome::changed(response.get_ref().applied))
 }
 
+/// One call for all of `envelopes` (`CrmSync.ApplyOrderStatuses`, applied in order); an
+/// outcome per envelope.
+pub(super) async fn apply_order_statuses(
+    flows: &Flows,
+    envelopes: &[Envelope],
+) -> Result<Vec<Outcome>, FlowError> {
+    let request = crm::ApplyOrderStatusesRequest {
+        statuses: envelopes
+            .iter()
+            .map(order_status_request)
+            .collect::<Result<_, _>>()?,
+    };
+    let response = flows
+        .crm_sync
+        .clone()
+        .apply_order_statuses(flows.request(request))
+        .await
+        .map_err(classify)?
+        .into_inner();
+    if response.results.len() != envelopes.len() {
+        // Applied one by one instead, each with its own answer.
+        return Err(permanent(
+            Reason::Rejected,
+            "results",
+            format!(
+                "ApplyOrderStatuses answered {} results for {} statuses",
+                response.results.len(),
+                envelopes.len()
+            ),
+        ));
+    }
+    Ok(response
+        .results
+        .iter()
+        .map(|result| Outcome::changed(result.applied))
+        .collect())
+}
+
 pub(super) async fn apply_finance(
     flows: &Flows,
     envelope: &Envelope,

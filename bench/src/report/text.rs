@@ -68,8 +68,11 @@ is cheap but lost acknowledged records. A longer fetch wait trades exactly that 
 bridge's partitions after a quiet spell and fetching once every few hundred milliseconds until events come again \
 would cut idle work tenfold at the price of the first event's latency.
 4. Scale: the snapshot moves customers at 3,300-3,900 per second at every size (308 s for a million, against a \
-target of 120 s), so the limit is a per-customer cost, not one that grows with the data; which stage sets it \
-(the CRM's republish pages, the relay, the bridge's batches or the ERP's upserts) is not yet profiled. Its orders \
+target of 120 s), so the limit is a per-customer cost, not one that grows with the data. `perf record -a` over \
+the first 20 s of a 100k snapshot: PostgreSQL 58 % of all samples, most of it the ERP's backends; erp-service 15 %, \
+the bridge 11 %, crm-service 9 %. `ErpSync.ApplyCustomers` upserts a batch one statement per customer (500 round \
+trips per call); one set-based upsert per batch (the newest version of each customer, `unnest` arrays, \
+`ON CONFLICT ... WHERE` the version gate) is next. Its orders \
 reach the ERP one `AcceptOrder` call per event, so at a million orders it takes about 17 minutes to settle. \
 Order statuses travel in batches since the run above (`CrmSync.ApplyOrderStatuses`, one read of a batch's \
 orders); a batch call for accepted orders is next.";

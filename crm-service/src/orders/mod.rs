@@ -329,11 +329,8 @@ impl Orders {
             )
             .await?;
             if written {
-                *gate = store::FulfilmentGate {
-                    status,
-                    currency: gate.currency.take(),
-                    version: change.version,
-                };
+                gate.status = status;
+                gate.version = change.version;
                 wrote = true;
             }
             applied.push(Applied {

@@ -597,13 +597,9 @@ async fn compare_status(
     report: &mut Report,
 ) {
     let expected = fulfilment_of(owner.status);
-    let fulfilment = mirror
-        .and_then(|m| m.fulfilment.clone())
-        .unwrap_or_default();
-    let invoice_number = owner
-        .invoice()
-        .map(|i| i.invoice_number.clone())
-        .unwrap_or_default();
+    let none = crm::Fulfilment::default();
+    let fulfilment = mirror.and_then(|m| m.fulfilment.as_ref()).unwrap_or(&none);
+    let invoice_number = owner.invoice().map_or("", |i| i.invoice_number.as_str());
     if mirror.is_some()
         && fulfilment.status() == expected
         && fulfilment.invoice_number == invoice_number
@@ -637,7 +633,7 @@ async fn compare_status(
         } else {
             String::new()
         },
-        invoice_number,
+        invoice_number: invoice_number.to_owned(),
         invoice_amount: owner
             .invoice()
             .and_then(|i| to_crm_money(i.amount.as_ref())),

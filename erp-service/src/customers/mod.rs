@@ -3,6 +3,8 @@
 
 pub(crate) mod store;
 
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -91,14 +93,14 @@ impl Customers {
             return Err(Error::invalid("source_version", "must be positive"));
         }
         let mut conn = self.pool.acquire().await?;
-        store::apply(&mut conn, profile, version, repair)
-            .await
-            .map_err(Error::from)
+        let applied = store::apply_set(&mut conn, &[(profile, version)], repair).await?;
+        outcome(&applied, profile.id)
     }
 
     /// Applies several profiles in one transaction, each gated by its own version, in the
-    /// order given; one outcome per profile. Rows are locked in the order given: the bridge
-    /// sends one partition's customers, and a customer is always in the same partition.
+    /// order given; one outcome per profile. It takes one set-based upsert per [`rounds`]
+    /// (one for a batch of distinct customers without repairs), each locking its rows in id
+    /// order.
     #[tracing::instrument(skip_all, fields(customers = batch.len()))]
     pub async fn apply_many(&self, batch: &[(Profile, i64, bool)]) -> Result<Vec<Applied>> {
         if let Some(i) = batch.iter().position(|(_, version, _)| *version <= 0) {
@@ -108,12 +110,26 @@ impl Customers {
             ));
         }
         let mut tx = self.pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (profile, version, repair) in batch {
-            outcomes.push(store::apply(&mut tx, profile, *version, *repair).await?);
+        let mut outcomes = vec![None; batch.len()];
+        for round in rounds(batch) {
+            let set: Vec<(&Profile, i64)> = round
+                .members
+                .iter()
+                .map(|&i| (&batch[i].0, batch[i].1))
+                .collect();
+            let applied = store::apply_set(&mut tx, &set, round.repair).await?;
+            for &i in &round.members {
+                outcomes[i] = Some(outcome(&applied, batch[i].0.id)?);
+            }
         }
         tx.commit().await?;
-        Ok(outcomes)
+        outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, applied)| {
+                applied.ok_or_else(|| Error::Internal(format!("customers[{i}] was in no round")))
+            })
+            .collect()
     }
 
     /// Customers ordered by id, a page at a time.
@@ -135,5 +151,108 @@ impl Customers {
                 resource: "customer",
                 id: id.to_string(),
             })
+    }
+}
+
+/// The outcome of customer `id` in the answer of [`store::apply_set`].
+fn outcome(applied: &HashMap<Uuid, Applied>, id: Uuid) -> Result<Applied> {
+    applied
+        .get(&id)
+        .copied()
+        .ok_or_else(|| Error::Internal(format!("customer {id} neither written nor stored")))
+}
+
+/// Profiles of a batch that one set-based upsert can apply together.
+#[derive(Debug, PartialEq, Eq)]
+struct Round {
+    repair: bool,
+    /// Indexes into the batch, in batch order.
+    members: Vec<usize>,
+}
+
+/// Splits a batch into rounds of distinct customers sharing one `repair` flag (a statement
+/// writes a row once and takes one gate). A customer's k-th appearance is in a later round
+/// than its (k-1)-th, so each customer's versions apply in the order given; different
+/// customers are different rows, so their order does not matter.
+fn rounds(batch: &[(Profile, i64, bool)]) -> Vec<Round> {
+    let mut seen: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
+    let mut rounds: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
+    for (i, (profile, _, repair)) in batch.iter().enumerate() {
+        let appearance = seen.entry(profile.id).or_default();
+        rounds.entry((*appearance, *repair)).or_default().push(i);
+        *appearance += 1;
+    }
+    rounds
+        .into_iter()
+        .map(|((_, repair), members)| Round { repair, members })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u128, repair: bool) -> (Profile, i64, bool) {
+        let profile = Profile {
+            id: Uuid::from_u128(id),
+            display_name: "Ada".into(),
+            email: "ada@example.com".into(),
+            phone: None,
+            tax_id: None,
+            status: CustomerStatus::Active,
+            external_ref: None,
+            addresses: Vec::new(),
+        };
+        (profile, 1, repair)
+    }
+
+    fn round(repair: bool, members: &[usize]) -> Round {
+        Round {
+            repair,
+            members: members.to_vec(),
+        }
+    }
+
+    #[test]
+    fn distinct_customers_without_repairs_are_one_round() {
+        let batch: Vec<_> = (1..=4).map(|id| entry(id, false)).collect();
+        assert_eq!(rounds(&batch), [round(false, &[0, 1, 2, 3])]);
+        assert!(rounds(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_customer_seen_again_waits_for_a_later_round() {
+        // 1, 2, 1, 3, 1, 2: the second 1 and 2 in round two, the third 1 in round three.
+        let ids = [1, 2, 1, 3, 1, 2];
+        let batch: Vec<_> = ids.iter().map(|&id| entry(id, false)).collect();
+        assert_eq!(
+            rounds(&batch),
+            [
+                round(false, &[0, 1, 3]),
+                round(false, &[2, 5]),
+                round(false, &[4])
+            ]
+        );
+    }
+
+    #[test]
+    fn repairs_take_rounds_of_their_own_after_their_appearance() {
+        // 1 plain, 2 repair, 1 repair, 3 plain, 2 plain.
+        let batch = [
+            entry(1, false),
+            entry(2, true),
+            entry(1, true),
+            entry(3, false),
+            entry(2, false),
+        ];
+        assert_eq!(
+            rounds(&batch),
+            [
+                round(false, &[0, 3]),
+                round(true, &[1]),
+                round(false, &[4]),
+                round(true, &[2]),
+            ]
+        );
     }
 }

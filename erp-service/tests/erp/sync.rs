@@ -247,6 +247,70 @@ async fn apply_customer_mirrors_addresses_and_repairs_only_when_asked() {
 }
 
 #[tokio::test]
+async fn apply_customers_applies_each_customers_versions_in_batch_order() {
+    let mut erp = Erp::start().await;
+    let (a, b, c) = (
+        Uuid::now_v7().to_string(),
+        Uuid::now_v7().to_string(),
+        Uuid::now_v7().to_string(),
+    );
+    erp.apply(profile(&b, "Bea", Vec::new()), 5, false)
+        .await
+        .unwrap();
+    let drifted_b = profile(
+        &b,
+        "Bea Drift",
+        vec![address(pb::AddressKind::Billing, "Elm 2")],
+    );
+    let entry =
+        |profile: pb::CustomerProfile, version: i64, repair: bool| pb::ApplyCustomerRequest {
+            customer: Some(profile),
+            source_version: version,
+            event_id: Uuid::now_v7().to_string(),
+            repair,
+        };
+    let batch = vec![
+        entry(profile(&a, "Ada 1", Vec::new()), 1, false),
+        entry(profile(&a, "Ada 3", Vec::new()), 3, false),
+        entry(profile(&a, "Ada 2", Vec::new()), 2, false),
+        entry(drifted_b.clone(), 5, true),
+        entry(drifted_b.clone(), 5, true),
+        entry(profile(&c, "Cy", Vec::new()), 7, false),
+        entry(profile(&a, "Ada 3 again", Vec::new()), 3, false),
+        entry(profile(&b, "Bea 4", Vec::new()), 4, false),
+    ];
+    let results = erp
+        .sync
+        .apply_customers(pb::ApplyCustomersRequest { customers: batch })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let outcomes: Vec<(bool, i64)> = results
+        .iter()
+        .map(|r| (r.applied, r.current_version))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (true, 1),  // a: new
+            (true, 3),  // a: newer
+            (false, 3), // a: older than what the batch already wrote
+            (true, 5),  // b: a repair of drift at the stored version
+            (false, 5), // b: the same repair again is no change
+            (true, 7),  // c: new
+            (false, 3), // a: an equal version without repair
+            (false, 5), // b: older
+        ]
+    );
+    let name = |customer: pb::Customer| customer.profile.unwrap().display_name;
+    assert_eq!(name(erp.get_customer(&a).await), "Ada 3");
+    assert_eq!(erp.get_customer(&b).await.profile, Some(drifted_b));
+    assert_eq!(name(erp.get_customer(&c).await), "Cy");
+    erp.stop().await;
+}
+
+#[tokio::test]
 async fn count_stock_sets_on_hand_once_per_event_and_reserves_backorders() {
     let mut erp = Erp::start().await;
     erp.product("C-1", 10).await;

@@ -1275,6 +1275,44 @@ async fn every_bad_request_names_its_field_and_writes_nothing() {
                 }),
             ])),
         ),
+        // ---- ErpSync.AcceptOrders (the bridge's batch of crm.order.submitted events): a
+        // valid new order before the bad one would be accepted if a bad batch were partly
+        // applied.
+        row!(
+            "AcceptOrders without orders",
+            "orders",
+            sync.accept_orders(pb::AcceptOrdersRequest::default()),
+        ),
+        row!(
+            "AcceptOrders with 1001 orders",
+            "orders",
+            sync.accept_orders(pb::AcceptOrdersRequest {
+                orders: vec![accept(|_| {}); 1001],
+            }),
+        ),
+        row!(
+            "AcceptOrders with a malformed customer id after a valid new order",
+            "orders[1].customer_id",
+            sync.accept_orders(pb::AcceptOrdersRequest {
+                orders: vec![
+                    accept(|r| r.crm_order_id = "crm-b1".into()),
+                    accept(|r| r.customer_id = "ada".into()),
+                ],
+            }),
+        ),
+        row!(
+            "AcceptOrders with a zero quantity after a valid new order",
+            "orders[1].lines[0].quantity",
+            sync.accept_orders(pb::AcceptOrdersRequest {
+                orders: vec![
+                    accept(|r| r.crm_order_id = "crm-b2".into()),
+                    accept(|r| {
+                        r.crm_order_id = "crm-b3".into();
+                        r.lines[0].quantity = 0;
+                    }),
+                ],
+            }),
+        ),
         // ---- ErpSync.AcceptOrder
         row!(
             "AcceptOrder without a CRM order id",

@@ -1376,6 +1376,86 @@ async fn duplicate_accepts_and_cancels_change_nothing() {
 }
 
 #[tokio::test]
+async fn accept_orders_answers_each_order_in_batch_order_and_stops_at_a_refusal() {
+    let mut erp = Erp::start().await;
+    erp.product("P-1", 100).await;
+    erp.warehouse("AMS").await;
+    erp.receive("P-1", "AMS", 10).await;
+    let customer = erp.customer(1_000_000).await;
+    let before = erp.accepted("b-0", &customer, &[("P-1", 1, 100)]).await;
+    let accept_many = |orders: Vec<pb::AcceptOrderRequest>| pb::AcceptOrdersRequest { orders };
+
+    // Known, new, new, the first new one again (other lines), known again.
+    let results = erp
+        .sync
+        .accept_orders(accept_many(vec![
+            accept_request("b-0", &customer, &[("P-1", 9, 1)]),
+            accept_request("b-1", &customer, &[("P-1", 2, 100)]),
+            accept_request("b-2", &customer, &[("P-1", 3, 100)]),
+            accept_request("b-1", &customer, &[("P-1", 5, 1)]),
+            accept_request("b-0", &customer, &[("P-1", 1, 100)]),
+        ]))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let answered: Vec<(String, bool, S, i64)> = results
+        .iter()
+        .map(|r| {
+            let order = r.order.as_ref().unwrap();
+            let quantity = order.lines[0].quantity;
+            (
+                order.crm_order_id.clone(),
+                r.created,
+                order.status(),
+                quantity,
+            )
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        [
+            ("b-0".to_owned(), false, S::Reserved, 1),
+            ("b-1".to_owned(), true, S::Reserved, 2),
+            ("b-2".to_owned(), true, S::Reserved, 3),
+            ("b-1".to_owned(), false, S::Reserved, 2),
+            ("b-0".to_owned(), false, S::Reserved, 1),
+        ]
+    );
+    assert_eq!(results[0].order, Some(before));
+    assert_eq!(results[3].order, results[1].order);
+    assert_eq!(erp.level("P-1", "AMS").await, (10, 6, 4));
+
+    // A new order of an unknown customer ends the call: the one before it stays accepted,
+    // the one after it is not looked at.
+    let stranger = Uuid::now_v7().to_string();
+    let refused = erp
+        .sync
+        .accept_orders(accept_many(vec![
+            accept_request("b-3", &customer, &[("P-1", 1, 100)]),
+            accept_request("b-4", &stranger, &[("P-1", 1, 100)]),
+            accept_request("b-5", &customer, &[("P-1", 1, 100)]),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason_of(&refused), "UNKNOWN_CUSTOMER");
+    let stored =
+        |id: &str| format!("SELECT count(*) FROM sales_orders WHERE crm_order_id = '{id}'");
+    assert_eq!(erp.scalar(&stored("b-3")).await, 1);
+    assert_eq!(erp.scalar(&stored("b-4")).await, 0);
+    assert_eq!(erp.scalar(&stored("b-5")).await, 0);
+    assert_eq!(erp.level("P-1", "AMS").await, (10, 7, 3));
+    erp.assert_invariants().await;
+    // One status event per created order, none for the answers of known ones.
+    let orders = erp.events(topics::ERP_ORDERS, 4).await;
+    for id in ["b-0", "b-1", "b-2", "b-3"] {
+        assert_eq!(versions(&orders, id), [1], "events of {id}");
+    }
+    erp.stop().await;
+}
+
+#[tokio::test]
 async fn fifty_concurrent_orders_never_oversell_and_reserve_each_order_once() {
     let mut erp = Erp::start().await;
     erp.product("HOT", 100).await;

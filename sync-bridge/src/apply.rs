@@ -115,18 +115,21 @@ impl Applier {
     }
 
     /// Handles consecutive messages of a batching topic with as few calls as possible:
-    /// undecodable ones are dead-lettered one by one, the rest applied in one call; if that
-    /// call fails for good, each event is applied alone so only the bad one is dead-lettered.
+    /// undecodable ones are dead-lettered one by one; each run of consecutive events that join
+    /// the same batch is applied in one call, the other events one by one (a cancellation
+    /// between submitted orders, say). If a call fails for good, each event of its run is
+    /// applied alone, so only the bad one is dead-lettered.
     ///
     /// Traces: each event keeps its own `bridge.event` span, a child of its producer's span;
-    /// the call that applies them together runs in a `bridge.batch` span linked to every
+    /// the call that applies a run together runs in a `bridge.batch` span linked to every
     /// event's span (OpenTelemetry span links), and the target continues the batch's trace.
     pub async fn handle_batch<M: Message>(
         &self,
         messages: &[M],
         shutdown: &CancellationToken,
     ) -> Handled {
-        let mut decoded = Vec::with_capacity(messages.len());
+        let mut envelopes = Vec::with_capacity(messages.len());
+        let mut events = Vec::with_capacity(messages.len());
         for message in messages {
             let span = event_span(message);
             match flows::decode(message.payload()).and_then(|envelope| {
@@ -134,7 +137,8 @@ impl Applier {
             }) {
                 Ok(envelope) => {
                     record_envelope(&span, &envelope);
-                    decoded.push((message, envelope, span));
+                    envelopes.push(envelope);
+                    events.push((message, span));
                 }
                 Err(error) => {
                     let handled = self
@@ -147,29 +151,50 @@ impl Applier {
                 }
             }
         }
-        if decoded.is_empty() {
-            return Handled::Done;
+        for (together, run) in flows::batch_runs(&envelopes) {
+            let (events, envelopes) = (&events[run.clone()], &envelopes[run]);
+            let handled = if together {
+                self.apply_together(events, envelopes, shutdown).await
+            } else {
+                self.apply_each(events, envelopes, shutdown).await
+            };
+            if handled == Handled::Interrupted {
+                return Handled::Interrupted;
+            }
         }
+        Handled::Done
+    }
+
+    /// Applies `envelopes`, which join one batch, in one call (retrying transient failures);
+    /// one by one if the call fails for good.
+    async fn apply_together<M: Message>(
+        &self,
+        events: &[(&M, tracing::Span)],
+        envelopes: &[Envelope],
+        shutdown: &CancellationToken,
+    ) -> Handled {
+        let first = events.first().map(|(message, _)| *message);
         let batch = tracing::info_span!(
             "bridge.batch",
-            topic = messages.first().map(Message::topic).unwrap_or_default(),
-            partition = messages.first().map(Message::partition).unwrap_or_default(),
-            size = decoded.len(),
+            topic = first.map(Message::topic).unwrap_or_default(),
+            partition = first.map(Message::partition).unwrap_or_default(),
+            size = envelopes.len(),
         );
-        for (_, _, span) in &decoded {
+        for (_, span) in events {
             telemetry::add_link(&batch, span);
         }
-        let envelopes: Vec<Envelope> = decoded.iter().map(|(_, e, _)| e.clone()).collect();
         let mut backoff = Backoff::new(self.retry);
         loop {
             match self
                 .flows
-                .apply_batch(&envelopes)
+                .apply_batch(envelopes)
                 .instrument(batch.clone())
                 .await
             {
                 Ok(outcomes) => {
-                    for ((_, envelope, span), outcome) in decoded.iter().zip(outcomes) {
+                    for (((_, span), envelope), outcome) in
+                        events.iter().zip(envelopes).zip(outcomes)
+                    {
                         span.in_scope(|| record_applied(envelope, outcome));
                     }
                     return Handled::Done;
@@ -184,23 +209,40 @@ impl Applier {
                         return Handled::Interrupted;
                     }
                 }
+                Err(FlowError::MissingDependency(detail)) => {
+                    // An order before its customer, say: healed one event at a time.
+                    batch.in_scope(|| {
+                        tracing::info!(%detail, size = envelopes.len(), "a dependency of the batch is missing; applying its events one by one");
+                    });
+                    return self.apply_each(events, envelopes, shutdown).await;
+                }
                 Err(error) => {
                     batch.in_scope(|| {
                         tracing::warn!(%error, size = envelopes.len(), "batch refused; applying its events one by one");
                     });
-                    for (message, envelope, span) in &decoded {
-                        let handled = self
-                            .apply(*message, envelope, shutdown)
-                            .instrument(span.clone())
-                            .await;
-                        if handled == Handled::Interrupted {
-                            return Handled::Interrupted;
-                        }
-                    }
-                    return Handled::Done;
+                    return self.apply_each(events, envelopes, shutdown).await;
                 }
             }
         }
+    }
+
+    /// Applies `envelopes` one at a time, each in its own event's span.
+    async fn apply_each<M: Message>(
+        &self,
+        events: &[(&M, tracing::Span)],
+        envelopes: &[Envelope],
+        shutdown: &CancellationToken,
+    ) -> Handled {
+        for ((message, span), envelope) in events.iter().zip(envelopes) {
+            let handled = self
+                .apply(*message, envelope, shutdown)
+                .instrument(span.clone())
+                .await;
+            if handled == Handled::Interrupted {
+                return Handled::Interrupted;
+            }
+        }
+        Handled::Done
     }
 
     async fn apply<M: Message>(

@@ -83,6 +83,8 @@ type Reply<T> = Result<Response<T>, Status>;
 
 /// Most customers in one `ApplyCustomers` call.
 const APPLY_CUSTOMERS_MAX: usize = 1_000;
+/// Most orders in one `AcceptOrders` call.
+const ACCEPT_ORDERS_MAX: usize = 1_000;
 
 fn reference(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())

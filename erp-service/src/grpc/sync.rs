@@ -22,7 +22,10 @@ const REPUBLISH_BUDGET: Duration = Duration::from_secs(10);
 /// What a `Republish` token is bound to.
 const REPUBLISH: &str = "erp.republish";
 
-use super::{APPLY_CUSTOMERS_MAX, ErpApi, RESYNC_BATCH, Reply, convert, floor_violations, lifted};
+use super::{
+    ACCEPT_ORDERS_MAX, APPLY_CUSTOMERS_MAX, ErpApi, RESYNC_BATCH, Reply, convert, floor_violations,
+    lifted,
+};
 
 #[tonic::async_trait]
 impl ErpSync for ErpApi {
@@ -100,6 +103,41 @@ impl ErpSync for ErpApi {
         Ok(Response::new(pb::AcceptOrderResponse {
             order: Some(convert::order(&accepted.order)),
             created: accepted.created,
+        }))
+    }
+
+    async fn accept_orders(
+        &self,
+        request: Request<pb::AcceptOrdersRequest>,
+    ) -> Reply<pb::AcceptOrdersResponse> {
+        let orders = request.into_inner().orders;
+        if orders.is_empty() || orders.len() > ACCEPT_ORDERS_MAX {
+            return Err(Error::invalid("orders", format!("1..={ACCEPT_ORDERS_MAX} orders")).into());
+        }
+        let mut batch = Vec::with_capacity(orders.len());
+        let mut violations = Vec::new();
+        for (i, order) in orders.iter().enumerate() {
+            match convert::new_order(order) {
+                Ok(order) => batch.push(order),
+                Err(Error::Invalid(found)) => {
+                    violations.extend(validation::under(&format!("orders[{i}]."), found));
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations).into());
+        }
+        tracing::debug!(orders = batch.len(), "accepting orders");
+        let accepted = self.orders.accept_many(batch).await?;
+        Ok(Response::new(pb::AcceptOrdersResponse {
+            results: accepted
+                .iter()
+                .map(|accepted| pb::AcceptOrderResponse {
+                    order: Some(convert::order(&accepted.order)),
+                    created: accepted.created,
+                })
+                .collect(),
         }))
     }
 

@@ -9,7 +9,7 @@
 pub mod model;
 pub(crate) mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
@@ -17,6 +17,7 @@ use tandem_common::{
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
     paging::Page,
+    validation,
 };
 use uuid::Uuid;
 
@@ -93,6 +94,49 @@ impl Orders {
             return Err(Error::Invalid(violations));
         }
         retrying("accept order", || self.accept_once(&order)).await
+    }
+
+    /// Accepts several CRM orders in the order given; one outcome per order. The orders
+    /// accepted before are read at once (`created: false`); each new one is accepted as
+    /// [`Orders::accept`] does, in a transaction of its own. An order it refuses ends the call
+    /// with its error: the ones before it stay accepted, the ones after it are not looked at.
+    /// Fields are checked first, for every order, naming `orders[i].…`.
+    #[tracing::instrument(skip_all, fields(orders = batch.len()))]
+    pub async fn accept_many(&self, batch: Vec<NewOrder>) -> Result<Vec<Accepted>> {
+        let violations: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(i, order)| validation::under(&format!("orders[{i}]."), order.violations()))
+            .collect();
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations));
+        }
+        let mut known: HashMap<String, Order> = {
+            let ids: Vec<&str> = batch.iter().map(|o| o.crm_order_id.as_str()).collect();
+            let mut conn = self.pool.acquire().await?;
+            store::load_by_crm_ids(&mut conn, &ids)
+                .await?
+                .into_iter()
+                .map(|order| (order.crm_order_id.clone(), order))
+                .collect()
+        };
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for new in &batch {
+            let accepted = match known.get(&new.crm_order_id) {
+                Some(order) => Accepted {
+                    order: order.clone(),
+                    created: false,
+                },
+                None => {
+                    let accepted = retrying("accept order", || self.accept_once(new)).await?;
+                    // A second submission of the same order later in the batch finds it.
+                    known.insert(new.crm_order_id.clone(), accepted.order.clone());
+                    accepted
+                }
+            };
+            outcomes.push(accepted);
+        }
+        Ok(outcomes)
     }
 
     async fn accept_once(&self, new: &NewOrder) -> Result<Accepted> {

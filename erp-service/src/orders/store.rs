@@ -155,6 +155,28 @@ pub(crate) async fn load(
     Ok(orders.pop())
 }
 
+/// The orders of these CRM order ids that exist, with their lines and reservations, in no
+/// particular order.
+pub(crate) async fn load_by_crm_ids(
+    conn: &mut PgConnection,
+    crm_order_ids: &[&str],
+) -> Result<Vec<Order>, sqlx::Error> {
+    let rows: Vec<HeaderRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sales_orders WHERE crm_order_id = ANY($1)"
+    ))
+    .bind(crm_order_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut orders = rows
+        .into_iter()
+        .map(header)
+        .collect::<Result<Vec<_>, _>>()?;
+    if !orders.is_empty() {
+        with_lines(conn, &mut orders).await?;
+    }
+    Ok(orders)
+}
+
 type LineRow = (Uuid, i32, String, i64, i64);
 type ReservationRow = (Uuid, i32, String, i64, String);
 

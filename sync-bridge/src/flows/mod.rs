@@ -4,7 +4,7 @@
 //! | source topic | event types | target RPC |
 //! |---|---|---|
 //! | `crm.customers` | `crm.customer.upserted`, `crm.customer.archived` | `ErpSync.ApplyCustomers` (batched) |
-//! | `crm.orders` | `crm.order.submitted` | `ErpSync.AcceptOrder` (heals a missing customer) |
+//! | `crm.orders` | `crm.order.submitted` | `ErpSync.AcceptOrders` (batched; `AcceptOrder` one by one after a refused batch, healing a missing customer) |
 //! | `crm.orders` | `crm.order.cancel_requested` | `ErpSync.CancelOrder` |
 //! | `erp.products` | `erp.product.upserted` | `CrmSync.ApplyProduct` |
 //! | `erp.stock` | `erp.stock.changed` | `CrmSync.ApplyStockLevels` (batched) |
@@ -24,7 +24,7 @@ pub mod integration;
 pub mod to_crm;
 pub mod to_erp;
 
-use std::time::Duration;
+use std::{ops::Range, time::Duration};
 
 use tandem_common::{grpc::is_transient, telemetry};
 use tandem_proto::events::{Envelope, Event};
@@ -150,7 +150,8 @@ fn route(kind: EventKind) -> (&'static str, Option<Batch>) {
         K::CrmCustomerUpserted | K::CrmCustomerArchived => {
             ("crm_customer_to_erp", Some(Batch::Customers))
         }
-        K::CrmOrderSubmitted | K::CrmOrderCancelRequested => ("crm_order_to_erp", None),
+        K::CrmOrderSubmitted => ("crm_order_to_erp", Some(Batch::Orders)),
+        K::CrmOrderCancelRequested => ("crm_order_to_erp", None),
         K::ErpProductUpserted => ("erp_product_to_crm", None),
         K::ErpStockChanged => ("erp_stock_to_crm", Some(Batch::StockLevels)),
         K::ErpOrderStatusChanged => ("erp_order_status_to_crm", Some(Batch::OrderStatuses)),
@@ -163,9 +164,11 @@ fn route(kind: EventKind) -> (&'static str, Option<Batch>) {
 
 /// The calls that apply many events at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Batch {
+pub enum Batch {
     /// `ErpSync.ApplyCustomers`.
     Customers,
+    /// `ErpSync.AcceptOrders`.
+    Orders,
     /// `CrmSync.ApplyStockLevels`.
     StockLevels,
     /// `CrmSync.ApplyOrderStatuses`.
@@ -195,6 +198,35 @@ pub fn check_topic(topic: &str, envelope: &Envelope) -> Result<(), FlowError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The batch `envelope` joins, if its kind has one.
+pub fn batch_of(envelope: &Envelope) -> Option<Batch> {
+    envelope.kind().and_then(|kind| route(kind).1)
+}
+
+/// `envelopes` cut into runs of consecutive events: `true` for a run of two or more that
+/// joins one batch (one call applies it), `false` for events applied one by one.
+pub fn batch_runs(envelopes: &[Envelope]) -> Vec<(bool, Range<usize>)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while let Some(first) = envelopes.get(start) {
+        let batch = batch_of(first);
+        let length = envelopes[start..]
+            .iter()
+            .take_while(|envelope| batch_of(envelope) == batch)
+            .count();
+        let run = start..start + length;
+        match batch {
+            Some(_) if length > 1 => runs.push((true, run)),
+            _ => match runs.last_mut() {
+                Some((false, previous)) if previous.end == start => previous.end = run.end,
+                _ => runs.push((false, run)),
+            },
+        }
+        start += length;
+    }
+    runs
 }
 
 /// Whether events of `topic` are applied in batches (the target RPC takes many at once).
@@ -265,9 +297,8 @@ impl Flows {
     /// A batch that no single call applies (another type or schema version among them) is
     /// refused as permanent, so the caller applies its events one by one.
     pub async fn apply_batch(&self, envelopes: &[Envelope]) -> Result<Vec<Outcome>, FlowError> {
-        let batch = |envelope: &Envelope| envelope.kind().and_then(|k| route(k).1);
-        let first = envelopes.first().and_then(batch);
-        if envelopes.iter().any(|e| batch(e) != first) {
+        let first = envelopes.first().and_then(batch_of);
+        if envelopes.iter().any(|e| batch_of(e) != first) {
             return Err(permanent(
                 Reason::UnknownType,
                 "type",
@@ -278,6 +309,7 @@ impl Flows {
             Some(Batch::StockLevels) => to_crm::apply_stock(self, envelopes).await,
             Some(Batch::OrderStatuses) => to_crm::apply_order_statuses(self, envelopes).await,
             Some(Batch::Customers) => to_erp::apply_customers(self, envelopes).await,
+            Some(Batch::Orders) => to_erp::accept_orders(self, envelopes).await,
             None => Err(permanent(
                 Reason::UnknownType,
                 "type",
@@ -360,6 +392,37 @@ mod tests {
                 })
             ));
         }
+    }
+
+    #[test]
+    fn consecutive_events_of_one_batch_run_together_and_the_rest_one_by_one() {
+        let event = |event_type: &str| {
+            Envelope::new(
+                event_type,
+                1,
+                "crm",
+                "order",
+                "o-1",
+                1,
+                &serde_json::json!({}),
+            )
+            .unwrap()
+        };
+        let (submitted, cancel) = (
+            types::CRM_ORDER_SUBMITTED,
+            types::CRM_ORDER_CANCEL_REQUESTED,
+        );
+        let kinds = [
+            submitted, submitted, cancel, cancel, submitted, cancel, submitted, submitted,
+            submitted,
+        ];
+        let envelopes: Vec<Envelope> = kinds.iter().map(|kind| event(kind)).collect();
+        assert_eq!(
+            batch_runs(&envelopes),
+            [(true, 0..2), (false, 2..6), (true, 6..9)]
+        );
+        assert_eq!(batch_runs(&envelopes[..1]), [(false, 0..1)]);
+        assert!(batch_runs(&[]).is_empty());
     }
 
     #[test]

@@ -226,6 +226,47 @@ pub(super) async fn accept_order(
     Ok(Outcome::changed(response.get_ref().created))
 }
 
+/// Several `crm.order.submitted` -> one `ErpSync.AcceptOrders`; an outcome per envelope,
+/// `Applied` for each order the call created. Any refusal (an unknown customer or sku among
+/// the new orders, say) fails the batch, and the caller accepts its orders one by one, healing
+/// as [`accept_order`] does; the orders the call accepted before the refusal then answer
+/// "already accepted".
+pub(super) async fn accept_orders(
+    flows: &Flows,
+    envelopes: &[Envelope],
+) -> Result<Vec<Outcome>, FlowError> {
+    let request = erp::AcceptOrdersRequest {
+        orders: envelopes
+            .iter()
+            .map(|envelope| order_request(envelope, false))
+            .collect::<Result<_, _>>()?,
+    };
+    let response = flows
+        .erp
+        .clone()
+        .accept_orders(flows.request(request))
+        .await
+        .map_err(classify)?
+        .into_inner();
+    if response.results.len() != envelopes.len() {
+        // Accepted one by one instead, each with its own answer.
+        return Err(permanent(
+            Reason::Rejected,
+            "results",
+            format!(
+                "AcceptOrders answered {} results for {} orders",
+                response.results.len(),
+                envelopes.len()
+            ),
+        ));
+    }
+    Ok(response
+        .results
+        .iter()
+        .map(|result| Outcome::changed(result.created))
+        .collect())
+}
+
 /// Applies the CRM's current state of customer `id` to the ERP.
 pub async fn heal_customer(flows: &Flows, id: &str) -> Result<Outcome, FlowError> {
     let customer = flows

@@ -479,12 +479,13 @@ async fn bridge_only(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// Most attempts of the sustained-throughput ladder: enough to bracket the ceiling (a flat
+/// rate and a failed one a quarter above it) from a start that is far off.
+const SUSTAINED_ATTEMPTS: usize = 5;
+
 /// Bridge throughput and recovery, with events injected into `crm.customers`. Run on the mock
 /// cluster: the local broker (tansu, SQLite storage) stops answering under a few thousand
 /// events/s, which would measure the broker instead of the bridge.
-/// Most attempts of the sustained-throughput ladder.
-const SUSTAINED_ATTEMPTS: usize = 3;
-
 async fn bridge_phases(
     system: &mut System,
     plan: &Plan,
@@ -511,7 +512,7 @@ async fn bridge_phases(
             .unwrap_or(1000.0);
         // The ladder: from 85% of the drain rate, up by a quarter while the lag stays flat,
         // down by a quarter while it does not, until the ceiling is bracketed (a flat rate
-        // and a failed one above it) or three attempts were made.
+        // and a failed one above it) or five attempts were made.
         let round = |r: f64| (r / 100.0).floor().max(1.0) * 100.0;
         let mut rate = round(capacity * 0.85);
         let (mut best_flat, mut lowest_failed) = (None::<f64>, None::<f64>);

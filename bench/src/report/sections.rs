@@ -223,7 +223,7 @@ pub(super) fn bridge_throughput(o: &mut String, r: &Results) {
         "\nLag = events the broker acknowledged minus customers the ERP holds (sampled every second). Flat: it grew by \
          less than half a second of traffic over the window and the injector kept up. The first rate tried is 85% of the \
          drain rate; while the lag stays flat the next is a quarter higher, while it does not a quarter lower, until a \
-         flat rate and a failed one above it bracket the ceiling (at most three attempts)."
+         flat rate and a failed one above it bracket the ceiling (at most five attempts)."
     );
 }
 

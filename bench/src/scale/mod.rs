@@ -390,12 +390,14 @@ async fn settle(system: &System, started: Instant) -> Result<()> {
 /// The `crm.customer.*` events the bridge has finished (applied or found current), from its
 /// `/metrics`.
 async fn customer_events(system: &System) -> Result<f64> {
-    Ok(bridge_metric(system, tandem_common::metrics_names::BRIDGE_EVENTS_APPLIED)
-        .await?
-        .into_iter()
-        .filter(|(labels, _)| labels.contains("type=\"crm.customer."))
-        .map(|(_, value)| value)
-        .sum())
+    Ok(
+        bridge_metric(system, tandem_common::metrics_names::BRIDGE_EVENTS_APPLIED)
+            .await?
+            .into_iter()
+            .filter(|(labels, _)| labels.contains("type=\"crm.customer."))
+            .map(|(_, value)| value)
+            .sum(),
+    )
 }
 
 /// The bridge's consumer lag over every partition, from its `/metrics`.

@@ -198,6 +198,18 @@ impl<T: Send + 'static> Items<T> {
         }
     }
 
+    /// The next `n` items, fewer at the end; empty after the last.
+    pub(crate) async fn chunk(&mut self, n: usize) -> Result<Vec<T>, Status> {
+        let mut chunk = Vec::with_capacity(n.min(PAGE as usize));
+        while chunk.len() < n {
+            match self.next().await? {
+                Some(item) => chunk.push(item),
+                None => break,
+            }
+        }
+        Ok(chunk)
+    }
+
     /// The whole listing.
     pub(crate) async fn all(mut self) -> Result<Vec<T>, Status> {
         let mut all: Vec<T> = self.page.by_ref().collect();
@@ -376,6 +388,15 @@ mod tests {
         let mut items = served(&[&["a"], &["b"]]);
         assert_eq!(items.next().await.unwrap(), Some("a"));
         assert_eq!(items.all().await.unwrap(), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn a_listing_is_taken_in_chunks_that_cross_its_pages() {
+        let mut items = served(&[&["a", "b", "c"], &[], &["d", "e"]]);
+        assert_eq!(items.chunk(2).await.unwrap(), ["a", "b"]);
+        assert_eq!(items.chunk(2).await.unwrap(), ["c", "d"]);
+        assert_eq!(items.chunk(2).await.unwrap(), ["e"]);
+        assert!(items.chunk(2).await.unwrap().is_empty());
     }
 
     #[tokio::test]

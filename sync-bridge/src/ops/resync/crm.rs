@@ -87,19 +87,24 @@ pub async fn resync(
     let erp = ErpClient::new(erp_channel.clone());
     let mut report = ResyncReport::new(Side::Crm, recover);
 
-    let mirror: Vec<(erp::CustomerProfile, i64)> =
-        crate::ops::listing::erp_customers(flows, &erp, quiet)
-            .all()
-            .await?
+    // Customers: lift (or recover) in batches, as the mirror's listing streams by.
+    let mut listing = crate::ops::listing::erp_customers(flows, &erp, quiet);
+    let mut checked = 0;
+    let mut lifted: Vec<(String, i64)> = Vec::new();
+    loop {
+        let page = listing.chunk(BATCH).await?;
+        if page.is_empty() {
+            break;
+        }
+        let batch: Vec<(erp::CustomerProfile, i64)> = page
             .into_iter()
             .filter_map(|c| Some((c.profile?, c.profile_version)))
             .filter(|(_, version)| *version > 0)
             .collect();
-    report.checked.push(("customer", mirror.len()));
-
-    // Customers: lift (or recover) in batches.
-    let mut lifted: Vec<(String, i64)> = Vec::new();
-    for batch in mirror.chunks(BATCH) {
+        checked += batch.len();
+        if batch.is_empty() {
+            continue;
+        }
         let request = crm::LiftCustomerVersionsRequest {
             customers: batch
                 .iter()
@@ -165,30 +170,26 @@ pub async fn resync(
         }
     }
 
-    // Orders the ERP holds that the CRM lost.
-    let held = crate::ops::listing::erp_orders(flows, &erp, quiet)
-        .all()
-        .await?;
-    let owned: HashMap<String, crm::Order> = crate::ops::listing::crm_orders(flows, quiet)
-        .all()
-        .await?
-        .into_iter()
-        .map(|o| (o.id.clone(), o))
-        .collect();
-    report.checked.push(("order", held.len()));
-    let lost_orders: Vec<&erp::SalesOrder> = held
-        .iter()
-        .filter(|o| {
-            owned
-                .get(&o.crm_order_id)
-                .is_none_or(|owner| owner.status() == crm::OrderStatus::Draft)
-        })
-        .collect();
+    report.checked.push(("customer", checked));
+
+    // Orders the ERP holds that the CRM lost (or holds as a draft again): the CRM's orders
+    // as a compact index (id -> draft?, version), the ERP's streaming past it; only the lost
+    // ones are kept.
+    let owned = owned_orders(flows, quiet).await?;
+    let mut held = crate::ops::listing::erp_orders(flows, &erp, quiet);
+    let mut checked = 0;
+    let mut lost_orders: Vec<erp::SalesOrder> = Vec::new();
+    while let Some(order) = held.next().await? {
+        checked += 1;
+        if owner_of(&owned, &order.crm_order_id).is_none_or(|owner| owner.draft) {
+            lost_orders.push(order);
+        }
+    }
+    report.checked.push(("order", checked));
     let mut outcomes: HashMap<String, (String, i64)> = HashMap::new();
     if recover {
         let recoverable: Vec<&erp::SalesOrder> = lost_orders
             .iter()
-            .copied()
             .filter(|o| Uuid::parse_str(&o.crm_order_id).is_ok() && !o.lines.is_empty())
             .collect();
         for batch in recoverable.chunks(BATCH) {
@@ -253,9 +254,9 @@ pub async fn resync(
         report.lost.push(Lost {
             kind: "order",
             id: order.crm_order_id.clone(),
-            owner_version: owned.get(&order.crm_order_id).map_or(0, |o| o.version),
+            owner_version: owner_of(&owned, &order.crm_order_id).map_or(0, |o| o.version),
             mirror_version: order.version,
-            mirror: order_json(order),
+            mirror: order_json(&order),
             outcome,
             version,
             todo,
@@ -288,4 +289,38 @@ pub async fn resync(
 
     report.reconcile = reconcile::reconcile(flows, erp_channel, true, quiet).await?;
     Ok(report)
+}
+
+/// What the resync needs of a CRM order.
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    draft: bool,
+    version: i64,
+}
+
+/// The CRM's orders by id (its ids are UUIDs): about 40 bytes each, where the orders
+/// themselves, lines and all, would take a kilobyte.
+async fn owned_orders(flows: &Flows, quiet: bool) -> anyhow::Result<HashMap<u128, Owned>> {
+    let mut listing = crate::ops::listing::crm_orders(flows, quiet);
+    let mut owned = HashMap::new();
+    while let Some(order) = listing.next().await? {
+        let id = Uuid::parse_str(&order.id)
+            .map_err(|error| anyhow::anyhow!("the CRM listed order {:?}: {error}", order.id))?;
+        let draft = order.status() == crm::OrderStatus::Draft;
+        owned.insert(
+            id.as_u128(),
+            Owned {
+                draft,
+                version: order.version,
+            },
+        );
+    }
+    Ok(owned)
+}
+
+/// The CRM's order of an ERP order's `crm_order_id`; none for an id that is no UUID (no CRM
+/// order has one).
+fn owner_of(owned: &HashMap<u128, Owned>, crm_order_id: &str) -> Option<Owned> {
+    let id = Uuid::parse_str(crm_order_id).ok()?;
+    owned.get(&id.as_u128()).copied()
 }

@@ -18,7 +18,7 @@
 //!     event_id     UUID NOT NULL UNIQUE,
 //!     topic        TEXT NOT NULL,
 //!     kafka_key    TEXT NOT NULL,
-//!     payload      JSONB NOT NULL,
+//!     payload      JSON NOT NULL,  -- the envelope as written (0005_outbox_json.sql)
 //!     traceparent  TEXT,
 //!     created_at   TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
 //!     published_at TIMESTAMPTZ
@@ -31,7 +31,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use rdkafka::{error::KafkaError, producer::FutureRecord};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction, types::Json};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tandem_proto::events::{Envelope, Event};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -81,14 +81,16 @@ async fn insert(
     topic: &str,
     envelope: &Envelope,
 ) -> Result<(), sqlx::Error> {
+    let payload =
+        serde_json::to_string(envelope).map_err(|error| sqlx::Error::Encode(error.into()))?;
     sqlx::query(
         "INSERT INTO outbox (event_id, topic, kafka_key, payload, traceparent) \
-         VALUES ($1, $2, $3, $4, $5)",
+         VALUES ($1, $2, $3, $4::json, $5)",
     )
     .bind(envelope.id)
     .bind(topic)
     .bind(&envelope.aggregate_id)
-    .bind(Json(envelope))
+    .bind(payload)
     .bind(telemetry::current_traceparent())
     .execute(conn)
     .await?;
@@ -113,7 +115,7 @@ async fn insert_all(
     }
     sqlx::query(
         "INSERT INTO outbox (event_id, topic, kafka_key, payload, traceparent) \
-         SELECT id, topic, key, payload::jsonb, $5 \
+         SELECT id, topic, key, payload::json, $5 \
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
               WITH ORDINALITY AS e(id, topic, key, payload, position) \
          ORDER BY position",

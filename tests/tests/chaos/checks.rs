@@ -158,7 +158,7 @@ impl EndState {
         let customer_events = rows::<(String, i64, String, i64)>(
             crm,
             "SELECT kafka_key, (payload->>'aggregate_version')::bigint, \
-                    min(payload->'data'->>'email'), count(DISTINCT payload->'data') \
+                    min(payload->'data'->>'email'), count(DISTINCT (payload->'data')::jsonb) \
              FROM outbox WHERE topic = 'crm.customers' GROUP BY 1, 2",
         )
         .await
@@ -331,8 +331,8 @@ impl EndState {
         .map(|(id, sku, quantity)| (id, (sku, quantity)))
         .collect();
         let reused = "SELECT topic, kafka_key, payload->>'aggregate_version', \
-                             count(DISTINCT payload->'data') \
-                      FROM outbox GROUP BY 1, 2, 3 HAVING count(DISTINCT payload->'data') > 1";
+                             count(DISTINCT (payload->'data')::jsonb) \
+                      FROM outbox GROUP BY 1, 2, 3 HAVING count(DISTINCT (payload->'data')::jsonb) > 1";
         let mut reused_versions = Vec::new();
         for (service, db) in [("crm", crm), ("erp", erp)] {
             for (topic, key, version, states) in

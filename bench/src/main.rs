@@ -257,7 +257,13 @@ async fn run() -> Result<()> {
         ready_times.insert(name.to_owned(), ReadyTimes::from_runs(runs));
     }
     results.ready_ms = ready_times;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Idle is the state the stack settles in: the bridge rests after a quiet spell.
+    phase(
+        &mut errors,
+        "idle: the bridge resting",
+        system.wait_bridge_resting(Duration::from_secs(20)),
+    )
+    .await;
     results.usage_idle = procstat::sample(&system.targets(), plan.secs(5.0)).await;
 
     results.hop_tansu_200 = phase(

@@ -207,6 +207,42 @@ impl System {
         }
     }
 
+    /// The series of the bridge's metric `name` on its `/metrics`: labels and value.
+    pub async fn bridge_metric(&self, name: &str) -> Result<Vec<(String, f64)>> {
+        let addr = self.stack.bridge_http;
+        let (status, body) =
+            tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await??;
+        if status != 200 {
+            bail!("the bridge's /metrics answered {status}");
+        }
+        Ok(body
+            .lines()
+            .filter_map(|line| {
+                let series = line.strip_prefix(name)?;
+                let (labels, value) = series.rsplit_once(' ')?;
+                (labels.is_empty() || labels.starts_with('{'))
+                    .then(|| Some((labels.to_owned(), value.parse().ok()?)))?
+            })
+            .collect())
+    }
+
+    /// Waits (at most `timeout`) until the bridge rests after a quiet spell: the idle state.
+    pub async fn wait_bridge_resting(&self, timeout: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let resting = self
+                .bridge_metric(tandem_common::metrics_names::BRIDGE_RESTING)
+                .await?;
+            if resting.iter().any(|(_, value)| *value == 1.0) {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                bail!("the bridge did not rest within {timeout:?} of quiet");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The processes to watch for CPU and RSS.
     pub fn targets(&self) -> Vec<(String, Target)> {
         let mut targets = Vec::new();

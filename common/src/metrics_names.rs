@@ -52,6 +52,9 @@ pub const BRIDGE_REJOINS: &str = "tandem_bridge_rejoins_total";
 /// events the bridge had not read), so the bridge skipped to the oldest record it holds.
 /// Labels: `topic`, `partition`.
 pub const BRIDGE_OFFSET_RESETS: &str = "tandem_bridge_offset_resets_total";
+/// Gauge: 1 while the bridge rests (after a quiet spell it pauses its partitions and watches
+/// their end offsets instead of fetching; `consumer.rest_after_ms`), 0 while it fetches.
+pub const BRIDGE_RESTING: &str = "tandem_bridge_resting";
 
 /// Counter: gRPC calls a server answered. Labels: `method` (`/pkg.Service/Method` of a service
 /// the port serves, else `unknown`), `code` (`OK`, `NOT_FOUND`, ...).
@@ -221,6 +224,12 @@ pub const ALL: &[Described] = &[
         Kind::Counter,
         metrics::Unit::Count,
         "times the broker no longer held a partition's next offset, so unread events were skipped",
+    ),
+    d(
+        BRIDGE_RESTING,
+        Kind::Gauge,
+        metrics::Unit::Count,
+        "1 while the bridge rests after a quiet spell (partitions paused, end offsets watched)",
     ),
 ];
 

@@ -84,6 +84,7 @@ impl Application {
             settings.consumer.batch_max,
             settings.consumer.assignment,
             Duration::from_millis(settings.consumer.rejoin_after_ms),
+            consumer::Resting::from_settings(&settings.consumer),
         );
         // Ready while holding partitions and while the CRM, the ERP and the broker are
         // reachable.

@@ -14,6 +14,9 @@
 //! applied or the event is dead-lettered; librdkafka commits stored offsets every
 //! `commit_interval_ms`, on rebalance and at shutdown. A crash therefore re-delivers at most
 //! the events applied since the last commit, and the version-gated sync RPCs ignore them.
+//!
+//! After a quiet spell the bridge rests: it pauses its partitions and watches their end
+//! offsets instead of fetching (see [`crate::rest`]).
 
 use std::{
     collections::HashMap,
@@ -46,6 +49,7 @@ use tokio::sync::mpsc;
 use crate::{
     apply::{Applier, Handled},
     flows, offset_reset,
+    rest::{Check, Decision, Offsets, Partition, Rest},
     settings::{Assignment, ConsumerSettings},
 };
 
@@ -55,6 +59,8 @@ const PAUSE_AT: usize = 2_000;
 const RESUME_BELOW: usize = 500;
 /// Longest wait for topic metadata when self-assigning partitions.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the partitions' end offsets while resting.
+const ENDS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Logs rebalances and failed commits; exports consumer lag from librdkafka's statistics.
 pub struct BridgeContext;
@@ -152,6 +158,8 @@ struct Worker {
     depth: Arc<AtomicUsize>,
     /// Kafka timestamp (ms) of the event being applied, 0 when idle.
     head_timestamp_ms: Arc<AtomicI64>,
+    /// The offset after the last event received.
+    received: i64,
     paused: bool,
     task: tokio::task::JoinHandle<()>,
 }
@@ -166,6 +174,35 @@ pub struct Bridge {
     assigned: Dependency,
     /// In group mode, how long without partitions before leaving and joining again.
     rejoin_after: Option<Duration>,
+    /// When to rest; None: never.
+    resting: Option<Resting>,
+}
+
+/// How the bridge rests (see [`crate::rest`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Resting {
+    /// A quiet spell this long, every partition drained, and the bridge rests.
+    pub after: Duration,
+    /// How often a resting bridge reads the partitions' ends.
+    pub check: Duration,
+}
+
+impl Resting {
+    /// From `consumer.rest_after_ms` and `consumer.rest_check_ms`; either 0: never rest.
+    pub fn from_settings(settings: &ConsumerSettings) -> Option<Self> {
+        (settings.rest_after_ms > 0 && settings.rest_check_ms > 0).then(|| Self {
+            after: Duration::from_millis(settings.rest_after_ms),
+            check: Duration::from_millis(settings.rest_check_ms),
+        })
+    }
+}
+
+/// The consume loop's view of quiet: since when nothing happened, and what is paused for
+/// a rest.
+struct Quiet {
+    since: Instant,
+    rest: Rest,
+    paused: Option<TopicPartitionList>,
 }
 
 /// In group mode: since when the bridge has held no partition.
@@ -181,6 +218,7 @@ impl Bridge {
         batch_max: usize,
         assignment: Assignment,
         rejoin_after: Duration,
+        resting: Option<Resting>,
     ) -> (Self, Dependency) {
         let assigned = Dependency::new("no partitions assigned");
         let bridge = Self {
@@ -190,6 +228,7 @@ impl Bridge {
             assignment,
             assigned: assigned.clone(),
             rejoin_after: (!rejoin_after.is_zero()).then_some(rejoin_after),
+            resting,
         };
         (bridge, assigned)
     }
@@ -222,16 +261,34 @@ impl Bridge {
         }
         tracing::info!(topics = ?flows::SOURCE_TOPICS, assignment = ?self.assignment, "bridge consuming");
 
-        let mut workers: HashMap<(String, i32), Worker> = HashMap::new();
+        let mut workers: HashMap<Partition, Worker> = HashMap::new();
         let mut watchdog = Watchdog::default();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut quiet = Quiet {
+            since: Instant::now(),
+            rest: Rest::default(),
+            paused: None,
+        };
+        let mut check = tokio::time::interval(
+            self.resting
+                .map_or(Duration::from_secs(3_600), |resting| resting.check),
+        );
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        metrics::gauge!(m::BRIDGE_RESTING).set(0.0);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = tick.tick() => self.housekeeping(&mut workers, &mut watchdog),
+                _ = check.tick(), if self.resting.is_some() => {
+                    self.rest_or_check(&workers, &mut quiet).await;
+                }
                 message = self.consumer.recv() => match message {
-                    Ok(message) => self.dispatch(message.detach(), &mut workers, &shutdown),
+                    Ok(message) => {
+                        self.wake(&mut quiet);
+                        self.dispatch(message.detach(), &mut workers, &shutdown);
+                    }
                     Err(error) => {
+                        self.wake(&mut quiet);
                         // librdkafka reconnects by itself; this is informational.
                         tracing::warn!(%error, "consumer error");
                         if sleep_or_cancel(Duration::from_secs(1), &shutdown).await {
@@ -277,7 +334,7 @@ impl Bridge {
     fn dispatch(
         &self,
         message: OwnedMessage,
-        workers: &mut HashMap<(String, i32), Worker>,
+        workers: &mut HashMap<Partition, Worker>,
         shutdown: &CancellationToken,
     ) {
         let key = (message.topic().to_owned(), message.partition());
@@ -295,6 +352,7 @@ impl Bridge {
             )
         });
         let depth = worker.depth.fetch_add(1, Ordering::SeqCst) + 1;
+        worker.received = message.offset() + 1;
         if worker.queue.send(message).is_err() {
             // The worker ended (shutdown); the event is delivered again after restart.
             worker.depth.fetch_sub(1, Ordering::SeqCst);
@@ -340,7 +398,7 @@ impl Bridge {
 
     /// Resumes drained partitions, forgets revoked ones, exports the oldest unapplied age,
     /// and watches that the bridge holds partitions.
-    fn housekeeping(&self, workers: &mut HashMap<(String, i32), Worker>, watchdog: &mut Watchdog) {
+    fn housekeeping(&self, workers: &mut HashMap<Partition, Worker>, watchdog: &mut Watchdog) {
         let assigned: Option<Vec<(String, i32)>> = self.consumer.assignment().ok().map(|list| {
             list.elements()
                 .iter()
@@ -373,6 +431,117 @@ impl Bridge {
                 }
             }
         }
+    }
+
+    /// While fetching: after a quiet spell with every partition drained, looks at the ends
+    /// and rests if the bridge has caught up. While resting: checks whether an end moved.
+    async fn rest_or_check(&self, workers: &HashMap<Partition, Worker>, quiet: &mut Quiet) {
+        let Some(resting) = self.resting else {
+            return;
+        };
+        if quiet.paused.is_some() && !quiet.rest.is_resting() {
+            // A wake whose resume failed: try again.
+            self.wake(quiet);
+            return;
+        }
+        if quiet.rest.is_resting() {
+            let ends = self.ends().await;
+            match quiet.rest.check(ends) {
+                Check::Rest => {}
+                Check::Wake => self.wake(quiet),
+                Check::Peek => {
+                    tracing::debug!(
+                        "fetching once more to see what an end past the last event holds"
+                    );
+                    self.wake(quiet);
+                }
+            }
+            return;
+        }
+        let busy = workers
+            .values()
+            .any(|worker| worker.paused || worker.depth.load(Ordering::SeqCst) > 0);
+        if busy || quiet.since.elapsed() < resting.after {
+            return;
+        }
+        let Some(ends) = self.ends().await.filter(|ends| !ends.is_empty()) else {
+            quiet.since = Instant::now();
+            return;
+        };
+        let received: Offsets = workers
+            .iter()
+            .filter(|(_, worker)| worker.received > 0)
+            .map(|(partition, worker)| (partition.clone(), worker.received))
+            .collect();
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in ends.keys() {
+            list.add_partition(topic, *partition);
+        }
+        if quiet.rest.look(ends, &received) == Decision::Fetch {
+            return;
+        }
+        match self.consumer.pause(&list) {
+            Ok(()) => {
+                tracing::debug!(check = ?resting.check, "quiet: resting, watching the partitions' ends");
+                metrics::gauge!(m::BRIDGE_RESTING).set(1.0);
+                quiet.paused = Some(list);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot pause the partitions to rest");
+                quiet.rest.activity();
+                quiet.since = Instant::now();
+            }
+        }
+    }
+
+    /// Something happened: fetch again if resting, and start a new quiet spell.
+    fn wake(&self, quiet: &mut Quiet) {
+        quiet.since = Instant::now();
+        quiet.rest.activity();
+        let Some(list) = quiet.paused.take() else {
+            return;
+        };
+        match self.consumer.resume(&list) {
+            Ok(()) => {
+                tracing::debug!("awake: fetching");
+                metrics::gauge!(m::BRIDGE_RESTING).set(0.0);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot resume the partitions after a rest; retrying");
+                quiet.paused = Some(list);
+            }
+        }
+    }
+
+    /// The end offset of every assigned partition, or None if the broker did not say.
+    async fn ends(&self) -> Option<Offsets> {
+        let consumer = self.consumer.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            let mut list = consumer.assignment()?;
+            list.set_all_offsets(Offset::End)?;
+            consumer.offsets_for_times(list, ENDS_TIMEOUT)
+        })
+        .await;
+        let list = match listed {
+            Ok(Ok(list)) => list,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cannot read the partitions' ends");
+                return None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the partitions' ends panicked");
+                return None;
+            }
+        };
+        list.elements()
+            .iter()
+            .map(|element| match (element.error(), element.offset()) {
+                (Ok(()), Offset::Offset(end)) => {
+                    Some(((element.topic().to_owned(), element.partition()), end))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Reports whether the bridge holds partitions and, in group mode, leaves and joins the
@@ -468,6 +637,7 @@ fn spawn_worker(
         queue,
         depth,
         head_timestamp_ms,
+        received: 0,
         paused: false,
         task,
     }

@@ -23,6 +23,7 @@ pub mod flows;
 pub mod offset_reset;
 pub mod ops;
 pub mod reachability;
+pub mod rest;
 pub mod settings;
 
 pub use app::Application;

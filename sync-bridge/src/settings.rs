@@ -56,6 +56,15 @@ pub struct ConsumerSettings {
     /// `fetch.wait.max.ms`: how long the broker may hold a fetch. Keep it low for the local
     /// broker, which always waits this long; Apache Kafka answers as soon as data arrives.
     pub fetch_wait_max_ms: u32,
+    /// After this long with no event (and every partition drained), the bridge rests: it
+    /// pauses its partitions and reads their end offsets every `rest_check_ms` instead of
+    /// fetching, and fetches again once one moves. The local broker works through every
+    /// partition on every fetch, so an idle bridge fetching kept it at a full core. 0: never
+    /// rest (Apache Kafka holds an empty fetch until data arrives, so resting saves little).
+    pub rest_after_ms: u64,
+    /// How often a resting bridge reads the partitions' end offsets: the most the first
+    /// event after a quiet spell waits before it is fetched. 0: never rest.
+    pub rest_check_ms: u64,
     /// How often stored offsets are committed, in milliseconds (also on rebalance and
     /// shutdown).
     pub commit_interval_ms: u32,
@@ -124,6 +133,8 @@ impl Default for ConsumerSettings {
             assignment: Assignment::Group,
             rejoin_after_ms: 60_000,
             fetch_wait_max_ms: 10,
+            rest_after_ms: 2_000,
+            rest_check_ms: 250,
             commit_interval_ms: 1_000,
             session_timeout_ms: 10_000,
             dead_letter_topic: tandem_proto::events::topics::DEAD_LETTER.to_owned(),

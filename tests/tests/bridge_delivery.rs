@@ -1,6 +1,6 @@
 //! The bridge on the real stack: duplicates, versions out of order, poison messages and
-//! unknown types between good events, an ERP outage in the middle of the flow, and a
-//! self-assigned bridge killed and restarted.
+//! unknown types between good events, an ERP outage in the middle of the flow, a
+//! self-assigned bridge killed and restarted, and a bridge woken from its rest.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -344,6 +344,70 @@ async fn a_backlog_past_the_pause_threshold_drains_completely() {
         log.contains("partition paused") && log.contains("partition resumed"),
         "the backlog went through a pause and a resume"
     );
+}
+
+/// Waits until `tandem_bridge_resting` says the bridge rests (`true`) or fetches.
+async fn resting(stack: &Stack, want: bool) {
+    let addr = stack.bridge_http;
+    let what = if want {
+        "the bridge resting"
+    } else {
+        "the bridge fetching"
+    };
+    eventually(Duration::from_secs(20), what, || async move {
+        let value = Stack::metric(addr, "tandem_bridge_resting ");
+        ((value == 1.0) == want).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_resting_bridge_wakes_for_the_first_event_and_loses_none_of_a_burst() {
+    let stack = Stack::start_with(StackOptions {
+        bridge_env: vec![("BRIDGE__CONSUMER__REST_AFTER_MS".into(), "500".into())],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    resting(&stack, true).await;
+
+    // One event while every partition is paused: only the check of the ends can wake the
+    // bridge for it.
+    let first = uuid::Uuid::now_v7().to_string();
+    publish(
+        &stack,
+        &first,
+        &customer_event(&first, 1, "First after quiet"),
+    )
+    .await;
+    mirrored(&stack, &first, 1).await;
+    resting(&stack, true).await;
+
+    // A burst over every partition, two versions per customer, each acknowledged.
+    let producer = tandem_tests::TestProducer::new(&stack.broker.brokers).unwrap();
+    let ids: Vec<String> = (0..300).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    for version in 1..=2 {
+        let payloads: Vec<(String, Vec<u8>)> = ids
+            .iter()
+            .map(|id| {
+                let event = customer_event(id, version, &format!("Burst v{version}"));
+                (id.clone(), event.to_string().into_bytes())
+            })
+            .collect();
+        futures::future::try_join_all(
+            payloads
+                .iter()
+                .map(|(id, payload)| producer.send(topics::CRM_CUSTOMERS, Some(id), payload, &[])),
+        )
+        .await
+        .unwrap();
+    }
+    for id in &ids {
+        assert_eq!(name_of(&mirrored(&stack, id, 2).await), "Burst v2");
+    }
+    // Caught up, it rests again.
+    resting(&stack, true).await;
 }
 
 #[tokio::test]

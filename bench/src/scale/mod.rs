@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use rdkafka::mocking::MockCluster;
 use serde::{Deserialize, Serialize};
 use tandem_proto::events::{erp, topics};
-use tandem_tests::{TestBroker, http_get};
+use tandem_tests::TestBroker;
 
 use crate::{
     CLIENTS, Plan,
@@ -390,20 +390,20 @@ async fn settle(system: &System, started: Instant) -> Result<()> {
 /// The `crm.customer.*` events the bridge has finished (applied or found current), from its
 /// `/metrics`.
 async fn customer_events(system: &System) -> Result<f64> {
-    Ok(
-        bridge_metric(system, tandem_common::metrics_names::BRIDGE_EVENTS_APPLIED)
-            .await?
-            .into_iter()
-            .filter(|(labels, _)| labels.contains("type=\"crm.customer."))
-            .map(|(_, value)| value)
-            .sum(),
-    )
+    Ok(system
+        .bridge_metric(tandem_common::metrics_names::BRIDGE_EVENTS_APPLIED)
+        .await?
+        .into_iter()
+        .filter(|(labels, _)| labels.contains("type=\"crm.customer."))
+        .map(|(_, value)| value)
+        .sum())
 }
 
 /// The bridge's consumer lag over every partition, from its `/metrics`.
 async fn bridge_lag(system: &System) -> Result<f64> {
     let lag = tandem_common::metrics_names::BRIDGE_CONSUMER_LAG;
-    Ok(bridge_metric(system, lag)
+    Ok(system
+        .bridge_metric(lag)
         .await?
         .into_iter()
         .map(|(_, value)| value)
@@ -411,23 +411,6 @@ async fn bridge_lag(system: &System) -> Result<f64> {
 }
 
 /// Every series of the bridge's metric `name`: its labels and its value.
-async fn bridge_metric(system: &System, name: &str) -> Result<Vec<(String, f64)>> {
-    let addr = system.stack.bridge_http;
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await??;
-    if status != 200 {
-        bail!("the bridge's /metrics answered {status}");
-    }
-    Ok(body
-        .lines()
-        .filter_map(|line| {
-            let series = line.strip_prefix(name)?;
-            let (labels, value) = series.rsplit_once(' ')?;
-            (labels.is_empty() || labels.starts_with('{'))
-                .then(|| Some((labels.to_owned(), value.parse().ok()?)))?
-        })
-        .collect())
-}
-
 async fn reconcile(system: &System) -> Result<Reconcile> {
     let mut command = system.stack.tandemctl();
     command

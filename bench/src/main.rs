@@ -265,6 +265,12 @@ async fn run() -> Result<()> {
     )
     .await;
     results.usage_idle = procstat::sample(&system.targets(), plan.secs(5.0)).await;
+    results.e2e_after_rest = phase(
+        &mut errors,
+        "e2e CRM -> ERP of a lone customer while the bridge rests, 5 times",
+        system.e2e_after_rest(5),
+    )
+    .await;
 
     results.hop_tansu_200 = phase(
         &mut errors,

@@ -243,6 +243,37 @@ impl System {
         }
     }
 
+    /// CRM commit -> visible in the ERP for a lone customer created while the bridge rests
+    /// (after a quiet spell), `samples` times: what resting costs the first event.
+    pub async fn e2e_after_rest(&self, samples: usize) -> Result<Summary> {
+        let mut latencies = Latencies::new();
+        let mut crm = self.crm.clone();
+        for n in 0..samples {
+            self.wait_bridge_resting(Duration::from_secs(20)).await?;
+            let created = crm
+                .create_customer(new_customer(&format!("after-rest-{n}")))
+                .await?
+                .into_inner();
+            let since = Instant::now();
+            let id: uuid::Uuid = created.id.parse()?;
+            loop {
+                let seen: Option<i32> = sqlx::query_scalar("SELECT 1 FROM customers WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.erp_db)
+                    .await?;
+                if seen.is_some() {
+                    break;
+                }
+                if since.elapsed() > Duration::from_secs(10) {
+                    bail!("customer {id} not in the ERP 10 s after its commit");
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            latencies.record(since.elapsed());
+        }
+        Ok(latencies.summary())
+    }
+
     /// The processes to watch for CPU and RSS.
     pub fn targets(&self) -> Vec<(String, Target)> {
         let mut targets = Vec::new();

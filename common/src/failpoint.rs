@@ -9,6 +9,12 @@
 //! `2*off->return`) behave as in the `fail` crate.
 //!
 //! The points, where they are and what a crash there must not break:
+//! - `relay-ack-delayed` (outbox relay, context: the row's topic): the broker's ack for a row
+//!   reaches the relay 300 ms late, while the relay goes on sending later batches.
+//! - `relay-delivery-refused` (outbox relay, context: the row's topic): the broker
+//!   acknowledged a row and the relay takes it as refused, as if the ack had been lost; the
+//!   row and every row sent after it, in its batch or in later batches in flight, are sent
+//!   again, and none of them is marked published before.
 //! - `relay-after-ack-before-mark` (outbox relay): the broker acknowledged a batch, its rows
 //!   are not yet marked published (context: the first row's topic); they are published
 //!   again after restart (duplicates the consumers ignore).
@@ -43,13 +49,26 @@ pub fn init_from_env() {
 /// caller's `context` matches).
 #[inline]
 pub fn crash_point(name: &str, context: &str) {
-    #[cfg(feature = "failpoints")]
-    if let Some(true) = fail::eval(name, |armed_for| {
-        armed_for.is_none_or(|wanted| wanted.is_empty() || wanted == context)
-    }) {
+    if fail_point(name, context) {
         eprintln!("failpoint {name} ({context}): aborting the process");
         std::process::abort();
     }
+}
+
+/// Whether point `name` is armed with `return` (or `return(context)` and the caller's
+/// `context` matches): the caller then takes the failure the point names. Always false
+/// without the `failpoints` feature.
+#[inline]
+pub fn fail_point(name: &str, context: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        fail::eval(name, |armed_for| {
+            armed_for.is_none_or(|wanted| wanted.is_empty() || wanted == context)
+        }) == Some(true)
+    }
     #[cfg(not(feature = "failpoints"))]
-    let _ = (name, context);
+    {
+        let _ = (name, context);
+        false
+    }
 }

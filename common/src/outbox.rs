@@ -10,6 +10,12 @@
 //! Rows are selected as "not yet published", never "id greater than the last one seen":
 //! transactions commit out of id order and a cursor would skip rows.
 //!
+//! The relay does not wait for a batch's acks before it sends the next: up to
+//! `outbox.max_batches_in_flight` batches are with the producer at once, so a commit that
+//! lands while a batch awaits its acks goes out at once. Batches are marked published in the
+//! order they were sent, each up to its first failure; after a failure nothing later is
+//! marked, so the failed row and everything sent after it are sent again, in id order.
+//!
 //! The table each service's migrations create:
 //!
 //! ```sql
@@ -26,7 +32,7 @@
 //! CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 //! ```
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use rdkafka::{error::KafkaError, producer::FutureRecord};
@@ -54,6 +60,9 @@ pub struct OutboxSettings {
     pub poll_interval_ms: u64,
     /// Most rows published per round trip.
     pub batch_size: i64,
+    /// Most batches sent and not yet wholly acknowledged. 1: each batch's acks are awaited
+    /// before the next batch is read.
+    pub max_batches_in_flight: usize,
     /// Published rows are deleted after this many hours.
     pub retention_hours: i32,
     /// How often published rows are pruned, in seconds.
@@ -67,6 +76,7 @@ impl Default for OutboxSettings {
         Self {
             poll_interval_ms: 500,
             batch_size: 500,
+            max_batches_in_flight: 4,
             retention_hours: 72,
             prune_interval_s: 600,
             backoff: BackoffSettings::default(),
@@ -280,6 +290,15 @@ struct Row {
     created_at: DateTime<Utc>,
 }
 
+/// Each row's delivery outcome, in row order.
+type Acks = Pin<Box<dyn Future<Output = Vec<Result<(), KafkaError>>> + Send>>;
+
+/// A batch handed to the producer, its acks still to come.
+struct InFlight {
+    rows: Vec<Row>,
+    acks: Acks,
+}
+
 impl Relay {
     /// `name` identifies the outbox (one leader per name); `topics` are created if missing.
     pub fn new(
@@ -381,61 +400,121 @@ impl Relay {
     ) -> Result<(), sqlx::Error> {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let prune_every = Duration::from_secs(self.settings.prune_interval_s.max(1));
+        let most_in_flight = self.settings.max_batches_in_flight.max(1);
         let mut last_prune: Option<Instant> = None;
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        // Whether to read the outbox again as soon as there is room in flight.
+        let mut look = true;
         loop {
-            let published = match self.publish_batch(conn).await {
-                Ok(published) => {
-                    backoff.reset();
-                    published
-                }
-                Err(RelayError::Database(error)) => return Err(error),
-                Err(error @ RelayError::Publish { .. }) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, ?delay, "outbox publish failed, retrying");
-                    if sleep_or_cancel(delay, shutdown).await {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            };
             if last_prune.is_none_or(|at| at.elapsed() >= prune_every) {
                 self.prune(conn).await?;
                 last_prune = Some(Instant::now());
             }
-            if published as i64 >= self.settings.batch_size && !shutdown.is_cancelled() {
+            if look && in_flight.len() < most_in_flight {
+                let sending: Vec<i64> = in_flight
+                    .iter()
+                    .flat_map(|batch| batch.rows.iter().map(|row| row.id))
+                    .collect();
+                let rows = self.unpublished(conn, &sending).await?;
+                look = rows.len() as i64 >= self.settings.batch_size;
+                if !rows.is_empty() {
+                    in_flight.push_back(self.send(rows));
+                }
                 continue;
             }
-            tokio::select! {
-                () = shutdown.cancelled() => {
-                    // Rows committed by RPCs that drained before the relay was told to stop.
-                    if let Err(error) = self.publish_batch(conn).await {
-                        tracing::warn!(%error, "final outbox drain failed; rows stay for the next start");
+            let room = in_flight.len() < most_in_flight;
+            let Some(oldest) = in_flight.front_mut() else {
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        self.drain_at_shutdown(conn).await;
+                        return Ok(());
                     }
+                    () = self.waker.0.notified() => {}
+                    () = tokio::time::sleep(poll) => {}
+                }
+                look = true;
+                continue;
+            };
+            tokio::select! {
+                outcomes = &mut oldest.acks => {
+                    let Some(done) = in_flight.pop_front() else {
+                        continue;
+                    };
+                    match self.mark(conn, &done.rows, outcomes).await {
+                        Ok(_) => backoff.reset(),
+                        Err(RelayError::Database(error)) => return Err(error),
+                        Err(error @ RelayError::Publish { .. }) => {
+                            // Nothing sent after the failed row is marked: it all goes again,
+                            // in id order, once the later batches' acks are in.
+                            for later in in_flight.drain(..) {
+                                later.acks.await;
+                            }
+                            let delay = backoff.next_delay();
+                            tracing::warn!(%error, ?delay, "outbox publish failed, retrying");
+                            if sleep_or_cancel(delay, shutdown).await {
+                                return Ok(());
+                            }
+                            look = true;
+                        }
+                    }
+                }
+                () = self.waker.0.notified(), if room => look = true,
+                () = shutdown.cancelled() => {
+                    // Finish what is in flight, in order, then what RPCs committed since.
+                    while let Some(batch) = in_flight.pop_front() {
+                        let outcomes = batch.acks.await;
+                        if let Err(error) = self.mark(conn, &batch.rows, outcomes).await {
+                            tracing::warn!(%error, "outbox batch in flight at shutdown failed; rows stay for the next start");
+                            return Ok(());
+                        }
+                    }
+                    self.drain_at_shutdown(conn).await;
                     return Ok(());
                 }
-                () = self.waker.0.notified() => {}
-                () = tokio::time::sleep(poll) => {}
             }
         }
     }
 
-    /// Publishes up to one batch of unpublished rows, in id order; returns how many were
-    /// acknowledged. Rows are marked published up to the first failure only, so a failed row
-    /// and every row after it are sent again (duplicates, never gaps or reordering).
+    /// Rows committed by RPCs that drained before the relay was told to stop.
+    async fn drain_at_shutdown(&self, conn: &mut PgConnection) {
+        if let Err(error) = self.publish_batch(conn).await {
+            tracing::warn!(%error, "final outbox drain failed; rows stay for the next start");
+        }
+    }
+
+    /// Publishes up to one batch of unpublished rows and waits for its acks; returns how many
+    /// were acknowledged.
+    async fn publish_batch(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
+        let rows = self.unpublished(conn, &[]).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch = self.send(rows);
+        let outcomes = batch.acks.await;
+        self.mark(conn, &batch.rows, outcomes).await
+    }
+
+    /// Up to one batch of unpublished rows, in id order, leaving out `sending` (rows in
+    /// flight).
     ///
     /// The relay's statements are planned at every execution (`persistent(false)`), not
     /// prepared once: a plan prepared while the outbox was nearly empty is a sequential scan,
     /// and the leader's session would keep it while the table grows (seen: every mark scanning
     /// all of a 40,000-row outbox, 3-7 ms each, half of PostgreSQL's CPU in a write load).
     /// Planning them costs microseconds, once per batch.
-    async fn publish_batch(&self, conn: &mut PgConnection) -> Result<usize, RelayError> {
+    async fn unpublished(
+        &self,
+        conn: &mut PgConnection,
+        sending: &[i64],
+    ) -> Result<Vec<Row>, sqlx::Error> {
         let rows: Vec<Row> =
             sqlx::query_as::<_, (i64, String, String, String, Option<String>, DateTime<Utc>)>(
                 "SELECT id, topic, kafka_key, payload::text, traceparent, created_at \
-             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+             FROM outbox WHERE published_at IS NULL AND id <> ALL($2) ORDER BY id LIMIT $1",
             )
             .persistent(false)
             .bind(self.settings.batch_size)
+            .bind(sending)
             .fetch_all(&mut *conn)
             .await?
             .into_iter()
@@ -449,41 +528,65 @@ impl Relay {
             })
             .collect();
         // Rows are read in id order, so the first is the oldest waiting (near enough: ids
-        // are taken before commit).
-        let oldest = rows
-            .first()
-            .map(|row| (Utc::now() - row.created_at).to_std().unwrap_or_default());
-        metrics::gauge!(m::OUTBOX_OLDEST_UNPUBLISHED_SECONDS)
-            .set(oldest.unwrap_or_default().as_secs_f64());
-        if rows.is_empty() {
-            return Ok(0);
+        // are taken before commit); rows in flight are not waiting.
+        if sending.is_empty() || !rows.is_empty() {
+            let oldest = rows
+                .first()
+                .map(|row| (Utc::now() - row.created_at).to_std().unwrap_or_default());
+            metrics::gauge!(m::OUTBOX_OLDEST_UNPUBLISHED_SECONDS)
+                .set(oldest.unwrap_or_default().as_secs_f64());
         }
+        Ok(rows)
+    }
 
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let headers = kafka::headers(row.traceparent.as_deref().map(|tp| (TRACEPARENT, tp)));
-            let record = FutureRecord::to(&row.topic)
-                .key(&row.key)
-                .payload(&row.payload)
-                .headers(headers);
-            deliveries.push(
-                self.producer
+    /// Hands `rows` to the producer, in order.
+    fn send(&self, rows: Vec<Row>) -> InFlight {
+        let deliveries: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let headers =
+                    kafka::headers(row.traceparent.as_deref().map(|tp| (TRACEPARENT, tp)));
+                let record = FutureRecord::to(&row.topic)
+                    .key(&row.key)
+                    .payload(&row.payload)
+                    .headers(headers);
+                let sent = self
+                    .producer
                     .send_result(record)
-                    .map_err(|(error, _)| error),
-            );
+                    .map_err(|(error, _)| error);
+                #[cfg(feature = "failpoints")]
+                let topic = row.topic.clone();
+                async move {
+                    let outcome = match sent?.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _))) => Err(error),
+                        Err(_cancelled) => Err(KafkaError::Canceled),
+                    };
+                    #[cfg(feature = "failpoints")]
+                    let outcome = failpoints_on_ack(outcome, &topic).await;
+                    outcome
+                }
+            })
+            .collect();
+        InFlight {
+            rows,
+            acks: Box::pin(futures::future::join_all(deliveries)),
         }
+    }
+
+    /// Marks `rows` published up to the first that was not acknowledged; returns how many
+    /// were, or the failure. Rows after a failure are not marked even if acknowledged, so
+    /// they go again after the failed one and a partition never ends on an older version.
+    async fn mark(
+        &self,
+        conn: &mut PgConnection,
+        rows: &[Row],
+        outcomes: Vec<Result<(), KafkaError>>,
+    ) -> Result<usize, RelayError> {
         let mut acked = Vec::with_capacity(rows.len());
         let mut first_failure: Option<KafkaError> = None;
         let mut failed = 0;
-        for (row, delivery) in rows.iter().zip(deliveries) {
-            let outcome = match delivery {
-                Ok(future) => match future.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((error, _))) => Err(error),
-                    Err(_cancelled) => Err(KafkaError::Canceled),
-                },
-                Err(error) => Err(error),
-            };
+        for (row, outcome) in rows.iter().zip(outcomes) {
             match outcome {
                 Ok(()) if first_failure.is_none() => acked.push(row),
                 Ok(()) => {}
@@ -540,6 +643,21 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// The relay's fault-injection points on a row's ack (see [`crate::failpoint`]).
+#[cfg(feature = "failpoints")]
+async fn failpoints_on_ack(outcome: Result<(), KafkaError>, topic: &str) -> Result<(), KafkaError> {
+    use crate::failpoint::fail_point;
+    if outcome.is_ok() && fail_point("relay-ack-delayed", topic) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    if outcome.is_ok() && fail_point("relay-delivery-refused", topic) {
+        return Err(KafkaError::MessageProduction(
+            rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
+        ));
+    }
+    outcome
 }
 
 /// A stable 64-bit advisory lock key for an outbox name (FNV-1a).

@@ -505,12 +505,28 @@ impl Bridge {
             Ok(()) => {
                 tracing::debug!("awake: fetching");
                 metrics::gauge!(m::BRIDGE_RESTING).set(0.0);
+                self.kick(list);
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot resume the partitions after a rest; retrying");
                 quiet.paused = Some(list);
             }
         }
+    }
+
+    /// Makes librdkafka fetch the resumed partitions now. A resume only flags them; each
+    /// broker's thread notices at its next wake-up, which without traffic is up to a second
+    /// later (measured: a lone event took 1.4 s instead of a check's wait). A request to the
+    /// partitions' leaders wakes those threads, and its answer wakes them again after the
+    /// resume has surely been handled: one more read of the ends does both.
+    fn kick(&self, resumed: TopicPartitionList) {
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut list = resumed;
+            if list.set_all_offsets(Offset::End).is_ok() {
+                let _ = consumer.offsets_for_times(list, ENDS_TIMEOUT);
+            }
+        });
     }
 
     /// The end offset of every assigned partition, or None if the broker did not say.

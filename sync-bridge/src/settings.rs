@@ -134,7 +134,7 @@ impl Default for ConsumerSettings {
             rejoin_after_ms: 60_000,
             fetch_wait_max_ms: 10,
             rest_after_ms: 2_000,
-            rest_check_ms: 250,
+            rest_check_ms: 500,
             commit_interval_ms: 1_000,
             session_timeout_ms: 10_000,
             dead_letter_topic: tandem_proto::events::topics::DEAD_LETTER.to_owned(),

@@ -136,6 +136,89 @@ async fn relay_crash_after_the_ack_before_the_mark_publishes_again_and_applies_o
     assert_eq!(mirrored.profile_version, 1);
 }
 
+/// The broker took a customer's two versions, sent in two batches, but the relay takes the
+/// first as refused (a lost ack): nothing after it is marked published, the second batch
+/// included, so both go again in order and the topic ends on the version the client was told
+/// last.
+#[tokio::test]
+async fn a_refused_row_sends_again_every_row_after_it_even_in_later_batches() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let stack = Stack::start_with(StackOptions {
+        crm_env: vec![(
+            FAILPOINTS.into(),
+            "relay-ack-delayed=1*return(crm.customers);relay-delivery-refused=1*return(crm.customers)"
+                .into(),
+        )],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let (mut crm, mut erp) = clients(&stack).await;
+    // Back to back: the rename commits while the creation's batch awaits its ack (held back
+    // 300 ms), so it goes in a batch of its own while the first is in flight.
+    let created = crm
+        .create_customer(crm::CreateCustomerRequest {
+            request_id: String::new(),
+            customer: Some(crm::Customer {
+                display_name: "Refused Once".into(),
+                email: "refused@example.com".into(),
+                ..crm::Customer::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let renamed = crm
+        .update_customer(crm::UpdateCustomerRequest {
+            customer: Some(crm::Customer {
+                id: created.id.clone(),
+                display_name: "Refused Once, Renamed".into(),
+                ..crm::Customer::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renamed.version, 2);
+    settled(&stack, WAIT).await.unwrap();
+    let records = read_until_markers(&stack.broker.brokers, topics::CRM_CUSTOMERS)
+        .await
+        .unwrap();
+    let versions: Vec<i64> = records
+        .iter()
+        .map(key_and_version)
+        .filter(|(key, _)| *key == created.id)
+        .map(|(_, version)| version)
+        .collect();
+    assert_eq!(
+        versions.last(),
+        Some(&2),
+        "the topic ends on the version the client was told last: {versions:?}"
+    );
+    assert_eq!(
+        versions,
+        [1, 2, 1, 2],
+        "v2 sent while v1 was in flight, then both again after v1 was refused"
+    );
+    check_order_per_partition(
+        &records,
+        &[(created.id.clone(), 1), (created.id.clone(), 2)],
+    )
+    .unwrap();
+    println!("published versions, in order: {versions:?}");
+    let mirrored = erp
+        .get_customer(erp::GetCustomerRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(mirrored.profile_version, 2);
+}
+
 /// The ERP committed the order's reservation, the bridge crashed before storing the offset:
 /// the order event comes again after restart and reserves nothing more.
 #[tokio::test]

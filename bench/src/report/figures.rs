@@ -105,8 +105,8 @@ pub fn figures(r: &Results) -> Vec<Figure> {
                 if broker == "tansu" {
                     "tansu answers a fetch only after fetch.wait.max.ms (10 ms), which sets most of that floor"
                 } else {
-                    "the excess is the relay's cycle (a commit landing while the relay awaits the acks of \
-                     the previous batch waits for the next one) and the bridge's apply (a gRPC call and a transaction)"
+                    "the excess is the relay's read of the outbox and the bridge's apply (a gRPC call and a \
+                     transaction), plus up to 2 ms of the bench's own polling of the target"
                 },
             );
             b.add(
@@ -127,6 +127,20 @@ pub fn figures(r: &Results) -> Vec<Figure> {
             );
         }
     }
+    // What resting costs the first event after a quiet spell.
+    let rest = r.e2e_after_rest.as_ref();
+    b.add(
+        "e2e CRM -> ERP of a lone customer while the bridge rests (median of 5)",
+        rest.map(|s| s.p50_ms),
+        "ms",
+        Some(("e2e CRM -> ERP p50 at 200/s (tansu)", p50(r.e2e_customers_200.as_ref()))),
+        None,
+        Some(format!(
+            "max {} ms; a resting bridge reads the partitions' ends every consumer.rest_check_ms (500 ms) and \
+             fetches once one moved, so the first event after a quiet spell waits for that check",
+            f1(rest.map(|s| s.max_ms))
+        )),
+    );
     for (label, e, h) in [
         (
             "e2e CRM -> ERP p99 at 1000/s (tansu)",

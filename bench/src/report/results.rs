@@ -9,7 +9,7 @@ use crate::{
     bridge::{Capacity, Recovery, Sustained},
     load::Throughput,
     procstat::Usage,
-    stats::median,
+    stats::{Summary, median},
     system::E2e,
 };
 
@@ -107,6 +107,9 @@ pub struct Results {
     pub mock_e2e_customers_1000: Option<E2e>,
     pub mock_e2e_stock_200: Option<E2e>,
     pub mock_e2e_stock_1000: Option<E2e>,
+    /// A lone customer created while the bridge rests: commit -> visible in the ERP.
+    #[serde(default)]
+    pub e2e_after_rest: Option<Summary>,
     pub capacity: Option<Capacity>,
     pub sustained: Vec<Sustained>,
     pub recovery: Option<Recovery>,

@@ -41,9 +41,10 @@ validity window): clients send one token per call, and ES256 in pure Rust was th
 storage (each query prepared anew) that costs it most of a core at rest. Its memory engine costs a tenth of \
 that but lost acknowledged records under concurrent produce requests (20,000 acknowledged, 19,420 kept), so the \
 bench's broker, like `make run`'s, stays on SQLite. So after 2 s of quiet (`consumer.rest_after_ms`) the bridge \
-rests: it pauses its partitions and asks for their end offsets every 250 ms (`consumer.rest_check_ms`), one \
-request, and fetches again once one moves; the first event after a quiet spell waits up to 250 ms longer. Under \
-`make run`, tansu went from 96.5 % of a core to 2.7 %. The idle figure is now sampled once the bridge rests. \
+rests: it pauses its partitions and asks for their end offsets every 500 ms (`consumer.rest_check_ms`), one \
+request, and fetches again once one moves; the first event after a quiet spell waits up to 500 ms longer (the \
+lone-customer figure above). Under `make run`, tansu went from 96.5 % of a core to 1.2 %. The idle figure is now \
+sampled once the bridge rests. \
 rdkafka's FutureProducer polled in 100 ms steps and spun through the last fraction of a millisecond of each \
 (about 1 % of a core per idle process); Tandem's `AckProducer` polls in 1 s steps.
 6. The bench: the sustained-throughput ladder climbs past the old 6,000/s cap until a flat rate and a failed one \
@@ -61,7 +62,12 @@ PostgreSQL was 58 % of a 100k snapshot's samples, most of it the ERP's backends)
 (`CrmSync.ApplyOrderStatuses`). The outbox keeps payloads as json, not jsonb: no parse on insert, no printing on \
 publish. A million customers into the ERP: 308 s before, 186 s with the set-based upsert, 126 s with the order \
 batches and the bench no longer counting the ERP's million rows every 250 ms while it waits (each count took a \
-tenth of a second of both cores); the table above has this run's figure.";
+tenth of a second of both cores); the table above has this run's figure.
+9. The relay sent a batch, awaited all its acks, marked it and only then read the outbox again: a commit that \
+landed meanwhile waited for the previous batch's acks. It now keeps up to 4 batches in flight \
+(`outbox.max_batches_in_flight`) and marks them in the order sent, each up to its first failure; after a failure \
+nothing later is marked, so it all goes again in order (a failpoint test holds a batch's ack back and refuses it: \
+the topic reads v1, v2, v1, v2).";
 
 /// What to do next, by expected gain.
 pub(super) const NEXT: &str = "\
@@ -71,10 +77,9 @@ bridge and the ERP (with its own transactions on the same PostgreSQL) take about
 itself. The CRM's own cost per call is about 200 us of CPU (TLS, HTTP/2, the envelope's JSON, sqlx, the relay's \
 produce); a third of it is the kernel switching tasks. The customer and outbox inserts as one statement, and a \
 current-thread runtime per core, are next.
-2. Outbox relay: one cycle is select unpublished rows, produce them and wait for every ack, then mark them; a \
-commit that lands during a cycle waits for the next. Pipelining cycles would take the ack wait off later commits \
-(the 1,000/s tails on the mock cluster).
-3. Idle: what is left at rest is the bridge's end-offset check (4 a second), the relays' and the services' \
+2. Outbox relay: batches are pipelined now, but each is still marked by its own UPDATE, a new row version per \
+row; a high-water mark, with the gaps of transactions still in flight handled, would remove that write.
+3. Idle: what is left at rest is the bridge's end-offset check (2 a second), the relays' and the services' \
 housekeeping ticks and PostgreSQL's background writers. A longer `consumer.rest_check_ms` cuts the first of them at \
 the price of the first event's latency after a quiet spell.
 4. Scale: the snapshot is bound by the CPU of two cores shared by PostgreSQL, the bridge, the ERP and the CRM. \

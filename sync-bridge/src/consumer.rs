@@ -280,7 +280,11 @@ impl Bridge {
                 () = shutdown.cancelled() => break,
                 _ = tick.tick() => self.housekeeping(&mut workers, &mut watchdog),
                 _ = check.tick(), if self.resting.is_some() => {
-                    self.rest_or_check(&workers, &mut quiet).await;
+                    // Reading the ends can take up to ENDS_TIMEOUT with the broker away.
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = self.rest_or_check(&workers, &mut quiet) => {}
+                    }
                 }
                 message = self.consumer.recv() => match message {
                     Ok(message) => {

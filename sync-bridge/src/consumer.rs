@@ -525,23 +525,14 @@ impl Bridge {
     /// resume has surely been handled: one more read of the ends does both.
     fn kick(&self, resumed: TopicPartitionList) {
         let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut list = resumed;
-            if list.set_all_offsets(Offset::End).is_ok() {
-                let _ = consumer.offsets_for_times(list, ENDS_TIMEOUT);
-            }
-        });
+        tokio::task::spawn_blocking(move || read_ends(&consumer, resumed));
     }
 
     /// The end offset of every assigned partition, or None if the broker did not say.
     async fn ends(&self) -> Option<Offsets> {
         let consumer = self.consumer.clone();
-        let listed = tokio::task::spawn_blocking(move || {
-            let mut list = consumer.assignment()?;
-            list.set_all_offsets(Offset::End)?;
-            consumer.offsets_for_times(list, ENDS_TIMEOUT)
-        })
-        .await;
+        let listed =
+            tokio::task::spawn_blocking(move || read_ends(&consumer, consumer.assignment()?)).await;
         let list = match listed {
             Ok(Ok(list)) => list,
             Ok(Err(error)) => {
@@ -679,6 +670,15 @@ fn all_partitions(consumer: &Consumer_) -> KafkaResult<TopicPartitionList> {
         }
     }
     Ok(list)
+}
+
+/// The end offsets of `partitions`, from their leaders (one ListOffsets request each).
+fn read_ends(
+    consumer: &Consumer_,
+    mut partitions: TopicPartitionList,
+) -> KafkaResult<TopicPartitionList> {
+    partitions.set_all_offsets(Offset::End)?;
+    consumer.offsets_for_times(partitions, ENDS_TIMEOUT)
 }
 
 fn store(consumer: &Consumer_, message: &OwnedMessage) {

@@ -12,6 +12,8 @@
 //! recovery), prints them and writes no report; it fails if any phase does. `BENCH_BACKLOG`
 //! sets the capacity phase's backlog (default 24,000; more than the mock cluster's retention
 //! holds makes the phase fail, naming the events the broker deleted unread).
+//! `BENCH_ONLY=mock` runs only the raw hops and the e2e phases on the mock cluster, with what
+//! each e2e figure is made of, prints them and writes no report.
 //! `BENCH_ONLY=scale` (`make bench-scale`) runs the scale phases (see `scale`): the RPC and
 //! e2e figures, the snapshot and reconcile on databases grown to `BENCH_SCALE_SIZES`.
 
@@ -126,6 +128,9 @@ async fn run() -> Result<()> {
     let plan = Plan::from_env();
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "bridge") {
         return bridge_only(&plan).await;
+    }
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "mock") {
+        return mock_only(&plan).await;
     }
     if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "scale") {
         return scale::run(&plan, &out).await;
@@ -351,83 +356,7 @@ async fn run() -> Result<()> {
 
     // ---- librdkafka's in-process mock cluster: the same latency figures with a ~ms floor.
     if !plan.skip_mock {
-        match MockCluster::new(1) {
-            Ok(cluster) => {
-                let bootstrap = cluster.bootstrap_servers();
-                if let Err(error) = create_mock_topics(&cluster) {
-                    errors.push(error);
-                }
-                results.hop_mock_200 = phase(
-                    &mut errors,
-                    "baseline: raw hop via mock cluster at 200/s",
-                    baselines::kafka_hop(
-                        &bootstrap,
-                        Some("bench.hop.200"),
-                        200.0,
-                        plan.secs(10.0),
-                        MOCK_FETCH_WAIT_MS,
-                    ),
-                )
-                .await;
-                results.hop_mock_1000 = phase(
-                    &mut errors,
-                    "baseline: raw hop via mock cluster at 1000/s",
-                    baselines::kafka_hop(
-                        &bootstrap,
-                        Some("bench.hop.1000"),
-                        1000.0,
-                        plan.secs(10.0),
-                        MOCK_FETCH_WAIT_MS,
-                    ),
-                )
-                .await;
-                let broker = TestBroker::external(&bootstrap)?;
-                if let Some((mut mock, _)) = phase(
-                    &mut errors,
-                    "start the stack on the mock cluster",
-                    System::start(Some(broker), "benchmock", false, MOCK_FETCH_WAIT_MS),
-                )
-                .await
-                    && phase(&mut errors, "prepare (mock)", mock.prepare(500, 50))
-                        .await
-                        .is_some()
-                {
-                    results.mock_e2e_customers_200 = phase(
-                        &mut errors,
-                        "mock: e2e CRM -> ERP at 200/s",
-                        mock.e2e_customers(200.0, plan.secs(10.0)),
-                    )
-                    .await;
-                    results.mock_e2e_stock_200 = phase(
-                        &mut errors,
-                        "mock: e2e ERP stock -> CRM at 200/s",
-                        mock.e2e_stock(200.0, plan.secs(10.0)),
-                    )
-                    .await;
-                    results.mock_e2e_customers_1000 = phase(
-                        &mut errors,
-                        "mock: e2e CRM -> ERP at 1000/s",
-                        mock.e2e_customers(1000.0, plan.secs(10.0)),
-                    )
-                    .await;
-                    results.mock_e2e_stock_1000 = phase(
-                        &mut errors,
-                        "mock: e2e ERP stock -> CRM at 1000/s",
-                        mock.e2e_stock(1000.0, plan.secs(10.0)),
-                    )
-                    .await;
-                    let _ = phase(
-                        &mut errors,
-                        "settle (mock)",
-                        mock.wait_settled(0, Duration::from_secs(120)),
-                    )
-                    .await;
-                    bridge_phases(&mut mock, &plan, &mut results, &mut errors).await;
-                }
-                drop(cluster);
-            }
-            Err(error) => errors.push(format!("mock cluster: {error}")),
-        }
+        mock_phases(&plan, &mut results, &mut errors, true).await?;
     }
 
     results.duration_seconds = run_started.elapsed().as_secs_f64();
@@ -439,6 +368,96 @@ async fn run() -> Result<()> {
         out.join("bench-results.json").display(),
         results.duration_seconds
     );
+    Ok(())
+}
+
+/// The hops, the e2e phases and (with `bridge`) the bridge phases on librdkafka's in-process
+/// mock cluster, a broker with a ~ms floor.
+async fn mock_phases(
+    plan: &Plan,
+    results: &mut Results,
+    errors: &mut Vec<String>,
+    bridge: bool,
+) -> Result<()> {
+    match MockCluster::new(1) {
+        Ok(cluster) => {
+            let bootstrap = cluster.bootstrap_servers();
+            if let Err(error) = create_mock_topics(&cluster) {
+                errors.push(error);
+            }
+            results.hop_mock_200 = phase(
+                errors,
+                "baseline: raw hop via mock cluster at 200/s",
+                baselines::kafka_hop(
+                    &bootstrap,
+                    Some("bench.hop.200"),
+                    200.0,
+                    plan.secs(10.0),
+                    MOCK_FETCH_WAIT_MS,
+                ),
+            )
+            .await;
+            results.hop_mock_1000 = phase(
+                errors,
+                "baseline: raw hop via mock cluster at 1000/s",
+                baselines::kafka_hop(
+                    &bootstrap,
+                    Some("bench.hop.1000"),
+                    1000.0,
+                    plan.secs(10.0),
+                    MOCK_FETCH_WAIT_MS,
+                ),
+            )
+            .await;
+            let broker = TestBroker::external(&bootstrap)?;
+            if let Some((mut mock, _)) = phase(
+                errors,
+                "start the stack on the mock cluster",
+                System::start(Some(broker), "benchmock", false, MOCK_FETCH_WAIT_MS),
+            )
+            .await
+                && phase(errors, "prepare (mock)", mock.prepare(500, 50))
+                    .await
+                    .is_some()
+            {
+                results.mock_e2e_customers_200 = phase(
+                    errors,
+                    "mock: e2e CRM -> ERP at 200/s",
+                    mock.e2e_customers(200.0, plan.secs(10.0)),
+                )
+                .await;
+                results.mock_e2e_stock_200 = phase(
+                    errors,
+                    "mock: e2e ERP stock -> CRM at 200/s",
+                    mock.e2e_stock(200.0, plan.secs(10.0)),
+                )
+                .await;
+                results.mock_e2e_customers_1000 = phase(
+                    errors,
+                    "mock: e2e CRM -> ERP at 1000/s",
+                    mock.e2e_customers(1000.0, plan.secs(10.0)),
+                )
+                .await;
+                results.mock_e2e_stock_1000 = phase(
+                    errors,
+                    "mock: e2e ERP stock -> CRM at 1000/s",
+                    mock.e2e_stock(1000.0, plan.secs(10.0)),
+                )
+                .await;
+                let _ = phase(
+                    errors,
+                    "settle (mock)",
+                    mock.wait_settled(0, Duration::from_secs(120)),
+                )
+                .await;
+                if bridge {
+                    bridge_phases(&mut mock, plan, results, errors).await;
+                }
+            }
+            drop(cluster);
+        }
+        Err(error) => errors.push(format!("mock cluster: {error}")),
+    }
     Ok(())
 }
 
@@ -463,6 +482,35 @@ fn create_mock_topics(cluster: &MockCluster<'_, DefaultProducerContext>) -> Resu
         }
     }
     created
+}
+
+/// `BENCH_ONLY=mock`: only the hops and e2e phases on the mock cluster, printed, no report
+/// written. For finding out where an event's time goes.
+async fn mock_only(plan: &Plan) -> Result<()> {
+    let mut results = Results::default();
+    let mut errors = Vec::new();
+    mock_phases(plan, &mut results, &mut errors, false).await?;
+    for (name, hop) in [
+        ("200/s", &results.hop_mock_200),
+        ("1000/s", &results.hop_mock_1000),
+    ] {
+        eprintln!(
+            "[bench] raw hop {name}: {:?}",
+            hop.as_ref().map(|h| h.latency)
+        );
+    }
+    for (name, e2e) in [
+        ("CRM -> ERP 200/s", &results.mock_e2e_customers_200),
+        ("stock -> CRM 200/s", &results.mock_e2e_stock_200),
+        ("CRM -> ERP 1000/s", &results.mock_e2e_customers_1000),
+        ("stock -> CRM 1000/s", &results.mock_e2e_stock_1000),
+    ] {
+        eprintln!("[bench] {name}: {e2e:#?}");
+    }
+    for error in errors {
+        eprintln!("[bench] error: {error}");
+    }
+    Ok(())
 }
 
 /// `BENCH_ONLY=bridge`: only the bridge phases on the mock cluster (capacity, sustained,

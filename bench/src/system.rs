@@ -411,6 +411,7 @@ impl System {
     /// CRM commit -> visible in the ERP: `CreateCustomer` at `rate`/s; a customer is visible
     /// once the ERP's database returns its row (polled every 2 ms).
     pub async fn e2e_customers(&self, rate: f64, duration: Duration) -> Result<E2e> {
+        let before = self.stage_totals(Which::Crm).await;
         let tracker = Tracker::start(self.erp_db.clone(), Probe::ErpCustomers);
         let crm = self.crm.clone();
         let pending = tracker.clone();
@@ -426,12 +427,14 @@ impl System {
             }
         })
         .await;
-        Ok(tracker.finish(rate, writes, Duration::from_secs(30)).await)
+        let e2e = tracker.finish(rate, writes, Duration::from_secs(30)).await;
+        Ok(self.with_stages(e2e, before, Which::Crm).await)
     }
 
     /// ERP stock change -> visible in the CRM: `ReceiveStock` of 1 unit at `rate`/s round
     /// robin over the skus; visible once the CRM's catalogue shows the new available quantity.
     pub async fn e2e_stock(&self, rate: f64, duration: Duration) -> Result<E2e> {
+        let before = self.stage_totals(Which::Erp).await;
         let tracker = Tracker::start(self.crm_db.clone(), Probe::CrmStock);
         let (erp, skus, stock) = (self.erp.clone(), self.skus.clone(), self.stock.clone());
         if skus.is_empty() {
@@ -457,7 +460,47 @@ impl System {
             }
         })
         .await;
-        Ok(tracker.finish(rate, writes, Duration::from_secs(30)).await)
+        let e2e = tracker.finish(rate, writes, Duration::from_secs(30)).await;
+        Ok(self.with_stages(e2e, before, Which::Erp).await)
+    }
+
+    /// The stage histograms' totals now, for events from `source` (the CRM or the ERP) to the
+    /// other service; `None` when a `/metrics` page cannot be read (the figure is then left out).
+    async fn stage_totals(&self, source: Which) -> Option<StageTotals> {
+        let (source_http, target_http) = match source {
+            Which::Erp => (self.stack.erp_http, self.stack.crm_http),
+            _ => (self.stack.crm_http, self.stack.erp_http),
+        };
+        let bridge_http = self.stack.bridge_http;
+        let pages = tokio::task::spawn_blocking(move || {
+            [source_http, target_http, bridge_http].map(|addr| match http_get(addr, "/metrics") {
+                Ok((200, body)) => Some(body),
+                _ => None,
+            })
+        })
+        .await
+        .ok()?;
+        let [Some(source), Some(target), Some(bridge)] = pages else {
+            return None;
+        };
+        use tandem_common::metrics_names as names;
+        Some(StageTotals {
+            relay: histogram_totals(&source, names::OUTBOX_LAG_SECONDS, |_| true),
+            apply_call: histogram_totals(&target, names::GRPC_SERVER_CALL_SECONDS, |labels| {
+                labels.contains("/Apply")
+            }),
+            occurred_to_applied: histogram_totals(
+                &bridge,
+                names::BRIDGE_COMMIT_TO_APPLY_SECONDS,
+                |_| true,
+            ),
+        })
+    }
+
+    async fn with_stages(&self, mut e2e: E2e, before: Option<StageTotals>, source: Which) -> E2e {
+        let after = self.stage_totals(source).await;
+        e2e.stages = before.zip(after).map(|(b, a)| b.until(&a));
+        e2e
     }
 }
 
@@ -511,8 +554,83 @@ pub struct E2e {
     pub visible: u64,
     /// Writes not seen within 30 s after the last write.
     pub missing: u64,
-    /// Commit acknowledged -> visible on the other side.
+    /// Commit acknowledged -> visible on the other side: the midpoint of the window in which
+    /// the change became visible (after the last poll that could not see it began, before the
+    /// first poll that saw it answered).
     pub latency: Summary,
+    /// Commit acknowledged -> the answer of the first poll that saw it: the window's end, an
+    /// upper bound that adds up to a poll interval and a query to the change's own latency.
+    #[serde(default)]
+    pub seen: Summary,
+    /// What the trip is made of, from the services' own histograms over the phase.
+    #[serde(default)]
+    pub stages: Option<Stages>,
+}
+
+/// Means over one phase of the stages an event passes, from the services' `/metrics`
+/// histograms (deltas over the phase): where an e2e figure's time goes.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Stages {
+    /// The source's outbox: the row's commit -> the broker's ack (mean ms).
+    pub relay_ms: f64,
+    /// The target's `Apply*` calls from the bridge, as its server timed them (mean ms).
+    pub apply_call_ms: f64,
+    /// The bridge: the event's `occurred_at` -> applied in the target (mean ms).
+    pub occurred_to_applied_ms: f64,
+}
+
+/// The sums and counts of some histograms on three `/metrics` pages at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct StageTotals {
+    relay: (f64, f64),
+    apply_call: (f64, f64),
+    occurred_to_applied: (f64, f64),
+}
+
+impl StageTotals {
+    /// The means between `self` (the start of a phase) and `end`, in ms.
+    fn until(&self, end: &StageTotals) -> Stages {
+        let mean = |(s0, c0): (f64, f64), (s1, c1): (f64, f64)| {
+            if c1 > c0 {
+                (s1 - s0) / (c1 - c0) * 1000.0
+            } else {
+                0.0
+            }
+        };
+        Stages {
+            relay_ms: mean(self.relay, end.relay),
+            apply_call_ms: mean(self.apply_call, end.apply_call),
+            occurred_to_applied_ms: mean(self.occurred_to_applied, end.occurred_to_applied),
+        }
+    }
+}
+
+/// The `_sum` and `_count` of histogram `name` on a `/metrics` page, added over the series
+/// whose labels `keep` accepts.
+fn histogram_totals(page: &str, name: &str, keep: impl Fn(&str) -> bool) -> (f64, f64) {
+    let mut totals = (0.0, 0.0);
+    for line in page.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (slot, series) = if let Some(series) = rest.strip_prefix("_sum") {
+            (&mut totals.0, series)
+        } else if let Some(series) = rest.strip_prefix("_count") {
+            (&mut totals.1, series)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = series.rsplit_once(' ') else {
+            continue;
+        };
+        if (labels.is_empty() || labels.starts_with('{'))
+            && keep(labels)
+            && let Ok(value) = value.parse::<f64>()
+        {
+            *slot += value;
+        }
+    }
+    totals
 }
 
 #[derive(Clone, Copy)]
@@ -529,12 +647,25 @@ struct Pending {
     since: Instant,
 }
 
+/// The latency of a change acknowledged at `since` and first seen by a poll that answered at
+/// `seen`: the midpoint of the window it became visible in, and the window's end. The window
+/// opens at the later of `since` and the start of the last poll that missed it (`missed`).
+fn visible_within(since: Instant, missed: Option<Instant>, seen: Instant) -> (Duration, Duration) {
+    let opened = missed.map_or(since, |m| m.max(since));
+    let midpoint = opened + seen.saturating_duration_since(opened) / 2;
+    (
+        midpoint.saturating_duration_since(since),
+        seen.saturating_duration_since(since),
+    )
+}
+
 /// Writers add (key, expected value); a poller watches the other side's database and records
 /// the time from `add` until the value is reached.
 #[derive(Clone)]
 struct Tracker {
     pending: Arc<Mutex<Vec<Pending>>>,
-    latencies: Arc<Mutex<Latencies>>,
+    /// The window's midpoint, and its end (see [`E2e`]).
+    latencies: Arc<Mutex<(Latencies, Latencies)>>,
     stop: Arc<AtomicBool>,
     poller: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
@@ -543,7 +674,7 @@ impl Tracker {
     fn start(db: PgPool, probe: Probe) -> Self {
         let tracker = Self {
             pending: Arc::default(),
-            latencies: Arc::new(Mutex::new(Latencies::new())),
+            latencies: Arc::new(Mutex::new((Latencies::new(), Latencies::new()))),
             stop: Arc::default(),
             poller: Arc::default(),
         };
@@ -573,8 +704,13 @@ impl Tracker {
         let mut tick = tokio::time::interval(Duration::from_millis(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reported = false;
+        // When the last poll that answered began: a change it did not see became visible after.
+        let mut last_poll: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
             tick.tick().await;
+            // Taken before the keys are read: a key added later is not in this poll, and its
+            // own acknowledgement then bounds its window.
+            let began = Instant::now();
             let mut keys: Vec<String> = match self.pending.lock() {
                 Ok(pending) => pending.iter().map(|p| p.key.clone()).collect(),
                 Err(_) => return,
@@ -610,6 +746,7 @@ impl Tracker {
                     continue;
                 }
             };
+            let missed_before = last_poll.replace(began);
             if rows.is_empty() {
                 continue;
             }
@@ -618,15 +755,16 @@ impl Tracker {
             if let Ok(mut pending) = self.pending.lock() {
                 pending.retain(|p| match values.get(&p.key) {
                     Some(value) if *value >= p.expected => {
-                        done.push(seen.duration_since(p.since));
+                        done.push(visible_within(p.since, missed_before, seen));
                         false
                     }
                     _ => true,
                 });
             }
             if let Ok(mut latencies) = self.latencies.lock() {
-                for latency in done {
-                    latencies.record(latency);
+                for (midpoint, seen) in done {
+                    latencies.0.record(midpoint);
+                    latencies.1.record(seen);
                 }
             }
         }
@@ -642,10 +780,10 @@ impl Tracker {
         if let Some(handle) = handle {
             let _ = handle.await;
         }
-        let latency = self
+        let (latency, seen) = self
             .latencies
             .lock()
-            .map(|l| l.summary())
+            .map(|l| (l.0.summary(), l.1.summary()))
             .unwrap_or_default();
         E2e {
             rate,
@@ -653,6 +791,8 @@ impl Tracker {
             visible: latency.count,
             missing: self.len() as u64,
             latency,
+            seen,
+            stages: None,
         }
     }
 }
@@ -724,5 +864,28 @@ impl Injector {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_placed_in_the_middle_of_the_window_it_became_visible_in() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Acknowledged at 0; a poll began at 3 ms and missed it; the next answered at 7 ms.
+        assert_eq!(
+            visible_within(t0, Some(t0 + ms(3)), t0 + ms(7)),
+            (ms(5), ms(7))
+        );
+        // A poll that began before the acknowledgement says nothing: the window opens at it.
+        assert_eq!(
+            visible_within(t0 + ms(2), Some(t0), t0 + ms(6)),
+            (ms(2), ms(4))
+        );
+        // No poll before this one: the same.
+        assert_eq!(visible_within(t0, None, t0 + ms(4)), (ms(2), ms(4)));
     }
 }

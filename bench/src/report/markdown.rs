@@ -98,6 +98,7 @@ pub(super) fn markdown(
     }
 
     sections::e2e_latency(&mut o, r);
+    sections::e2e_stages(&mut o, r);
     sections::broker_floor(&mut o, r);
     sections::rpc_throughput(&mut o, r);
     sections::bridge_throughput(&mut o, r);

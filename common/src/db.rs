@@ -322,16 +322,21 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// How often [`export_pool_metrics`] samples the pool.
 const POOL_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Exports the pool's connections (idle, in use), its maximum and the time an acquire takes
-/// (sampled) every few seconds until
+/// Exports the pool's connections (idle, warm included, and in use), its maximum and the time
+/// an acquire takes (sampled) every few seconds, and hands warm connections idle for a while
+/// back to sqlx's pool ([`crate::pool::Db::sweep`]), until
 /// `stop` ([`crate::metrics_names::DB_POOL_CONNECTIONS`]).
-pub async fn export_pool_metrics(pool: PgPool, stop: tokio_util::sync::CancellationToken) {
+pub async fn export_pool_metrics(db: crate::pool::Db, stop: tokio_util::sync::CancellationToken) {
     use crate::metrics_names as m;
+    let pool = db.pool().clone();
     let max = f64::from(pool.options().get_max_connections());
     loop {
         // Set every time: the recorder may be installed after this task starts.
         metrics::gauge!(m::DB_POOL_MAX_CONNECTIONS).set(max);
-        let (size, idle) = (pool.size(), pool.num_idle());
+        // Warm connections wait for a request like idle ones, though sqlx counts them as in
+        // use; those idle for a while go back to sqlx's pool here.
+        db.sweep();
+        let (size, idle) = (pool.size(), pool.num_idle().saturating_add(db.warm()));
         let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
         metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
         metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => "in_use").set(f64::from(size - idle));

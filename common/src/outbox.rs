@@ -37,7 +37,7 @@ use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Dura
 use chrono::{DateTime, Utc};
 use rdkafka::{error::KafkaError, producer::FutureRecord};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use tandem_proto::events::{Envelope, Event};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,7 @@ use crate::{
     host::{GrpcSurface, Host, HostError},
     kafka::{self, KafkaSettings},
     metrics_names as m,
+    pool::{Db, Tx},
     producer::AckProducer,
     shutdown::{Deadline, sleep_or_cancel},
     telemetry::{self, TRACEPARENT},
@@ -152,9 +153,9 @@ impl OutboxWaker {
 
     /// Begins a transaction on `pool` that may write outbox rows ([`OutboxTx::enqueue`]);
     /// committing it ([`OutboxTx::commit`]) wakes the relay when it wrote any.
-    pub async fn begin(&self, pool: &PgPool) -> Result<OutboxTx, sqlx::Error> {
+    pub async fn begin(&self, db: &Db) -> Result<OutboxTx, sqlx::Error> {
         Ok(OutboxTx {
-            tx: pool.begin().await?,
+            tx: db.begin().await?,
             waker: self.clone(),
             wrote: false,
         })
@@ -166,7 +167,7 @@ impl OutboxWaker {
 /// to the connection, for the change's own queries; dropped without [`OutboxTx::commit`], it
 /// rolls back.
 pub struct OutboxTx {
-    tx: Transaction<'static, Postgres>,
+    tx: Tx,
     waker: OutboxWaker,
     wrote: bool,
 }
@@ -678,14 +679,14 @@ impl Host {
         surface: GrpcSurface,
         sync: Option<GrpcSurface>,
         relay: Relay,
-        pool: PgPool,
+        db: Db,
         shutdown: CancellationToken,
         grace: Duration,
     ) -> Result<(), HostError> {
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(relay.run(relay_stop.clone()));
         tokio::spawn(crate::db::export_pool_metrics(
-            pool.clone(),
+            db.clone(),
             relay_stop.clone(),
         ));
         // The budget starts at the signal, not when draining ends.
@@ -715,7 +716,7 @@ impl Host {
             if let Err(error) = relay.await {
                 tracing::warn!(%error, "outbox relay task failed");
             }
-            pool.close().await;
+            db.close().await;
         };
         if tokio::time::timeout(left, last_phase).await.is_err() {
             tracing::warn!(

@@ -111,6 +111,9 @@ pub struct DatabaseSettings {
     /// A pooled connection idle at least this long (milliseconds) is checked with a round
     /// trip before a request gets it, and replaced if dead. Busier ones are handed out at once:
     /// checking every one would add a round trip to every request. 0 checks every time.
+    /// A connection a request finished with cleanly waits warm for the next request, skipping
+    /// sqlx's ping on its way back (`tandem_common::pool`); one warm for this long goes back
+    /// to the pool, and so to this check. 0 keeps none warm.
     pub check_idle_after_ms: u64,
 }
 

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use sqlx::PgPool;
+use tandem_common::pool::Db;
 use tandem_common::{
     CancellationToken,
     admin_http::Readiness,
@@ -56,7 +57,7 @@ pub enum StartupError {
 /// A built CRM: listeners bound, migrations applied, ready to run.
 pub struct Application {
     host: Host,
-    pool: PgPool,
+    db: Db,
     relay: Relay,
     pruner: Pruner,
     customers: Customers,
@@ -75,6 +76,10 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         paging::load_key(&settings.page_token_key_file)?;
         let pool = db::prepare(&settings.database, &MIGRATOR, MIGRATION_PATIENCE).await?;
+        let db = Db::new(
+            pool.clone(),
+            Duration::from_millis(settings.database.check_idle_after_ms),
+        );
         let (relay, waker) = Relay::new(
             "tandem.crm.outbox",
             pool.clone(),
@@ -91,13 +96,13 @@ impl Application {
         .await?;
         Ok(Self {
             host,
-            customers: Customers::new(pool.clone(), waker.clone()),
-            restore: Restore::new(pool.clone(), waker.clone()),
-            orders: Orders::new(pool.clone(), waker),
-            catalogue: Catalogue::new(pool.clone()),
-            finance: FinanceMirror::new(pool.clone()),
+            customers: Customers::new(db.clone(), waker.clone()),
+            restore: Restore::new(db.clone(), waker.clone()),
+            orders: Orders::new(db.clone(), waker),
+            catalogue: Catalogue::new(db.clone()),
+            finance: FinanceMirror::new(db.clone()),
             pruner: Pruner::new(pool.clone(), &settings.idempotency),
-            pool,
+            db,
             relay,
             max_message_bytes: (
                 settings.grpc.limits.max_message_bytes,
@@ -128,7 +133,7 @@ impl Application {
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.db.pool()
     }
 
     /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
@@ -184,7 +189,7 @@ impl Application {
                 surface,
                 Some(sync),
                 self.relay,
-                self.pool,
+                self.db,
                 shutdown,
                 self.shutdown_grace,
             )

@@ -35,12 +35,20 @@ pub enum Error {
         metadata: Vec<(&'static str, String)>,
     },
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("cannot encode event: {0}")]
     Encode(#[from] serde_json::Error),
     /// A request id reused for another request, or its store failing.
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        // A broken connection must not stay warm (see tandem_common::pool).
+        tandem_common::pool::note_error(&error);
+        Self::Database(error)
+    }
 }
 
 impl Error {

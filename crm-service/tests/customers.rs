@@ -246,13 +246,14 @@ async fn a_rolled_back_transaction_publishes_nothing() {
 
     // A waker of its own: the relay under test is never woken, it must poll.
     let outbox = tandem_common::outbox::OutboxWaker::default();
-    let mut tx = outbox.begin(&crm.pool).await.unwrap();
+    let db = tandem_common::pool::Db::new(crm.pool.clone(), Duration::from_secs(1));
+    let mut tx = outbox.begin(&db).await.unwrap();
     let rolled_back = customers::insert_with_event(&mut tx, profile("Ghost"))
         .await
         .unwrap();
     tx.rollback().await.unwrap();
 
-    let mut tx = outbox.begin(&crm.pool).await.unwrap();
+    let mut tx = outbox.begin(&db).await.unwrap();
     let committed = customers::insert_with_event(&mut tx, profile("Real"))
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use sqlx::PgPool;
+use tandem_common::pool::Db;
 use tandem_common::{
     CancellationToken,
     admin_http::Readiness,
@@ -51,7 +52,7 @@ pub enum StartupError {
 /// A built ERP: listeners bound, migrations applied, ready to run.
 pub struct Application {
     host: Host,
-    pool: PgPool,
+    db: Db,
     relay: Relay,
     pruner: Pruner,
     api: ErpApi,
@@ -76,6 +77,10 @@ impl Application {
             )));
         }
         let pool = db::prepare(&settings.database, &MIGRATOR, MIGRATION_PATIENCE).await?;
+        let db = Db::new(
+            pool.clone(),
+            Duration::from_millis(settings.database.check_idle_after_ms),
+        );
         let (relay, waker) = Relay::new(
             "tandem.erp.outbox",
             pool.clone(),
@@ -93,17 +98,17 @@ impl Application {
         Ok(Self {
             host,
             api: ErpApi {
-                customers: Customers::new(pool.clone()),
-                products: Products::new(pool.clone(), waker.clone()),
-                warehouses: Warehouses::new(pool.clone()),
-                stock: Stock::new(pool.clone(), waker.clone()),
-                finances: Finances::new(pool.clone(), waker.clone(), settings.finance.clone()),
-                orders: Orders::new(pool.clone(), waker.clone(), settings.finance.clone()),
-                restore: Restore::new(pool.clone(), waker.clone(), settings.finance.clone()),
-                republisher: Republisher::new(pool.clone(), waker),
+                customers: Customers::new(db.clone()),
+                products: Products::new(db.clone(), waker.clone()),
+                warehouses: Warehouses::new(db.clone()),
+                stock: Stock::new(db.clone(), waker.clone()),
+                finances: Finances::new(db.clone(), waker.clone(), settings.finance.clone()),
+                orders: Orders::new(db.clone(), waker.clone(), settings.finance.clone()),
+                restore: Restore::new(db.clone(), waker.clone(), settings.finance.clone()),
+                republisher: Republisher::new(db.clone(), waker),
             },
             pruner: Pruner::new(pool.clone(), &settings.idempotency),
-            pool,
+            db,
             relay,
             max_message_bytes: (
                 settings.grpc.limits.max_message_bytes,
@@ -134,7 +139,7 @@ impl Application {
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.db.pool()
     }
 
     /// Serves until `shutdown` is cancelled, then drains calls and the outbox.
@@ -182,7 +187,7 @@ impl Application {
                 surface,
                 Some(sync),
                 self.relay,
-                self.pool,
+                self.db,
                 shutdown,
                 self.shutdown_grace,
             )

@@ -35,7 +35,7 @@ pub enum Error {
         metadata: Vec<(&'static str, String)>,
     },
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("cannot encode event: {0}")]
     Encode(#[from] serde_json::Error),
     /// A request id reused for another request, or its store failing.
@@ -44,6 +44,14 @@ pub enum Error {
     /// A broken internal invariant; logged, never detailed to the caller.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        // A broken connection must not stay warm (see tandem_common::pool).
+        tandem_common::pool::note_error(&error);
+        Self::Database(error)
+    }
 }
 
 impl Error {

@@ -4,7 +4,8 @@
 //! transaction, oldest first ([`orders::reserve_backorders`]); `stock` itself knows nothing of
 //! orders.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
+use tandem_common::pool::Db;
 use tandem_common::{
     idempotency::{self, Answer, Once},
     outbox::OutboxWaker,
@@ -146,12 +147,12 @@ pub struct MovementOutcome {
 
 #[derive(Clone)]
 pub struct Stock {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
 }
 
 impl Stock {
-    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker) -> Self {
         Self { pool, outbox }
     }
 

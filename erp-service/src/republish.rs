@@ -13,8 +13,8 @@
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use tandem_common::outbox::OutboxWaker;
+use tandem_common::pool::Db;
 use uuid::Uuid;
 
 use crate::{error::Result, finance, orders, products, products::SOURCE, retry::retrying, stock};
@@ -52,7 +52,7 @@ pub struct Republished {
 
 #[derive(Clone)]
 pub struct Republisher {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
 }
 
@@ -65,7 +65,7 @@ fn step<K>(count: usize, last: Option<K>) -> Step<K> {
 }
 
 impl Republisher {
-    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker) -> Self {
         Self { pool, outbox }
     }
 

@@ -73,7 +73,17 @@ poll that saw it, added about half a poll interval and a query to every latency 
 200/s on the mock cluster), which the raw hop, timed by its consumer as records arrive, does not have. The latency \
 is now the midpoint of the window the change became visible in; the first poll that saw it stays beside it, and the \
 summary's headline e2e figures keep it, so they compare with earlier runs. Each e2e phase also reports its stages' \
-means from the services' own histograms (relay, bridge, apply call): what the figure is made of.";
+means from the services' own histograms (relay, bridge, apply call): what the figure is made of.
+11. sqlx pings every connection it takes back into its pool (a Sync and a wait for ReadyForQuery, in \
+`PoolConnection::return_to_pool`, with no switch to turn it off): GetCustomer made three round trips where pgbench \
+makes two, a tenth of the CRM's samples (`perf record -g`). The services' database handle (`tandem_common::pool`) now \
+keeps a connection a request finished with cleanly warm for the next request, without that round trip; a connection \
+with a statement or a rollback still queued, or leased when an error said the database was unreachable, goes back \
+through sqlx's pool and its ping (so a restarted database costs one failed request, not one per warm connection); \
+one warm for `database.check_idle_after_ms` goes back too. A/B with `BENCH_ONLY=rpc`, the same bench binary, old and \
+new CRM alternating: GetCustomer 2,476 and 2,547 calls/s before, 3,264 and 2,986 after (+24 %); CreateCustomer \
+1,305 and 1,396 before, 1,436 and 1,157 after (the write phase is dominated by the work downstream of it; no change \
+to be seen).";
 
 /// What to do next, by expected gain.
 pub(super) const NEXT: &str = "\
@@ -83,11 +93,10 @@ bridge and the ERP (with its own transactions on the same PostgreSQL) take about
 itself. The CRM's own cost per call is about 200 us of CPU (TLS, HTTP/2, the envelope's JSON, sqlx, the relay's \
 produce); a third of it is the kernel switching tasks. Reads (`perf record -a`, GetCustomer at 2,206/s): the CRM \
 took 39 % of the two cores, PostgreSQL 40 %, the load generator 15 %, so about 360 us of the CRM's CPU and 360 us of \
-PostgreSQL's per call. sqlx 0.8 pings every connection it takes back into its pool (a Sync and a wait for \
-ReadyForQuery, in `PoolConnection::return_to_pool`, with no switch to turn it off): GetCustomer makes three round \
-trips where pgbench makes two, and CreateCustomer one more than pgbench's four; in the CRM's profile it is a tenth \
-of the samples. A pool of Tandem's own that takes a connection back without the ping (unless a rollback is still \
-pending on it) is next, then the customer and outbox inserts as one statement. One runtime worker instead of two \
+PostgreSQL's per call, before warm connections (item 11 above) took sqlx's ping off. What is left per call is \
+spread thin: HTTP/2 and TLS on both sides of the gRPC call, the load generator's own gRPC client (pgbench's C client \
+costs a fraction of it), the tracing spans each request opens, and one process switch per round trip to \
+PostgreSQL. The customer and outbox inserts as one statement are next for writes. One runtime worker instead of two \
 (`TOKIO_WORKER_THREADS=1`) changed nothing: 2,452 calls/s against 2,206-2,504 in three runs with two.
 2. Outbox relay: batches are pipelined now, but each is still marked by its own UPDATE, a new row version per \
 row; a high-water mark, with the gaps of transactions still in flight handled, would remove that write.

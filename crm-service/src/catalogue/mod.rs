@@ -5,8 +5,8 @@
 pub mod model;
 pub(crate) mod store;
 
-use sqlx::PgPool;
 use tandem_common::paging::Page;
+use tandem_common::pool::Db;
 
 pub use model::{Product, ProductData, StockLevel};
 
@@ -18,11 +18,11 @@ use crate::{
 
 #[derive(Clone)]
 pub struct Catalogue {
-    pool: PgPool,
+    pool: Db,
 }
 
 impl Catalogue {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self { pool }
     }
 

@@ -6,7 +6,8 @@ pub(crate) mod store;
 
 use std::time::Instant;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
+use tandem_common::pool::Db;
 use tandem_common::{
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
@@ -30,12 +31,12 @@ const UPSERT_ATTEMPTS: usize = 3;
 /// Customer operations over one database.
 #[derive(Clone)]
 pub struct Customers {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
 }
 
 impl Customers {
-    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker) -> Self {
         Self { pool, outbox }
     }
 

@@ -5,7 +5,7 @@
 pub mod model;
 pub(crate) mod store;
 
-use sqlx::PgPool;
+use tandem_common::pool::Db;
 use uuid::Uuid;
 
 pub use model::{Finance, FinanceData};
@@ -17,11 +17,11 @@ use crate::{
 
 #[derive(Clone)]
 pub struct FinanceMirror {
-    pool: PgPool,
+    pool: Db,
 }
 
 impl FinanceMirror {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self { pool }
     }
 

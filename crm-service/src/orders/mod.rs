@@ -8,7 +8,8 @@ pub(crate) mod store;
 
 use std::time::Instant;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
+use tandem_common::pool::Db;
 use tandem_common::{
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
@@ -31,12 +32,12 @@ use crate::{
 /// Sales order operations over one database.
 #[derive(Clone)]
 pub struct Orders {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
 }
 
 impl Orders {
-    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker) -> Self {
         Self { pool, outbox }
     }
 

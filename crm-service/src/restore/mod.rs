@@ -8,8 +8,8 @@
 
 pub(crate) mod store;
 
-use sqlx::PgPool;
 use tandem_common::outbox::OutboxWaker;
+use tandem_common::pool::Db;
 use tandem_proto::events::crm::OrderStatus;
 use uuid::Uuid;
 
@@ -92,12 +92,12 @@ fn same_mirrored_fields(a: &Profile, b: &Profile) -> bool {
 /// Resync operations over the CRM's database.
 #[derive(Clone)]
 pub struct Restore {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
 }
 
 impl Restore {
-    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker) -> Self {
         Self { pool, outbox }
     }
 

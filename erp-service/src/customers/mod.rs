@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use tandem_common::pool::Db;
 use tandem_proto::events::CustomerStatus;
 use uuid::Uuid;
 
@@ -77,11 +77,11 @@ pub struct Applied {
 
 #[derive(Clone)]
 pub struct Customers {
-    pool: PgPool,
+    pool: Db,
 }
 
 impl Customers {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self { pool }
     }
 

@@ -7,7 +7,7 @@ pub(crate) mod store;
 
 use std::collections::HashMap;
 
-use sqlx::PgPool;
+use tandem_common::pool::Db;
 use tandem_common::{
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
@@ -27,13 +27,13 @@ use crate::{
 
 #[derive(Clone)]
 pub struct Finances {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
     defaults: FinanceDefaults,
 }
 
 impl Finances {
-    pub fn new(pool: PgPool, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
         Self {
             pool,
             outbox,

@@ -12,7 +12,8 @@ pub(crate) mod store;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::Utc;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
+use tandem_common::pool::Db;
 use tandem_common::{
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
@@ -46,13 +47,13 @@ pub struct Accepted {
 
 #[derive(Clone)]
 pub struct Orders {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
     defaults: FinanceDefaults,
 }
 
 impl Orders {
-    pub fn new(pool: PgPool, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
         Self {
             pool,
             outbox,

@@ -4,7 +4,7 @@
 pub mod model;
 pub(crate) mod store;
 
-use sqlx::PgPool;
+use tandem_common::pool::Db;
 use tandem_common::{
     idempotency::{self, Answer, Once},
     outbox::{OutboxTx, OutboxWaker},
@@ -23,7 +23,7 @@ pub(crate) const SOURCE: &str = "erp";
 
 #[derive(Clone)]
 pub struct Products {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
 }
 
@@ -35,7 +35,7 @@ pub struct ProductFilter {
 }
 
 impl Products {
-    pub fn new(pool: PgPool, outbox: OutboxWaker) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker) -> Self {
         Self { pool, outbox }
     }
 

@@ -10,8 +10,8 @@
 
 pub(crate) mod store;
 
-use sqlx::PgPool;
 use tandem_common::outbox::OutboxWaker;
+use tandem_common::pool::Db;
 use uuid::Uuid;
 
 use crate::{
@@ -97,13 +97,13 @@ fn above(mirror_version: i64) -> Result<i64> {
 /// Resync operations over the ERP's database.
 #[derive(Clone)]
 pub struct Restore {
-    pool: PgPool,
+    pool: Db,
     outbox: OutboxWaker,
     defaults: FinanceDefaults,
 }
 
 impl Restore {
-    pub fn new(pool: PgPool, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
+    pub fn new(pool: Db, outbox: OutboxWaker, defaults: FinanceDefaults) -> Self {
         Self {
             pool,
             outbox,

@@ -3,7 +3,7 @@
 pub(crate) mod store;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use tandem_common::pool::Db;
 use tandem_common::{
     idempotency::{self, Answer, Once},
     paging::Page,
@@ -49,11 +49,11 @@ pub fn code_violation(field: &str, code: &str) -> Option<FieldViolation> {
 
 #[derive(Clone)]
 pub struct Warehouses {
-    pool: PgPool,
+    pool: Db,
 }
 
 impl Warehouses {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: Db) -> Self {
         Self { pool }
     }
 

@@ -1,0 +1,193 @@
+//! `tandem_common::pool`: connections that end cleanly stay warm (no ping on the way back), a
+//! transaction dropped open rolls back and frees its locks, and a database that went away
+//! costs one failed request, not one per warm connection. Against a real PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgPool, postgres::PgPoolOptions};
+use tandem_common::pool::{Db, note_error};
+use tandem_tests::{TestDatabase, postgres::TestPostgres};
+
+/// One test at a time: a noted error reaches every pool of the process.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn db_over(url: &str, max: u32) -> Db {
+    let pool = PgPoolOptions::new()
+        .max_connections(max)
+        .connect(url)
+        .await
+        .unwrap();
+    Db::new(pool, Duration::from_secs(30))
+}
+
+async fn backend(db: &Db) -> i32 {
+    let mut lease = db.acquire().await.unwrap();
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *lease)
+        .await
+        .unwrap()
+}
+
+/// Polls `check` (every 20 ms, for at most 5 s) until it holds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within 5 s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_clean_lease_stays_warm_and_the_next_acquire_takes_it() {
+    let _serial = SERIAL.lock().await;
+    let database = TestDatabase::create("pool_warm").await.unwrap();
+    let db = db_over(&database.url, 2).await;
+
+    let first = backend(&db).await;
+    // Kept warm: sqlx still counts it as in use (it never went back through its ping).
+    assert_eq!(db.warm(), 1);
+    assert_eq!(db.pool().num_idle(), 0);
+    assert_eq!(db.pool().size(), 1);
+    // The next request gets the same connection, and no second one is opened.
+    assert_eq!(backend(&db).await, first);
+    assert_eq!(db.pool().size(), 1);
+
+    // A connection that was warm too long goes back to sqlx's pool.
+    let short = Db::new(db.pool().clone(), Duration::from_millis(50));
+    let _ = backend(&short).await;
+    assert_eq!(short.warm(), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    short.sweep();
+    assert_eq!(short.warm(), 0);
+    eventually("the swept connection is idle in sqlx's pool", async || {
+        db.pool().num_idle() >= 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_transaction_dropped_open_rolls_back_and_frees_its_locks() {
+    let _serial = SERIAL.lock().await;
+    let database = TestDatabase::create("pool_rollback").await.unwrap();
+    let db = db_over(&database.url, 2).await;
+    let other = PgPool::connect(&database.url).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE t (id int PRIMARY KEY, n int); INSERT INTO t VALUES (1, 0);")
+        .execute(&other)
+        .await
+        .unwrap();
+
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE t SET n = 1 WHERE id = 1")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES (2, 0)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx);
+
+    // The row lock is gone (NOWAIT would fail while the transaction held it) and nothing of
+    // the transaction stayed.
+    eventually("the dropped transaction rolled back", async || {
+        let mut conn = other.acquire().await.unwrap();
+        let mut check = conn.begin().await.unwrap();
+        let locked = sqlx::query("SELECT id FROM t WHERE id = 1 FOR UPDATE NOWAIT")
+            .execute(&mut *check)
+            .await
+            .is_err();
+        !locked
+    })
+    .await;
+    assert_eq!(count(&other, "SELECT count(*) FROM t").await, 1);
+    assert_eq!(count(&other, "SELECT n::int8 FROM t WHERE id = 1").await, 0);
+    // The rolled-back connection is clean again and stays warm.
+    eventually("the connection is warm again", async || db.warm() == 1).await;
+    // A new transaction on it commits only itself: had the connection been left inside the
+    // old transaction, this COMMIT would keep row 2 and n = 1 too.
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("INSERT INTO t VALUES (3, 0)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(count(&other, "SELECT count(*) FROM t").await, 2);
+    assert_eq!(count(&other, "SELECT n::int8 FROM t WHERE id = 1").await, 0);
+}
+
+#[tokio::test]
+async fn a_lease_with_a_rollback_still_queued_goes_back_through_sqlx() {
+    let _serial = SERIAL.lock().await;
+    let database = TestDatabase::create("pool_queued").await.unwrap();
+    let db = db_over(&database.url, 2).await;
+    let other = PgPool::connect(&database.url).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE t (id int PRIMARY KEY)")
+        .execute(&other)
+        .await
+        .unwrap();
+
+    let mut lease = db.acquire().await.unwrap();
+    {
+        // sqlx's own transaction on the leased connection: dropped open, it only queues its
+        // ROLLBACK, to be sent with the connection's next message.
+        let mut tx = lease.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    drop(lease);
+    assert_eq!(
+        db.warm(),
+        0,
+        "a connection with a queued rollback went warm"
+    );
+    // sqlx's ping sent the ROLLBACK.
+    eventually("the queued rollback reached the database", async || {
+        db.pool().num_idle() == 1
+    })
+    .await;
+    assert_eq!(count(&other, "SELECT count(*) FROM t").await, 0);
+}
+
+#[tokio::test]
+async fn a_database_that_went_away_costs_one_failed_request_not_one_per_warm_connection() {
+    let _serial = SERIAL.lock().await;
+    let server = TestPostgres::start().unwrap();
+    server.create_database("warm").await.unwrap();
+    let url = server.url("warm");
+    let db = db_over(&url, 8).await;
+    // Three connections warm.
+    let leases = [
+        db.acquire().await.unwrap(),
+        db.acquire().await.unwrap(),
+        db.acquire().await.unwrap(),
+    ];
+    drop(leases);
+    assert_eq!(db.warm(), 3);
+
+    server.stop().unwrap();
+    server.resume().unwrap();
+
+    let mut failures = 0;
+    for _ in 0..4 {
+        let mut lease = db.acquire().await.unwrap();
+        let answered: Result<i32, sqlx::Error> =
+            sqlx::query_scalar("SELECT 1").fetch_one(&mut *lease).await;
+        if let Err(error) = answered {
+            // What the services' error conversion does.
+            note_error(&error);
+            failures += 1;
+        }
+    }
+    assert_eq!(
+        failures, 1,
+        "every warm connection failed a request of its own"
+    );
+}

@@ -32,6 +32,52 @@ fn e2e_row(out: &mut String, name: &str, e: &Option<E2e>, hop: &Option<Hop>) {
     );
 }
 
+/// Every e2e phase: its name, its figures and the raw hop at the same rate on the same broker.
+fn e2e_phases(r: &Results) -> [(&'static str, &Option<E2e>, &Option<Hop>); 8] {
+    [
+        (
+            "CRM -> ERP, 200/s, tansu",
+            &r.e2e_customers_200,
+            &r.hop_tansu_200,
+        ),
+        (
+            "CRM -> ERP, 1000/s, tansu",
+            &r.e2e_customers_1000,
+            &r.hop_tansu_1000,
+        ),
+        (
+            "ERP stock -> CRM, 200/s, tansu",
+            &r.e2e_stock_200,
+            &r.hop_tansu_200,
+        ),
+        (
+            "ERP stock -> CRM, 1000/s, tansu",
+            &r.e2e_stock_1000,
+            &r.hop_tansu_1000,
+        ),
+        (
+            "CRM -> ERP, 200/s, mock cluster",
+            &r.mock_e2e_customers_200,
+            &r.hop_mock_200,
+        ),
+        (
+            "CRM -> ERP, 1000/s, mock cluster",
+            &r.mock_e2e_customers_1000,
+            &r.hop_mock_1000,
+        ),
+        (
+            "ERP stock -> CRM, 200/s, mock cluster",
+            &r.mock_e2e_stock_200,
+            &r.hop_mock_200,
+        ),
+        (
+            "ERP stock -> CRM, 1000/s, mock cluster",
+            &r.mock_e2e_stock_1000,
+            &r.hop_mock_1000,
+        ),
+    ]
+}
+
 /// "End-to-end sync latency": each flow at each rate on each broker, beside the broker hop.
 pub(super) fn e2e_latency(o: &mut String, r: &Results) {
     let _ = writeln!(o, "\n## End-to-end sync latency\n");
@@ -51,54 +97,9 @@ pub(super) fn e2e_latency(o: &mut String, r: &Results) {
         "| flow, rate, broker | p50 ms | p99 ms | max ms | first poll that saw it p50 / p99 ms | broker hop p50 ms | excess p50 / p99 ms | write RPC p99 ms | seen |"
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
-    e2e_row(
-        o,
-        "CRM -> ERP, 200/s, tansu",
-        &r.e2e_customers_200,
-        &r.hop_tansu_200,
-    );
-    e2e_row(
-        o,
-        "CRM -> ERP, 1000/s, tansu",
-        &r.e2e_customers_1000,
-        &r.hop_tansu_1000,
-    );
-    e2e_row(
-        o,
-        "ERP stock -> CRM, 200/s, tansu",
-        &r.e2e_stock_200,
-        &r.hop_tansu_200,
-    );
-    e2e_row(
-        o,
-        "ERP stock -> CRM, 1000/s, tansu",
-        &r.e2e_stock_1000,
-        &r.hop_tansu_1000,
-    );
-    e2e_row(
-        o,
-        "CRM -> ERP, 200/s, mock cluster",
-        &r.mock_e2e_customers_200,
-        &r.hop_mock_200,
-    );
-    e2e_row(
-        o,
-        "CRM -> ERP, 1000/s, mock cluster",
-        &r.mock_e2e_customers_1000,
-        &r.hop_mock_1000,
-    );
-    e2e_row(
-        o,
-        "ERP stock -> CRM, 200/s, mock cluster",
-        &r.mock_e2e_stock_200,
-        &r.hop_mock_200,
-    );
-    e2e_row(
-        o,
-        "ERP stock -> CRM, 1000/s, mock cluster",
-        &r.mock_e2e_stock_1000,
-        &r.hop_mock_1000,
-    );
+    for (name, e, hop) in e2e_phases(r) {
+        e2e_row(o, name, e, hop);
+    }
 }
 
 /// "What an event's trip is made of": the stage means of each e2e phase.
@@ -118,25 +119,7 @@ pub(super) fn e2e_stages(o: &mut String, r: &Results) {
         "| flow, rate, broker | e2e mean ms | write RPC mean ms | relay: commit -> acked and marked ms | bridge: occurred -> applied ms | apply call ms |"
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|");
-    for (name, e) in [
-        ("CRM -> ERP, 200/s, tansu", &r.e2e_customers_200),
-        ("CRM -> ERP, 1000/s, tansu", &r.e2e_customers_1000),
-        ("ERP stock -> CRM, 200/s, tansu", &r.e2e_stock_200),
-        ("ERP stock -> CRM, 1000/s, tansu", &r.e2e_stock_1000),
-        ("CRM -> ERP, 200/s, mock cluster", &r.mock_e2e_customers_200),
-        (
-            "CRM -> ERP, 1000/s, mock cluster",
-            &r.mock_e2e_customers_1000,
-        ),
-        (
-            "ERP stock -> CRM, 200/s, mock cluster",
-            &r.mock_e2e_stock_200,
-        ),
-        (
-            "ERP stock -> CRM, 1000/s, mock cluster",
-            &r.mock_e2e_stock_1000,
-        ),
-    ] {
+    for (name, e, _) in e2e_phases(r) {
         let Some(e) = e else {
             continue;
         };

@@ -6,7 +6,8 @@
 #   scripts/broker.sh stop      stop the broker this script started
 # When KAFKA_BROKERS is set (an existing Kafka), start and stop do nothing.
 set -euo pipefail
-source "$(dirname "$0")/common.sh"
+SCRIPTS=$(dirname "$0")
+source "$SCRIPTS/common.sh"
 
 PORT=${TANDEM_BROKER_PORT:-9092}
 DIR=$TANDEM_STATE/broker
@@ -36,7 +37,7 @@ start() {
   fi
   install
   mkdir -p "$DIR"
-  if running; then return 0; fi
+  if running; then index_headers; return 0; fi
   log "starting tansu on 127.0.0.1:$PORT (storage $STORAGE)"
   # tansu resolves sqlite:// paths against its working directory. setsid: a terminal's Ctrl-C
   # must not reach the broker before the processes that still need it have stopped.
@@ -46,6 +47,15 @@ start() {
       --storage-engine "$STORAGE" >>"$DIR/tansu.log" 2>&1) &
   echo $! >"$PIDFILE"
   wait_for_port 127.0.0.1 "$PORT" 30 || die "broker did not start; see $DIR/tansu.log"
+  index_headers
+}
+
+# tansu 0.6 creates its table of record headers without an index; a fetch then scans every
+# header stored for each record it returns (scripts/tansu_index.py says more).
+index_headers() {
+  if [[ "$STORAGE" == sqlite://* ]]; then
+    "$SCRIPTS/tansu_index.py" "$DIR/${STORAGE#sqlite://}" || die "could not index tansu's headers"
+  fi
 }
 
 stop() {

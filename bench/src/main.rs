@@ -229,6 +229,13 @@ async fn run() -> Result<()> {
         eprintln!("[bench] GetCustomer: {read:?}");
         let write = system.rpc_write(CLIENTS, warmup, plan.secs(20.0)).await?;
         eprintln!("[bench] CreateCustomer: {write:?}");
+        let settling = Instant::now();
+        system.wait_settled(0, Duration::from_secs(60)).await?;
+        eprintln!(
+            "[bench] the ERP holds {} customers, {:.1} s after the writes",
+            system.erp_customers().await?,
+            settling.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
 

@@ -20,6 +20,7 @@ import os
 import secrets as rnd
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit, quote
 from k8s import ManifestError, name_of, ns_of, secret_data
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sh(*args, timeout=60, **kw):
@@ -189,6 +191,7 @@ class Broker:
                                  stdin=subprocess.DEVNULL, start_new_session=True)
             self.run.pids.append(p.pid)
             self.wait_port("127.0.0.1", inner, p)
+            sh(sys.executable, str(REPO / "scripts/tansu_index.py"), str(d / "tansu.db"))
             return p
 
         p = launch(False)

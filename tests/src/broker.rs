@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Mutex, PoisonError},
     time::{Duration, Instant},
@@ -180,6 +180,11 @@ impl TestBroker {
         Ok(broker)
     }
 
+    /// tansu's SQLite store.
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("tansu.db")
+    }
+
     fn tansu_bin() -> String {
         std::env::var("TANSU_BIN").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_default();
@@ -221,7 +226,8 @@ impl TestBroker {
         wait_for_tcp(
             SocketAddr::new(self.listen, self.port),
             Duration::from_secs(20),
-        )
+        )?;
+        index_headers(&self.store())
     }
 
     /// Stores a SCRAM-SHA-512 credential through `tansu user create` (the broker runs without
@@ -439,4 +445,25 @@ impl Drop for TestBroker {
         registered_properties().remove(&self.brokers);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Indexes tansu's record headers (`scripts/tansu_index.py`): without it every fetched record
+/// scans every header stored, and a broker holding a few ten thousand events stalls.
+fn index_headers(db: &Path) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tansu_index.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(db)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            script.display(),
+            db.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }

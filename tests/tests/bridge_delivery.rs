@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tandem_proto::{crm::v1 as crm, erp::v1 as erp, events::topics};
 use tandem_tests::{
-    Stack, StackOptions, eventually,
+    Stack, StackOptions, TestBroker, eventually,
     evidence::{
         BRIDGE_GROUP, positions_after, read_until_markers, settled, wait_caught_up, wait_committed,
     },
@@ -87,6 +87,59 @@ async fn mirrored(stack: &Stack, id: &str, version: i64) -> erp::Customer {
 
 fn name_of(customer: &erp::Customer) -> &str {
     &customer.profile.as_ref().unwrap().display_name
+}
+
+/// tansu keeps every record's headers in a table of its own, which it creates without an
+/// index; a fetch then scanned every header stored for each record it returned, and a broker
+/// holding 30,000 events (each with its `traceparent` header) stalled the bridge. The kit
+/// indexes the table when it starts tansu (`scripts/tansu_index.py`).
+#[tokio::test]
+async fn the_test_broker_finds_a_records_headers_by_index() {
+    let broker = TestBroker::start().await.unwrap();
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    broker
+        .kafka_settings()
+        .ensure_topics(&["headers.indexed"])
+        .await
+        .unwrap();
+    let (partition, offset) = produce(
+        &broker.brokers,
+        "headers.indexed",
+        Some("k"),
+        b"{}",
+        &[("traceparent", traceparent)],
+    )
+    .await
+    .unwrap();
+    let record = format!(
+        "FROM header WHERE topition = \
+         (SELECT p.id FROM topition p JOIN topic t ON t.id = p.topic \
+          WHERE t.name = 'headers.indexed' AND p.partition = {partition}) AND offset_id = {offset}"
+    );
+    let query = |sql: String| {
+        let output = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys; \
+                 print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall())",
+            ])
+            .arg(broker.store())
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(
+        query(format!("SELECT CAST(k AS TEXT), CAST(v AS TEXT) {record}")).trim(),
+        format!("[('traceparent', '{traceparent}')]"),
+        "the record's one header"
+    );
+    let plan = query(format!("EXPLAIN QUERY PLAN SELECT k, v {record}"));
+    assert!(
+        plan.contains("SEARCH header USING INDEX tandem_header_record"),
+        "tansu's headers are looked up without the index: {plan}"
+    );
 }
 
 #[tokio::test]

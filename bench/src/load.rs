@@ -97,7 +97,7 @@ where
 }
 
 /// Result of an open-loop run.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Offered {
     pub rate: f64,
     pub seconds: f64,
@@ -107,6 +107,9 @@ pub struct Offered {
     pub errors: u64,
     /// Operations dropped because `max_in_flight` were already outstanding.
     pub shed: u64,
+    /// The first error an operation returned, if any did.
+    #[serde(default)]
+    pub first_error: Option<String>,
     /// Latency of the operation itself, from its scheduled start (no coordinated omission).
     pub latency: Summary,
 }
@@ -131,7 +134,7 @@ where
     let total = (rate * duration.as_secs_f64()).round() as u64;
     let start = Instant::now();
     let (mut sent, mut shed) = (0u64, 0u64);
-    let mut first_error_reported = false;
+    let mut first_error = None;
     let (error_tx, mut error_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     for seq in 0..total {
         let due = start + Duration::from_secs_f64(seq as f64 / rate);
@@ -165,9 +168,11 @@ where
                 }
             }
         });
-        if !first_error_reported && let Ok(error) = error_rx.try_recv() {
+        if first_error.is_none()
+            && let Ok(error) = error_rx.try_recv()
+        {
             eprintln!("  first error: {error}");
-            first_error_reported = true;
+            first_error = Some(error);
         }
     }
     // Wait for what is still in flight.
@@ -175,8 +180,11 @@ where
     while permits.available_permits() < max_in_flight && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if !first_error_reported && let Ok(error) = error_rx.try_recv() {
+    if first_error.is_none()
+        && let Ok(error) = error_rx.try_recv()
+    {
         eprintln!("  first error: {error}");
+        first_error = Some(error);
     }
     let summary = latencies.lock().map(|l| l.summary()).unwrap_or_default();
     Offered {
@@ -186,6 +194,7 @@ where
         ok: ok.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
         shed,
+        first_error,
         latency: summary,
     }
 }

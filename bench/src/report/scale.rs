@@ -147,25 +147,25 @@ fn targets(o: &mut String, s: &ScaleResults) {
     );
     row(
         "e2e CRM -> ERP p50 ms",
-        |s| s.e2e_customers_200.map(|e| e.latency.p50_ms),
+        |s| s.e2e_customers_200.as_ref().map(|e| e.latency.p50_ms),
         false,
         o,
     );
     row(
         "e2e CRM -> ERP p99 ms",
-        |s| s.e2e_customers_200.map(|e| e.latency.p99_ms),
+        |s| s.e2e_customers_200.as_ref().map(|e| e.latency.p99_ms),
         false,
         o,
     );
     row(
         "e2e stock -> CRM p50 ms",
-        |s| s.e2e_stock_200.map(|e| e.latency.p50_ms),
+        |s| s.e2e_stock_200.as_ref().map(|e| e.latency.p50_ms),
         false,
         o,
     );
     row(
         "e2e stock -> CRM p99 ms",
-        |s| s.e2e_stock_200.map(|e| e.latency.p99_ms),
+        |s| s.e2e_stock_200.as_ref().map(|e| e.latency.p99_ms),
         false,
         o,
     );

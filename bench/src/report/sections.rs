@@ -3,31 +3,34 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use super::{Results, markdown::num};
-use crate::{baselines::Hop, procstat::Usage, system::E2e};
+use crate::{baselines::Hop, procstat::Usage, stats::Summary, system::E2e};
 
 fn e2e_row(out: &mut String, name: &str, e: &Option<E2e>, hop: &Option<Hop>) {
     let Some(e) = e else {
         let _ = writeln!(out, "| {name} | n/a | | | | | | | |");
         return;
     };
-    let l = e.latency;
+    // Nothing seen: no latency to show (a zero would read as instant).
+    let l = (e.latency.count > 0).then_some(e.latency);
     let h = hop.as_ref().map(|h| h.latency);
     let seen = (e.seen.count > 0).then_some(e.seen);
+    let excess = |of: fn(&Summary) -> f64| Some(of(&l?) - of(&h?));
     let _ = writeln!(
         out,
-        "| {name} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} of {} ({} missing, {} shed) |",
-        num(Some(l.p50_ms)),
-        num(Some(l.p99_ms)),
-        num(Some(l.max_ms)),
+        "| {name} | {} | {} | {} | {} / {} | {} | {} / {} | {} | {} of {} ({} missing, {} failed, {} shed) |",
+        num(l.map(|l| l.p50_ms)),
+        num(l.map(|l| l.p99_ms)),
+        num(l.map(|l| l.max_ms)),
         num(seen.map(|s| s.p50_ms)),
         num(seen.map(|s| s.p99_ms)),
         num(h.map(|h| h.p50_ms)),
-        num(h.map(|h| l.p50_ms - h.p50_ms)),
-        num(h.map(|h| l.p99_ms - h.p99_ms)),
+        num(excess(|s| s.p50_ms)),
+        num(excess(|s| s.p99_ms)),
         num(Some(e.writes.latency.p99_ms)),
         e.visible,
         e.writes.sent,
         e.missing,
+        e.writes.errors,
         e.writes.shed,
     );
 }
@@ -99,6 +102,23 @@ pub(super) fn e2e_latency(o: &mut String, r: &Results) {
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
     for (name, e, hop) in e2e_phases(r) {
         e2e_row(o, name, e, hop);
+    }
+    let failed: Vec<_> = e2e_phases(r)
+        .into_iter()
+        .filter_map(|(name, e, _)| {
+            let w = &e.as_ref()?.writes;
+            Some((name, w.errors, w.first_error.as_deref()?))
+        })
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nWrites that failed are not in the latencies (a client would retry them later, with its \
+             request id). The first error of each phase that had any:\n"
+        );
+        for (name, errors, first) in failed {
+            let _ = writeln!(o, "- {name}: {errors} failed, first: `{first}`");
+        }
     }
 }
 

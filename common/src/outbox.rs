@@ -141,6 +141,62 @@ async fn insert_all(
     Ok(())
 }
 
+/// The outbox row of one event, written by the same statement as the change it announces:
+/// [`EventRow::cte`] is a data-modifying `WITH` item to put before the change's statement, and
+/// [`EventRow::bind`] binds its parameters after the change's own. PostgreSQL runs a single
+/// statement as a transaction of its own, so a change that is one statement commits with its
+/// event in one round trip, with no BEGIN and no COMMIT ([`OutboxWaker::written`] then wakes
+/// the relay); inside an [`OutboxTx`], take the row from [`OutboxTx::event_row`].
+#[derive(Debug)]
+pub struct EventRow {
+    id: uuid::Uuid,
+    topic: &'static str,
+    key: String,
+    payload: String,
+    traceparent: Option<String>,
+}
+
+impl EventRow {
+    /// How many parameters [`EventRow::cte`] takes.
+    pub const PARAMETERS: usize = 5;
+
+    /// The row of `payload`'s event at `version`, published by `source`, made by the caller
+    /// whose request is being served and carrying the current span's trace context.
+    pub fn new(source: &str, version: i64, payload: &impl Event) -> Result<Self, OutboxError> {
+        let envelope = stamped(Envelope::of(source, version, payload)?);
+        let json = serde_json::to_string(&envelope)?;
+        Ok(Self {
+            id: envelope.id,
+            topic: payload.kind().topic(),
+            key: envelope.aggregate_id,
+            payload: json,
+            traceparent: telemetry::current_traceparent(),
+        })
+    }
+
+    /// `outbox_row AS (INSERT INTO outbox …)` with parameters `$first` to `$first + 4`.
+    pub fn cte(first: usize) -> String {
+        let [id, topic, key, payload, traceparent] = std::array::from_fn(|i| first + i);
+        format!(
+            "outbox_row AS (INSERT INTO outbox (event_id, topic, kafka_key, payload, traceparent) \
+             VALUES (${id}, ${topic}, ${key}, ${payload}::json, ${traceparent}))"
+        )
+    }
+
+    /// Binds the row's parameters to `query`, in [`EventRow::cte`]'s order.
+    pub fn bind<'q, O>(
+        self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.id)
+            .bind(self.topic)
+            .bind(self.key)
+            .bind(self.payload)
+            .bind(self.traceparent)
+    }
+}
+
 /// Wakes the relay right after a commit that wrote outbox rows; begins the transactions that
 /// may write them ([`OutboxWaker::begin`]).
 #[derive(Clone, Default)]
@@ -149,6 +205,12 @@ pub struct OutboxWaker(Arc<Notify>);
 impl OutboxWaker {
     fn wake(&self) {
         self.0.notify_one();
+    }
+
+    /// Wakes the relay after a statement that wrote an [`EventRow`] outside any transaction
+    /// returned (it committed as it returned).
+    pub fn written(&self) {
+        self.wake();
     }
 
     /// Begins a transaction on `pool` that may write outbox rows ([`OutboxTx::enqueue`]);
@@ -219,6 +281,18 @@ impl OutboxTx {
         insert_all(&mut self.tx, &events).await?;
         self.wrote = true;
         Ok(())
+    }
+
+    /// The outbox row of `payload`'s event, for a statement of this transaction to write
+    /// with its change ([`EventRow`]); the commit then wakes the relay.
+    pub fn event_row(
+        &mut self,
+        source: &str,
+        version: i64,
+        payload: &impl Event,
+    ) -> Result<EventRow, OutboxError> {
+        self.wrote = true;
+        EventRow::new(source, version, payload)
     }
 
     /// Commits, then wakes the relay if an outbox row was written.

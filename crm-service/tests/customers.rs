@@ -759,7 +759,33 @@ async fn a_failed_write_leaves_neither_row_nor_event() {
         .unwrap()
         .into_inner();
     assert_eq!(unchanged, second);
+    // A create without a request id is one statement: refused at its outbox row, it leaves
+    // neither the customer nor the contacts and addresses written before it.
+    for request_id in ["", "0190d1f4-6c1e-7f3a-9b52-3f1c2d4e5a6b"] {
+        let refused = crm
+            .client
+            .create_customer(CreateCustomerRequest {
+                request_id: request_id.into(),
+                customer: Some(Customer {
+                    contacts: vec![Contact {
+                        name: "Lost".into(),
+                        ..Contact::default()
+                    }],
+                    addresses: vec![shipping()],
+                    ..customer("Poison")
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::Internal,
+            "{request_id:?}: {refused:?}"
+        );
+    }
+    assert_eq!(crm.count("customers").await, 2);
     assert_eq!(crm.count("customer_contacts").await, 1);
+    assert_eq!(crm.count("customer_addresses").await, 0);
     assert_eq!(crm.count("outbox").await, 2);
     let records = crm.events(topics::CRM_CUSTOMERS, 2).await;
     assert_eq!(records.len(), 2, "only the two creates were published");

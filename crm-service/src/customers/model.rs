@@ -321,9 +321,17 @@ impl Address {
 impl Customer {
     /// The `crm.customer.upserted` (and `crm.customer.archived`) v1 payload: every owned field.
     pub fn upserted_event(&self) -> CustomerUpsertedV1 {
-        let profile = &self.profile;
+        self.profile.upserted_event(self.id)
+    }
+}
+
+impl Profile {
+    /// The `crm.customer.upserted` (and `crm.customer.archived`) v1 payload of customer `id`
+    /// with this profile.
+    pub fn upserted_event(&self, id: Uuid) -> CustomerUpsertedV1 {
+        let profile = self;
         CustomerUpsertedV1 {
-            customer_id: self.id.to_string(),
+            customer_id: id.to_string(),
             display_name: profile.display_name.clone(),
             email: profile.email.clone(),
             phone: profile.phone.clone(),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
-use tandem_common::paging::Page;
+use tandem_common::{outbox::EventRow, paging::Page};
 use tandem_proto::events::{CustomerStatus, crm::AddressKind};
 use uuid::Uuid;
 
@@ -63,29 +63,116 @@ fn from_row(row: CustomerRow) -> Result<Customer, sqlx::Error> {
     })
 }
 
-/// Inserts the customer with version 1, with its contacts and addresses.
+/// Inserts the customer with version 1, with its contacts and addresses, and with `event`'s
+/// outbox row when given: all in one statement, so on a connection outside a transaction
+/// they commit together in one round trip.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     id: Uuid,
     profile: &Profile,
+    event: Option<EventRow>,
 ) -> Result<Customer, sqlx::Error> {
-    let row: CustomerRow = sqlx::query_as(&format!(
-        "INSERT INTO customers (id, display_name, email, phone, tax_id, status, external_ref, version) \
+    // The lists' rows come first, the customer's last: the foreign keys are checked at the
+    // statement's end, when all are there.
+    let outbox_row = match event {
+        Some(_) => format!(", {}", EventRow::cte(19)),
+        None => String::new(),
+    };
+    let sql = format!(
+        "WITH contacts AS ( \
+             INSERT INTO customer_contacts (customer_id, position, name, email, phone, role) \
+             SELECT $1, ordinality - 1, name, email, phone, role \
+             FROM UNNEST($8::text[], $9::text[], $10::text[], $11::text[]) \
+                  WITH ORDINALITY AS c(name, email, phone, role, ordinality)), \
+         addresses AS ( \
+             INSERT INTO customer_addresses \
+                 (customer_id, position, kind, line1, line2, city, postal_code, region, country_code) \
+             SELECT $1, ordinality - 1, kind, line1, line2, city, postal_code, region, country_code \
+             FROM UNNEST($12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
+                         $17::text[], $18::text[]) \
+                  WITH ORDINALITY AS a(kind, line1, line2, city, postal_code, region, \
+                                       country_code, ordinality)){outbox_row} \
+         INSERT INTO customers (id, display_name, email, phone, tax_id, status, external_ref, version) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 1) RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&profile.display_name)
-    .bind(&profile.email)
-    .bind(&profile.phone)
-    .bind(&profile.tax_id)
-    .bind(profile.status.as_str())
-    .bind(&profile.external_ref)
-    .fetch_one(&mut *conn)
-    .await?;
+    );
+    let (contacts, addresses) = (&profile.contacts, &profile.addresses);
+    let query = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(&profile.display_name)
+        .bind(&profile.email)
+        .bind(&profile.phone)
+        .bind(&profile.tax_id)
+        .bind(profile.status.as_str())
+        .bind(&profile.external_ref)
+        .bind(contacts.iter().map(|c| c.name.as_str()).collect::<Vec<_>>())
+        .bind(
+            contacts
+                .iter()
+                .map(|c| c.email.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            contacts
+                .iter()
+                .map(|c| c.phone.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            contacts
+                .iter()
+                .map(|c| c.role.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            addresses
+                .iter()
+                .map(|a| a.kind.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            addresses
+                .iter()
+                .map(|a| a.line1.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            addresses
+                .iter()
+                .map(|a| a.line2.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            addresses
+                .iter()
+                .map(|a| a.city.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            addresses
+                .iter()
+                .map(|a| a.postal_code.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            addresses
+                .iter()
+                .map(|a| a.region.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            addresses
+                .iter()
+                .map(|a| a.country_code.as_str())
+                .collect::<Vec<_>>(),
+        );
+    let query = match event {
+        Some(event) => event.bind(query),
+        None => query,
+    };
+    let row: CustomerRow = query.fetch_one(&mut *conn).await?;
     let mut customer = from_row(row)?;
-    insert_lists(conn, id, profile).await?;
-    customer.profile.contacts = profile.contacts.clone();
-    customer.profile.addresses = profile.addresses.clone();
+    customer.profile.contacts = contacts.clone();
+    customer.profile.addresses = addresses.clone();
     Ok(customer)
 }
 

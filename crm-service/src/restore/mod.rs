@@ -121,7 +121,7 @@ impl Restore {
                     version: 0,
                 });
             }
-            customers::store::insert(&mut tx, mirrored.id, &mirrored.profile)
+            customers::store::insert(&mut tx, mirrored.id, &mirrored.profile, None)
                 .await
                 .map_err(|e| taken(mirrored.id, e))?;
             let customer = store::set_customer_version(&mut tx, mirrored.id, target).await?;

@@ -120,12 +120,13 @@ pub struct PgBench {
     pub latency: Summary,
 }
 
-/// The CRM's `CreateCustomer` SQL (no contacts or addresses): the customer row, the two list
-/// replacements, the outbox row with a real-sized envelope, in one transaction.
-const CUSTOMER_WRITE: &str = r#"BEGIN;
-INSERT INTO customers (id, display_name, email, phone, tax_id, status, external_ref, version) VALUES (gen_random_uuid(), 'Bench Customer ' || :client_id, 'bench@example.com', NULL, NULL, 'ACTIVE', NULL, 1) RETURNING id AS cid, display_name, email, phone, tax_id, status, external_ref, version, create_time, update_time \gset
-INSERT INTO outbox (event_id, topic, kafka_key, payload, traceparent) VALUES (gen_random_uuid(), 'crm.customers', :cid, '{"id": "0193a0c4-0000-7000-8000-000000000001","type": "crm.customer.upserted","schema_version": 1,"source": "crm","aggregate_type": "customer","aggregate_id": "0193a0c4-0000-7000-8000-000000000002","aggregate_version": 1,"occurred_at": "2026-11-26T10:00:00.000000Z","data": {"customer_id": "0193a0c4-0000-7000-8000-000000000002","display_name": "Bench Customer","email": "bench@example.com","phone": null,"tax_id": null,"status": "ACTIVE","external_ref": null,"contacts": [],"addresses": []}}', NULL);
-END;
+/// The CRM's `CreateCustomer` SQL without a request id: one statement writing the customer
+/// row, its (here empty) contacts and addresses, and the outbox row with a real-sized
+/// envelope, as `customers::store::insert` sends it. pgbench cannot make a UUID, so the
+/// customer's id is built from two random numbers.
+const CUSTOMER_WRITE: &str = r#"\set hi random(0, 2147483647)
+\set lo random(0, 2147483647)
+WITH contacts AS (INSERT INTO customer_contacts (customer_id, position, name, email, phone, role) SELECT (lpad(to_hex(:hi::int), 8, '0') || '-0000-7000-8000-' || lpad(to_hex(:lo::int), 12, '0'))::uuid, ordinality - 1, name, email, phone, role FROM UNNEST('{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[]) WITH ORDINALITY AS c(name, email, phone, role, ordinality)), addresses AS (INSERT INTO customer_addresses (customer_id, position, kind, line1, line2, city, postal_code, region, country_code) SELECT (lpad(to_hex(:hi::int), 8, '0') || '-0000-7000-8000-' || lpad(to_hex(:lo::int), 12, '0'))::uuid, ordinality - 1, kind, line1, line2, city, postal_code, region, country_code FROM UNNEST('{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[]) WITH ORDINALITY AS a(kind, line1, line2, city, postal_code, region, country_code, ordinality)), outbox_row AS (INSERT INTO outbox (event_id, topic, kafka_key, payload, traceparent) VALUES (gen_random_uuid(), 'crm.customers', lpad(to_hex(:hi::int), 8, '0') || '-0000-7000-8000-' || lpad(to_hex(:lo::int), 12, '0'), '{"id": "0193a0c4-0000-7000-8000-000000000001","type": "crm.customer.upserted","schema_version": 1,"source": "crm","aggregate_type": "customer","aggregate_id": "0193a0c4-0000-7000-8000-000000000002","aggregate_version": 1,"occurred_at": "2026-11-26T10:00:00.000000Z","data": {"customer_id": "0193a0c4-0000-7000-8000-000000000002","display_name": "Bench Customer","email": "bench@example.com","phone": null,"tax_id": null,"status": "ACTIVE","external_ref": null,"contacts": [],"addresses": []}}'::json, NULL)) INSERT INTO customers (id, display_name, email, phone, tax_id, status, external_ref, version) VALUES ((lpad(to_hex(:hi::int), 8, '0') || '-0000-7000-8000-' || lpad(to_hex(:lo::int), 12, '0'))::uuid, 'Bench Customer ' || :client_id, 'bench@example.com', NULL, NULL, 'ACTIVE', NULL, 1) RETURNING id, display_name, email, phone, tax_id, status, external_ref, version, create_time, update_time;
 "#;
 
 /// GetCustomer's SQL for one of the customers [`seed_customers`] wrote: the row, its

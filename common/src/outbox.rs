@@ -1,7 +1,7 @@
 //! The transactional outbox.
 //!
 //! A service writes its change and an outbox row in one database transaction
-//! ([`OutboxTx::enqueue`]); the [`Relay`] publishes unpublished rows to Kafka in id order and marks them
+//! ([`OutboxTx::enqueue`]), or in one statement ([`EventRow`]); the [`Relay`] publishes unpublished rows to Kafka in id order and marks them
 //! published. The relay is woken in-process by the commit itself ([`OutboxTx::commit`]) and also
 //! polls, for rows committed by other replicas. Only one replica relays at a time: the one
 //! holding a PostgreSQL advisory lock on its own connection, which every relay query also

@@ -83,7 +83,22 @@ through sqlx's pool and its ping (so a restarted database costs one failed reque
 one warm for `database.check_idle_after_ms` goes back too. A/B with `BENCH_ONLY=rpc`, the same bench binary, old and \
 new CRM alternating: GetCustomer 2,476 and 2,547 calls/s before, 3,264 and 2,986 after (+24 %); CreateCustomer \
 1,305 and 1,396 before, 1,436 and 1,157 after (the write phase is dominated by the work downstream of it; no change \
-to be seen).";
+to be seen). A later A/B on a quiet machine, five pairs of `BENCH_ONLY=mock` with the CRM, the ERP and the bridge \
+of before and after alternating, found no cost to the e2e path: CRM -> ERP at 200/s midpoint p50 5.17-5.67 ms \
+before, 5.08-6.02 after; the ERP's apply call 0.90-1.06 ms before, 0.84-1.05 after.
+12. tansu keeps every record's Kafka headers in a table it creates without an index, and looks up each fetched \
+record's headers in it: every record it returned scanned every header it held, and every Tandem event carries one \
+(`traceparent`). After the write phase (36,713 customers in 20 s) tansu sat at 100 % of a core on SQLite scans, \
+the bridge's requests timed out behind its fetch, and 60 s later the ERP held 12,762 of the customers: the two \
+runs before this one report no tansu e2e figure at all (nothing seen). The scripts that start tansu now index \
+`header (topition, offset_id)` (`scripts/tansu_index.py`); the ERP holds every customer 0.3 s after the writes, \
+and the tansu half of the run takes 128 s instead of 314.
+13. CreateCustomer without a request id is one statement now: the customer, its contacts and addresses and its \
+outbox row (data-modifying `WITH` items) commit together in one round trip, where it was BEGIN, each insert and \
+COMMIT; with a request id the same statement runs in the transaction that replays and remembers. pgbench runs the \
+same statement (7,239 tps where the four-round-trip transaction made about 4,300). A/B with `BENCH_ONLY=rpc`, three \
+pairs, old and new CRM alternating: 1,130, 1,239 and 1,251 calls/s before; 2,276, 1,746 and 1,736 after (+59 %), \
+p50 5.0-6.0 ms before, 2.9-3.8 after.";
 
 /// What to do next, by expected gain.
 pub(super) const NEXT: &str = "\
@@ -96,8 +111,11 @@ took 39 % of the two cores, PostgreSQL 40 %, the load generator 15 %, so about 3
 PostgreSQL's per call, before warm connections (item 11 above) took sqlx's ping off. What is left per call is \
 spread thin: HTTP/2 and TLS on both sides of the gRPC call, the load generator's own gRPC client (pgbench's C client \
 costs a fraction of it), the tracing spans each request opens, and one process switch per round trip to \
-PostgreSQL. The customer and outbox inserts as one statement are next for writes. One runtime worker instead of two \
-(`TOKIO_WORKER_THREADS=1`) changed nothing: 2,452 calls/s against 2,206-2,504 in three runs with two.
+PostgreSQL. One runtime worker instead of two (`TOKIO_WORKER_THREADS=1`) changed nothing: 2,452 calls/s against \
+2,206-2,504 in three runs with two. Writes (`perf record -a`, CreateCustomer at 1,281/s on tansu, before item 13): \
+the CRM took 26 % of the machine, PostgreSQL 38 % (the CRM's writes, the relay's reads and marks, the ERP's \
+applies), tansu 23 %, the load generator 8 %: with everything downstream of a write on the same two cores, the \
+write ratio measures the whole pipeline against PostgreSQL alone.
 2. Outbox relay: batches are pipelined now, but each is still marked by its own UPDATE, a new row version per \
 row; a high-water mark, with the gaps of transactions still in flight handled, would remove that write.
 3. Idle: what is left at rest is the bridge's end-offset check (2 a second), the relays' and the services' \

@@ -121,7 +121,7 @@ pub const ALL: &[Described] = &[
         OUTBOX_LAG_SECONDS,
         Kind::Histogram,
         metrics::Unit::Seconds,
-        "time from an outbox row's commit to the broker's acknowledgement",
+        "time from an outbox row's insert, in the writer's transaction, until the broker acknowledged it and the relay marked it published",
     ),
     d(
         OUTBOX_LEADER,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, postgres::PgArguments, query::QueryAs};
 use tandem_common::{outbox::EventRow, paging::Page};
 use tandem_proto::events::{CustomerStatus, crm::AddressKind};
 use uuid::Uuid;
@@ -63,6 +63,23 @@ fn from_row(row: CustomerRow) -> Result<Customer, sqlx::Error> {
     })
 }
 
+/// Binds `$1` to `$7` of an insert or update of the customer row: the id, then the profile's
+/// columns in table order.
+fn bind_profile<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    id: Uuid,
+    profile: &'q Profile,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(id)
+        .bind(&profile.display_name)
+        .bind(&profile.email)
+        .bind(&profile.phone)
+        .bind(&profile.tax_id)
+        .bind(profile.status.as_str())
+        .bind(&profile.external_ref)
+}
+
 /// Inserts the customer with version 1, with its contacts and addresses, and with `event`'s
 /// outbox row when given: all in one statement, so on a connection outside a transaction
 /// they commit together in one round trip.
@@ -96,14 +113,7 @@ pub(crate) async fn insert(
          VALUES ($1, $2, $3, $4, $5, $6, $7, 1) RETURNING {COLUMNS}"
     );
     let (contacts, addresses) = (&profile.contacts, &profile.addresses);
-    let query = sqlx::query_as(&sql)
-        .bind(id)
-        .bind(&profile.display_name)
-        .bind(&profile.email)
-        .bind(&profile.phone)
-        .bind(&profile.tax_id)
-        .bind(profile.status.as_str())
-        .bind(&profile.external_ref)
+    let query = bind_profile(sqlx::query_as(&sql), id, profile)
         .bind(contacts.iter().map(|c| c.name.as_str()).collect::<Vec<_>>())
         .bind(
             contacts
@@ -228,20 +238,14 @@ pub(crate) async fn update(
     id: Uuid,
     profile: &Profile,
 ) -> Result<Customer, sqlx::Error> {
-    let row: CustomerRow = sqlx::query_as(&format!(
+    let sql = format!(
         "UPDATE customers SET display_name = $2, email = $3, phone = $4, tax_id = $5, \
          status = $6, external_ref = $7, version = version + 1, update_time = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&profile.display_name)
-    .bind(&profile.email)
-    .bind(&profile.phone)
-    .bind(&profile.tax_id)
-    .bind(profile.status.as_str())
-    .bind(&profile.external_ref)
-    .fetch_one(&mut *conn)
-    .await?;
+    );
+    let row: CustomerRow = bind_profile(sqlx::query_as(&sql), id, profile)
+        .fetch_one(&mut *conn)
+        .await?;
     replace_lists(conn, id, profile).await?;
     let mut customers = vec![from_row(row)?];
     complete(conn, &mut customers).await?;

@@ -12,7 +12,9 @@
 //! still apply.
 //!
 //! A [`Tx`] is a transaction on a lease: `BEGIN` on [`Db::begin`], `COMMIT` on [`Tx::commit`];
-//! dropped while open, it rolls back on a task of its own and the lease ends there.
+//! dropped while open, it rolls back on a task of its own and the lease ends there. It is open
+//! from before its `BEGIN` is sent until its `COMMIT` is answered, so a caller that gives up
+//! at any point (a deadline) leaves no connection inside a transaction.
 
 use std::{
     ops::{Deref, DerefMut},
@@ -178,10 +180,17 @@ impl Db {
     }
 
     /// A transaction on a lease of its own.
+    ///
+    /// The [`Tx`] exists before `BEGIN` is sent: a caller that gives up while `BEGIN` is in
+    /// flight (a client's deadline) drops it open, so it rolls back. Were the lease dropped
+    /// instead, its connection would go warm and enter the transaction once `BEGIN` arrived;
+    /// the next request's statements would then be acknowledged and never committed.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let mut lease = self.acquire().await?;
-        lease.execute("BEGIN").await?;
-        Ok(Tx { lease: Some(lease) })
+        let mut tx = Tx {
+            lease: Some(self.acquire().await?),
+        };
+        tx.execute("BEGIN").await?;
+        Ok(tx)
     }
 
     /// Closes sqlx's pool, after handing it every warm connection (it waits for all of its
@@ -275,18 +284,22 @@ pub struct Tx {
 }
 
 impl Tx {
+    /// Commits. The transaction keeps its lease until `COMMIT` is answered: given up while
+    /// it is in flight, it is dropped open, and the rollback that follows reads the COMMIT's
+    /// answer first (a failed COMMIT then closes the connection instead of handing its error
+    /// to the next request).
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let Some(mut lease) = self.lease.take() else {
-            return Ok(());
+        let committed = match self.lease.as_mut() {
+            Some(lease) => lease.execute("COMMIT").await,
+            None => return Ok(()),
         };
-        match lease.execute("COMMIT").await {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                // Whether the COMMIT took is unknown: the connection is not reused.
-                lease.discard();
-                Err(error)
-            }
+        // Answered: the transaction is over either way.
+        let lease = self.lease.take();
+        if let (Err(_), Some(mut lease)) = (&committed, lease) {
+            // Whether the COMMIT took is unknown: the connection is not reused.
+            lease.discard();
         }
+        committed.map(|_| ())
     }
 
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {

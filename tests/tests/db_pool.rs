@@ -191,3 +191,85 @@ async fn a_database_that_went_away_costs_one_failed_request_not_one_per_warm_con
         "every warm connection failed a request of its own"
     );
 }
+
+#[tokio::test]
+async fn a_begin_given_up_in_flight_leaves_no_connection_inside_a_transaction() {
+    let _serial = SERIAL.lock().await;
+    let database = TestDatabase::create("pool_begin").await.unwrap();
+    let db = db_over(&database.url, 2).await;
+    let other = PgPool::connect(&database.url).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE t (id int PRIMARY KEY)")
+        .execute(&other)
+        .await
+        .unwrap();
+    let _ = backend(&db).await; // one connection warm, so the begin below sends BEGIN at once
+
+    for id in 1..=20_i32 {
+        // A caller that gives up (a client's deadline, say) after BEGIN went out and before
+        // its answer came: one poll sends it, then the future is dropped.
+        let _ = futures::FutureExt::now_or_never(db.begin());
+        // The next request's statement commits by itself, on whichever connection it gets.
+        // Had a connection gone warm inside the abandoned BEGIN's transaction, the insert
+        // would be acknowledged and never committed (and lost when that connection rolls
+        // back or closes).
+        eventually("every connection is back", async || {
+            db.warm() + db.pool().num_idle() == db.pool().size() as usize
+        })
+        .await;
+        let mut lease = db.acquire().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES ($1)")
+            .bind(id)
+            .execute(&mut *lease)
+            .await
+            .unwrap();
+        drop(lease);
+        assert_eq!(
+            count(&other, "SELECT count(*) FROM t").await,
+            i64::from(id),
+            "insert {id} was acknowledged but is not committed: its connection was inside a transaction"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_commit_given_up_in_flight_hands_its_failure_to_no_other_request() {
+    let _serial = SERIAL.lock().await;
+    let database = TestDatabase::create("pool_commit").await.unwrap();
+    let db = db_over(&database.url, 2).await;
+    let other = PgPool::connect(&database.url).await.unwrap();
+    // A deferred unique constraint: the duplicate fails at COMMIT, not at the INSERT.
+    sqlx::raw_sql(
+        "CREATE TABLE t (id int, UNIQUE (id) DEFERRABLE INITIALLY DEFERRED); \
+         CREATE TABLE u (id int)",
+    )
+    .execute(&other)
+    .await
+    .unwrap();
+
+    for id in 1..=10_i32 {
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (0), (0)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        // Given up after COMMIT went out and before its answer (the failure) came.
+        let _ = futures::FutureExt::now_or_never(tx.commit());
+        eventually("every connection is back", async || {
+            db.warm() + db.pool().num_idle() == db.pool().size() as usize
+        })
+        .await;
+        // The next request gets its own answer, not the abandoned COMMIT's failure.
+        let mut lease = db.acquire().await.unwrap();
+        let inserted = sqlx::query("INSERT INTO u VALUES ($1)")
+            .bind(id)
+            .execute(&mut *lease)
+            .await;
+        drop(lease);
+        assert!(
+            inserted.is_ok(),
+            "request {id} got another request's error: {inserted:?}"
+        );
+        assert_eq!(count(&other, "SELECT count(*) FROM u").await, i64::from(id));
+    }
+    assert_eq!(count(&other, "SELECT count(*) FROM t").await, 0);
+}

@@ -6,8 +6,11 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
@@ -99,6 +102,60 @@ fn client_timeout(value: &str) -> Option<Duration> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+tokio::task_local! {
+    /// Raised while a call's future is dropped before it finished.
+    static GIVEN_UP: Arc<AtomicBool>;
+}
+
+/// Whether what is being dropped now belongs to a call given up: its deadline passed or its
+/// client went away, and its future is dropped unfinished. A database lease dropped then may
+/// still have a statement in flight (see `tandem_common::pool`). False outside a call.
+pub fn call_given_up() -> bool {
+    GIVEN_UP
+        .try_with(|given_up| given_up.load(Ordering::SeqCst))
+        .unwrap_or(false)
+}
+
+/// Runs `call` so that, dropped before it finishes, what it drops sees [`call_given_up`].
+pub fn as_call<F: Future>(call: F) -> impl Future<Output = F::Output> {
+    let given_up = Arc::new(AtomicBool::new(false));
+    GIVEN_UP.scope(
+        given_up.clone(),
+        Call {
+            inner: Some(Box::pin(call)),
+            given_up,
+        },
+    )
+}
+
+struct Call<F> {
+    inner: Option<Pin<Box<F>>>,
+    given_up: Arc<AtomicBool>,
+}
+
+impl<F: Future> Future for Call<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Pending; // polled after it finished: never again ready
+        };
+        let output = ready!(inner.as_mut().poll(cx));
+        self.inner = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F> Drop for Call<F> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            // Inside GIVEN_UP's scope (tokio drops a scoped future within its scope).
+            self.given_up.store(true, Ordering::SeqCst);
+            drop(inner);
+        }
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for Limits<S>
 where
     S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
@@ -147,7 +204,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let _permit = permit;
-            match tokio::time::timeout(timeout, inner.call(request)).await {
+            match tokio::time::timeout(timeout, as_call(inner.call(request))).await {
                 Ok(result) => result,
                 Err(_) => Ok(Status::deadline_exceeded(format!(
                     "the call did not finish within {} ms",
@@ -257,5 +314,39 @@ mod tests {
         assert_eq!(grpc_status(&second.unwrap()), None);
         let after = service.call(request(None)).await.unwrap();
         assert_eq!(grpc_status(&after), None, "permits come back");
+    }
+
+    /// Records, when dropped, whether it was dropped with a call given up.
+    struct Witness(std::sync::Arc<std::sync::Mutex<Option<bool>>>);
+
+    impl Drop for Witness {
+        fn drop(&mut self) {
+            if let Ok(mut seen) = self.0.lock() {
+                *seen = Some(call_given_up());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn only_what_an_unfinished_call_drops_sees_it_given_up() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        // Finished: what it dropped on the way was not given up.
+        let witness = Witness(seen.clone());
+        as_call(async move { drop(witness) }).await;
+        assert_eq!(*seen.lock().unwrap(), Some(false));
+        // Dropped while it waits: what it holds is dropped given up.
+        let witness = Witness(seen.clone());
+        let call = as_call(async move {
+            let _held = witness;
+            std::future::pending::<()>().await;
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), call)
+                .await
+                .is_err()
+        );
+        assert_eq!(*seen.lock().unwrap(), Some(true));
+        // Outside any call.
+        assert!(!call_given_up());
     }
 }

@@ -9,7 +9,9 @@
 //! Every other lease goes back through sqlx's pool, whose ping sends what was queued and closes
 //! a broken connection. So do warm connections idle for longer than `idle_limit` and those that
 //! left sqlx's pool more than [`BACK_TO_THE_POOL_AFTER`] ago, so its lifetime and idle limits
-//! still apply.
+//! still apply. A lease dropped with a gRPC call given up (a deadline, a client gone:
+//! [`crate::limits::call_given_up`]) may still have a statement in flight: its connection is
+//! closed.
 //!
 //! A [`Tx`] is a transaction on a lease: `BEGIN` on [`Db::begin`], `COMMIT` on [`Tx::commit`];
 //! dropped while open, it rolls back on a task of its own and the lease ends there. It is open
@@ -269,9 +271,17 @@ impl DerefMut for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && !self.discard
-        {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if crate::limits::call_given_up() {
+            // A lease of a call given up may have a statement in flight, whose answer (an
+            // error, say) the next request would read as its own. The connection is closed
+            // (a Terminate, bounded by sqlx's close timeout), not sent through sqlx's ping:
+            // over TLS, a ping that reads a failure closes the socket in a way that can hang
+            // and hold the pool's slot for good (seen with sqlx 0.8.6 and rustls).
+            conn.close_on_drop();
+        } else if !self.discard {
             self.shelf.put(conn, self.left_pool, self.trouble);
         }
     }

@@ -273,3 +273,56 @@ async fn a_commit_given_up_in_flight_hands_its_failure_to_no_other_request() {
     }
     assert_eq!(count(&other, "SELECT count(*) FROM t").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_of_a_call_given_up_hands_its_failure_to_no_other_request() {
+    let _serial = SERIAL.lock().await;
+    let database = TestDatabase::create("pool_given_up").await.unwrap();
+    let db = db_over(&database.url, 2).await;
+    let other = PgPool::connect(&database.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (0); CREATE TABLE u (id int)",
+    )
+    .execute(&other)
+    .await
+    .unwrap();
+    let _ = backend(&db).await; // one connection warm, so the call below sends at once
+
+    for id in 1..=10_i32 {
+        // A call (as the gRPC limits run it) given up while its statement, which fails 50 ms
+        // later, is in flight (a deadline, or a client that went away).
+        let call = tokio::spawn(tandem_common::limits::as_call(failing_insert(db.clone())));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        call.abort();
+        assert!(call.await.is_err_and(|e| e.is_cancelled()));
+        // Its connection is closed, not held: sqlx's ping over TLS could hang on the failure
+        // and keep the pool's slot for good.
+        eventually("no connection is held by the given-up call", async || {
+            db.warm() + db.pool().num_idle() == db.pool().size() as usize
+        })
+        .await;
+        let mut lease = db.acquire().await.unwrap();
+        let inserted = sqlx::query("INSERT INTO u VALUES ($1)")
+            .bind(id)
+            .execute(&mut *lease)
+            .await;
+        drop(lease);
+        assert!(
+            inserted.is_ok(),
+            "request {id} got another request's error: {inserted:?}"
+        );
+    }
+    assert_eq!(count(&other, "SELECT count(*) FROM u").await, 10);
+}
+
+/// An insert that fails 50 ms after it is sent (boxed: the compiler cannot prove sqlx's
+/// executor futures `Send` through `spawn` otherwise).
+fn failing_insert(db: Db) -> futures::future::BoxFuture<'static, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        let mut lease = db.acquire().await?;
+        let conn: &mut sqlx::PgConnection = &mut lease;
+        sqlx::Executor::execute(conn, "INSERT INTO t SELECT 0 FROM pg_sleep(0.05)")
+            .await
+            .map(|_| ())
+    })
+}

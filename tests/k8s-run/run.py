@@ -735,6 +735,9 @@ def main():
         print(f"FAILED after {took:.0f} s: {len(run.failures)} failure(s):")
         for f in run.failures:
             print(f"  - {f.splitlines()[0]}")
+        # Last, where a truncated log still shows it: the seed repeats the partition schedule.
+        if run.args.partitions:
+            print(f"  repeat: tests/k8s-run/run.sh --seed {run.args.seed}")
         code = 1
     else:
         print(f"PASSED in {took:.0f} s: the local overlay's pods run, probe, sync and roll without losing or duplicating anything")

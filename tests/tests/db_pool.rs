@@ -43,6 +43,24 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
+/// Waits until no connection is out of `db` (every one warm or idle in sqlx's pool).
+async fn all_back(db: &Db, what: &str) {
+    eventually(what, async || {
+        db.warm() + db.pool().num_idle() == db.pool().size() as usize
+    })
+    .await;
+}
+
+/// The next request: inserts `id` into `table` on a lease of its own.
+async fn next_insert(db: &Db, table: &str, id: i32) -> Result<(), sqlx::Error> {
+    let mut lease = db.acquire().await.unwrap();
+    sqlx::query(&format!("INSERT INTO {table} VALUES ($1)"))
+        .bind(id)
+        .execute(&mut *lease)
+        .await
+        .map(|_| ())
+}
+
 #[tokio::test]
 async fn a_clean_lease_stays_warm_and_the_next_acquire_takes_it() {
     let _serial = SERIAL.lock().await;
@@ -212,17 +230,8 @@ async fn a_begin_given_up_in_flight_leaves_no_connection_inside_a_transaction() 
         // Had a connection gone warm inside the abandoned BEGIN's transaction, the insert
         // would be acknowledged and never committed (and lost when that connection rolls
         // back or closes).
-        eventually("every connection is back", async || {
-            db.warm() + db.pool().num_idle() == db.pool().size() as usize
-        })
-        .await;
-        let mut lease = db.acquire().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES ($1)")
-            .bind(id)
-            .execute(&mut *lease)
-            .await
-            .unwrap();
-        drop(lease);
+        all_back(&db, "every connection is back").await;
+        next_insert(&db, "t", id).await.unwrap();
         assert_eq!(
             count(&other, "SELECT count(*) FROM t").await,
             i64::from(id),
@@ -254,17 +263,9 @@ async fn a_commit_given_up_in_flight_hands_its_failure_to_no_other_request() {
             .unwrap();
         // Given up after COMMIT went out and before its answer (the failure) came.
         let _ = futures::FutureExt::now_or_never(tx.commit());
-        eventually("every connection is back", async || {
-            db.warm() + db.pool().num_idle() == db.pool().size() as usize
-        })
-        .await;
+        all_back(&db, "every connection is back").await;
         // The next request gets its own answer, not the abandoned COMMIT's failure.
-        let mut lease = db.acquire().await.unwrap();
-        let inserted = sqlx::query("INSERT INTO u VALUES ($1)")
-            .bind(id)
-            .execute(&mut *lease)
-            .await;
-        drop(lease);
+        let inserted = next_insert(&db, "u", id).await;
         assert!(
             inserted.is_ok(),
             "request {id} got another request's error: {inserted:?}"
@@ -297,16 +298,8 @@ async fn a_statement_of_a_call_given_up_hands_its_failure_to_no_other_request() 
         assert!(call.await.is_err_and(|e| e.is_cancelled()));
         // Its connection is closed, not held: sqlx's ping over TLS could hang on the failure
         // and keep the pool's slot for good.
-        eventually("no connection is held by the given-up call", async || {
-            db.warm() + db.pool().num_idle() == db.pool().size() as usize
-        })
-        .await;
-        let mut lease = db.acquire().await.unwrap();
-        let inserted = sqlx::query("INSERT INTO u VALUES ($1)")
-            .bind(id)
-            .execute(&mut *lease)
-            .await;
-        drop(lease);
+        all_back(&db, "no connection is held by the given-up call").await;
+        let inserted = next_insert(&db, "u", id).await;
         assert!(
             inserted.is_ok(),
             "request {id} got another request's error: {inserted:?}"

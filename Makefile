@@ -1,6 +1,9 @@
 # Tandem: `make run` and `make test` provision what they need on a fresh machine.
 .PHONY: run test lint fmt build provision stop bench bench-scale chaos drill fuzz
 
+# What cargo needs beyond the toolchain (OpenSSL's headers for librdkafka); installed if missing.
+BUILD_DEPS = bash -c 'source scripts/common.sh && build_deps'
+
 help: ## This list of targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
@@ -11,6 +14,7 @@ test: ## Everything CI runs: unit, integration and end-to-end tests on real part
 	scripts/test.sh
 
 lint: ## rustfmt check + clippy with warnings as errors; the bridge links no database driver; no tonic in domain code
+	$(BUILD_DEPS)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked --features tandem-common/failpoints -- -D warnings
 	cargo clippy -p sync-bridge --all-targets --locked -- -D warnings
@@ -24,6 +28,7 @@ fmt:
 	cargo fmt --all
 
 build:
+	$(BUILD_DEPS)
 	cargo build --workspace --bins --locked
 
 provision: ## Start PostgreSQL and install the broker without running anything
@@ -37,6 +42,7 @@ stop: ## Stop the PostgreSQL cluster and broker started by the scripts
 bench: ## Benchmarks with same-run baselines; writes BENCHMARKS.md and bench-results.json (not part of test)
 	scripts/postgres.sh start
 	scripts/broker.sh install
+	$(BUILD_DEPS)
 	cargo build --release --bins --locked
 	bash -c 'source scripts/common.sh && url=$$(scripts/postgres.sh url) && \
 	  psql "$$url" -Atqc "SELECT format('"'"'DROP DATABASE IF EXISTS %I;'"'"', datname) FROM pg_database WHERE datname LIKE '"'"'test\_bench%'"'"'" | psql "$$url" -q >/dev/null && \
@@ -45,6 +51,7 @@ bench: ## Benchmarks with same-run baselines; writes BENCHMARKS.md and bench-res
 bench-scale: ## The scale phases: RPC, e2e, snapshot and reconcile at 10k, 100k and 1M customers; adds its section to BENCHMARKS.md
 	scripts/postgres.sh start
 	scripts/broker.sh install
+	$(BUILD_DEPS)
 	cargo build --release --bins --locked
 	bash -c 'source scripts/common.sh && url=$$(scripts/postgres.sh url) && \
 	  psql "$$url" -Atqc "SELECT format('"'"'DROP DATABASE IF EXISTS %I;'"'"', datname) FROM pg_database WHERE datname LIKE '"'"'test\_bench%'"'"'" | psql "$$url" -q >/dev/null && \

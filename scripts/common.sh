@@ -34,3 +34,11 @@ apt_install() {
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }
+
+# build_deps: what cargo needs beyond the toolchain. librdkafka (rdkafka-sys) links the
+# system's OpenSSL, found with pkg-config.
+build_deps() {
+  if ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl; then
+    apt_install libssl-dev pkg-config
+  fi
+}

@@ -12,6 +12,7 @@ if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked --root "$TANDEM_CACHE/cargo-fuzz" --quiet
 fi
 rustup toolchain list | grep -q '^nightly' || die "cargo-fuzz needs a nightly toolchain"
+build_deps
 cd fuzz
 for target in $(cargo +nightly fuzz list); do
   log "fuzzing $target for ${seconds}s"

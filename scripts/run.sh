@@ -16,6 +16,7 @@ if [ -z "${KAFKA_BROKERS:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/${TANDEM_BROKER_P
 fi
 
 log "building"
+build_deps
 cargo build --workspace --bins --quiet
 
 # A development CA, certificates and token signing key, made once under the state directory:

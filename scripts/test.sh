@@ -9,6 +9,7 @@ source scripts/common.sh
 # The test build has the crash points of the fault-injection tests (tests/tests/failpoints.rs);
 # release builds leave them out.
 features=tandem-common/failpoints
+build_deps
 log "building"
 cargo build --workspace --bins --locked --features "$features"
 

@@ -4,14 +4,19 @@
 //! ReadyForQuery): one round trip per request on top of the request's own statements, a third
 //! of a GetCustomer's. A [`Lease`] that ends cleanly puts its connection on a warm list
 //! instead, and the next [`Db::acquire`] takes it from there without a round trip. A lease ends
-//! cleanly when nothing is queued on its connection (a statement or a rollback not yet sent)
-//! and no error of the database being unreachable was noted since it began ([`note_error`]).
-//! Every other lease goes back through sqlx's pool, whose ping sends what was queued and closes
-//! a broken connection. So do warm connections idle for longer than `idle_limit` and those that
-//! left sqlx's pool more than [`BACK_TO_THE_POOL_AFTER`] ago, so its lifetime and idle limits
-//! still apply. A lease dropped with a gRPC call given up (a deadline, a client gone:
-//! [`crate::limits::call_given_up`]) may still have a statement in flight: its connection is
-//! closed.
+//! cleanly when nothing is in flight or queued on its connection (checked without waiting:
+//! [`idle_now`]) and no error of the database being unreachable was noted since it began
+//! ([`note_error`]).
+//!
+//! A lease whose connection is not idle when it ends (a statement in flight, dropped by a
+//! timeout, a select, or a gRPC call given up: [`crate::limits::call_given_up`]) has its
+//! connection closed: the statement's answer (an error, say) would otherwise be read by the
+//! next request as its own. It is not sent through sqlx's ping either: over TLS, a ping that
+//! reads a failure can hang and hold the pool's slot for good (seen with sqlx 0.8.6 and
+//! rustls). Leases begun before a noted error go back through sqlx's pool, whose ping closes
+//! the broken connections; so do warm connections idle for longer than `idle_limit` and those
+//! that left sqlx's pool more than [`BACK_TO_THE_POOL_AFTER`] ago, so its lifetime and idle
+//! limits still apply.
 //!
 //! A [`Tx`] is a transaction on a lease: `BEGIN` on [`Db::begin`], `COMMIT` on [`Tx::commit`];
 //! dropped while open, it rolls back on a task of its own and the lease ends there. It is open
@@ -69,8 +74,7 @@ impl Shelf {
     fn put(&self, conn: PoolConnection<Postgres>, left_pool: Instant, trouble: u64) {
         let fresh = !self.closed.load(Ordering::SeqCst)
             && trouble == TROUBLE.load(Ordering::SeqCst)
-            && left_pool.elapsed() < BACK_TO_THE_POOL_AFTER
-            && !conn.should_flush();
+            && left_pool.elapsed() < BACK_TO_THE_POOL_AFTER;
         if !fresh {
             return; // dropped: back through sqlx's pool
         }
@@ -274,17 +278,28 @@ impl Drop for Lease {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        if crate::limits::call_given_up() {
-            // A lease of a call given up may have a statement in flight, whose answer (an
-            // error, say) the next request would read as its own. The connection is closed
-            // (a Terminate, bounded by sqlx's close timeout), not sent through sqlx's ping:
-            // over TLS, a ping that reads a failure closes the socket in a way that can hang
-            // and hold the pool's slot for good (seen with sqlx 0.8.6 and rustls).
+        if self.discard {
+            return;
+        }
+        if crate::limits::call_given_up() || !idle_now(&mut conn) {
+            // A statement may be in flight: closed (a Terminate, bounded by sqlx's close
+            // timeout), neither warm nor through sqlx's ping (the module's documentation).
             conn.close_on_drop();
-        } else if !self.discard {
+        } else {
             self.shelf.put(conn, self.left_pool, self.trouble);
         }
     }
+}
+
+/// Whether nothing is in flight or queued on `conn`, found without waiting: sqlx's
+/// wait-until-ready polled once. It returns at once when no answer is awaited, reads an answer
+/// that already arrived, and is pending while one is still on its way (the connection is
+/// then busy). An error read (a dropped statement's failure) leaves the connection unfit.
+fn idle_now(conn: &mut PgConnection) -> bool {
+    use futures::FutureExt;
+    // Polling the socket needs the runtime the connection was made on.
+    tokio::runtime::Handle::try_current().is_ok()
+        && matches!(Connection::flush(conn).now_or_never(), Some(Ok(())))
 }
 
 /// A transaction on a lease: dereferences to the connection; [`Tx::commit`] ends it, and

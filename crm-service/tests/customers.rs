@@ -45,14 +45,7 @@ async fn create_then_get_returns_the_stored_customer_and_publishes_it() {
     assert_eq!(created.status(), CustomerStatus::Active);
     assert_eq!(created.display_name, "Ada Lovelace");
 
-    let fetched = crm
-        .client
-        .get_customer(GetCustomerRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fetched = crm.customer(&created.id).await;
     assert_eq!(fetched, created);
 
     let records = read_topic(
@@ -199,14 +192,7 @@ async fn updates_bump_the_version_and_stale_writes_are_aborted() {
         .unwrap_err();
     assert_eq!(duplicate_ref.code(), Code::AlreadyExists);
 
-    let current = crm
-        .client
-        .get_customer(GetCustomerRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let current = crm.customer(&created.id).await;
     assert_eq!(current, updated);
 
     let records = read_topic(
@@ -303,6 +289,30 @@ fn shipping() -> Address {
     }
 }
 
+/// UpdateCustomer of both lists at `version`.
+async fn replace_lists(
+    crm: &mut Crm,
+    id: &str,
+    version: i64,
+    contacts: Vec<Contact>,
+    addresses: Vec<Address>,
+) -> Customer {
+    crm.client
+        .update_customer(UpdateCustomerRequest {
+            customer: Some(Customer {
+                id: id.to_owned(),
+                contacts,
+                addresses,
+                version,
+                ..Customer::default()
+            }),
+            update_mask: mask(&["contacts", "addresses"]),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test]
 async fn contacts_and_addresses_are_stored_validated_replaced_and_published() {
     let mut crm = Crm::start().await;
@@ -330,14 +340,7 @@ async fn contacts_and_addresses_are_stored_validated_replaced_and_published() {
     assert_eq!(created.addresses.len(), 2);
     assert_eq!(created.addresses[1].country_code, "DE", "upper-cased");
     assert_eq!(created.addresses[1].line2, "Gate B");
-    let fetched = crm
-        .client
-        .get_customer(GetCustomerRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fetched = crm.customer(&created.id).await;
     assert_eq!(fetched, created);
     assert_eq!(crm.count("customer_contacts").await, 2);
     assert_eq!(crm.count("customer_addresses").await, 2);
@@ -407,8 +410,62 @@ async fn contacts_and_addresses_are_stored_validated_replaced_and_published() {
     assert_eq!(updated.contacts, created.contacts);
     assert_eq!(crm.count("customer_addresses").await, 1);
 
-    let records = crm.events(topics::CRM_CUSTOMERS, 2).await;
-    assert_eq!(records.len(), 2);
+    // Growing a list and reordering another: every position written, none left over.
+    let grown = replace_lists(
+        &mut crm,
+        &created.id,
+        2,
+        vec![
+            created.contacts[1].clone(),
+            created.contacts[0].clone(),
+            Contact {
+                name: "Grace Hopper".into(),
+                role: "navy".into(),
+                ..Contact::default()
+            },
+        ],
+        vec![
+            billing("FR"),
+            shipping(),
+            Address {
+                city: "Bremen".into(),
+                ..shipping()
+            },
+        ],
+    )
+    .await;
+    assert_eq!(grown.version, 3);
+    let names: Vec<&str> = grown.contacts.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Mary Somerville", "Charles Babbage", "Grace Hopper"]
+    );
+    assert_eq!(grown.contacts[0].phone, "+44 20 1234");
+    assert_eq!(
+        grown.contacts[1].phone, "",
+        "a position written over keeps nothing of before"
+    );
+    let cities: Vec<&str> = grown.addresses.iter().map(|a| a.city.as_str()).collect();
+    assert_eq!(cities, ["Berlin", "Hamburg", "Bremen"]);
+    assert_eq!(grown.addresses[0].country_code, "FR");
+    assert_eq!(
+        grown.addresses[0].line2, "",
+        "a position written over keeps nothing of before"
+    );
+    let fetched = crm.customer(&created.id).await;
+    assert_eq!(fetched, grown, "the answer is what is stored");
+    assert_eq!(crm.count("customer_contacts").await, 3);
+    assert_eq!(crm.count("customer_addresses").await, 3);
+
+    // Shrinking both to nothing.
+    let emptied = replace_lists(&mut crm, &created.id, 3, vec![], vec![]).await;
+    assert_eq!(emptied.version, 4);
+    assert!(emptied.contacts.is_empty() && emptied.addresses.is_empty());
+    assert_eq!(crm.count("customer_contacts").await, 0);
+    assert_eq!(crm.count("customer_addresses").await, 0);
+
+    let records = crm.events(topics::CRM_CUSTOMERS, 4).await;
+    assert_eq!(records.len(), 4);
     let first = &records[0].payload["data"];
     assert_eq!(first["contacts"][0]["name"], "Charles Babbage");
     assert_eq!(first["contacts"][0]["phone"], serde_json::Value::Null);
@@ -418,6 +475,18 @@ async fn contacts_and_addresses_are_stored_validated_replaced_and_published() {
     assert_eq!(second["addresses"].as_array().unwrap().len(), 1);
     assert_eq!(second["contacts"].as_array().unwrap().len(), 2);
     assert_eq!(records[1].payload["aggregate_version"], 2);
+    let third = &records[2].payload["data"];
+    assert_eq!(records[2].payload["aggregate_version"], 3);
+    assert_eq!(third["contacts"][2]["name"], "Grace Hopper");
+    assert_eq!(third["addresses"][0]["country_code"], "FR");
+    assert_eq!(records[3].payload["aggregate_version"], 4);
+    assert_eq!(
+        records[3].payload["data"]["contacts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     crm.stop().await;
 }
 
@@ -661,14 +730,7 @@ async fn of_ten_concurrent_updates_at_one_version_exactly_one_wins() {
         .count();
     assert_eq!(aborted, 9, "{results:?}");
 
-    let current = crm
-        .client
-        .get_customer(GetCustomerRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let current = crm.customer(&created.id).await;
     assert_eq!(current.version, 2);
     assert_eq!(current.display_name, winners[0].display_name);
     assert_eq!(
@@ -750,14 +812,7 @@ async fn a_failed_write_leaves_neither_row_nor_event() {
         !refused.message().contains("outbox refused"),
         "details are not leaked"
     );
-    let unchanged = crm
-        .client
-        .get_customer(GetCustomerRequest {
-            id: second.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let unchanged = crm.customer(&second.id).await;
     assert_eq!(unchanged, second);
     // A create without a request id is one statement: refused at its outbox row, it leaves
     // neither the customer nor the contacts and addresses written before it.
@@ -825,14 +880,7 @@ async fn the_finance_view_is_mirrored_version_gated_and_never_published() {
         assert!(!response.applied, "version {stale} applied over 3");
         assert_eq!(response.current_version, 3);
     }
-    let customer = crm
-        .client
-        .get_customer(GetCustomerRequest {
-            id: created.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let customer = crm.customer(&created.id).await;
     let finance = customer.finance.unwrap();
     assert_eq!(finance.credit_limit, Some(money("EUR", 500_000)));
     assert_eq!(finance.open_balance, Some(money("EUR", 12_500)));

@@ -111,10 +111,7 @@ impl Customers {
         if profile == current.profile {
             return Ok(current);
         }
-        let customer = store::update(&mut tx, id, &profile)
-            .await
-            .map_err(duplicate_external_ref)?;
-        publish(&mut tx, &customer).await?;
+        let customer = rewrite(&mut tx, &current, &profile).await?;
         tx.commit().await?;
         Ok(customer)
     }
@@ -181,10 +178,7 @@ impl Customers {
             tx.commit().await?;
             return Ok((current, true));
         }
-        let customer = store::update(&mut tx, id, &profile)
-            .await
-            .map_err(duplicate_external_ref)?;
-        publish(&mut tx, &customer).await?;
+        let customer = rewrite(&mut tx, &current, &profile).await?;
         tx.commit().await?;
         Ok((customer, true))
     }
@@ -233,10 +227,9 @@ impl Customers {
         }
         let profile = Profile {
             status: CustomerStatus::Archived,
-            ..current.profile
+            ..current.profile.clone()
         };
-        let customer = store::update(&mut tx, id, &profile).await?;
-        publish(&mut tx, &customer).await?;
+        let customer = rewrite(&mut tx, &current, &profile).await?;
         tx.commit().await?;
         Ok(customer)
     }
@@ -271,6 +264,18 @@ pub async fn insert_with_event(tx: &mut OutboxTx, profile: Profile) -> Result<Cu
     store::insert(tx, id, &profile, Some(event))
         .await
         .map_err(duplicate_external_ref)
+}
+
+/// Writes `profile` over `current`, whose row this transaction has locked, at the next
+/// version, with its `crm.customer.upserted` (or `.archived`) event: one statement.
+async fn rewrite(tx: &mut OutboxTx, current: &Customer, profile: &Profile) -> Result<Customer> {
+    let version = current.version + 1;
+    let event = tx.event_row(SOURCE, version, &profile.upserted_event(current.id))?;
+    let mut customer = store::update(tx, current.id, profile, version, Some(event))
+        .await
+        .map_err(duplicate_external_ref)?;
+    customer.finance = current.finance.clone();
+    Ok(customer)
 }
 
 /// `profile` normalised, if valid.

@@ -80,6 +80,73 @@ fn bind_profile<'q, O>(
         .bind(&profile.external_ref)
 }
 
+/// The customer's contacts and addresses as data-modifying `WITH` items, from parameters `$8`
+/// to `$18` ([`bind_lists`]) for customer `$1`. With `replacing`, over lists it already has:
+/// each position is written over and the positions beyond the new lists are deleted (the
+/// statement's items all see the rows as they were before it, so a delete and an insert of
+/// the same position would collide).
+fn lists_cte(replacing: bool) -> String {
+    let (contacts_conflict, addresses_conflict, leftovers) = if replacing {
+        (
+            " ON CONFLICT (customer_id, position) DO UPDATE SET name = EXCLUDED.name, \
+             email = EXCLUDED.email, phone = EXCLUDED.phone, role = EXCLUDED.role",
+            " ON CONFLICT (customer_id, position) DO UPDATE SET kind = EXCLUDED.kind, \
+             line1 = EXCLUDED.line1, line2 = EXCLUDED.line2, city = EXCLUDED.city, \
+             postal_code = EXCLUDED.postal_code, region = EXCLUDED.region, \
+             country_code = EXCLUDED.country_code",
+            ", contacts_beyond AS ( \
+                 DELETE FROM customer_contacts \
+                 WHERE customer_id = $1 AND position >= cardinality($8::text[])), \
+             addresses_beyond AS ( \
+                 DELETE FROM customer_addresses \
+                 WHERE customer_id = $1 AND position >= cardinality($12::text[]))",
+        )
+    } else {
+        ("", "", "")
+    };
+    format!(
+        "contacts AS ( \
+             INSERT INTO customer_contacts (customer_id, position, name, email, phone, role) \
+             SELECT $1, ordinality - 1, name, email, phone, role \
+             FROM UNNEST($8::text[], $9::text[], $10::text[], $11::text[]) \
+                  WITH ORDINALITY AS c(name, email, phone, role, ordinality){contacts_conflict}), \
+         addresses AS ( \
+             INSERT INTO customer_addresses \
+                 (customer_id, position, kind, line1, line2, city, postal_code, region, country_code) \
+             SELECT $1, ordinality - 1, kind, line1, line2, city, postal_code, region, country_code \
+             FROM UNNEST($12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
+                         $17::text[], $18::text[]) \
+                  WITH ORDINALITY AS a(kind, line1, line2, city, postal_code, region, \
+                                       country_code, ordinality){addresses_conflict}){leftovers}"
+    )
+}
+
+/// Binds `$8` to `$18` of [`lists_cte`]: the contacts' and the addresses' columns as arrays.
+fn bind_lists<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    profile: &'q Profile,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    let (contacts, addresses) = (&profile.contacts, &profile.addresses);
+    let contact = |column: fn(&'q Contact) -> Option<&'q str>| -> Vec<Option<&'q str>> {
+        contacts.iter().map(column).collect()
+    };
+    let address = |column: fn(&'q Address) -> Option<&'q str>| -> Vec<Option<&'q str>> {
+        addresses.iter().map(column).collect()
+    };
+    query
+        .bind(contact(|c| Some(c.name.as_str())))
+        .bind(contact(|c| c.email.as_deref()))
+        .bind(contact(|c| c.phone.as_deref()))
+        .bind(contact(|c| c.role.as_deref()))
+        .bind(address(|a| Some(a.kind.as_str())))
+        .bind(address(|a| Some(a.line1.as_str())))
+        .bind(address(|a| a.line2.as_deref()))
+        .bind(address(|a| Some(a.city.as_str())))
+        .bind(address(|a| a.postal_code.as_deref()))
+        .bind(address(|a| a.region.as_deref()))
+        .bind(address(|a| Some(a.country_code.as_str())))
+}
+
 /// Inserts the customer with version 1, with its contacts and addresses, and with `event`'s
 /// outbox row when given: all in one statement, so on a connection outside a transaction
 /// they commit together in one round trip.
@@ -96,93 +163,31 @@ pub(crate) async fn insert(
         None => String::new(),
     };
     let sql = format!(
-        "WITH contacts AS ( \
-             INSERT INTO customer_contacts (customer_id, position, name, email, phone, role) \
-             SELECT $1, ordinality - 1, name, email, phone, role \
-             FROM UNNEST($8::text[], $9::text[], $10::text[], $11::text[]) \
-                  WITH ORDINALITY AS c(name, email, phone, role, ordinality)), \
-         addresses AS ( \
-             INSERT INTO customer_addresses \
-                 (customer_id, position, kind, line1, line2, city, postal_code, region, country_code) \
-             SELECT $1, ordinality - 1, kind, line1, line2, city, postal_code, region, country_code \
-             FROM UNNEST($12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
-                         $17::text[], $18::text[]) \
-                  WITH ORDINALITY AS a(kind, line1, line2, city, postal_code, region, \
-                                       country_code, ordinality)){outbox_row} \
+        "WITH {}{outbox_row} \
          INSERT INTO customers (id, display_name, email, phone, tax_id, status, external_ref, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1) RETURNING {COLUMNS}",
+        lists_cte(false)
     );
-    let (contacts, addresses) = (&profile.contacts, &profile.addresses);
-    let query = bind_profile(sqlx::query_as(&sql), id, profile)
-        .bind(contacts.iter().map(|c| c.name.as_str()).collect::<Vec<_>>())
-        .bind(
-            contacts
-                .iter()
-                .map(|c| c.email.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            contacts
-                .iter()
-                .map(|c| c.phone.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            contacts
-                .iter()
-                .map(|c| c.role.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            addresses
-                .iter()
-                .map(|a| a.kind.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            addresses
-                .iter()
-                .map(|a| a.line1.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            addresses
-                .iter()
-                .map(|a| a.line2.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            addresses
-                .iter()
-                .map(|a| a.city.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            addresses
-                .iter()
-                .map(|a| a.postal_code.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            addresses
-                .iter()
-                .map(|a| a.region.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            addresses
-                .iter()
-                .map(|a| a.country_code.as_str())
-                .collect::<Vec<_>>(),
-        );
+    let query = bind_lists(bind_profile(sqlx::query_as(&sql), id, profile), profile);
+    written(conn, query, event, profile).await
+}
+
+/// Runs an insert or update of the customer with `event`'s row bound after the statement's
+/// own parameters, and answers the customer it returned with `profile`'s lists.
+async fn written(
+    conn: &mut PgConnection,
+    query: QueryAs<'_, Postgres, CustomerRow, PgArguments>,
+    event: Option<EventRow>,
+    profile: &Profile,
+) -> Result<Customer, sqlx::Error> {
     let query = match event {
         Some(event) => event.bind(query),
         None => query,
     };
-    let row: CustomerRow = query.fetch_one(&mut *conn).await?;
+    let row = query.fetch_one(&mut *conn).await?;
     let mut customer = from_row(row)?;
-    customer.profile.contacts = contacts.clone();
-    customer.profile.addresses = addresses.clone();
+    customer.profile.contacts = profile.contacts.clone();
+    customer.profile.addresses = profile.addresses.clone();
     Ok(customer)
 }
 
@@ -232,26 +237,28 @@ pub(crate) async fn status_for_share(
         .transpose()
 }
 
-/// Writes `profile` (with its lists) and bumps the version by one.
+/// Writes `profile` (with its lists) at `version`, with `event`'s outbox row when given: one
+/// statement. The answer has no finance view (the caller has it from its locked read).
 pub(crate) async fn update(
     conn: &mut PgConnection,
     id: Uuid,
     profile: &Profile,
+    version: i64,
+    event: Option<EventRow>,
 ) -> Result<Customer, sqlx::Error> {
+    let outbox_row = match event {
+        Some(_) => format!(", {}", EventRow::cte(20)),
+        None => String::new(),
+    };
     let sql = format!(
-        "UPDATE customers SET display_name = $2, email = $3, phone = $4, tax_id = $5, \
-         status = $6, external_ref = $7, version = version + 1, update_time = now() \
-         WHERE id = $1 RETURNING {COLUMNS}"
+        "WITH {}{outbox_row} \
+         UPDATE customers SET display_name = $2, email = $3, phone = $4, tax_id = $5, \
+             status = $6, external_ref = $7, version = $19, update_time = now() \
+         WHERE id = $1 RETURNING {COLUMNS}",
+        lists_cte(true)
     );
-    let row: CustomerRow = bind_profile(sqlx::query_as(&sql), id, profile)
-        .fetch_one(&mut *conn)
-        .await?;
-    replace_lists(conn, id, profile).await?;
-    let mut customers = vec![from_row(row)?];
-    complete(conn, &mut customers).await?;
-    customers
-        .pop()
-        .ok_or_else(|| sqlx::Error::Protocol("updated customer vanished".into()))
+    let query = bind_lists(bind_profile(sqlx::query_as(&sql), id, profile), profile).bind(version);
+    written(conn, query, event, profile).await
 }
 
 /// One page of customers in id (creation) order.
@@ -492,70 +499,6 @@ async fn complete(conn: &mut PgConnection, customers: &mut [Customer]) -> Result
             customer.profile.addresses = addresses;
             customer.finance = finance;
         }
-    }
-    Ok(())
-}
-
-/// Replaces the customer's contacts and addresses with those of `profile`.
-async fn replace_lists(
-    conn: &mut PgConnection,
-    id: Uuid,
-    profile: &Profile,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM customer_contacts WHERE customer_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM customer_addresses WHERE customer_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    insert_lists(conn, id, profile).await
-}
-
-/// Writes the contacts and addresses of `profile` for a customer that has none.
-async fn insert_lists(
-    conn: &mut PgConnection,
-    id: Uuid,
-    profile: &Profile,
-) -> Result<(), sqlx::Error> {
-    if !profile.contacts.is_empty() {
-        let contacts = &profile.contacts;
-        sqlx::query(
-            "INSERT INTO customer_contacts (customer_id, position, name, email, phone, role) \
-             SELECT $1, ordinality - 1, name, email, phone, role \
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) \
-                  WITH ORDINALITY AS c(name, email, phone, role, ordinality)",
-        )
-        .bind(id)
-        .bind(contacts.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
-        .bind(contacts.iter().map(|c| c.email.clone()).collect::<Vec<_>>())
-        .bind(contacts.iter().map(|c| c.phone.clone()).collect::<Vec<_>>())
-        .bind(contacts.iter().map(|c| c.role.clone()).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !profile.addresses.is_empty() {
-        let addresses = &profile.addresses;
-        sqlx::query(
-            "INSERT INTO customer_addresses \
-                 (customer_id, position, kind, line1, line2, city, postal_code, region, country_code) \
-             SELECT $1, ordinality - 1, kind, line1, line2, city, postal_code, region, country_code \
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                         $8::text[]) \
-                  WITH ORDINALITY AS a(kind, line1, line2, city, postal_code, region, country_code, \
-                                       ordinality)",
-        )
-        .bind(id)
-        .bind(addresses.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>())
-        .bind(addresses.iter().map(|a| a.line1.clone()).collect::<Vec<_>>())
-        .bind(addresses.iter().map(|a| a.line2.clone()).collect::<Vec<_>>())
-        .bind(addresses.iter().map(|a| a.city.clone()).collect::<Vec<_>>())
-        .bind(addresses.iter().map(|a| a.postal_code.clone()).collect::<Vec<_>>())
-        .bind(addresses.iter().map(|a| a.region.clone()).collect::<Vec<_>>())
-        .bind(addresses.iter().map(|a| a.country_code.clone()).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
     }
     Ok(())
 }

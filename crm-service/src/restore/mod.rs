@@ -153,7 +153,7 @@ impl Restore {
                 contacts: current.profile.contacts.clone(),
                 ..mirrored.profile.clone()
             };
-            customers::store::update(&mut tx, mirrored.id, &profile)
+            customers::store::update(&mut tx, mirrored.id, &profile, previous_version + 1, None)
                 .await
                 .map_err(|e| taken(mirrored.id, e))?;
             Outcome::Recovered

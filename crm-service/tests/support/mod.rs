@@ -92,6 +92,15 @@ impl Crm {
         records
     }
 
+    /// GetCustomer of `id`, which must exist.
+    pub async fn customer(&mut self, id: &str) -> pb::Customer {
+        self.client
+            .get_customer(pb::GetCustomerRequest { id: id.to_owned() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn create_customer(&mut self, customer: pb::Customer) -> pb::Customer {
         self.client
             .create_customer(CreateCustomerRequest {

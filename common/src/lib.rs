@@ -41,6 +41,7 @@ pub mod otlp;
 pub mod outbox;
 pub mod paging;
 pub mod pki;
+#[cfg(feature = "database")]
 pub mod pool;
 pub mod producer;
 pub mod runtime;

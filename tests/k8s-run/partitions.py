@@ -111,9 +111,9 @@ class Partitions:
                 ("erp", "erp database", ep(erp), ep(erp_db)), ("erp", "broker", ep(erp), ep(k))]
 
     def plan(self, links):
-        """Each link once, then two more at random; 3-8 s each (the bridge's 7-10 s: its
-        reachability loop checks the CRM, the ERP and the broker in turn, each for up to 2 s,
-        then sleeps 2 s, so a cut can take ~6 s to show), at most two at a time."""
+        """Each link once, then two more at random; 3-8 s each (the bridge's 7-10 s: it checks
+        the CRM, the ERP and the broker each on its own, every 2 s, each check for up to 2 s,
+        so a cut can take ~6 s to show), at most two at a time."""
         order = links[:]
         self.rng.shuffle(order)
         order += self.rng.sample(links, 2)

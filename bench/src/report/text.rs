@@ -98,7 +98,14 @@ outbox row (data-modifying `WITH` items) commit together in one round trip, wher
 COMMIT; with a request id the same statement runs in the transaction that replays and remembers. pgbench runs the \
 same statement (7,239 tps where the four-round-trip transaction made about 4,300). A/B with `BENCH_ONLY=rpc`, three \
 pairs, old and new CRM alternating: 1,130, 1,239 and 1,251 calls/s before; 2,276, 1,746 and 1,736 after (+59 %), \
-p50 5.0-6.0 ms before, 2.9-3.8 after.";
+p50 5.0-6.0 ms before, 2.9-3.8 after.
+14. Since the report before this one, nothing aimed at these figures; what changed on their path: a database \
+connection is checked idle without waiting when its lease ends (sqlx's wait-until-ready polled once) and closed \
+when it is not, where it went warm (A/B with `BENCH_ONLY=rpc`, three pairs in both orders: no difference beyond \
+the run order's drift); UpdateCustomer is one statement (not measured here); librdkafka links the system's OpenSSL \
+(the fresh release build of `make bench` took 10 m 45 s of this run's 18 m 43 s, where building OpenSSL added \
+about 4 minutes). This run's machine was quicker than the last one's (pgbench's write 13,206 tps against 8,680): \
+compare the ratios.";
 
 /// What to do next, by expected gain.
 pub(super) const NEXT: &str = "\

@@ -12,8 +12,8 @@ use tandem_proto::{
     crm::v1::{
         ApplyCustomerFinanceRequest, ApplyOrderStatusRequest, ApplyOrderStatusesRequest,
         ApplyProductRequest, ApplyStockLevelsRequest, ArchiveCustomerRequest, CreateOrderRequest,
-        Customer, CustomerStatus, ExternalOrderLine, FulfilmentStatus, GetCustomerRequest,
-        GetOrderRequest, ListCustomersRequest, ListProductsRequest, Order, OrderLine, OrderStatus,
+        Customer, CustomerStatus, ExternalOrderLine, FulfilmentStatus, GetOrderRequest,
+        ListCustomersRequest, ListProductsRequest, Order, OrderLine, OrderStatus,
         PlaceExternalOrderRequest, ProductData, RepublishRequest, RequestOrderCancellationRequest,
         StockLevel, SubmitOrderRequest, UpdateCustomerRequest, UpsertCustomerByExternalRefRequest,
     },
@@ -120,14 +120,7 @@ async fn customers_are_upserted_by_external_ref_once_per_source_version() {
     assert_eq!(second.version, 2);
     assert_eq!(second.email, "grace@navy.example.com");
     assert_eq!(second.phone, "+1 555 0100");
-    let fetched = crm
-        .client
-        .get_customer(GetCustomerRequest {
-            id: first.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let fetched = crm.customer(&first.id).await;
     assert_eq!(fetched, second);
 
     // A newer version with the same profile records the version but publishes nothing.
@@ -1017,12 +1010,7 @@ async fn repair_applies_an_equal_version_and_an_older_one_never() {
         assert_eq!(response.applied, applied, "{limit} at {version}");
         assert_eq!(response.current_version, 2);
     }
-    let ada = crm
-        .client
-        .get_customer(GetCustomerRequest { id: ada_id })
-        .await
-        .unwrap()
-        .into_inner();
+    let ada = crm.customer(&ada_id).await;
     assert_eq!(
         ada.finance.unwrap().credit_limit,
         Some(money("EUR", 200_000))
